@@ -1,0 +1,54 @@
+"""metricx core runtime: the public API that provider plugins build on."""
+
+from __future__ import annotations
+
+from core.errors import (
+    AuthError,
+    ConfigError,
+    MetricxError,
+    PayloadError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from core.hookspecs import hookimpl
+from core.providers import (
+    AccountInfo,
+    AccountRef,
+    Capabilities,
+    Credentials,
+    EntityRecord,
+    JobSpec,
+    MetricRecord,
+    Provider,
+    ProviderContext,
+    ScheduleEntry,
+    SyncMode,
+    SyncWindow,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountInfo",
+    "AccountRef",
+    "AuthError",
+    "Capabilities",
+    "ConfigError",
+    "Credentials",
+    "EntityRecord",
+    "JobSpec",
+    "MetricRecord",
+    "MetricxError",
+    "PayloadError",
+    "PermanentError",
+    "Provider",
+    "ProviderContext",
+    "RateLimited",
+    "ScheduleEntry",
+    "SyncMode",
+    "SyncWindow",
+    "TransientError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,111 @@
+"""Settings: one pydantic-settings class, read from the environment (prefix ``METRICX_``).
+
+``DATABASE_URL`` and ``REDIS_URL`` are read without the prefix, as every
+platform that hosts PostgreSQL and Redis sets them. Each field's description is
+its documentation (``metricx config`` prints them).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the core runtime. Plugins keep their own settings classes."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICX_", extra="ignore", populate_by_name=True)
+
+    # --- connections -----------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "METRICX_DATABASE_URL"),
+        description="PostgreSQL URL (postgresql://user:pass@host:5432/db). Unset: the embedded server "
+        "under data_dir is used by `metricx demo`; other commands require it.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "METRICX_REDIS_URL"),
+        description="redis://[:password@]host:port/db, rediss:// for TLS, or "
+        "redis+sentinel://host:26379,host2:26379/mymaster/db for Sentinel.",
+    )
+    redis_ssl_cert_reqs: str = Field(
+        default="required",
+        description="TLS certificate check for rediss:// (required | optional | none). "
+        "Only turn it off for a provider that cannot present a valid certificate.",
+    )
+    redis_ssl_ca_certs: str | None = Field(default=None, description="CA bundle file for rediss://.")
+    redis_conn_timeout_s: int = Field(default=30, description="Redis connect timeout in seconds.")
+    redis_conn_retries: int = Field(default=5, description="Redis connect retries before giving up.")
+    data_dir: Path = Field(
+        default=Path(".metricx"),
+        description="Where embedded PostgreSQL / Redis and the generated dev key live.",
+    )
+
+    # --- secrets ---------------------------------------------------------------------
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by "
+        "prepending a new key, then `metricx keys rotate`). Unset: a key is generated in data_dir "
+        "(development only).",
+    )
+    operator_key: SecretStr | None = Field(
+        default=None, description="Bearer key for operator endpoints (creating workspaces)."
+    )
+
+    # --- worker ----------------------------------------------------------------------
+    queue_name: str = Field(default="arq:queue", description="The arq queue every job goes to.")
+    max_jobs: int = Field(default=10, description="Concurrent jobs per worker process.")
+    job_timeout_s: int = Field(default=600, description="Seconds a job may run before arq cancels it.")
+    keep_result_s: int = Field(default=3600, description="Seconds arq keeps a job's result.")
+    max_tries: int = Field(default=3, description="Tries per job, the first included.")
+    retry_base_s: float = Field(default=5.0, description="First retry delay; doubles each try, plus jitter.")
+    retry_max_s: float = Field(default=300.0, description="Upper bound of one retry delay.")
+    rate_limit_requeue_max_s: float = Field(
+        default=900.0,
+        description="A throttle shorter than this re-queues the sync for when it lifts; a longer one "
+        "(a daily quota) leaves the connection rate_limited until the scheduler picks it up again.",
+    )
+    stuck_after_s: int | None = Field(
+        default=None,
+        description="A connection syncing/queued for longer than this with no live job is repaired "
+        "(default: job_timeout_s + 60).",
+    )
+
+    # --- windows ---------------------------------------------------------------------
+    attribution_days: int = Field(default=7, description="Default attribution re-pull window in days.")
+    backfill_days: int = Field(default=90, description="Default backfill window in days.")
+    backfill_slice_days: int = Field(default=7, description="Days per backfill slice (checkpoint unit).")
+    entity_batch_size: int = Field(default=500, description="Rows per upsert statement.")
+    http_timeout_s: float = Field(default=60.0, description="Timeout of one provider HTTP request.")
+
+    # --- scheduler -------------------------------------------------------------------
+    cron_realtime: str = Field(default="*/15 * * * *", description="Cron (UTC) of scheduled_realtime_sync.")
+    cron_attribution: str = Field(default="0 3 * * *", description="Cron (UTC) of scheduled_attribution_sync.")
+    cron_compaction: str = Field(default="0 1 * * *", description="Cron (UTC) of scheduled_compaction.")
+    scheduler_lease_s: float = Field(default=30.0, description="Scheduler leadership lease in seconds.")
+    scheduler_poll_s: float = Field(default=1.0, description="How often the scheduler checks its ticks.")
+    scheduler_max_lateness_s: float = Field(
+        default=3600.0, description="A tick missed by more than this is skipped, not run late."
+    )
+    fanout_spread_s: float = Field(
+        default=0.0, description="Spread fan-out job start times over this many seconds (0: all now)."
+    )
+    fanout_batch_size: int = Field(default=1000, description="Jobs enqueued per Redis pipeline.")
+
+    # --- logging ---------------------------------------------------------------------
+    log_format: str = Field(default="console", description="console (development) or json (production).")
+    log_level: str = Field(default="INFO", description="Root log level.")
+
+    @property
+    def stuck_threshold_s(self) -> int:
+        return self.stuck_after_s if self.stuck_after_s is not None else self.job_timeout_s + 60
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

@@ -1,0 +1,101 @@
+"""The hooks a metricx plugin may implement. Each docstring is the contract.
+
+A plugin is a module named by an entry point in the ``metricx`` group; it
+decorates functions with :data:`hookimpl` whose names and parameters match the
+specs below exactly (``check_pending()`` rejects a misspelled hook at start).
+Registration hooks receive a ``register`` callback, so one plugin can add
+several objects and the core keeps typed wrappers (see ``core/plugins.py``).
+The plugin author's reference, with examples, is ``core/HOOKS.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from core.providers import JobSpec, Provider, ScheduleEntry
+
+PROJECT = "metricx"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def metricx_core_version() -> str:  # type: ignore[empty-body]
+    """Return the range of core versions this plugin works with, as a PEP 440 specifier.
+
+    Example: ``">=0.1,<0.2"``. A plugin whose range excludes the running core is
+    reported and skipped (or stops start-up when ``METRICX_STRICT_PLUGINS`` is set).
+    """
+
+
+@hookspec
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register provider objects: call ``register(provider)`` once per provider.
+
+    Runs once when the plugin manager loads. Provider names must be unique
+    across every installed plugin; a duplicate stops start-up.
+    """
+
+
+@hookspec
+def register_jobs(register: Callable[[JobSpec], None]) -> None:
+    """Register extra arq jobs: call ``register(JobSpec(name, function))``.
+
+    Runs when the worker builds ``WorkerSettings.functions``. Job names must be
+    unique and should be namespaced by plugin (``shopify.sync_store``).
+    """
+
+
+@hookspec
+def register_schedules(register: Callable[[ScheduleEntry], None]) -> None:
+    """Register cron entries for the scheduler: ``register(ScheduleEntry(name, cron, job))``.
+
+    Runs when the scheduler starts. ``cron`` is a five-field UTC expression and
+    ``job`` a registered job name.
+    """
+
+
+@hookspec
+def register_routers(register: Callable[[APIRouter], None]) -> None:
+    """Register FastAPI routers; they are mounted under ``/v1/plugins/<plugin>``.
+
+    Runs when the API app is created.
+    """
+
+
+@hookspec
+def migration_locations() -> str | None:  # type: ignore[empty-body]
+    """Return the directory of this plugin's Alembic branch (its own ``versions`` folder), or None.
+
+    Runs when ``metricx db upgrade`` builds the Alembic config; every branch is
+    upgraded to its head.
+    """
+
+
+@hookspec
+def on_sync_started(connection_id: str, workspace_id: str, provider: str, mode: str, job_id: str) -> None:
+    """Called when a sync try starts (after the connection is marked ``syncing``).
+
+    Must return quickly; exceptions are logged and ignored.
+    """
+
+
+@hookspec
+def on_sync_finished(
+    connection_id: str, workspace_id: str, provider: str, mode: str, job_id: str, stats: dict[str, Any]
+) -> None:
+    """Called when a sync try succeeded; ``stats`` holds rows written, API calls and seconds throttled."""
+
+
+@hookspec
+def on_sync_failed(
+    connection_id: str, workspace_id: str, provider: str, mode: str, job_id: str, error_kind: str, message: str
+) -> None:
+    """Called when a sync try failed; ``error_kind`` is the error's kind, ``message`` has no secrets."""

@@ -1,0 +1,258 @@
+"""Plugin discovery (entry-point group ``metricx``) and typed access to what plugins register.
+
+No caller touches ``pm.hook`` directly: :func:`get_registry` returns a
+:class:`Registry` holding providers, jobs, schedule entries, routers and
+migration locations, collected once per process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import structlog
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from core import hookspecs
+from core.errors import ConfigError
+from core.providers import JobSpec, Provider, ScheduleEntry
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+log = structlog.get_logger(__name__)
+
+ENTRY_POINT_GROUP = "metricx"
+
+
+class PluginConflict(ConfigError):
+    """Two plugins registered the same provider or job name, or a plugin is broken in strict mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginProblem:
+    """A plugin that was found but skipped, and why."""
+
+    name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """An installed, loaded plugin."""
+
+    name: str
+    version: str | None
+    distribution: str | None
+    hooks: tuple[str, ...]
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, with its owner."""
+
+    providers: dict[str, Provider] = field(default_factory=dict)
+    provider_owner: dict[str, str] = field(default_factory=dict)
+    jobs: dict[str, JobSpec] = field(default_factory=dict)
+    job_owner: dict[str, str] = field(default_factory=dict)
+    schedules: list[ScheduleEntry] = field(default_factory=list)
+    schedule_owner: dict[str, str] = field(default_factory=dict)
+    routers: list[tuple[str, APIRouter]] = field(default_factory=list)
+    migration_locations: list[tuple[str, str]] = field(default_factory=list)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    problems: list[PluginProblem] = field(default_factory=list)
+    pm: pluggy.PluginManager | None = None
+
+    def provider(self, name: str) -> Provider:
+        """The provider called ``name``; ConfigError naming what is installed when missing."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            installed = ", ".join(sorted(self.providers)) or "none"
+            raise ConfigError(
+                f"provider {name!r} is not installed (installed: {installed}); "
+                f"install its plugin package, e.g. metricx-{name}"
+            ) from None
+
+    def notify(self, event: str, **kwargs: Any) -> None:
+        """Call a sync lifecycle hook; a failing plugin is logged, never fatal."""
+        if self.pm is None:
+            return
+        caller = getattr(self.pm.hook, event)
+        for impl in caller.get_hookimpls():
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:  # a listener must not break the sync it listens to
+                log.warning("plugin_hook_failed", plugin=impl.plugin_name, hook=event, error=str(exc))
+
+
+def _csv(value: str | None) -> set[str] | None:
+    if value is None or not value.strip():
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _selected(name: str, load: set[str] | None, disable: set[str] | None) -> bool:
+    if load is not None and name not in load:
+        return False
+    return not (disable and name in disable)
+
+
+def _check_core_version(pm: pluggy.PluginManager, plugin: object, name: str) -> str | None:
+    from core import __version__
+
+    impl = getattr(plugin, "metricx_core_version", None)
+    if impl is None:
+        return None
+    spec_text = impl()
+    try:
+        spec = SpecifierSet(spec_text)
+    except InvalidSpecifier:
+        return f"plugin {name!r} declares an invalid core version range {spec_text!r}"
+    if Version(__version__) not in spec:
+        return f"plugin {name!r} needs metricx core {spec_text}, but {__version__} is installed"
+    return None
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _load_one(pm: pluggy.PluginManager, name: str, ep: importlib.metadata.EntryPoint) -> PluginInfo:
+    try:
+        plugin = ep.load()
+    except Exception as exc:
+        raise _Skip(f"plugin {name!r} failed to import {ep.value!r}: {type(exc).__name__}: {exc}") from exc
+    problem = _check_core_version(pm, plugin, name)
+    if problem:
+        raise _Skip(problem)
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(name=name)
+        raise _Skip(f"plugin {name!r} is invalid: {exc}") from exc
+    dist = ep.dist
+    hooks = tuple(sorted(impl_name for impl_name in dir(plugin) if hasattr(pm.hook, impl_name)))
+    return PluginInfo(
+        name=name,
+        version=dist.version if dist else None,
+        distribution=dist.metadata["Name"] if dist else None,
+        hooks=hooks,
+    )
+
+
+class _Skip(Exception):
+    pass
+
+
+def load_registry(
+    *,
+    load: str | None = None,
+    disable: str | None = None,
+    strict: bool = False,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+) -> Registry:
+    """Discover plugins, validate them and collect what they register.
+
+    ``load`` / ``disable`` are comma-separated plugin names (``METRICX_LOAD_PLUGINS`` /
+    ``METRICX_DISABLE_PLUGINS``). A broken or incompatible plugin is reported in
+    ``problems`` and skipped; with ``strict`` it raises :class:`PluginConflict`.
+    Duplicate provider or job names always raise.
+    """
+    pm = _new_manager()
+    registry = Registry(pm=pm)
+    load_set, disable_set = _csv(load), _csv(disable)
+    seen: set[str] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in seen or not _selected(ep.name, load_set, disable_set):
+            continue
+        seen.add(ep.name)
+        try:
+            registry.plugins.append(_load_one(pm, ep.name, ep))
+        except _Skip as skip:
+            problem = PluginProblem(ep.name, str(skip))
+            if strict:
+                raise PluginConflict(problem.message) from skip
+            log.error("plugin_skipped", plugin=ep.name, problem=problem.message)
+            registry.problems.append(problem)
+    for name, plugin in extra_plugins:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+        registry.plugins.append(PluginInfo(name, None, None, ()))
+    _collect(pm, registry)
+    return registry
+
+
+def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
+    for impl in pm.hook.register_providers.get_hookimpls():
+        owner = impl.plugin_name
+
+        def add_provider(provider: Provider, _owner: str = owner) -> None:
+            if provider.name in registry.providers:
+                raise PluginConflict(
+                    f"provider {provider.name!r} is registered by both plugin "
+                    f"{registry.provider_owner[provider.name]!r} and plugin {_owner!r}; uninstall or disable one"
+                )
+            registry.providers[provider.name] = provider
+            registry.provider_owner[provider.name] = _owner
+
+        impl.function(register=add_provider)
+    for impl in pm.hook.register_jobs.get_hookimpls():
+        owner = impl.plugin_name
+
+        def add_job(spec: JobSpec, _owner: str = owner) -> None:
+            if spec.name in registry.jobs:
+                raise PluginConflict(
+                    f"job {spec.name!r} is registered by both plugin {registry.job_owner[spec.name]!r} "
+                    f"and plugin {_owner!r}; job names must be unique"
+                )
+            registry.jobs[spec.name] = spec
+            registry.job_owner[spec.name] = _owner
+
+        impl.function(register=add_job)
+    for impl in pm.hook.register_schedules.get_hookimpls():
+        owner = impl.plugin_name
+
+        def add_schedule(entry: ScheduleEntry, _owner: str = owner) -> None:
+            if entry.name in registry.schedule_owner:
+                raise PluginConflict(f"schedule entry {entry.name!r} is registered twice")
+            registry.schedules.append(entry)
+            registry.schedule_owner[entry.name] = _owner
+
+        impl.function(register=add_schedule)
+    for impl in pm.hook.register_routers.get_hookimpls():
+        owner = impl.plugin_name
+        impl.function(register=lambda router, _owner=owner: registry.routers.append((_owner, router)))
+    for impl in pm.hook.migration_locations.get_hookimpls():
+        location = impl.function()
+        if location:
+            registry.migration_locations.append((impl.plugin_name, str(location)))
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use from the environment's settings."""
+    global _registry
+    if _registry is None:
+        _registry = load_registry(
+            load=os.environ.get("METRICX_LOAD_PLUGINS"),
+            disable=os.environ.get("METRICX_DISABLE_PLUGINS"),
+            strict=os.environ.get("METRICX_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"},
+        )
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the loaded registry (tests that change the environment)."""
+    global _registry
+    _registry = None

@@ -1,0 +1,282 @@
+"""The Provider protocol and the records a provider yields to the sync engine.
+
+A provider never touches the database or Redis. The core hands it a
+:class:`ProviderContext` (an httpx client and a rate limiter), the account it
+syncs (:class:`AccountRef`) and decrypted :class:`Credentials`; it yields
+batches of :class:`EntityRecord` / :class:`MetricRecord` that the engine
+upserts. Records validate themselves: a malformed value raises
+:class:`~core.errors.PayloadError` with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from core.errors import PayloadError
+
+if TYPE_CHECKING:
+    from core.ratelimit import AccountLimiter
+
+
+class SyncMode(str, enum.Enum):
+    """What a sync fetches: today, the re-pull window, or the history."""
+
+    realtime = "realtime"
+    attribution = "attribution"
+    backfill = "backfill"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do; the engine derives windows from it."""
+
+    levels: tuple[str, ...] = ("campaign", "adset", "ad")
+    attribution_window_days: int = 7
+    backfill_days: int = 90
+    backfill_slice_days: int = 7
+    timezone_source: str = "account"
+    realtime: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWindow:
+    """An inclusive range of the account's local days to fetch.
+
+    ``captured_at`` is the snapshot time the engine writes for ``end`` when the
+    window is today's realtime slot; past days are written at their fixed
+    end-of-day time.
+    """
+
+    mode: SyncMode
+    start: date
+    end: date
+    timezone: str
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def dates(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(self.days)]
+
+    def __str__(self) -> str:
+        return f"{self.mode.value}:{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+@dataclass(slots=True)
+class Credentials:
+    """Decrypted tokens for one connection. Tokens never appear in ``repr``."""
+
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_token={'***' if self.access_token else None}, "
+            f"refresh_token={'***' if self.refresh_token else None}, expires_at={self.expires_at!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """The account a provider syncs: ids and the settings stored on the connection."""
+
+    connection_id: str
+    workspace_id: str
+    external_account_id: str
+    timezone: str = "UTC"
+    currency: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """Account facts a provider reads from the platform (timezone drives the day boundaries)."""
+
+    name: str | None
+    timezone: str
+    currency: str
+
+
+def _text(value: object, name: str, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"record field {name!r} is missing")
+        return None
+    if isinstance(value, (str, int)):
+        return str(value)
+    raise PayloadError(f"record field {name!r} must be text, got {type(value).__name__}")
+
+
+def _count(value: object, name: str) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise PayloadError(f"record field {name!r} must be a whole number, got a boolean")
+    try:
+        number = int(value) if isinstance(value, (int, str)) else int(Decimal(str(value)))
+    except (ValueError, InvalidOperation):
+        raise PayloadError(f"record field {name!r} must be a whole number, got {str(value)[:40]!r}") from None
+    if number < 0:
+        raise PayloadError(f"record field {name!r} must not be negative, got {number}")
+    return number
+
+
+def _money(value: object, name: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise PayloadError(f"record field {name!r} must be a number, got {str(value)[:40]!r}") from None
+    if not number.is_finite():
+        raise PayloadError(f"record field {name!r} must be a finite number, got {value!r}")
+    return number
+
+
+def _day(value: object, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    raise PayloadError(f"record field {name!r} must be a date (YYYY-MM-DD), got {str(value)[:40]!r}")
+
+
+@dataclass(slots=True)
+class EntityRecord:
+    """One campaign / ad set / ad (or a provider's own level), as the platform reports it now."""
+
+    level: str
+    external_id: str
+    name: str | None = None
+    status: str | None = None
+    parent_level: str | None = None
+    parent_external_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.level = _text(self.level, "level") or ""
+        self.external_id = _text(self.external_id, "external_id") or ""
+        self.name = _text(self.name, "name", required=False)
+        self.status = _text(self.status, "status", required=False)
+        self.parent_external_id = _text(self.parent_external_id, "parent_external_id", required=False)
+        if self.parent_external_id and not self.parent_level:
+            raise PayloadError(f"entity {self.external_id}: parent_external_id given without parent_level")
+
+
+@dataclass(slots=True)
+class MetricRecord:
+    """The cumulative totals of one entity for one account-local day ("day so far" for today).
+
+    Accepts loose input (strings from JSON, Decimals, ints) and normalises it:
+    counts become ``int``, money and conversions ``Decimal``. Malformed values
+    raise :class:`PayloadError`.
+    """
+
+    level: str
+    entity_external_id: str
+    metrics_date: date
+    spend: Decimal = Decimal(0)
+    impressions: int = 0
+    clicks: int = 0
+    conversions: Decimal = Decimal(0)
+    revenue: Decimal = Decimal(0)
+    currency: str | None = None
+
+    def __post_init__(self) -> None:
+        self.level = _text(self.level, "level") or ""
+        self.entity_external_id = _text(self.entity_external_id, "entity_external_id") or ""
+        self.metrics_date = _day(self.metrics_date, "metrics_date")
+        self.spend = _money(self.spend, "spend")
+        self.impressions = _count(self.impressions, "impressions")
+        self.clicks = _count(self.clicks, "clicks")
+        self.conversions = _money(self.conversions, "conversions")
+        self.revenue = _money(self.revenue, "revenue")
+
+
+@dataclass(slots=True)
+class ProviderContext:
+    """What the core lends a provider for one sync: HTTP, rate limiting, the account's limiter key."""
+
+    http: httpx.AsyncClient
+    limiter: AccountLimiter
+
+
+class Provider(Protocol):
+    """What a platform plugin implements. See ``core/hookspecs.py`` for how it is registered.
+
+    Every method may raise the errors in :mod:`core.errors`; anything else is
+    reported as a permanent error with the exception's message.
+    """
+
+    name: str
+    display_name: str
+    capabilities: Capabilities
+
+    def check_credentials(self, credentials: Credentials) -> None:
+        """Offline token check (no network): raise AuthError if the tokens cannot work."""
+        ...
+
+    async def validate_token(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Check the token against the platform; return new credentials when refreshed, else None."""
+        ...
+
+    async def fetch_account(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AccountInfo:
+        """Read the account's name, IANA timezone and currency."""
+        ...
+
+    def sync_entities(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AsyncIterator[list[EntityRecord]]:
+        """Yield batches of entities, parents before children, including paused and removed ones."""
+        ...
+
+    def fetch_metrics(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
+    ) -> AsyncIterator[list[MetricRecord]]:
+        """Yield batches of daily metric records for every day of ``window`` at every level."""
+        ...
+
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """An extra arq job a plugin registers; ``name`` must be unique across all plugins."""
+
+    name: str
+    function: JobFunction
+    max_tries: int | None = None
+    timeout_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """A cron entry the scheduler enqueues: ``job`` is a registered job name; times are UTC."""
+
+    name: str
+    cron: str
+    job: str
+    description: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
