@@ -76,9 +76,15 @@ class Settings(BaseSettings):
     )
 
     # --- windows ---------------------------------------------------------------------
-    attribution_days: int = Field(default=7, description="Default attribution re-pull window in days.")
-    backfill_days: int = Field(default=90, description="Default backfill window in days.")
-    backfill_slice_days: int = Field(default=7, description="Days per backfill slice (checkpoint unit).")
+    attribution_days: int | None = Field(
+        default=None, description="Override every provider's attribution re-pull window (days; default 7)."
+    )
+    backfill_days: int | None = Field(
+        default=None, description="Override every provider's backfill window (days; default 90)."
+    )
+    backfill_slice_days: int | None = Field(
+        default=None, description="Override the days per backfill slice, the checkpoint unit (default 7)."
+    )
     entity_batch_size: int = Field(default=500, description="Rows per upsert statement.")
     http_timeout_s: float = Field(default=60.0, description="Timeout of one provider HTTP request.")
 

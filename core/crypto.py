@@ -1,0 +1,62 @@
+"""Token encryption at rest: MultiFernet, the first key encrypts and every key decrypts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from core.config import Settings, get_settings
+from core.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+
+def _dev_key(data_dir: Path) -> str:
+    path = data_dir / "encryption.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+        log.warning("encryption_key_generated", path=str(path), hint="set METRICX_ENCRYPTION_KEYS in production")
+    return path.read_text().strip()
+
+
+def get_cipher(settings: Settings | None = None) -> MultiFernet:
+    """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (or the generated dev key)."""
+    settings = settings or get_settings()
+    raw = settings.encryption_keys.get_secret_value() if settings.encryption_keys else _dev_key(settings.data_dir)
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    try:
+        return MultiFernet([Fernet(k) for k in keys])
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "METRICX_ENCRYPTION_KEYS must be comma-separated Fernet keys "
+            "(generate one with `metricx keys generate`)"
+        ) from None
+
+
+def encrypt(value: str | None, cipher: MultiFernet | None = None) -> bytes | None:
+    if value is None:
+        return None
+    return (cipher or get_cipher()).encrypt(value.encode())
+
+
+def decrypt(token: bytes | None, cipher: MultiFernet | None = None) -> str | None:
+    if token is None:
+        return None
+    try:
+        return (cipher or get_cipher()).decrypt(bytes(token)).decode()
+    except InvalidToken:
+        raise ConfigError(
+            "a stored credential cannot be decrypted with the configured keys; "
+            "keep the old key in METRICX_ENCRYPTION_KEYS until `metricx keys rotate` has run"
+        ) from None
+
+
+def rotate(token: bytes | None, cipher: MultiFernet | None = None) -> bytes | None:
+    """Re-encrypt ``token`` under the current (first) key."""
+    if token is None:
+        return None
+    return (cipher or get_cipher()).rotate(bytes(token))

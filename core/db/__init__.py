@@ -1,0 +1,1 @@
+"""Database access: models, the async engine and sessions, Alembic upgrades."""

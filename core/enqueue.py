@@ -1,0 +1,180 @@
+"""Typed enqueue helpers: one sync per connection at a time, and pipelined batch enqueues.
+
+A connection's queued or running sync is remembered under
+``metricx:sync:active:{connection_id}``; asking again returns that job instead of
+queueing a second one. Each enqueue is one atomic Lua call, so a batch of
+thousands goes out in a few pipelined round trips (the fan-out path).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+import structlog
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+
+from core.config import get_settings
+from core.providers import SyncMode
+from core.redis import create_arq_pool, serialize
+
+log = structlog.get_logger(__name__).bind(component="ARQ-ENQUEUE")
+
+ACTIVE_PREFIX = "metricx:sync:active:"
+ACTIVE_TTL_MS = 6 * 3600 * 1000
+JOB_EXPIRES_EXTRA_MS = 86_400_000
+
+# KEYS: job key, result key, queue, active key ('' for none)
+# ARGV: job payload, score, expires ms, job id, active ttl ms
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if KEYS[4] ~= '' then
+  local current = redis.call('GET', KEYS[4])
+  if current and current ~= ARGV[4] and redis.call('EXISTS', ARGV[6] .. current) == 1 then
+    return current
+  end
+  redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+end
+redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class EnqueueResult(TypedDict):
+    job_id: str | None
+    status: Literal["enqueued", "already_queued"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job to enqueue; ``connection_id`` set means at most one such job per connection."""
+
+    function: str
+    job_id: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+    defer_s: float = 0.0
+    connection_id: str | None = None
+
+
+def sync_mode(force_refresh: bool, backfill: bool) -> SyncMode:
+    """The seed's flags as a mode: backfill wins, then force_refresh (attribution), else realtime."""
+    if backfill:
+        return SyncMode.backfill
+    return SyncMode.attribution if force_refresh else SyncMode.realtime
+
+
+def sync_job_id(connection_id: str, mode: SyncMode, slot: str | None = None) -> str:
+    """``sync:{connection}:{mode}:{slot}``: deterministic per slot, unique per manual request."""
+    return f"sync:{connection_id}:{mode.value}:{slot or int(time.time() * 1000)}"
+
+
+def sync_request(
+    connection_id: str,
+    workspace_id: str,
+    mode: SyncMode,
+    *,
+    slot: str | None = None,
+    defer_s: float = 0.0,
+) -> JobRequest:
+    return JobRequest(
+        function="process_sync_job",
+        job_id=sync_job_id(connection_id, mode, slot),
+        args=(connection_id, workspace_id, mode is SyncMode.attribution, mode is SyncMode.backfill),
+        defer_s=defer_s,
+        connection_id=connection_id,
+    )
+
+
+async def enqueue_many(redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None) -> list[
+    EnqueueResult
+]:
+    """Enqueue many jobs in pipelined atomic calls; duplicates come back as ``already_queued``."""
+    queue = queue_name or get_settings().queue_name or default_queue_name
+    script = redis.register_script(_ENQUEUE)
+    now_ms = int(time.time() * 1000)
+    results: list[EnqueueResult] = []
+    batch = get_settings().fanout_batch_size
+    for start in range(0, len(requests), batch):
+        chunk = requests[start : start + batch]
+        async with redis.pipeline(transaction=False) as pipe:
+            for req in chunk:
+                defer_ms = int(req.defer_s * 1000)
+                payload = serialize_job(req.function, req.args, req.kwargs or {}, None, now_ms, serializer=serialize)
+                active = f"{ACTIVE_PREFIX}{req.connection_id}" if req.connection_id else ""
+                await script(
+                    keys=[job_key_prefix + req.job_id, result_key_prefix + req.job_id, queue, active],
+                    args=[payload, now_ms + defer_ms, defer_ms + JOB_EXPIRES_EXTRA_MS, req.job_id, ACTIVE_TTL_MS,
+                          job_key_prefix],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        for req, reply in zip(chunk, replies, strict=True):
+            if reply == 1:
+                results.append({"job_id": req.job_id, "status": "enqueued"})
+            elif reply == 0:
+                results.append({"job_id": req.job_id, "status": "already_queued"})
+            else:
+                current = reply.decode() if isinstance(reply, bytes) else str(reply)
+                results.append({"job_id": current, "status": "already_queued"})
+    return results
+
+
+async def release_active(redis: Redis, connection_id: str, job_id: str) -> None:
+    """Forget the connection's active job if it is still ``job_id`` (called when a sync ends)."""
+    await redis.eval(_RELEASE, 1, f"{ACTIVE_PREFIX}{connection_id}", job_id)  # type: ignore[misc]
+
+
+async def active_job(redis: Redis, connection_id: str) -> str | None:
+    """The job currently queued or running for the connection, if any."""
+    value = await redis.get(f"{ACTIVE_PREFIX}{connection_id}")
+    if value is None:
+        return None
+    job_id = value.decode() if isinstance(value, bytes) else str(value)
+    return job_id if await redis.exists(job_key_prefix + job_id) else None
+
+
+_pool: ArqRedis | None = None
+
+
+async def get_arq_pool() -> ArqRedis:
+    """The process-wide enqueue pool (created on first use)."""
+    global _pool
+    if _pool is None:
+        _pool = await create_arq_pool()
+    return _pool
+
+
+async def enqueue_sync_job(
+    connection_id: str,
+    workspace_id: str,
+    force_refresh: bool = False,
+    backfill: bool = False,
+    *,
+    mode: SyncMode | None = None,
+    slot: str | None = None,
+    defer_s: float = 0.0,
+    redis: Redis | None = None,
+) -> EnqueueResult:
+    """Enqueue ``process_sync_job`` for one connection, or return the sync it already has.
+
+    Returns ``{"job_id": ..., "status": "enqueued" | "already_queued"}``. No token is
+    ever part of a job's arguments: the worker reads credentials from the database.
+    """
+    mode = mode or sync_mode(force_refresh, backfill)
+    conn = redis or await get_arq_pool()
+    [result] = await enqueue_many(conn, [sync_request(str(connection_id), str(workspace_id), mode, slot=slot,
+                                                      defer_s=defer_s)])
+    log.info("sync_enqueued", connection_id=str(connection_id), mode=mode.value, **result)
+    return result

@@ -1,0 +1,64 @@
+"""The core's arq jobs. Each is thin: the work lives in ``core.sync``, ``core.fanout``, ``core.compaction``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from core.enqueue import sync_mode
+from core.errors import ConfigError
+from core.providers import SyncMode
+from core.sync.engine import SyncJob, run_sync
+
+
+def _uuid(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} must be a UUID, got {str(value)[:60]!r}") from None
+
+
+async def process_sync_job(
+    ctx: dict[str, Any],
+    connection_id: str,
+    workspace_id: str,
+    force_refresh: bool = False,
+    backfill: bool = False,
+) -> dict[str, Any]:
+    """Sync one connection: validate tokens, entities, metrics for the mode's window, status.
+
+    ``force_refresh`` selects attribution mode (re-pull the provider's window),
+    ``backfill`` the 90-day history; neither means realtime (today).
+    """
+    try:
+        job = SyncJob(
+            connection_id=_uuid(connection_id, "connection_id"),
+            workspace_id=_uuid(workspace_id, "workspace_id"),
+            mode=sync_mode(bool(force_refresh), bool(backfill)),
+            job_id=ctx["job_id"],
+            job_try=ctx.get("job_try", 1),
+        )
+    except ConfigError as exc:
+        return {"status": "failed", "error_kind": exc.kind, "error": exc.message}
+    return await run_sync(ctx, job)
+
+
+async def scheduled_realtime_sync(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+    """Fan out a realtime ``process_sync_job`` to every active connection that is due."""
+    from core.fanout import fan_out
+
+    return await fan_out(ctx, SyncMode.realtime, tick)
+
+
+async def scheduled_attribution_sync(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+    """Fan out attribution-mode syncs (each provider's re-pull window) to every active connection."""
+    from core.fanout import fan_out
+
+    return await fan_out(ctx, SyncMode.attribution, tick)
+
+
+async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+    """Fold 15-minute snapshots into hourly ones for every day before yesterday."""
+    from core.compaction import compact_all
+
+    return await compact_all()

@@ -1,0 +1,94 @@
+"""Redis connection settings from ``REDIS_URL`` (redis://, rediss://, Sentinel) and the job serializer.
+
+Jobs are serialized with msgpack, never pickle: a Redis that can be written to
+must not mean code execution in the workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import msgpack
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from core.config import Settings, get_settings
+from core.errors import ConfigError
+
+
+def serialize(obj: dict[str, Any]) -> bytes:
+    """arq job/result serializer (msgpack). Non-msgpack values become their string form."""
+    return msgpack.packb(obj, default=str, datetime=False)  # type: ignore[no-any-return]
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+
+
+def _database(path: str) -> int:
+    part = path.strip("/")
+    if not part:
+        return 0
+    try:
+        return int(part)
+    except ValueError:
+        raise ConfigError(f"REDIS_URL database must be a number, got {part!r}") from None
+
+
+def redis_settings(settings: Settings | None = None) -> RedisSettings:
+    """arq ``RedisSettings`` for ``REDIS_URL``; TLS verifies certificates unless told otherwise."""
+    settings = settings or get_settings()
+    url = settings.redis_url or "redis://localhost:6379/0"
+    parsed = urlparse(url)
+    common: dict[str, Any] = {
+        "password": unquote(parsed.password) if parsed.password else None,
+        "username": unquote(parsed.username) if parsed.username else None,
+        "conn_timeout": settings.redis_conn_timeout_s,
+        "conn_retries": settings.redis_conn_retries,
+    }
+    if parsed.scheme in {"redis+sentinel", "rediss+sentinel"}:
+        hosts = []
+        for part in parsed.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = part.partition(":")
+            hosts.append((host, int(port or 26379)))
+        pieces = [p for p in parsed.path.split("/") if p]
+        if not pieces:
+            raise ConfigError("a Sentinel REDIS_URL needs the master name: redis+sentinel://host:26379/mymaster/0")
+        return RedisSettings(
+            host=hosts,
+            sentinel=True,
+            sentinel_master=pieces[0],
+            database=_database(pieces[1] if len(pieces) > 1 else ""),
+            ssl=parsed.scheme.startswith("rediss"),
+            ssl_cert_reqs=settings.redis_ssl_cert_reqs,
+            **common,
+        )
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or redis+sentinel://, got {parsed.scheme!r}")
+    if parsed.scheme == "unix":
+        return RedisSettings(unix_socket_path=parsed.path, **common)
+    tls = parsed.scheme == "rediss"
+    if settings.redis_ssl_cert_reqs not in {"required", "optional", "none"}:
+        raise ConfigError("METRICX_REDIS_SSL_CERT_REQS must be required, optional or none")
+    return RedisSettings(
+        host=parsed.hostname or "localhost",
+        port=parsed.port or 6379,
+        database=_database(parsed.path),
+        ssl=tls,
+        ssl_cert_reqs=settings.redis_ssl_cert_reqs if tls else "required",
+        ssl_ca_certs=settings.redis_ssl_ca_certs,
+        ssl_check_hostname=tls and settings.redis_ssl_cert_reqs == "required",
+        **common,
+    )
+
+
+async def create_arq_pool(settings: Settings | None = None) -> ArqRedis:
+    """A Redis pool that enqueues with the project's serializer on the configured queue."""
+    settings = settings or get_settings()
+    pool: ArqRedis = await create_pool(
+        redis_settings(settings),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=settings.queue_name,
+    )
+    return pool

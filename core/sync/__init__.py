@@ -1,0 +1,1 @@
+"""The sync engine: windows, upserts, status tracking and the job that ties them together."""

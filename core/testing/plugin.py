@@ -1,0 +1,163 @@
+"""pytest plugin (entry point ``pytest11``): real PostgreSQL + Redis, a migrated database, workers.
+
+Fixtures:
+- ``metricx_env``: a fresh migrated database and a Redis for the session; sets
+  ``DATABASE_URL``, ``REDIS_URL``, keys and a session-unique queue in ``os.environ``.
+- ``redis_client``: an async Redis client for that Redis.
+- ``run_worker``: run queued jobs with an in-process arq worker until the queue is empty.
+- ``worker_process``: start ``arq core.worker.WorkerSettings`` as a real process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from core.testing.servers import create_database, drop_database, test_servers, with_database
+
+
+@dataclass
+class MetricxEnv:
+    """Where the session's servers are, and the environment a worker process needs."""
+
+    database_url: str
+    redis_url: str
+    server_url: str
+    database: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _apply(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    from core.config import get_settings
+    from core.plugins import reset_registry
+
+    get_settings.cache_clear()
+    reset_registry()
+
+
+@pytest.fixture(scope="session")
+def metricx_env() -> Iterator[MetricxEnv]:
+    data_dir = Path(os.environ.get("METRICX_TEST_DATA_DIR", ".metricx/test"))
+    server_url, redis_url = test_servers(data_dir)
+    name = f"metricx_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(create_database(server_url, name))
+    database_url = with_database(server_url, name)
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "METRICX_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "METRICX_OPERATOR_KEY": "test-operator-key",
+        "METRICX_QUEUE_NAME": f"arq:queue:test:{uuid.uuid4().hex[:8]}",
+        "METRICX_RETRY_BASE_S": "0.5",
+        "METRICX_RETRY_MAX_S": "3",
+        "METRICX_LOG_LEVEL": "INFO",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    _apply(env)
+    from core.db.migrate import upgrade
+
+    upgrade(database_url)
+    yield MetricxEnv(database_url, redis_url, server_url, name, env)
+    asyncio.run(drop_database(server_url, name))
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+async def redis_client(metricx_env: MetricxEnv) -> AsyncIterator[Any]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(metricx_env.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def run_worker(metricx_env: MetricxEnv) -> Callable[..., Any]:
+    """``await run_worker()`` runs queued jobs in-process (burst mode) and returns the worker."""
+
+    async def run(**overrides: Any) -> Any:
+        from arq.worker import Worker, get_kwargs
+
+        from core.worker import WorkerSettings
+
+        kwargs = {**get_kwargs(WorkerSettings), "burst": True, "poll_delay": 0.05, "handle_signals": False,
+                  **overrides}
+        worker = Worker(**kwargs)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker
+
+    return run
+
+
+class WorkerProcess:
+    """A real ``arq core.worker.WorkerSettings`` process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "arq", "core.worker.WorkerSettings"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"worker never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.proc.poll() is None:
+            if sig is None:
+                self.proc.terminate()
+            else:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def worker_process(metricx_env: MetricxEnv, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``worker_process(**env_overrides)`` starts a real worker; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        env = {**os.environ, **metricx_env.env, **overrides}
+        proc = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
+        started.append(proc)
+        proc.wait_for("Listening on")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,133 @@
+"""The arq worker: ``arq core.worker.WorkerSettings`` or ``python -m core.worker``.
+
+``WorkerSettings`` is one flat class on purpose: arq reads ``__dict__`` only,
+so inherited attributes would be silently ignored.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+import httpx
+import structlog
+from arq.worker import Function, func
+
+from core import jobs
+from core.config import get_settings
+from core.db.engine import dispose_engine
+from core.errors import ConfigError
+from core.logging import configure_logging
+from core.plugins import get_registry
+from core.redis import deserialize, redis_settings, serialize
+
+log = structlog.get_logger(__name__).bind(component="ARQ")
+
+CORE_JOBS = (
+    jobs.process_sync_job,
+    jobs.scheduled_realtime_sync,
+    jobs.scheduled_attribution_sync,
+    jobs.scheduled_compaction,
+)
+
+
+def build_functions() -> list[Function]:
+    """Core jobs plus every plugin's; a duplicate name stops start-up."""
+    functions = [func(f, name=f.__name__) for f in CORE_JOBS]
+    names = {f.name for f in functions}
+    registry = get_registry()
+    for spec in registry.jobs.values():
+        if spec.name in names:
+            raise ConfigError(
+                f"job {spec.name!r} from plugin {registry.job_owner[spec.name]!r} clashes with a core job"
+            )
+        names.add(spec.name)
+        functions.append(func(spec.function, name=spec.name, max_tries=spec.max_tries, timeout=spec.timeout_s))
+    return functions
+
+
+def startup_lines() -> list[str]:
+    s = get_settings()
+    return [
+        "[ARQ] Worker starting up (job processor)",
+        f"[ARQ] Python: {platform.python_version()}",
+        f"[ARQ] Queue: {s.queue_name}",
+        f"[ARQ] Max concurrent jobs: {s.max_jobs}",
+        f"[ARQ] Job timeout: {s.job_timeout_s}s ({s.job_timeout_s / 60:g} min)",
+        f"*** Listening on {s.queue_name}...",
+    ]
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    configure_logging()
+    settings = get_settings()
+    for line in startup_lines():
+        print(line, flush=True)
+    ctx["settings"] = settings
+    ctx["registry"] = get_registry()
+    ctx["http"] = httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
+    ctx["startup_time"] = time.monotonic()
+    ctx["jobs_processed"] = 0
+    from core.fanout import repair_stuck
+
+    repaired = await repair_stuck(ctx)
+    if repaired:
+        log.warning("stuck_connections_repaired", count=repaired)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    uptime = time.monotonic() - ctx.get("startup_time", time.monotonic())
+    log.info("worker_stopped", jobs_processed=ctx.get("jobs_processed", 0), uptime_s=round(uptime, 1))
+    print(f"[ARQ] Jobs processed: {ctx.get('jobs_processed', 0)}", flush=True)
+    print(f"[ARQ] Uptime: {uptime:.0f}s", flush=True)
+    if "http" in ctx:
+        await ctx["http"].aclose()
+    await dispose_engine()
+
+
+async def on_job_start(ctx: dict[str, Any]) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_id=ctx.get("job_id"), job_try=ctx.get("job_try"))
+
+
+async def on_job_end(ctx: dict[str, Any]) -> None:
+    ctx["jobs_processed"] = ctx.get("jobs_processed", 0) + 1
+    structlog.contextvars.clear_contextvars()
+
+
+_settings = get_settings()
+
+
+class WorkerSettings:
+    """Settings arq reads from this class's ``__dict__`` (keep it flat)."""
+
+    functions = build_functions()
+    cron_jobs: list[Any] = []  # the scheduler process enqueues cron work, never the workers
+    redis_settings = redis_settings(_settings)
+    max_jobs = _settings.max_jobs
+    job_timeout = _settings.job_timeout_s
+    keep_result = _settings.keep_result_s
+    retry_jobs = True
+    max_tries = _settings.max_tries
+    queue_name = _settings.queue_name
+    job_serializer = staticmethod(serialize)
+    job_deserializer = staticmethod(deserialize)
+    on_startup = startup
+    on_shutdown = shutdown
+    on_job_start = on_job_start
+    on_job_end = on_job_end
+    health_check_interval = 30
+    handle_signals = True
+
+
+def main() -> None:
+    """``python -m core.worker``: the same worker as ``arq core.worker.WorkerSettings``."""
+    from arq import run_worker
+
+    configure_logging()
+    run_worker(WorkerSettings)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

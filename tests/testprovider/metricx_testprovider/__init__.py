@@ -1,0 +1,1 @@
+"""A minimal provider and HTTP simulator that drive the core's engine tests."""
