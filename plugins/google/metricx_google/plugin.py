@@ -1,0 +1,20 @@
+"""metricx hook implementations of the Google Ads plugin (hooks only; logic lives in provider.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import Provider, hookimpl
+from metricx_google.provider import GoogleAdsProvider
+
+
+@hookimpl
+def metricx_core_version() -> str:
+    """Core versions this plugin works with."""
+    return ">=0.1,<0.2"
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register the Google Ads provider (settings from ``METRICX_GOOGLE_*``)."""
+    register(GoogleAdsProvider())

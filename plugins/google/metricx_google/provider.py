@@ -1,0 +1,195 @@
+"""The Google Ads provider: account facts, entity sync and daily metrics for the sync engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from redis.asyncio import Redis
+
+from core.errors import AuthError, ConfigError, PayloadError
+from core.providers import (
+    AccountInfo,
+    AccountRef,
+    Capabilities,
+    Credentials,
+    EntityRecord,
+    MetricRecord,
+    ProviderContext,
+    SyncWindow,
+)
+from metricx_google.auth import RECONNECT, AccessTokens, TokenCache
+from metricx_google.client import GoogleAdsClient
+from metricx_google.reports import (
+    CHILDREN_QUERY,
+    CUSTOMER_QUERY,
+    ENTITY_QUERIES,
+    LEVELS,
+    Row,
+    entity_record,
+    metric_record,
+    metrics_query,
+)
+from metricx_google.settings import GoogleSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildAccount:
+    """A client account under a manager, as ``customer_client`` reports it."""
+
+    customer_id: str
+    name: str | None
+    manager: bool
+    status: str | None
+    timezone: str | None
+    currency: str | None
+
+
+class GoogleAdsProvider:
+    """Google Ads over REST: campaigns, ad groups and ads, with daily metrics per account-local day.
+
+    A connection's ``external_account_id`` is the client customer id; when it is
+    reached through a manager, the connection's ``config["login_customer_id"]``
+    holds the manager's id.
+    """
+
+    name = "google"
+    display_name = "Google Ads"
+
+    def __init__(self, settings: GoogleSettings | None = None) -> None:
+        self.settings = settings or GoogleSettings()
+        self.capabilities = Capabilities(
+            levels=LEVELS,
+            attribution_window_days=self.settings.attribution_window_days,
+            backfill_days=self.settings.backfill_days,
+        )
+        # Used only when the limiter carries no Redis connection (see the README).
+        self._local_cache = TokenCache(None, secret=self.settings.client_secret.get_secret_value())
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _token_cache(self, ctx: ProviderContext) -> TokenCache:
+        redis = getattr(ctx.limiter, "_redis", None)
+        if not isinstance(redis, Redis):
+            return self._local_cache
+        return TokenCache(redis, secret=self.settings.client_secret.get_secret_value())
+
+    def tokens(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> AccessTokens:
+        """The shared access-token source for this connection."""
+        self.check_credentials(credentials)
+        assert credentials.refresh_token is not None
+        return AccessTokens(
+            ctx.http,
+            self.settings,
+            self._token_cache(ctx),
+            connection_id=account.connection_id,
+            refresh_token=credentials.refresh_token,
+        )
+
+    def client(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> GoogleAdsClient:
+        """A REST client for ``account`` using the shared token cache."""
+        return GoogleAdsClient(ctx, self.settings, account, self.tokens(ctx, account, credentials))
+
+    # -- Provider protocol ----------------------------------------------------------------------
+
+    def check_credentials(self, credentials: Credentials) -> None:
+        """Offline check: Google needs a refresh token (access tokens are minted from it)."""
+        if not credentials.refresh_token:
+            raise AuthError(f"Missing refresh token. {RECONNECT}")
+
+    async def validate_token(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Make sure an access token can be had (cached or minted); the refresh token never changes."""
+        await self.tokens(ctx, account, credentials).get()
+        return None
+
+    async def fetch_account(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AccountInfo:
+        """Name, time zone and currency; a manager account is refused with its children listed."""
+        client = self.client(ctx, account, credentials)
+        batches = await client.search_stream(CUSTOMER_QUERY)
+        rows = [row for batch in batches for row in batch]
+        if not rows or not isinstance(rows[0].get("customer"), dict):
+            raise PayloadError(f"Google Ads account {client.customer_id}: the customer query returned no row")
+        customer: Row = rows[0]["customer"]
+        if customer.get("manager") is True:
+            children = await self.list_child_accounts(ctx, account, credentials)
+            names = ", ".join(f"{c.customer_id} ({c.name or 'unnamed'})" for c in children if not c.manager)
+            raise ConfigError(
+                f"Google Ads account {client.customer_id} is a manager account and has no metrics of its "
+                f"own. Connect one of its client accounts instead ({names or 'none found'}) with "
+                f"login_customer_id={client.customer_id}."
+            )
+        timezone, currency = customer.get("timeZone"), customer.get("currencyCode")
+        if not isinstance(timezone, str) or not isinstance(currency, str):
+            raise PayloadError(f"Google Ads account {client.customer_id}: time zone or currency missing")
+        name = customer.get("descriptiveName")
+        return AccountInfo(name=name if isinstance(name, str) else None, timezone=timezone, currency=currency)
+
+    async def list_child_accounts(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> list[ChildAccount]:
+        """Client accounts directly under the manager ``account`` (the manager itself excluded)."""
+        client = self.client(ctx, account, credentials)
+        children: list[ChildAccount] = []
+        for batch in await client.search_stream(CHILDREN_QUERY):
+            for row in batch:
+                cc = row.get("customerClient")
+                if not isinstance(cc, dict) or str(cc.get("id")) == client.customer_id:
+                    continue
+                children.append(
+                    ChildAccount(
+                        customer_id=str(cc.get("id")),
+                        name=_opt(cc.get("descriptiveName")),
+                        manager=cc.get("manager") is True,
+                        status=_opt(cc.get("status")),
+                        timezone=_opt(cc.get("timeZone")),
+                        currency=_opt(cc.get("currencyCode")),
+                    )
+                )
+        return children
+
+    async def sync_entities(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AsyncIterator[list[EntityRecord]]:
+        """Campaigns, then ad groups, then ads (enabled, paused and removed), one search page per batch."""
+        client = self.client(ctx, account, credentials)
+        for level in LEVELS:
+            count = 0
+            async for rows in client.search(ENTITY_QUERIES[level]):
+                if rows:
+                    count += len(rows)
+                    yield [entity_record(level, row) for row in rows]
+            log.info("google_entities_synced", connection_id=account.connection_id, level=level, count=count)
+
+    async def fetch_metrics(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
+    ) -> AsyncIterator[list[MetricRecord]]:
+        """Daily metrics for every level, one searchStream slice of ``metrics_slice_days`` at a time."""
+        client = self.client(ctx, account, credentials)
+        step = timedelta(days=self.settings.metrics_slice_days)
+        for level in LEVELS:
+            start = window.start
+            while start <= window.end:
+                end = min(window.end, start + step - timedelta(days=1))
+                for rows in await client.search_stream(metrics_query(level, start, end)):
+                    if rows:
+                        yield [metric_record(level, row, account.currency) for row in rows]
+                log.debug(
+                    "google_metrics_slice_fetched",
+                    connection_id=account.connection_id,
+                    level=level,
+                    start=start.isoformat(),
+                    end=end.isoformat(),
+                )
+                start = end + timedelta(days=1)
+
+
+def _opt(value: object) -> str | None:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None

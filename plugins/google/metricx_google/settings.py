@@ -1,0 +1,43 @@
+"""Settings of the Google Ads provider (env prefix ``METRICX_GOOGLE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GoogleSettings(BaseSettings):
+    """Where the Google Ads API and the OAuth token endpoint live, and the OAuth client to use.
+
+    Point ``base_url`` and ``token_url`` at the simulator
+    (``python -m metricx_google.simulator``) to run without Google.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="METRICX_GOOGLE_", extra="ignore")
+
+    base_url: str = "https://googleads.googleapis.com"
+    """Google Ads REST API root, without the version."""
+    api_version: str = Field(default="v22", pattern=r"^v\d+$")
+    """API version in the path; versions sunset after ~12 months, so this is a setting."""
+    token_url: str = "https://oauth2.googleapis.com/token"
+    """OAuth 2.0 token endpoint used to mint access tokens from refresh tokens."""
+    client_id: str = ""
+    """OAuth client id of the cloud project the refresh tokens were issued to."""
+    client_secret: SecretStr = SecretStr("")
+    """OAuth client secret (never logged)."""
+    developer_token: SecretStr | None = None
+    """Optional ``developer-token`` header (ignored by Google since Sep 2026)."""
+    token_refresh_margin_s: int = Field(default=300, ge=0)
+    """Cached access tokens are dropped this many seconds before they expire."""
+    attribution_window_days: int = Field(default=7, ge=1, le=90)
+    """Days the attribution sync re-reads (conversions move for up to 90 days)."""
+    backfill_days: int = Field(default=90, ge=1)
+    """Days of history a new connection backfills."""
+    metrics_slice_days: int = Field(default=7, ge=1)
+    """Days per searchStream request when fetching metrics (one slice is re-run if the stream breaks)."""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    """Timeout of one API request."""
+
+    def api_root(self) -> str:
+        """``{base_url}/{api_version}`` without a trailing slash."""
+        return f"{self.base_url.rstrip('/')}/{self.api_version}"

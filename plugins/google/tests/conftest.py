@@ -1,0 +1,87 @@
+"""Fixtures: the simulator over an ASGI transport, a fakeredis-backed limiter, a configured provider."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import fakeredis
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from core.providers import AccountRef, Credentials, ProviderContext
+from core.ratelimit import AccountLimiter
+from metricx_google import GoogleAdsProvider, GoogleSettings
+from metricx_google.simulator import (
+    CHILD_BERLIN_ID,
+    CHILD_NY_ID,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
+    MANAGER_ID,
+    SimState,
+    create_app,
+)
+
+# A fixed instant: 18:30 UTC is 13:30 in New York and 19:30 in Berlin (partial "today" in both).
+FROZEN_NOW = datetime(2026, 3, 10, 18, 30, tzinfo=UTC)
+BASE = "http://googleads.sim"
+
+
+@pytest.fixture
+def sim() -> SimState:
+    state = SimState()
+    state.frozen_now = FROZEN_NOW
+    return state
+
+
+@pytest.fixture
+async def http(sim: SimState) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(sim))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        yield client
+
+
+@pytest.fixture
+def redis() -> fakeredis.aioredis.FakeRedis:
+    return fakeredis.aioredis.FakeRedis()
+
+
+@pytest.fixture
+def settings() -> GoogleSettings:
+    return GoogleSettings(
+        base_url=BASE,
+        token_url=f"{BASE}/token",
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+    )
+
+
+@pytest.fixture
+def provider(settings: GoogleSettings) -> GoogleAdsProvider:
+    return GoogleAdsProvider(settings)
+
+
+@pytest.fixture
+def ctx(http: httpx.AsyncClient, redis: fakeredis.aioredis.FakeRedis) -> ProviderContext:
+    return ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "test"))
+
+
+@pytest.fixture
+def creds() -> Credentials:
+    return Credentials(refresh_token=DEFAULT_REFRESH_TOKEN)
+
+
+def child(customer_id: str = CHILD_NY_ID, *, login: str | None = MANAGER_ID, **kw: object) -> AccountRef:
+    """A connection to a client account reached through the default manager."""
+    currency = "EUR" if customer_id == CHILD_BERLIN_ID else "USD"
+    config = {"login_customer_id": login} if login else {}
+    return AccountRef(
+        connection_id=f"conn-{customer_id}",
+        workspace_id="ws-1",
+        external_account_id=customer_id,
+        currency=currency,
+        config=config,
+        **kw,  # type: ignore[arg-type]
+    )
