@@ -50,7 +50,9 @@ _COMPACT_DAY = text(
 async def compact_day(connection_id: uuid.UUID, day: date, timezone: str) -> int:
     """Compact one connection's day in one transaction; returns the rows removed."""
     async with session_scope() as session:
-        result = await session.execute(_COMPACT_DAY, {"connection_id": connection_id, "day": day, "tz": timezone})
+        result = await session.execute(
+            _COMPACT_DAY, {"connection_id": connection_id, "day": day, "tz": timezone}
+        )
     return int(getattr(result, "rowcount", 0) or 0)
 
 

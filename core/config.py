@@ -90,7 +90,9 @@ class Settings(BaseSettings):
 
     # --- scheduler -------------------------------------------------------------------
     cron_realtime: str = Field(default="*/15 * * * *", description="Cron (UTC) of scheduled_realtime_sync.")
-    cron_attribution: str = Field(default="0 3 * * *", description="Cron (UTC) of scheduled_attribution_sync.")
+    cron_attribution: str = Field(
+        default="0 3 * * *", description="Cron (UTC) of scheduled_attribution_sync."
+    )
     cron_compaction: str = Field(default="0 1 * * *", description="Cron (UTC) of scheduled_compaction.")
     scheduler_lease_s: float = Field(default=30.0, description="Scheduler leadership lease in seconds.")
     scheduler_poll_s: float = Field(default=1.0, description="How often the scheduler checks its ticks.")

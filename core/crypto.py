@@ -19,14 +19,20 @@ def _dev_key(data_dir: Path) -> str:
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(Fernet.generate_key().decode())
         path.chmod(0o600)
-        log.warning("encryption_key_generated", path=str(path), hint="set METRICX_ENCRYPTION_KEYS in production")
+        log.warning(
+            "encryption_key_generated", path=str(path), hint="set METRICX_ENCRYPTION_KEYS in production"
+        )
     return path.read_text().strip()
 
 
 def get_cipher(settings: Settings | None = None) -> MultiFernet:
     """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (or the generated dev key)."""
     settings = settings or get_settings()
-    raw = settings.encryption_keys.get_secret_value() if settings.encryption_keys else _dev_key(settings.data_dir)
+    raw = (
+        settings.encryption_keys.get_secret_value()
+        if settings.encryption_keys
+        else _dev_key(settings.data_dir)
+    )
     keys = [k.strip() for k in raw.split(",") if k.strip()]
     try:
         return MultiFernet([Fernet(k) for k in keys])

@@ -97,9 +97,9 @@ def sync_request(
     )
 
 
-async def enqueue_many(redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None) -> list[
-    EnqueueResult
-]:
+async def enqueue_many(
+    redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None
+) -> list[EnqueueResult]:
     """Enqueue many jobs in pipelined atomic calls; duplicates come back as ``already_queued``."""
     queue = queue_name or get_settings().queue_name or default_queue_name
     script = redis.register_script(_ENQUEUE)
@@ -111,12 +111,20 @@ async def enqueue_many(redis: Redis, requests: Sequence[JobRequest], *, queue_na
         async with redis.pipeline(transaction=False) as pipe:
             for req in chunk:
                 defer_ms = int(req.defer_s * 1000)
-                payload = serialize_job(req.function, req.args, req.kwargs or {}, None, now_ms, serializer=serialize)
+                payload = serialize_job(
+                    req.function, req.args, req.kwargs or {}, None, now_ms, serializer=serialize
+                )
                 active = f"{ACTIVE_PREFIX}{req.connection_id}" if req.connection_id else ""
                 await script(
                     keys=[job_key_prefix + req.job_id, result_key_prefix + req.job_id, queue, active],
-                    args=[payload, now_ms + defer_ms, defer_ms + JOB_EXPIRES_EXTRA_MS, req.job_id, ACTIVE_TTL_MS,
-                          job_key_prefix],
+                    args=[
+                        payload,
+                        now_ms + defer_ms,
+                        defer_ms + JOB_EXPIRES_EXTRA_MS,
+                        req.job_id,
+                        ACTIVE_TTL_MS,
+                        job_key_prefix,
+                    ],
                     client=pipe,
                 )
             replies = await pipe.execute()
@@ -174,7 +182,8 @@ async def enqueue_sync_job(
     """
     mode = mode or sync_mode(force_refresh, backfill)
     conn = redis or await get_arq_pool()
-    [result] = await enqueue_many(conn, [sync_request(str(connection_id), str(workspace_id), mode, slot=slot,
-                                                      defer_s=defer_s)])
+    [result] = await enqueue_many(
+        conn, [sync_request(str(connection_id), str(workspace_id), mode, slot=slot, defer_s=defer_s)]
+    )
     log.info("sync_enqueued", connection_id=str(connection_id), mode=mode.value, **result)
     return result

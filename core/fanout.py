@@ -61,7 +61,7 @@ async def repair_stuck(ctx: dict[str, Any]) -> int:
 
 def _skip_reason(row: Any, now: datetime) -> str | None:
     if row.status != "active":
-        return row.status  # paused / disconnected
+        return str(row.status)  # paused / disconnected
     if row.sync_status == "reconnect_required":
         return "reconnect_required"
     if row.rate_limited_until is not None and row.rate_limited_until > now:
@@ -91,28 +91,53 @@ async def fan_out(ctx: dict[str, Any], mode: SyncMode, tick: str | None) -> dict
         batch: list[JobRequest] = requests[0]
         if batch and settings.fanout_spread_s > 0:
             batch = [
-                JobRequest(r.function, r.job_id, r.args, r.kwargs, settings.fanout_spread_s * i / len(batch),
-                           r.connection_id)
+                JobRequest(
+                    r.function,
+                    r.job_id,
+                    r.args,
+                    r.kwargs,
+                    settings.fanout_spread_s * i / len(batch),
+                    r.connection_id,
+                )
                 for i, r in enumerate(batch)
             ]
         results = await enqueue_many(redis, batch)
         enqueued += sum(1 for r in results if r["status"] == "enqueued")
         duplicates += sum(1 for r in results if r["status"] == "already_queued")
         await _mark(invalid, queued_ids)
-    stats = {"mode": mode.value, "slot": slot, "enqueued": enqueued, "already_queued": duplicates,
-             "skipped": dict(skipped), "failed": skipped.get("failed", 0)}
+    stats = {
+        "mode": mode.value,
+        "slot": slot,
+        "enqueued": enqueued,
+        "already_queued": duplicates,
+        "skipped": dict(skipped),
+        "failed": skipped.get("failed", 0),
+    }
     log.info("fanout_finished", **stats)
     return stats
 
 
 async def _collect(
-    registry: Registry, cipher: Any, slot: str, mode: SyncMode, now: datetime, after: uuid.UUID | None,
+    registry: Registry,
+    cipher: Any,
+    slot: str,
+    mode: SyncMode,
+    now: datetime,
+    after: uuid.UUID | None,
     skipped: Counter[str],
 ) -> tuple[tuple[list[JobRequest], uuid.UUID] | None, list[tuple[uuid.UUID, str]], list[uuid.UUID]]:
     query = (
-        select(Connection.id, Connection.workspace_id, Connection.provider, Connection.status,
-               Connection.sync_status, Connection.rate_limited_until,
-               Credential.access_token_enc, Credential.refresh_token_enc, Credential.expires_at)
+        select(
+            Connection.id,
+            Connection.workspace_id,
+            Connection.provider,
+            Connection.status,
+            Connection.sync_status,
+            Connection.rate_limited_until,
+            Credential.access_token_enc,
+            Credential.refresh_token_enc,
+            Credential.expires_at,
+        )
         .outerjoin(Credential, Credential.connection_id == Connection.id)
         .order_by(Connection.id)
         .limit(CHUNK)
@@ -131,8 +156,9 @@ async def _collect(
         if reason is None and row.provider not in registry.providers:
             reason = "provider_not_installed"
         if reason is None:
-            creds = Credentials(decrypt(row.access_token_enc, cipher), decrypt(row.refresh_token_enc, cipher),
-                                row.expires_at)
+            creds = Credentials(
+                decrypt(row.access_token_enc, cipher), decrypt(row.refresh_token_enc, cipher), row.expires_at
+            )
             try:
                 registry.providers[row.provider].check_credentials(creds)
             except AuthError as exc:
@@ -149,8 +175,9 @@ async def _collect(
 async def _mark(invalid: list[tuple[uuid.UUID, str]], queued: list[uuid.UUID]) -> None:
     async with session_scope() as session:
         for connection_id, message in invalid:
-            await status.mark_failed(session, connection_id, sync_status="reconnect_required", kind="auth",
-                                     message=message)
+            await status.mark_failed(
+                session, connection_id, sync_status="reconnect_required", kind="auth", message=message
+            )
         if queued:
             await session.execute(
                 update(Connection)

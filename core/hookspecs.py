@@ -71,7 +71,7 @@ def register_routers(register: Callable[[APIRouter], None]) -> None:
 
 
 @hookspec
-def migration_locations() -> str | None:  # type: ignore[empty-body]
+def migration_locations() -> str | None:
     """Return the directory of this plugin's Alembic branch (its own ``versions`` folder), or None.
 
     Runs when ``metricx db upgrade`` builds the Alembic config; every branch is
@@ -96,6 +96,12 @@ def on_sync_finished(
 
 @hookspec
 def on_sync_failed(
-    connection_id: str, workspace_id: str, provider: str, mode: str, job_id: str, error_kind: str, message: str
+    connection_id: str,
+    workspace_id: str,
+    provider: str,
+    mode: str,
+    job_id: str,
+    error_kind: str,
+    message: str,
 ) -> None:
     """Called when a sync try failed; ``error_kind`` is the error's kind, ``message`` has no secrets."""

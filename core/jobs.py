@@ -1,4 +1,4 @@
-"""The core's arq jobs. Each is thin: the work lives in ``core.sync``, ``core.fanout``, ``core.compaction``."""
+"""The core's arq jobs; each is thin: the work lives in ``core.sync``, ``fanout`` and ``compaction``."""
 
 from __future__ import annotations
 

@@ -40,7 +40,10 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if depth > 4:
         return value
     if isinstance(value, dict):
-        return {k: (REDACTED if SECRET_KEYS.search(str(k)) and v else _redact(v, depth + 1)) for k, v in value.items()}
+        return {
+            k: (REDACTED if SECRET_KEYS.search(str(k)) and v else _redact(v, depth + 1))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return type(value)(_redact(v, depth + 1) for v in value)
     return value

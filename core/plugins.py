@@ -140,7 +140,7 @@ def _load_one(pm: pluggy.PluginManager, name: str, ep: importlib.metadata.EntryP
         pm.unregister(name=name)
         raise _Skip(f"plugin {name!r} is invalid: {exc}") from exc
     dist = ep.dist
-    hooks = tuple(sorted(impl_name for impl_name in dir(plugin) if hasattr(pm.hook, impl_name)))
+    hooks = tuple(sorted(n for n in dir(plugin) if not n.startswith("_") and hasattr(pm.hook, n)))
     return PluginInfo(
         name=name,
         version=dist.version if dist else None,
@@ -199,7 +199,8 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
             if provider.name in registry.providers:
                 raise PluginConflict(
                     f"provider {provider.name!r} is registered by both plugin "
-                    f"{registry.provider_owner[provider.name]!r} and plugin {_owner!r}; uninstall or disable one"
+                    f"{registry.provider_owner[provider.name]!r} and plugin {_owner!r}; "
+                    "uninstall or disable one"
                 )
             registry.providers[provider.name] = provider
             registry.provider_owner[provider.name] = _owner

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from core.ratelimit import AccountLimiter
 
 
-class SyncMode(str, enum.Enum):
+class SyncMode(enum.StrEnum):
     """What a sync fetches: today, the re-pull window, or the history."""
 
     realtime = "realtime"

@@ -18,7 +18,7 @@ from core.errors import ConfigError
 
 def serialize(obj: dict[str, Any]) -> bytes:
     """arq job/result serializer (msgpack). Non-msgpack values become their string form."""
-    return msgpack.packb(obj, default=str, datetime=False)  # type: ignore[no-any-return]
+    return msgpack.packb(obj, default=str, datetime=False)
 
 
 def deserialize(data: bytes) -> dict[str, Any]:
@@ -53,7 +53,9 @@ def redis_settings(settings: Settings | None = None) -> RedisSettings:
             hosts.append((host, int(port or 26379)))
         pieces = [p for p in parsed.path.split("/") if p]
         if not pieces:
-            raise ConfigError("a Sentinel REDIS_URL needs the master name: redis+sentinel://host:26379/mymaster/0")
+            raise ConfigError(
+                "a Sentinel REDIS_URL needs the master name: redis+sentinel://host:26379/mymaster/0"
+            )
         return RedisSettings(
             host=hosts,
             sentinel=True,
@@ -64,7 +66,9 @@ def redis_settings(settings: Settings | None = None) -> RedisSettings:
             **common,
         )
     if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or redis+sentinel://, got {parsed.scheme!r}")
+        raise ConfigError(
+            f"REDIS_URL must start with redis://, rediss:// or redis+sentinel://, got {parsed.scheme!r}"
+        )
     if parsed.scheme == "unix":
         return RedisSettings(unix_socket_path=parsed.path, **common)
     tls = parsed.scheme == "rediss"

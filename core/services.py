@@ -29,9 +29,9 @@ async def create_workspace(session: AsyncSession, name: str) -> Workspace:
     return workspace
 
 
-async def create_api_key(session: AsyncSession, workspace_id: uuid.UUID, name: str | None = None) -> tuple[
-    ApiKey, str
-]:
+async def create_api_key(
+    session: AsyncSession, workspace_id: uuid.UUID, name: str | None = None
+) -> tuple[ApiKey, str]:
     """A new key for the workspace; the plain key is returned once and never stored."""
     plain = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(workspace_id=workspace_id, name=name, prefix=plain[:10], key_hash=hash_key(plain))

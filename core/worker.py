@@ -43,7 +43,9 @@ def build_functions() -> list[Function]:
                 f"job {spec.name!r} from plugin {registry.job_owner[spec.name]!r} clashes with a core job"
             )
         names.add(spec.name)
-        functions.append(func(spec.function, name=spec.name, max_tries=spec.max_tries, timeout=spec.timeout_s))
+        functions.append(
+            func(spec.function, name=spec.name, max_tries=spec.max_tries, timeout=spec.timeout_s)  # type: ignore[arg-type]
+        )
     return functions
 
 

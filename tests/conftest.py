@@ -27,7 +27,9 @@ class Simulator:
 
 def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -64,7 +66,11 @@ async def make_connection(metricx_env: Any, sim: Simulator) -> Any:
         async with session_scope() as session:
             ws = await create_workspace(session, f"ws-{uuid.uuid4().hex[:6]}")
             conn = await create_connection(
-                session, ws.id, "testprovider", f"acct-{uuid.uuid4().hex[:8]}", Credentials(access_token=token),
+                session,
+                ws.id,
+                "testprovider",
+                f"acct-{uuid.uuid4().hex[:8]}",
+                Credentials(access_token=token),
                 config={"base_url": sim.url, **config},
             )
             return ws.id, conn.id

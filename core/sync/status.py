@@ -25,7 +25,11 @@ def utcnow() -> datetime:
 
 
 async def mark_started(
-    session: AsyncSession, connection_id: uuid.UUID, workspace_id: uuid.UUID, job_id: str, job_try: int,
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    job_id: str,
+    job_try: int,
     mode: str,
 ) -> uuid.UUID:
     """``syncing``, one more attempt, and a running ``sync_runs`` row for this try."""
@@ -123,6 +127,11 @@ async def repair(session: AsyncSession, connection_id: uuid.UUID, job_id: str | 
         await session.execute(
             update(SyncRun)
             .where(and_(SyncRun.job_id == job_id, SyncRun.status == "running"))
-            .values(status="failed", error_kind="interrupted", error_message="worker stopped", finished_at=utcnow())
+            .values(
+                status="failed",
+                error_kind="interrupted",
+                error_message="worker stopped",
+                finished_at=utcnow(),
+            )
         )
     return bool(getattr(result, "rowcount", 0))

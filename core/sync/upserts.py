@@ -57,7 +57,9 @@ async def upsert_entities(
     parent_ids = await entity_ids(session, connection_id, [(str(lv), str(ext)) for lv, ext in parents])
     rows: dict[EntityKey, dict[str, Any]] = {}
     for r in records:
-        parent = parent_ids.get((str(r.parent_level), str(r.parent_external_id))) if r.parent_external_id else None
+        parent = (
+            parent_ids.get((str(r.parent_level), str(r.parent_external_id))) if r.parent_external_id else None
+        )
         rows[(r.level, r.external_id)] = {
             "id": uuid.uuid4(),
             "workspace_id": workspace_id,
@@ -96,7 +98,10 @@ async def _ensure_entities(
         # Metrics for an entity the entity sync did not list (e.g. deleted meanwhile): keep the
         # numbers, with a placeholder entity that a later entity sync fills in.
         await upsert_entities(
-            session, workspace_id, connection_id, [EntityRecord(level=lv, external_id=ext) for lv, ext in missing]
+            session,
+            workspace_id,
+            connection_id,
+            [EntityRecord(level=lv, external_id=ext) for lv, ext in missing],
         )
         ids.update(await entity_ids(session, connection_id, missing))
     return ids

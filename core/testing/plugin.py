@@ -96,8 +96,13 @@ def run_worker(metricx_env: MetricxEnv) -> Callable[..., Any]:
 
         from core.worker import WorkerSettings
 
-        kwargs = {**get_kwargs(WorkerSettings), "burst": True, "poll_delay": 0.05, "handle_signals": False,
-                  **overrides}
+        kwargs = {
+            **get_kwargs(WorkerSettings),  # type: ignore[arg-type]
+            "burst": True,
+            "poll_delay": 0.05,
+            "handle_signals": False,
+            **overrides,
+        }
         worker = Worker(**kwargs)
         try:
             await worker.main()
@@ -116,7 +121,9 @@ class WorkerProcess:
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arq", "core.worker.WorkerSettings"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def output(self) -> str:

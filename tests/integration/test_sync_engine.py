@@ -17,8 +17,9 @@ SELECT (SELECT count(*) FROM entities WHERE connection_id = :c) AS entities,
 CONN = "SELECT * FROM connections WHERE id = :c"
 
 
-async def test_realtime_sync_writes_rows_once_and_ends_idle(make_connection: Any, run_worker: Any,
-                                                            redis_client: Any) -> None:
+async def test_realtime_sync_writes_rows_once_and_ends_idle(
+    make_connection: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection()
     first = await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
     assert first["status"] == "enqueued"
@@ -38,9 +39,13 @@ async def test_realtime_sync_writes_rows_once_and_ends_idle(make_connection: Any
     assert again.entities == 8
 
 
-async def test_duplicate_requests_yield_one_job(make_connection: Any, redis_client: Any, run_worker: Any) -> None:
+async def test_duplicate_requests_yield_one_job(
+    make_connection: Any, redis_client: Any, run_worker: Any
+) -> None:
     ws, conn = await make_connection()
-    results = [await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client) for _ in range(5)]
+    results = [
+        await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client) for _ in range(5)
+    ]
     assert results[0]["status"] == "enqueued"
     assert {r["job_id"] for r in results} == {results[0]["job_id"]}
     assert [r["status"] for r in results[1:]] == ["already_queued"] * 4
@@ -49,15 +54,18 @@ async def test_duplicate_requests_yield_one_job(make_connection: Any, redis_clie
     assert len(runs) == 1
 
 
-async def test_transient_errors_retry_with_backoff_then_succeed(make_connection: Any, sim: Any, run_worker: Any,
-                                                                redis_client: Any) -> None:
+async def test_transient_errors_retry_with_backoff_then_succeed(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection()
     sim.control(transient=2)
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
     await run_worker()
     runs = await fetch_all(
         "SELECT try_number, status, error_kind, started_at, finished_at FROM sync_runs "
-        "WHERE connection_id = :c ORDER BY try_number", c=conn)
+        "WHERE connection_id = :c ORDER BY try_number",
+        c=conn,
+    )
     assert [(r.try_number, r.status) for r in runs] == [(1, "retrying"), (2, "retrying"), (3, "complete")]
     assert runs[0].error_kind == "transient"
     # backoff: base 0.5 s doubling, jitter x0.5..1.5 -> at least 0.25 s then 0.5 s between tries
@@ -69,8 +77,9 @@ async def test_transient_errors_retry_with_backoff_then_succeed(make_connection:
     assert row.sync_status == "idle" and row.total_syncs_attempted == 3 and row.total_syncs_succeeded == 1
 
 
-async def test_transient_errors_exhaust_tries_then_error(make_connection: Any, sim: Any, run_worker: Any,
-                                                         redis_client: Any) -> None:
+async def test_transient_errors_exhaust_tries_then_error(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection()
     sim.control(transient=10)
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
@@ -81,8 +90,9 @@ async def test_transient_errors_exhaust_tries_then_error(make_connection: Any, s
     assert row.total_syncs_attempted == 3
 
 
-async def test_expired_token_needs_reconnect_after_one_try(make_connection: Any, run_worker: Any,
-                                                           redis_client: Any) -> None:
+async def test_expired_token_needs_reconnect_after_one_try(
+    make_connection: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection(token="expired-token")
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
     await run_worker()
@@ -93,8 +103,9 @@ async def test_expired_token_needs_reconnect_after_one_try(make_connection: Any,
     assert "expired-token" not in row.last_sync_error
 
 
-async def test_missing_token_is_caught_before_any_call(make_connection: Any, sim: Any, run_worker: Any,
-                                                       redis_client: Any) -> None:
+async def test_missing_token_is_caught_before_any_call(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection(token=None)
     calls_before = sim.control()["calls"]
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
@@ -105,8 +116,9 @@ async def test_missing_token_is_caught_before_any_call(make_connection: Any, sim
     assert sim.control()["calls"] == calls_before
 
 
-async def test_rate_limit_defers_and_sets_until(make_connection: Any, sim: Any, run_worker: Any,
-                                                redis_client: Any) -> None:
+async def test_rate_limit_defers_and_sets_until(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection()
     sim.control(rate_limit_s=2)
     first = await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
@@ -144,22 +156,26 @@ async def test_malformed_payload_is_a_clear_error_and_writes_nothing_of_the_batc
     assert (await fetch_one(CONN, c=conn2)).sync_status == "idle"
 
 
-async def test_backfill_is_sliced_newest_first_and_resumes(make_connection: Any, run_worker: Any,
-                                                           redis_client: Any) -> None:
+async def test_backfill_is_sliced_newest_first_and_resumes(
+    make_connection: Any, run_worker: Any, redis_client: Any
+) -> None:
     ws, conn = await make_connection()
     await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
     await run_worker()
     counts = await fetch_one(COUNTS, c=conn)
     assert counts.snapshots == 90 * 6
-    run = await fetch_one("SELECT slices_done, slices_total, rows_written FROM sync_runs WHERE connection_id = :c",
-                          c=conn)
+    run = await fetch_one(
+        "SELECT slices_done, slices_total, rows_written FROM sync_runs WHERE connection_id = :c", c=conn
+    )
     assert (run.slices_done, run.slices_total, run.rows_written) == (3, 3, 540)
     row = await fetch_one(CONN, c=conn)
     assert row.backfill_completed_at is not None and row.backfill_cursor is None
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid"])
-async def test_bad_job_arguments_do_not_crash_the_worker(bad: str, redis_client: Any, run_worker: Any) -> None:
+async def test_bad_job_arguments_do_not_crash_the_worker(
+    bad: str, redis_client: Any, run_worker: Any
+) -> None:
     await enqueue_sync_job(bad, bad, redis=redis_client)
     worker = await run_worker()
     assert worker.jobs_complete == 1 and worker.jobs_failed == 0

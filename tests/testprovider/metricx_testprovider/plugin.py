@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core import Provider, hookimpl
-
 from metricx_testprovider.provider import TestProvider
 
 

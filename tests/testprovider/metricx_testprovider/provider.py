@@ -25,20 +25,23 @@ from core import (
 class TestProvider:
     name = "testprovider"
     display_name = "Test provider"
-    capabilities = Capabilities(levels=("campaign", "ad"), attribution_window_days=7, backfill_days=90,
-                                backfill_slice_days=30)
+    capabilities = Capabilities(
+        levels=("campaign", "ad"), attribution_window_days=7, backfill_days=90, backfill_slice_days=30
+    )
 
     def check_credentials(self, credentials: Credentials) -> None:
         if not credentials.access_token:
             raise AuthError("No token configured. Please reconnect.")
 
-    async def _get(self, ctx: ProviderContext, account: AccountRef, creds: Credentials, path: str,
-                   **params: Any) -> Any:
+    async def _get(
+        self, ctx: ProviderContext, account: AccountRef, creds: Credentials, path: str, **params: Any
+    ) -> Any:
         await ctx.limiter.acquire()
         url = f"{account.config['base_url']}/accounts/{account.external_account_id}{path}"
         try:
-            response = await ctx.http.get(url, params=params,
-                                          headers={"Authorization": f"Bearer {creds.access_token}"})
+            response = await ctx.http.get(
+                url, params=params, headers={"Authorization": f"Bearer {creds.access_token}"}
+            )
         except httpx.TransportError as exc:
             raise TransientError(f"test API unreachable: {type(exc).__name__}") from exc
         if response.status_code == 401:
@@ -49,31 +52,61 @@ class TestProvider:
             raise TransientError(f"test API answered {response.status_code}")
         return response.json()
 
-    async def validate_token(self, ctx: ProviderContext, account: AccountRef,
-                             credentials: Credentials) -> Credentials | None:
+    async def validate_token(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
         await self._get(ctx, account, credentials, "")
         return None
 
-    async def fetch_account(self, ctx: ProviderContext, account: AccountRef,
-                            credentials: Credentials) -> AccountInfo:
+    async def fetch_account(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AccountInfo:
         body = await self._get(ctx, account, credentials, "")
         return AccountInfo(name=body["name"], timezone=body["timezone"], currency=body["currency"])
 
-    async def sync_entities(self, ctx: ProviderContext, account: AccountRef,
-                            credentials: Credentials) -> AsyncIterator[list[EntityRecord]]:
+    async def sync_entities(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AsyncIterator[list[EntityRecord]]:
         body = await self._get(ctx, account, credentials, "/entities")
         rows = body["data"]
-        yield [EntityRecord(level=r["level"], external_id=r["id"], name=r["name"], status=r["status"],
-                            parent_level="campaign" if r.get("parent") else None,
-                            parent_external_id=r.get("parent"), raw=r) for r in rows]
+        yield [
+            EntityRecord(
+                level=r["level"],
+                external_id=r["id"],
+                name=r["name"],
+                status=r["status"],
+                parent_level="campaign" if r.get("parent") else None,
+                parent_external_id=r.get("parent"),
+                raw=r,
+            )
+            for r in rows
+        ]
 
-    async def fetch_metrics(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials,
-                            window: SyncWindow) -> AsyncIterator[list[MetricRecord]]:
+    async def fetch_metrics(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
+    ) -> AsyncIterator[list[MetricRecord]]:
         page: int | None = 0
         while page is not None:
-            body = await self._get(ctx, account, credentials, "/metrics", since=window.start.isoformat(),
-                                   until=window.end.isoformat(), page=page)
-            yield [MetricRecord(level=r["level"], entity_external_id=r["id"], metrics_date=r["date"],
-                                spend=r["spend"], impressions=r["impressions"], clicks=r["clicks"],
-                                conversions=r["conversions"], revenue=r["revenue"]) for r in body["data"]]
+            body = await self._get(
+                ctx,
+                account,
+                credentials,
+                "/metrics",
+                since=window.start.isoformat(),
+                until=window.end.isoformat(),
+                page=page,
+            )
+            yield [
+                MetricRecord(
+                    level=r["level"],
+                    entity_external_id=r["id"],
+                    metrics_date=r["date"],
+                    spend=r["spend"],
+                    impressions=r["impressions"],
+                    clicks=r["clicks"],
+                    conversions=r["conversions"],
+                    revenue=r["revenue"],
+                )
+                for r in body["data"]
+            ]
             page = body["next"]

@@ -61,8 +61,11 @@ def create_app() -> FastAPI:
             state.faults["transient"] -= 1
             return JSONResponse({"error": "backend unavailable"}, status_code=503)
         if kind == "metrics" and state.faults.get("rate_limit_s"):
-            return JSONResponse({"error": "throttled"}, status_code=429,
-                                headers={"Retry-After": str(state.faults["rate_limit_s"])})
+            return JSONResponse(
+                {"error": "throttled"},
+                status_code=429,
+                headers={"Retry-After": str(state.faults["rate_limit_s"])},
+            )
         return None
 
     @app.post("/_control")
@@ -81,7 +84,10 @@ def create_app() -> FastAPI:
     @app.get("/accounts/{account}")
     async def account(account: str, authorization: str | None = Header(None)) -> Any:
         return await fault(authorization, "account") or {
-            "name": f"Account {account}", "timezone": state.timezone, "currency": state.currency}
+            "name": f"Account {account}",
+            "timezone": state.timezone,
+            "currency": state.currency,
+        }
 
     @app.get("/accounts/{account}/entities")
     async def entities(account: str, authorization: str | None = Header(None)) -> Any:
@@ -92,15 +98,21 @@ def create_app() -> FastAPI:
             for c in range(state.campaigns)
         ]
         rows += [
-            {"level": "ad", "id": ad, "name": f"Ad {ad}", "status": "PAUSED" if ad in state.paused else "ACTIVE",
-             "parent": camp}
+            {
+                "level": "ad",
+                "id": ad,
+                "name": f"Ad {ad}",
+                "status": "PAUSED" if ad in state.paused else "ACTIVE",
+                "parent": camp,
+            }
             for camp, ad in state.ads()
         ]
         return {"data": rows}
 
     @app.get("/accounts/{account}/metrics")
-    async def metrics(account: str, since: str, until: str, page: int = 0,
-                      authorization: str | None = Header(None)) -> Any:
+    async def metrics(
+        account: str, since: str, until: str, page: int = 0, authorization: str | None = Header(None)
+    ) -> Any:
         if (error := await fault(authorization, "metrics")) is not None:
             return error
         start, end = date.fromisoformat(since), date.fromisoformat(until)
@@ -108,8 +120,15 @@ def create_app() -> FastAPI:
         day = start
         while day <= end:
             for camp, ad in state.ads():
-                rows.append({"level": "ad", "id": ad, "date": day.isoformat(), "parent": camp,
-                             **ad_numbers(account, ad, day, state.revision)})
+                rows.append(
+                    {
+                        "level": "ad",
+                        "id": ad,
+                        "date": day.isoformat(),
+                        "parent": camp,
+                        **ad_numbers(account, ad, day, state.revision),
+                    }
+                )
             day += timedelta(days=1)
         if state.faults.get("malformed") and rows:
             rows[-1]["impressions"] = "lots"
