@@ -1,0 +1,20 @@
+"""The metricx hook implementations of the Meta plugin (thin: logic lives in the other modules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import Provider, hookimpl
+from metricx_meta.provider import MetaProvider
+
+
+@hookimpl
+def metricx_core_version() -> str:
+    """This plugin works with metricx core 0.1.x."""
+    return ">=0.1,<0.2"
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register the Meta Ads provider (settings from ``METRICX_META_*``)."""
+    register(MetaProvider())

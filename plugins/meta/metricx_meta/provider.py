@@ -1,0 +1,120 @@
+"""MetaProvider: the Provider protocol for Meta (Facebook / Instagram) ad accounts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import structlog
+
+from core.errors import AuthError, ConfigError
+from core.providers import (
+    AccountInfo,
+    AccountRef,
+    Capabilities,
+    Credentials,
+    EntityRecord,
+    MetricRecord,
+    ProviderContext,
+    SyncMode,
+    SyncWindow,
+)
+from metricx_meta.client import MetaClient
+from metricx_meta.entities import iter_entities
+from metricx_meta.insights import fetch_range
+from metricx_meta.reports import fetch_backfill
+from metricx_meta.settings import MetaSettings
+
+log = structlog.get_logger(__name__)
+
+ACCOUNT_FIELDS = "account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
+_ACTIVE_ACCOUNT = 1
+
+
+def account_number(account: AccountRef) -> str:
+    """The numeric ad account id (connections may store it with or without ``act_``)."""
+    number = account.external_account_id.strip().removeprefix("act_")
+    if not number.isdigit():
+        raise ConfigError(f"Meta ad account id must be digits (optionally act_<digits>), got {number[:40]!r}")
+    return number
+
+
+class MetaProvider:
+    """Syncs campaigns, ad sets, ads and their daily insights from the Marketing API."""
+
+    name = "meta"
+    display_name = "Meta Ads"
+    capabilities = Capabilities(
+        levels=("campaign", "adset", "ad"), attribution_window_days=7, backfill_days=90
+    )
+
+    def __init__(self, settings: MetaSettings | None = None) -> None:
+        self.settings = settings or MetaSettings()
+
+    def client(self, ctx: ProviderContext, credentials: Credentials) -> MetaClient:
+        self.check_credentials(credentials)
+        assert credentials.access_token is not None  # checked above
+        return MetaClient(ctx.http, ctx.limiter, self.settings, credentials.access_token)
+
+    def check_credentials(self, credentials: Credentials) -> None:
+        """Raise AuthError when there is no token or it expired (Meta tokens cannot be refreshed)."""
+        if not credentials.access_token:
+            raise AuthError("No Meta access token is stored: reconnect the Meta account.")
+        expires_at = credentials.expires_at
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=UTC)
+            if expires_at <= datetime.now(UTC):
+                raise AuthError(
+                    f"The Meta access token expired at {expires_at.isoformat()}: reconnect the Meta account."
+                )
+
+    async def validate_token(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Ask Meta who the token belongs to; 190 raises AuthError. Meta has no refresh: returns None."""
+        await self.client(ctx, credentials).get("me", {"fields": "id"})
+        return None
+
+    async def fetch_account(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AccountInfo:
+        """Read the ad account's name, IANA timezone (the insights day boundary) and currency."""
+        number = account_number(account)
+        body = await self.client(ctx, credentials).get(f"act_{number}", {"fields": ACCOUNT_FIELDS})
+        timezone, currency = body.get("timezone_name"), body.get("currency")
+        if not timezone or not currency:
+            raise ConfigError(f"Meta ad account {number} did not report its timezone and currency")
+        if body.get("account_status") not in (None, _ACTIVE_ACCOUNT):
+            log.warning(
+                "meta_account_not_active", account_id=number, account_status=body.get("account_status")
+            )
+        return AccountInfo(name=body.get("name"), timezone=str(timezone), currency=str(currency))
+
+    async def sync_entities(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AsyncIterator[list[EntityRecord]]:
+        """Yield campaigns, then ad sets, then ads, page by page, paused/deleted/archived included."""
+        client = self.client(ctx, credentials)
+        async for batch in iter_entities(client, account_number(account)):
+            yield batch
+
+    async def fetch_metrics(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
+    ) -> AsyncIterator[list[MetricRecord]]:
+        """Yield daily rows of every level for ``window`` (account days), one batch per page.
+
+        Backfill windows use async report runs; realtime and attribution
+        windows use paged GETs.
+        """
+        client = self.client(ctx, credentials)
+        number = account_number(account)
+        levels = self.capabilities.levels
+        log.info("meta_fetch_metrics", account_id=number, window=str(window))
+        if window.mode == SyncMode.backfill:
+            async for batch in fetch_backfill(client, number, levels, window.start, window.end):
+                yield batch
+            return
+        for level in levels:
+            async for batch in fetch_range(client, number, level, window.start, window.end):
+                yield batch

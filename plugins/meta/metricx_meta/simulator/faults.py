@@ -1,0 +1,117 @@
+"""Switchable failures and the usage headers every Graph response carries.
+
+Faults are JSON objects posted to ``/_sim/faults``; every kind accepts ``count``
+(requests affected, ``null`` = until reset), ``account``, ``path`` (substring)
+and ``method`` filters:
+
+- ``throttle``: ``code`` (4, 17, 32, 613, 80000-80014; default 80000), ``subcode``, ``regain_minutes``
+- ``server_error``: ``status`` (default 500), ``code`` (default 2), ``html`` (non-JSON body)
+- ``empty_body``: HTTP 200 with an empty body, or ``corrupt: true`` for truncated JSON
+- ``delay``: ``seconds`` before answering
+- ``malformed``: insights rows get ``field`` (default ``impressions``) set to ``value`` (default
+  ``"n/a"``), or removed with ``drop: true``
+- ``async``: the next report runs end as ``mode`` = ``stuck`` (0% forever), ``failed`` or ``skipped``
+- ``reduce_data``: "Please reduce the amount of data" when ``limit > max_limit`` or the range is longer
+  than ``max_days`` (both optional; neither = always)
+- ``usage``: usage headers report ``pct`` and ``regain_minutes``
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from metricx_meta.simulator.data import Account
+from metricx_meta.simulator.envelope import EmptyBody, GraphAPIError
+from metricx_meta.simulator.state import SimState
+
+_THROTTLE_MESSAGES = {
+    4: ("(#4) Application request limit reached", None),
+    17: ("(#17) User request limit reached", 2446079),
+    32: ("(#32) Page request limit reached", None),
+    613: ("(#613) Calls to this api have exceeded the rate limit.", 1487742),
+}
+_BUC_MESSAGE = "There have been too many calls from this ad-account. Wait a bit and try again."
+REDUCE_DATA_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
+Usage = tuple[float, int]
+
+
+def _throttle(code: int, subcode: Any, regain_minutes: int) -> GraphAPIError:
+    message, default_subcode = _THROTTLE_MESSAGES.get(code, (f"(#{code}) {_BUC_MESSAGE}", 2446079))
+    return GraphAPIError(
+        code, message, subcode=int(subcode) if subcode else default_subcode, regain_minutes=regain_minutes
+    )
+
+
+def check_faults(state: SimState, account: Account | None, path: str, method: str) -> Usage:
+    """Raise the fault this request hits, if any; return the usage (percent, regain minutes) to report."""
+    key = account.id if account else None
+    pct = state.record_call(key or "app")
+    usage: Usage = (pct, 0)
+    override = state.take_fault("usage", key, path, method)
+    if override is not None:
+        usage = (float(override.params.get("pct", 96)), int(override.params.get("regain_minutes", 1)))
+    if (fault := state.take_fault("throttle", key, path, method)) is not None:
+        code, subcode = int(fault.params.get("code", 80000)), fault.params.get("subcode")
+        raise _throttle(code, subcode, int(fault.params.get("regain_minutes", 5)))
+    if (fault := state.take_fault("server_error", key, path, method)) is not None:
+        if fault.params.get("html"):
+            raise GraphAPIError(2, "<html><body>502 Bad Gateway</body></html>", status=502)
+        code = int(fault.params.get("code", 2))
+        text = "(#2) Service temporarily unavailable" if code == 2 else "An unknown error occurred"
+        raise GraphAPIError(code, text, status=int(fault.params.get("status", 500)), type="OAuthException")
+    if (fault := state.take_fault("empty_body", key, path, method)) is not None:
+        raise EmptyBody(b'{"data": [{"ad_id": "1' if fault.params.get("corrupt") else b"")
+    if key and pct >= 100:
+        raise _throttle(80000, None, state.regain_minutes(key))
+    return usage
+
+
+def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str, str]:
+    """X-Business-Use-Case-Usage, X-Ad-Account-Usage and X-App-Usage (JSON strings)."""
+    pct, regain = usage
+    headers = {
+        "x-app-usage": json.dumps({"call_count": round(pct / 4, 2), "total_time": 1, "total_cputime": 1})
+    }
+    if account is None:
+        return headers
+    kind = "ads_insights" if "insights" in path else "ads_management"
+    entry = {
+        "type": kind,
+        "call_count": pct,
+        "total_cputime": round(pct / 2, 2),
+        "total_time": round(pct / 2, 2),
+        "estimated_time_to_regain_access": regain,
+    }
+    headers["x-business-use-case-usage"] = json.dumps({account.id: [entry]})
+    headers["x-ad-account-usage"] = json.dumps({"acc_id_util_pct": pct, "reset_time_duration": regain * 60})
+    return headers
+
+
+def reduce_data_check(state: SimState, account: Account, path: str, limit: int, query: Any) -> None:
+    """Answer code 1 / HTTP 500 "Please reduce the amount of data" when the fault's bounds are exceeded."""
+    fault = state.peek_fault("reduce_data", account.id, path, "GET")
+    if fault is None:
+        return
+    max_limit, max_days = fault.params.get("max_limit"), fault.params.get("max_days")
+    days = (query.until - query.since).days + 1
+    too_much = (max_limit is None and max_days is None) or (
+        (max_limit is not None and limit > int(max_limit)) or (max_days is not None and days > int(max_days))
+    )
+    if too_much:
+        state.take_fault("reduce_data", account.id, path, "GET")
+        raise GraphAPIError(1, REDUCE_DATA_MESSAGE, status=500)
+
+
+def apply_malformed(state: SimState, account: Account, path: str, rows: list[dict[str, Any]]) -> None:
+    """Corrupt the first row of an insights page (the malformed fault)."""
+    if not rows:
+        return
+    fault = state.take_fault("malformed", account.id, path, "GET")
+    if fault is None:
+        return
+    field = str(fault.params.get("field", "impressions"))
+    if fault.params.get("drop"):
+        rows[0].pop(field, None)
+    else:
+        rows[0][field] = fault.params.get("value", "n/a")
