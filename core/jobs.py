@@ -34,7 +34,7 @@ async def process_sync_job(
         job = SyncJob(
             connection_id=_uuid(connection_id, "connection_id"),
             workspace_id=_uuid(workspace_id, "workspace_id"),
-            mode=sync_mode(bool(force_refresh), bool(backfill)),
+            mode=sync_mode(bool(force_refresh), bool(backfill)).value,
             job_id=ctx["job_id"],
             job_try=ctx.get("job_try", 1),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,20 +17,18 @@ from typing import Any
 import structlog
 from arq.worker import Retry
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core.config import Settings
-from core.crypto import decrypt, encrypt
+from core.crypto import decrypt
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
-from core.enqueue import enqueue_sync_job, release_active
+from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
 from core.plugins import Registry
-from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode, SyncWindow
-from core.ratelimit import AccountLimiter
+from core.providers import Credentials, Provider, SyncMode
 from core.sync import status
-from core.sync.upserts import upsert_entities, upsert_snapshots
-from core.sync.windows import total_backfill_slices, windows_for
+from core.sync.fetch import default_work
 
 log = structlog.get_logger(__name__)
 entity_log = log.bind(component="ENTITY_SYNC")
@@ -42,10 +41,12 @@ class SyncJob:
 
     connection_id: uuid.UUID
     workspace_id: uuid.UUID
-    mode: SyncMode
+    mode: str  # a SyncMode value, or a plugin job's own label (e.g. "store")
     job_id: str
     job_try: int
     stats: dict[str, Any] = field(default_factory=lambda: {"entities": 0, "rows": 0})
+    # How a throttled try re-queues itself; default: process_sync_job in the same mode.
+    requeue: Callable[[float], Awaitable[EnqueueResult]] | None = None
 
 
 @dataclass
@@ -82,145 +83,29 @@ async def _load(job: SyncJob, registry: Registry) -> Loaded | None:
     return Loaded(conn, credentials, registry.provider(conn.provider))
 
 
-def _account(conn: Connection) -> AccountRef:
-    return AccountRef(
-        connection_id=str(conn.id),
-        workspace_id=str(conn.workspace_id),
-        external_account_id=conn.external_account_id,
-        timezone=conn.timezone or "UTC",
-        currency=conn.currency,
-        config=dict(conn.config or {}),
-    )
-
-
-async def _store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
-    async with session_scope() as session:
-        await session.execute(
-            update(Credential)
-            .where(Credential.connection_id == connection_id)
-            .values(
-                access_token_enc=encrypt(creds.access_token),
-                refresh_token_enc=encrypt(creds.refresh_token),
-                expires_at=creds.expires_at,
-                scopes=" ".join(creds.scopes) or None,
-                updated_at=status.utcnow(),
-            )
+def _requeue_sync(ctx: dict[str, Any], job: SyncJob) -> Callable[[float], Awaitable[EnqueueResult]]:
+    async def requeue(defer_s: float) -> EnqueueResult:
+        return await enqueue_sync_job(
+            str(job.connection_id),
+            str(job.workspace_id),
+            mode=SyncMode(job.mode),
+            defer_s=defer_s,
+            redis=ctx["redis"],
         )
 
-
-async def _refresh_account(provider: Provider, pctx: ProviderContext, loaded: Loaded) -> AccountRef:
-    conn = loaded.connection
-    info = await provider.fetch_account(pctx, _account(conn), loaded.credentials)
-    changes = {"timezone": info.timezone, "currency": info.currency}
-    if info.name and not conn.name:
-        changes["name"] = info.name
-    if any(getattr(conn, k) != v for k, v in changes.items()):
-        async with session_scope() as session:
-            await session.execute(update(Connection).where(Connection.id == conn.id).values(**changes))
-        for key, value in changes.items():
-            setattr(conn, key, value)
-    return _account(conn)
+    return requeue
 
 
-async def _sync_entities(job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
-    account = _account(loaded.connection)
-    async for batch in provider.sync_entities(pctx, account, loaded.credentials):
-        async with session_scope() as session:
-            job.stats["entities"] += await upsert_entities(
-                session, job.workspace_id, job.connection_id, batch
-            )
-    entity_log.info("entities_synced", entities=job.stats["entities"])
+Work = Callable[[SyncJob, dict[str, Any], "Loaded", uuid.UUID], Awaitable[None]]
 
 
-async def _fetch_window(
-    job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded, window: SyncWindow, now: datetime
-) -> None:
-    conn = loaded.connection
-    async for batch in provider.fetch_metrics(pctx, _account(conn), loaded.credentials, window):
-        async with session_scope() as session:
-            job.stats["rows"] += await upsert_snapshots(
-                session,
-                job.workspace_id,
-                job.connection_id,
-                batch,
-                timezone=conn.timezone or "UTC",
-                currency=conn.currency,
-                now=now,
-            )
+async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work | None = None) -> dict[str, Any]:
+    """Run one try of a sync and map its outcome to status, ``sync_runs`` and arq retries.
 
-
-async def _sync_metrics(
-    job: SyncJob,
-    provider: Provider,
-    pctx: ProviderContext,
-    loaded: Loaded,
-    run_id: uuid.UUID,
-    settings: Settings,
-) -> None:
-    conn = loaded.connection
-    now = datetime.now(UTC)
-    caps = provider.capabilities
-    windows = windows_for(
-        job.mode,
-        caps,
-        conn.timezone or "UTC",
-        now,
-        last_completed_at=conn.last_sync_completed_at,
-        attribution_days=settings.attribution_days,
-        backfill_days=settings.backfill_days,
-        slice_days=settings.backfill_slice_days,
-        resume_before=conn.backfill_cursor if job.mode is SyncMode.backfill else None,
-    )
-    total = len(windows)
-    if job.mode is SyncMode.backfill:
-        total = total_backfill_slices(
-            settings.backfill_days or caps.backfill_days,
-            settings.backfill_slice_days or caps.backfill_slice_days,
-        )
-    done = total - len(windows)
-    async with session_scope() as session:
-        await status.update_run(
-            session,
-            run_id,
-            slices_total=total,
-            slices_done=done,
-            window_start=windows[-1].start if windows else None,
-            window_end=windows[0].end if windows else None,
-        )
-    for window in windows:
-        await _fetch_window(job, provider, pctx, loaded, window, now)
-        done += 1
-        async with session_scope() as session:
-            await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
-            if job.mode is SyncMode.backfill:
-                await session.execute(
-                    update(Connection).where(Connection.id == conn.id).values(backfill_cursor=window.start)
-                )
-        snapshot_log.info(
-            "window_synced", window=str(window), rows=job.stats["rows"], slices=f"{done}/{total}"
-        )
-
-
-async def _run(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id: uuid.UUID) -> None:
-    settings: Settings = ctx["settings"]
-    provider = loaded.provider
-    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
-    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
-    try:
-        provider.check_credentials(loaded.credentials)
-        refreshed = await provider.validate_token(pctx, _account(loaded.connection), loaded.credentials)
-        if refreshed is not None:
-            await _store_credentials(job.connection_id, refreshed)
-            loaded.credentials = refreshed
-        await _refresh_account(provider, pctx, loaded)
-        await _sync_entities(job, provider, pctx, loaded)
-        await _sync_metrics(job, provider, pctx, loaded, run_id, settings)
-    finally:
-        job.stats.update(limiter.stats())
-
-
-async def run_sync(ctx: dict[str, Any], job: SyncJob) -> dict[str, Any]:
-    """Run one try of a sync and map its outcome to status, ``sync_runs`` and arq retries."""
+    ``work`` does the fetching (default: token check, entities, metrics for the
+    mode's windows). Plugin jobs pass their own and get the same lock, status
+    tracking, ``sync_runs`` rows, retries and deferrals as ad syncs.
+    """
     registry: Registry = ctx["registry"]
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
@@ -242,7 +127,7 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob) -> dict[str, Any]:
         # Another sync of this connection is running (e.g. a different mode): try again shortly.
         raise Retry(defer=backoff_s(1, ctx["settings"]))
     try:
-        return await _attempt(ctx, job, loaded)
+        return await _attempt(ctx, job, loaded, work or default_work)
     finally:
         try:
             await lock.release()
@@ -250,25 +135,25 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob) -> dict[str, Any]:
             log.debug("lock_release_skipped", error=str(exc))
 
 
-async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded) -> dict[str, Any]:
+async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work) -> dict[str, Any]:
     registry: Registry = ctx["registry"]
     provider = loaded.provider.name
     async with session_scope() as session:
         run_id = await status.mark_started(
-            session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode.value
+            session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode
         )
     event = {
         "connection_id": str(job.connection_id),
         "workspace_id": str(job.workspace_id),
         "provider": provider,
-        "mode": job.mode.value,
+        "mode": job.mode,
         "job_id": job.job_id,
     }
     registry.notify("on_sync_started", **event)
-    snapshot_log.info("sync_started", provider=provider, mode=job.mode.value, try_number=job.job_try)
+    snapshot_log.info("sync_started", provider=provider, mode=job.mode, try_number=job.job_try)
     started = datetime.now(UTC)
     try:
-        await _run(job, ctx, loaded, run_id)
+        await work(job, ctx, loaded, run_id)
     except asyncio.CancelledError:
         await asyncio.shield(
             _finish_failed(
@@ -279,7 +164,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded) -> dict[st
     except Exception as exc:
         return await _handle_error(ctx, job, run_id, exc, event)
     async with session_scope() as session:
-        await status.mark_succeeded(session, job.connection_id, backfill=job.mode is SyncMode.backfill)
+        await status.mark_succeeded(session, job.connection_id, backfill=job.mode == SyncMode.backfill)
         await status.update_run(
             session,
             run_id,
@@ -296,7 +181,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded) -> dict[st
     snapshot_log.info(
         "sync_finished", rows=job.stats["rows"], entities=job.stats["entities"], seconds=seconds
     )
-    return {"status": "complete", "mode": job.mode.value, **job.stats}
+    return {"status": "complete", "mode": job.mode, **job.stats}
 
 
 async def _finish_failed(
@@ -374,13 +259,7 @@ async def _handle_error(
         )
         requeued = None
         if exc.retry_after_s <= settings.rate_limit_requeue_max_s:
-            requeued = await enqueue_sync_job(
-                str(job.connection_id),
-                str(job.workspace_id),
-                mode=job.mode,
-                defer_s=exc.retry_after_s + 1,
-                redis=ctx["redis"],
-            )
+            requeued = await (job.requeue or _requeue_sync(ctx, job))(exc.retry_after_s + 1)
         snapshot_log.warning(
             "sync_rate_limited",
             retry_after_s=exc.retry_after_s,

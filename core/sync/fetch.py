@@ -1,0 +1,170 @@
+"""What a provider sync fetches: token check, account facts, entities, metrics per window.
+
+Each provider batch is upserted in its own short transaction; no transaction
+is open while the provider talks to its API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import update
+
+from core.config import Settings
+from core.crypto import encrypt
+from core.db.engine import session_scope
+from core.db.models import Connection, Credential
+from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode, SyncWindow
+from core.ratelimit import AccountLimiter
+from core.sync import status
+from core.sync.upserts import upsert_entities, upsert_snapshots
+from core.sync.windows import total_backfill_slices, windows_for
+
+if TYPE_CHECKING:
+    from core.sync.engine import Loaded, SyncJob
+
+log = structlog.get_logger(__name__)
+entity_log = log.bind(component="ENTITY_SYNC")
+snapshot_log = log.bind(component="SNAPSHOT_SYNC")
+
+
+def account_ref(conn: Connection) -> AccountRef:
+    """The provider-facing view of a connection."""
+    return AccountRef(
+        connection_id=str(conn.id),
+        workspace_id=str(conn.workspace_id),
+        external_account_id=conn.external_account_id,
+        timezone=conn.timezone or "UTC",
+        currency=conn.currency,
+        config=dict(conn.config or {}),
+    )
+
+
+async def _store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
+    async with session_scope() as session:
+        await session.execute(
+            update(Credential)
+            .where(Credential.connection_id == connection_id)
+            .values(
+                access_token_enc=encrypt(creds.access_token),
+                refresh_token_enc=encrypt(creds.refresh_token),
+                expires_at=creds.expires_at,
+                scopes=" ".join(creds.scopes) or None,
+                updated_at=status.utcnow(),
+            )
+        )
+
+
+async def _refreshaccount_ref(provider: Provider, pctx: ProviderContext, loaded: Loaded) -> AccountRef:
+    conn = loaded.connection
+    info = await provider.fetch_account(pctx, account_ref(conn), loaded.credentials)
+    changes = {"timezone": info.timezone, "currency": info.currency}
+    if info.name and not conn.name:
+        changes["name"] = info.name
+    if any(getattr(conn, k) != v for k, v in changes.items()):
+        async with session_scope() as session:
+            await session.execute(update(Connection).where(Connection.id == conn.id).values(**changes))
+        for key, value in changes.items():
+            setattr(conn, key, value)
+    return account_ref(conn)
+
+
+async def _sync_entities(job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
+    account = account_ref(loaded.connection)
+    async for batch in provider.sync_entities(pctx, account, loaded.credentials):
+        async with session_scope() as session:
+            job.stats["entities"] += await upsert_entities(
+                session, job.workspace_id, job.connection_id, batch
+            )
+    entity_log.info("entities_synced", entities=job.stats["entities"])
+
+
+async def _fetch_window(
+    job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded, window: SyncWindow, now: datetime
+) -> None:
+    conn = loaded.connection
+    async for batch in provider.fetch_metrics(pctx, account_ref(conn), loaded.credentials, window):
+        async with session_scope() as session:
+            job.stats["rows"] += await upsert_snapshots(
+                session,
+                job.workspace_id,
+                job.connection_id,
+                batch,
+                timezone=conn.timezone or "UTC",
+                currency=conn.currency,
+                now=now,
+            )
+
+
+async def _sync_metrics(
+    job: SyncJob,
+    provider: Provider,
+    pctx: ProviderContext,
+    loaded: Loaded,
+    run_id: uuid.UUID,
+    settings: Settings,
+) -> None:
+    conn = loaded.connection
+    now = datetime.now(UTC)
+    caps = provider.capabilities
+    windows = windows_for(
+        SyncMode(job.mode),
+        caps,
+        conn.timezone or "UTC",
+        now,
+        last_completed_at=conn.last_sync_completed_at,
+        attribution_days=settings.attribution_days,
+        backfill_days=settings.backfill_days,
+        slice_days=settings.backfill_slice_days,
+        resume_before=conn.backfill_cursor if job.mode == SyncMode.backfill else None,
+    )
+    total = len(windows)
+    if job.mode == SyncMode.backfill:
+        total = total_backfill_slices(
+            settings.backfill_days or caps.backfill_days,
+            settings.backfill_slice_days or caps.backfill_slice_days,
+        )
+    done = total - len(windows)
+    async with session_scope() as session:
+        await status.update_run(
+            session,
+            run_id,
+            slices_total=total,
+            slices_done=done,
+            window_start=windows[-1].start if windows else None,
+            window_end=windows[0].end if windows else None,
+        )
+    for window in windows:
+        await _fetch_window(job, provider, pctx, loaded, window, now)
+        done += 1
+        async with session_scope() as session:
+            await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
+            if job.mode == SyncMode.backfill:
+                await session.execute(
+                    update(Connection).where(Connection.id == conn.id).values(backfill_cursor=window.start)
+                )
+        snapshot_log.info(
+            "window_synced", window=str(window), rows=job.stats["rows"], slices=f"{done}/{total}"
+        )
+
+
+async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id: uuid.UUID) -> None:
+    """Validate the token, refresh account facts, sync entities, then metrics for every window."""
+    settings: Settings = ctx["settings"]
+    provider = loaded.provider
+    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
+    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
+    try:
+        provider.check_credentials(loaded.credentials)
+        refreshed = await provider.validate_token(pctx, account_ref(loaded.connection), loaded.credentials)
+        if refreshed is not None:
+            await _store_credentials(job.connection_id, refreshed)
+            loaded.credentials = refreshed
+        await _refreshaccount_ref(provider, pctx, loaded)
+        await _sync_entities(job, provider, pctx, loaded)
+        await _sync_metrics(job, provider, pctx, loaded, run_id, settings)
+    finally:
+        job.stats.update(limiter.stats())
