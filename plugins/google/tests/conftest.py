@@ -8,10 +8,6 @@ from datetime import UTC, datetime
 import fakeredis
 import httpx
 import pytest
-from pydantic import SecretStr
-
-from core.providers import AccountRef, Credentials, ProviderContext
-from core.ratelimit import AccountLimiter
 from metricx_google import GoogleAdsProvider, GoogleSettings
 from metricx_google.simulator import (
     CHILD_BERLIN_ID,
@@ -23,6 +19,10 @@ from metricx_google.simulator import (
     SimState,
     create_app,
 )
+from pydantic import SecretStr
+
+from core.providers import AccountRef, Credentials, ProviderContext
+from core.ratelimit import AccountLimiter
 
 # A fixed instant: 18:30 UTC is 13:30 in New York and 19:30 in Berlin (partial "today" in both).
 FROZEN_NOW = datetime(2026, 3, 10, 18, 30, tzinfo=UTC)
@@ -77,11 +77,11 @@ def child(customer_id: str = CHILD_NY_ID, *, login: str | None = MANAGER_ID, **k
     """A connection to a client account reached through the default manager."""
     currency = "EUR" if customer_id == CHILD_BERLIN_ID else "USD"
     config = {"login_customer_id": login} if login else {}
-    return AccountRef(
-        connection_id=f"conn-{customer_id}",
-        workspace_id="ws-1",
-        external_account_id=customer_id,
-        currency=currency,
-        config=config,
-        **kw,  # type: ignore[arg-type]
-    )
+    fields: dict[str, object] = {
+        "connection_id": f"conn-{customer_id}",
+        "workspace_id": "ws-1",
+        "external_account_id": customer_id,
+        "currency": currency,
+        "config": config,
+    }
+    return AccountRef(**(fields | kw))  # type: ignore[arg-type]

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 from conftest import FROZEN_NOW, child
+from metricx_google import GoogleAdsProvider
+from metricx_google.simulator import CHILD_BERLIN_ID, CHILD_NY_ID, MANAGER_ID, SimState, truth
 
 from core.errors import AuthError, ConfigError, PayloadError
 from core.providers import Credentials, MetricRecord, SyncMode, SyncWindow
-from metricx_google import GoogleAdsProvider
-from metricx_google.simulator import CHILD_BERLIN_ID, CHILD_NY_ID, MANAGER_ID, SimState, truth
 
 
 async def _metrics(provider, ctx, account, creds, window) -> list[MetricRecord]:
@@ -193,6 +193,8 @@ async def test_malformed_row_is_a_payload_error(provider, ctx, creds, sim, http)
 
 async def test_future_days_have_no_rows(provider, ctx, creds, sim) -> None:
     today = sim.accounts[CHILD_BERLIN_ID].today(FROZEN_NOW)
-    window = SyncWindow(SyncMode.realtime, today + timedelta(days=1), today + timedelta(days=2), "Europe/Berlin")
+    window = SyncWindow(
+        SyncMode.realtime, today + timedelta(days=1), today + timedelta(days=2), "Europe/Berlin"
+    )
     assert await _metrics(provider, ctx, child(CHILD_BERLIN_ID), creds, window) == []
     assert isinstance(today, date)
