@@ -50,6 +50,12 @@ class MetaClient:
     def redact(self, text: str) -> str:
         return redact(text, self._token)
 
+    def scrub(self, exc: MetricxError) -> MetricxError:
+        """Remove the token from an error raised while handling a response (records echo values)."""
+        exc.message = self.redact(exc.message)
+        exc.args = (exc.message,)
+        return exc
+
     async def get(self, path: str, params: Params | None = None) -> JSONDict:
         """GET ``/{version}/{path}``; retries transient failures a few times."""
         return await self._with_retries("GET", path, params or {})
@@ -130,8 +136,7 @@ class MetaClient:
         exc = map_graph_error(
             status, error, retry_after_s=retry_after, default_retry_s=self._settings.throttle_default_retry_s
         )
-        exc.message = self.redact(exc.message)
-        exc.args = (exc.message,)
+        self.scrub(exc)
         if isinstance(exc, RateLimited):
             await self._limiter.block(exc.retry_after_s)
         log.warning(

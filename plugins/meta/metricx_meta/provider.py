@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from core.errors import AuthError, ConfigError
+from core.errors import AuthError, ConfigError, MetricxError
 from core.providers import (
     AccountInfo,
     AccountRef,
@@ -96,8 +96,11 @@ class MetaProvider:
     ) -> AsyncIterator[list[EntityRecord]]:
         """Yield campaigns, then ad sets, then ads, page by page, paused/deleted/archived included."""
         client = self.client(ctx, credentials)
-        async for batch in iter_entities(client, account_number(account)):
-            yield batch
+        try:
+            async for batch in iter_entities(client, account_number(account)):
+                yield batch
+        except MetricxError as exc:
+            raise client.scrub(exc) from None
 
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
@@ -111,10 +114,13 @@ class MetaProvider:
         number = account_number(account)
         levels = self.capabilities.levels
         log.info("meta_fetch_metrics", account_id=number, window=str(window))
-        if window.mode == SyncMode.backfill:
-            async for batch in fetch_backfill(client, number, levels, window.start, window.end):
-                yield batch
-            return
-        for level in levels:
-            async for batch in fetch_range(client, number, level, window.start, window.end):
-                yield batch
+        try:
+            if window.mode == SyncMode.backfill:
+                async for batch in fetch_backfill(client, number, levels, window.start, window.end):
+                    yield batch
+                return
+            for level in levels:
+                async for batch in fetch_range(client, number, level, window.start, window.end):
+                    yield batch
+        except MetricxError as exc:
+            raise client.scrub(exc) from None

@@ -56,9 +56,10 @@ def unknown_object(object_id: str) -> GraphAPIError:
     )
 
 
-class EmptyBody(Exception):
-    """Answer HTTP 200 with this (empty or corrupt) body instead of JSON."""
+class RawBody(Exception):
+    """Answer with this non-JSON (empty, corrupt or HTML) body instead of an envelope."""
 
-    def __init__(self, content: bytes = b"") -> None:
-        super().__init__("empty body")
+    def __init__(self, content: bytes = b"", status: int = 200) -> None:
+        super().__init__("raw body")
         self.content = content
+        self.status = status

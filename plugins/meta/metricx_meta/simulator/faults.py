@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from metricx_meta.simulator.data import Account
-from metricx_meta.simulator.envelope import EmptyBody, GraphAPIError
+from metricx_meta.simulator.envelope import GraphAPIError, RawBody
 from metricx_meta.simulator.state import SimState
 
 _THROTTLE_MESSAGES = {
@@ -56,12 +56,12 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
         raise _throttle(code, subcode, int(fault.params.get("regain_minutes", 5)))
     if (fault := state.take_fault("server_error", key, path, method)) is not None:
         if fault.params.get("html"):
-            raise GraphAPIError(2, "<html><body>502 Bad Gateway</body></html>", status=502)
+            raise RawBody(b"<html><body>502 Bad Gateway</body></html>", status=502)
         code = int(fault.params.get("code", 2))
         text = "(#2) Service temporarily unavailable" if code == 2 else "An unknown error occurred"
         raise GraphAPIError(code, text, status=int(fault.params.get("status", 500)), type="OAuthException")
     if (fault := state.take_fault("empty_body", key, path, method)) is not None:
-        raise EmptyBody(b'{"data": [{"ad_id": "1' if fault.params.get("corrupt") else b"")
+        raise RawBody(b'{"data": [{"ad_id": "1' if fault.params.get("corrupt") else b"")
     if key and pct >= 100:
         raise _throttle(80000, None, state.regain_minutes(key))
     return usage

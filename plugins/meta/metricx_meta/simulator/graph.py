@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from metricx_meta.simulator.data import Account
-from metricx_meta.simulator.envelope import EmptyBody, GraphAPIError, invalid_parameter, unknown_object
+from metricx_meta.simulator.envelope import GraphAPIError, RawBody, invalid_parameter, unknown_object
 from metricx_meta.simulator.faults import apply_malformed, check_faults, reduce_data_check, usage_headers
 from metricx_meta.simulator.query import (
     InsightsQuery,
@@ -119,8 +119,8 @@ def graph(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Re
             return JSONResponse(
                 err.body(), status_code=err.status, headers=usage_headers(account, usage, path)
             )
-        except EmptyBody as empty:
-            return Response(empty.content, status_code=200, headers=usage_headers(account, usage, path))
+        except RawBody as raw:
+            return Response(raw.content, status_code=raw.status, headers=usage_headers(account, usage, path))
         return JSONResponse(body, headers=usage_headers(account, usage, path))
 
     return endpoint

@@ -1,0 +1,221 @@
+"""Each failure of the Graph API maps to the right core error; tokens never leak."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fakeredis.aioredis
+import httpx
+import pytest
+import structlog
+from meta_helpers import BASE_URL, by_key, collect, local_today, ref, truth_by_key, window
+from metricx_meta import MetaProvider, MetaSettings
+from metricx_meta.simulator import SimState
+
+from core.errors import AuthError, ConfigError, PayloadError, RateLimited, TransientError
+from core.providers import Credentials, ProviderContext, SyncMode
+from core.ratelimit import AccountLimiter
+
+SECRET = "EAAG-super-secret-token-42"
+
+
+@pytest.fixture
+async def secret(sim_post: Any) -> Credentials:
+    await sim_post("/_sim/tokens", {"token": SECRET, "state": "valid"})
+    return Credentials(access_token=SECRET)
+
+
+async def attribution(provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState) -> Any:
+    end = local_today(sim, "1001") - timedelta(days=1)
+    win = window(SyncMode.attribution, end - timedelta(days=6), end)
+    records = [r for batch in await collect(provider.fetch_metrics(ctx, ref(), creds, win)) for r in batch]
+    return win, records
+
+
+@pytest.mark.parametrize(("code", "subcode"), [(4, None), (17, 2446079), (613, 1487742), (80000, 2446079)])
+async def test_throttle_raises_rate_limited_with_meta_estimate(
+    provider: MetaProvider, ctx: ProviderContext, secret: Credentials, sim_post: Any, code: int, subcode: Any
+) -> None:
+    await sim_post(
+        "/_sim/faults", {"kind": "throttle", "code": code, "subcode": subcode, "regain_minutes": 7}
+    )
+    with pytest.raises(RateLimited) as caught:
+        await provider.fetch_account(ctx, ref(), secret)
+    assert caught.value.retry_after_s == 7 * 60
+    assert f"error {code}" in caught.value.message
+    assert await ctx.limiter.blocked_for() > 6 * 60  # every worker waits, not just this one
+
+
+async def test_expired_token_is_an_auth_error_asking_to_reconnect(
+    provider: MetaProvider, ctx: ProviderContext, secret: Credentials, sim_post: Any
+) -> None:
+    await sim_post("/_sim/tokens", {"token": SECRET, "state": "expired"})
+    with pytest.raises(AuthError, match="reconnect the Meta account") as caught:
+        await provider.fetch_account(ctx, ref(), secret)
+    assert "190/463" in caught.value.message
+
+
+async def test_server_errors_are_transient_and_retried_in_place(
+    settings: MetaSettings, ctx: ProviderContext, secret: Credentials, sim_post: Any, http: httpx.AsyncClient
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "server_error", "count": 3, "status": 503})
+    with pytest.raises(TransientError):
+        await MetaProvider(settings).fetch_account(ctx, ref(), secret)  # no in-place retries
+
+    patient = MetaProvider(settings.model_copy(update={"max_retries": 2}))
+    await http.delete("/_sim/faults")
+    await sim_post("/_sim/faults", {"kind": "server_error", "count": 2, "html": True})
+    assert (await patient.fetch_account(ctx, ref(), secret)).currency == "USD"
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+async def test_empty_or_corrupt_200_is_transient(
+    provider: MetaProvider, ctx: ProviderContext, secret: Credentials, sim_post: Any, corrupt: bool
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "empty_body", "corrupt": corrupt})
+    with pytest.raises(TransientError, match="empty or corrupt"):
+        await provider.fetch_account(ctx, ref(), secret)
+
+
+async def test_connection_failures_are_transient_without_the_token(
+    settings: MetaSettings, secret: Credentials
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout(f"timed out connecting to {request.url}?access_token={SECRET}")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as http:
+        ctx = ProviderContext(http, AccountLimiter(fakeredis.aioredis.FakeRedis(), "meta", "1001"))
+        with pytest.raises(TransientError, match="ConnectTimeout") as caught:
+            await MetaProvider(settings).fetch_account(ctx, ref(), secret)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fault", "field"),
+    [
+        ({"field": "spend", "value": "12,5 USD"}, "spend"),
+        ({"field": "impressions", "value": "n/a"}, "impressions"),
+        ({"field": "date_start", "drop": True}, "metrics_date"),
+        ({"field": "ad_id", "drop": True}, "entity_external_id"),
+    ],
+)
+async def test_malformed_rows_raise_payload_error_naming_the_field(
+    provider: MetaProvider, ctx: ProviderContext, secret: Credentials, sim: SimState, sim_post: Any,
+    fault: dict[str, Any], field: str,
+) -> None:  # fmt: skip
+    await sim_post("/_sim/faults", {"kind": "malformed", "path": "insights", **fault})
+    sim.faults[0].account = None
+    # the fault hits the first insights page: campaign level first, so corrupt ad rows need the ad level
+    if field == "entity_external_id":
+        sim.faults[0].params["field"] = "campaign_id"
+    with pytest.raises(PayloadError, match=field):
+        await attribution(provider, ctx, secret, sim)
+
+
+@pytest.mark.parametrize("mode", ["stuck", "failed", "skipped"])
+async def test_failed_async_run_is_retried_then_split_then_succeeds(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any, mode: str
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "async", "mode": mode, "count": 2})
+    end = local_today(sim, "1001")
+    win = window(SyncMode.backfill, end - timedelta(days=13), end)
+    records = [r for b in await collect(provider.fetch_metrics(ctx, ref(), creds, win)) for r in b]
+
+    assert by_key(records) == truth_by_key(sim, "1001", win.start, win.end)
+    modes = [run.mode for run in sim.runs.values()]
+    assert (
+        modes[:2] == [mode, mode] and len(modes) == 2 * 3 + 2 + 1
+    )  # 2 slices x 3 levels, +2 failed, +1 split
+
+
+async def test_single_day_run_failing_twice_gives_up_as_transient(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "async", "mode": "stuck", "count": None})
+    day = local_today(sim, "1001") - timedelta(days=3)
+    with pytest.raises(TransientError, match="stuck at 0%"):
+        await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
+
+
+@pytest.mark.parametrize("bounds", [{"max_limit": 20}, {"max_days": 2}, {"max_limit": 30, "max_days": 3}])
+async def test_reduce_the_amount_of_data_shrinks_limit_then_range(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any,
+    bounds: dict[str, int],
+) -> None:  # fmt: skip
+    await sim_post("/_sim/faults", {"kind": "reduce_data", "count": None, **bounds})
+    win, records = await attribution(provider, ctx, creds, sim)
+    assert by_key(records) == truth_by_key(sim, "1001", win.start, win.end)
+
+
+async def test_reduce_data_that_never_passes_is_transient(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "reduce_data", "count": None})
+    with pytest.raises(TransientError, match="reduce the amount of data"):
+        await attribution(provider, ctx, creds, sim)
+
+
+async def test_usage_at_95_percent_blocks_the_limiter(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim_post: Any
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "usage", "pct": 96, "regain_minutes": 3})
+    await provider.fetch_account(ctx, ref(), creds)  # succeeds, but reports 96% usage
+    assert await ctx.limiter.blocked_for() > 170
+    with pytest.raises(RateLimited):
+        await provider.fetch_account(ctx, ref(), creds)  # the limiter refuses before calling Meta
+
+
+async def test_old_since_and_deprecated_version_are_config_errors(
+    provider: MetaProvider, settings: MetaSettings, ctx: ProviderContext, creds: Credentials, sim: SimState
+) -> None:
+    old = local_today(sim, "1001") - timedelta(days=38 * 31)
+    with pytest.raises(ConfigError, match="3018"):
+        await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.attribution, old, old)))
+    deprecated = MetaProvider(settings.model_copy(update={"api_version": "v19.0"}))
+    with pytest.raises(ConfigError, match="deprecated version"):
+        await deprecated.fetch_account(ctx, ref(), creds)
+
+
+def test_check_credentials_is_offline_and_asks_to_reconnect(provider: MetaProvider) -> None:
+    with pytest.raises(AuthError, match="reconnect"):
+        provider.check_credentials(Credentials())
+    with pytest.raises(AuthError, match="reconnect"):
+        provider.check_credentials(Credentials(SECRET, expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    provider.check_credentials(Credentials(SECRET, expires_at=datetime.now(UTC) + timedelta(days=30)))
+
+
+async def test_token_never_appears_in_errors_or_logs(
+    settings: MetaSettings, ctx: ProviderContext, secret: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    provider = MetaProvider(settings.model_copy(update={"max_retries": 1}))
+    faults = [
+        {"kind": "throttle"},
+        {"kind": "server_error", "count": 2},
+        {"kind": "empty_body", "count": 2},
+        {"kind": "malformed", "field": "spend", "value": SECRET},
+    ]
+    errors: list[BaseException] = []
+    with structlog.testing.capture_logs() as logs:
+        for fault in faults:
+            await sim_post("/_sim/faults", fault)
+            with pytest.raises(Exception) as caught:
+                await attribution(provider, ctx, secret, sim)
+            errors.append(caught.value)
+            await ctx.limiter.block(0)
+            sim.faults.clear()
+            await ctx.limiter._redis.flushall()
+        await sim_post("/_sim/tokens", {"token": SECRET, "state": "expired"})
+        with pytest.raises(AuthError) as auth:
+            await provider.fetch_account(ctx, ref(), secret)
+        errors.append(auth.value)
+    assert [type(e).__name__ for e in errors] == [
+        "RateLimited", "TransientError", "TransientError", "PayloadError", "AuthError"
+    ]  # fmt: skip
+    for error in errors:
+        assert SECRET not in str(error) and SECRET not in repr(error.args)
+    assert logs and SECRET not in repr(logs)
+
+
+def test_base_url_setting_points_the_client_anywhere(provider: MetaProvider) -> None:
+    assert provider.settings.base_url == BASE_URL
