@@ -1,0 +1,433 @@
+"""The singleton scheduler: ``python -m core.scheduler`` (or ``metricx scheduler``) enqueues cron ticks.
+
+It only enqueues; workers run the jobs. Singleton by construction:
+
+- a Redis lease (``SET NX PX``, renewed every third of its life, released on a
+  clean exit) makes one process the leader; the others wait as standbys and
+  take over when the lease lapses;
+- every tick is enqueued by one Lua call that is fenced by the lease, records
+  the entry's last tick and uses the job id ``cron:{name}:{tick}``, so even two
+  processes that both believe they lead cannot enqueue one tick twice.
+
+Fire times come from the cron expressions (croniter, UTC; a sixth field means
+seconds). A tick missed while no scheduler ran is enqueued once on start
+(coalesced: only the latest missed one), and only if it is at most
+``scheduler_max_lateness_s`` late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from croniter import croniter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from core.config import Settings, get_settings
+from core.errors import ConfigError, MetricxError
+from core.plugins import Registry
+from core.providers import ScheduleEntry
+from core.redis import serialize
+
+log = structlog.get_logger(__name__).bind(component="SCHEDULER")
+
+CORE_JOBS = ("scheduled_realtime_sync", "scheduled_attribution_sync", "scheduled_compaction")
+JOB_EXPIRES_MS = 86_400_000
+LEASE_PREFIX = "metricx:scheduler:lease:"
+LAST_TICKS_PREFIX = "metricx:scheduler:last:"
+
+# KEYS: lease, last-ticks hash, job key, result key, queue
+# ARGV: token, entry name, tick ms, payload, score, job expiry ms, job id, "enqueue" | "skip"
+# Returns -1 when this process no longer holds the lease, 0 when the tick was already
+# handled (or only recorded as skipped), 1 when it was enqueued.
+_ENQUEUE_TICK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local last = redis.call('HGET', KEYS[2], ARGV[2])
+if last and tonumber(last) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[8] ~= 'enqueue' then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[4])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+# --- cron entries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    """One cron entry as the scheduler runs it."""
+
+    name: str
+    cron: str
+    job: str
+    meaning: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    pass_tick: bool = True
+
+
+def core_entries(settings: Settings) -> list[ScheduleEntry]:
+    """The core's three entries, each cron overridable by a setting."""
+    return [
+        ScheduleEntry("realtime_sync", settings.cron_realtime, "scheduled_realtime_sync"),
+        ScheduleEntry("attribution_sync", settings.cron_attribution, "scheduled_attribution_sync"),
+        ScheduleEntry("compaction", settings.cron_compaction, "scheduled_compaction"),
+    ]
+
+
+def _accepts_tick(function: Callable[..., Any]) -> bool:
+    params = inspect.signature(function).parameters.values()
+    return any(p.name == "tick" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def load_entries(settings: Settings, registry: Registry) -> list[CronJob]:
+    """Core entries plus every plugin's, validated: a bad expression or unknown job stops start-up."""
+    jobs: list[CronJob] = []
+    for entry in [*core_entries(settings), *registry.schedules]:
+        owner = registry.schedule_owner.get(entry.name, "core")
+        if not croniter.is_valid(entry.cron):
+            raise ConfigError(
+                f"schedule {entry.name!r} ({owner}) has an invalid cron expression {entry.cron!r}; "
+                "use five fields (minute hour day month weekday), or six with seconds last"
+            )
+        if any(j.name == entry.name for j in jobs):
+            raise ConfigError(f"schedule {entry.name!r} from {owner} clashes with a core schedule entry")
+        if entry.job in CORE_JOBS:
+            pass_tick = True
+        elif entry.job in registry.jobs:
+            pass_tick = _accepts_tick(registry.jobs[entry.job].function)
+        else:
+            raise ConfigError(
+                f"schedule {entry.name!r} ({owner}) enqueues job {entry.job!r}, which no plugin registers"
+            )
+        meaning = entry.description or describe(entry.cron)
+        jobs.append(CronJob(entry.name, entry.cron, entry.job, meaning, dict(entry.kwargs), pass_tick))
+    return jobs
+
+
+def _hour(hour: int) -> str:
+    return f"{hour % 12 or 12}{'am' if hour < 12 else 'pm'}"
+
+
+def describe(cron: str) -> str:
+    """A short human meaning of common expressions (``every 15 min``, ``daily 3am``), else ``cron``."""
+    fields = cron.split()
+    if len(fields) == 6 and fields[:5] == ["*"] * 5 and fields[5].startswith("*/"):
+        return f"every {fields[5][2:]} s"
+    if len(fields) != 5:
+        return "cron"
+    minute, hour, dom, month, dow = fields
+    if (hour, dom, month, dow) == ("*", "*", "*", "*"):
+        if minute.startswith("*/"):
+            return f"every {minute[2:]} min"
+        if minute == "*":
+            return "every minute"
+    if (dom, month, dow) == ("*", "*", "*") and minute.isdigit():
+        if hour.isdigit():
+            return (
+                f"daily {_hour(int(hour))}" if minute == "0" else f"daily {int(hour):02d}:{int(minute):02d}"
+            )
+        if hour.startswith("*/"):
+            return f"every {hour[2:]} hours"
+    return "cron"
+
+
+# --- fire times ----------------------------------------------------------------------------------
+
+
+def latest_fire(cron: str, now: datetime) -> datetime:
+    """The latest fire time at or before ``now`` (UTC)."""
+    prev: datetime = croniter(cron, now).get_prev(datetime)
+    following: datetime = croniter(cron, prev).get_next(datetime)
+    return following if following <= now else prev
+
+
+def next_fire(cron: str, now: datetime) -> datetime:
+    """The first fire time strictly after ``now`` (UTC)."""
+    fire: datetime = croniter(cron, now).get_next(datetime)
+    return fire
+
+
+Action = Literal["enqueue", "late"]
+
+
+def decide(
+    cron: str, last: datetime | None, now: datetime, max_lateness_s: float
+) -> tuple[Action, datetime] | None:
+    """What to do for one entry at ``now``.
+
+    ``None`` when its latest fire time is already handled; ``("enqueue", tick)``
+    for the latest fire time not yet enqueued (every earlier missed one is
+    coalesced into it); ``("late", tick)`` when that tick is more than
+    ``max_lateness_s`` old and must be skipped.
+    """
+    tick = latest_fire(cron, now)
+    if last is not None and tick <= last:
+        return None
+    if (now - tick).total_seconds() > max_lateness_s:
+        return ("late", tick)
+    return ("enqueue", tick)
+
+
+def cron_job_id(name: str, tick: datetime) -> str:
+    """``cron:{name}:{tick ISO UTC}``: one job per entry and tick, whoever enqueues it."""
+    return f"cron:{name}:{tick.astimezone(UTC).isoformat()}"
+
+
+# --- the lease -----------------------------------------------------------------------------------
+
+
+class Lease:
+    """Leadership as a Redis key holding this process's token, with an expiry."""
+
+    def __init__(self, redis: Redis, key: str, ttl_s: float, token: str | None = None) -> None:
+        self.redis = redis
+        self.key = key
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.token = token or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def acquire(self) -> bool:
+        """Take the lease if nobody holds it."""
+        return bool(await self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    async def renew(self) -> bool:
+        """Extend the lease; False if it lapsed and someone else (or nobody) holds it."""
+        return bool(await self.redis.eval(_RENEW, 1, self.key, self.token, str(self.ttl_ms)))  # type: ignore[misc]
+
+    async def release(self) -> None:
+        """Give the lease up at once so a standby takes over without waiting for the expiry."""
+        await self.redis.eval(_RELEASE, 1, self.key, self.token)  # type: ignore[misc]
+
+    async def holder(self) -> str | None:
+        value = await self.redis.get(self.key)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+# --- the scheduler -------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """Leader election plus tick enqueueing; ``clock`` and ``out`` are injectable for tests."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        jobs: Sequence[CronJob],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.jobs = list(jobs)
+        self.settings = settings
+        self.clock = clock
+        self.out = out or (lambda line: print(line, flush=True))
+        self.queue = settings.queue_name
+        self.lease = Lease(redis, LEASE_PREFIX + self.queue, settings.scheduler_lease_s)
+        self.last_key = LAST_TICKS_PREFIX + self.queue
+        self.leader = False
+        self._script = redis.register_script(_ENQUEUE_TICK)
+
+    async def last_ticks(self) -> dict[str, datetime]:
+        """The last tick handled per entry, as recorded in Redis."""
+        raw = await self.redis.hgetall(self.last_key)  # type: ignore[misc]
+        return {
+            (k.decode() if isinstance(k, bytes) else k): datetime.fromtimestamp(int(v) / 1000, UTC)
+            for k, v in raw.items()
+        }
+
+    async def step(self) -> list[str]:
+        """One pass over the entries as leader; returns the job ids it enqueued."""
+        now = self.clock()
+        last = await self.last_ticks()
+        enqueued: list[str] = []
+        for job in self.jobs:
+            decision = decide(job.cron, last.get(job.name), now, self.settings.scheduler_max_lateness_s)
+            if decision is None:
+                continue
+            action, tick = decision
+            result = await self._record(job, tick, action)
+            if result < 0:
+                self._lost_lease()
+                break
+            job_id = cron_job_id(job.name, tick)
+            late_s = round((now - tick).total_seconds(), 3)
+            if action == "late":
+                log.warning("tick_skipped_late", entry=job.name, job_id=job_id, late_s=late_s)
+            elif result == 1:
+                enqueued.append(job_id)
+                log.info("tick_enqueued", entry=job.name, job=job.job, job_id=job_id, late_s=late_s)
+                self.out(f"[SCHEDULER] Enqueued {job.job}: {job_id}")
+        return enqueued
+
+    async def _record(self, job: CronJob, tick: datetime, action: Action) -> int:
+        job_id = cron_job_id(job.name, tick)
+        kwargs = {**job.kwargs, **({"tick": tick.isoformat()} if job.pass_tick else {})}
+        now_ms = int(time.time() * 1000)
+        payload = serialize_job(job.job, (), kwargs, None, now_ms, serializer=serialize)
+        reply = await self._script(
+            keys=[
+                self.lease.key,
+                self.last_key,
+                job_key_prefix + job_id,
+                result_key_prefix + job_id,
+                self.queue,
+            ],
+            args=[
+                self.lease.token,
+                job.name,
+                int(tick.timestamp() * 1000),
+                payload,
+                now_ms,
+                JOB_EXPIRES_MS,
+                job_id,
+                action,
+            ],
+        )
+        return int(reply)
+
+    def _lost_lease(self) -> None:
+        if self.leader:
+            log.warning("lease_lost", token=self.lease.token)
+            self.out("[SCHEDULER] Lost the lease; standing by")
+        self.leader = False
+
+    async def tend_lease(self) -> None:
+        """Become leader if the lease is free; as leader, renew it (or notice it is gone)."""
+        if self.leader:
+            if not await self.lease.renew():
+                self._lost_lease()
+            return
+        if await self.lease.acquire():
+            self.leader = True
+            log.info("lease_acquired", token=self.lease.token, queue=self.queue)
+            self.out(f"[SCHEDULER] Leader: enqueuing cron jobs on {self.queue}")
+
+    def _sleep_s(self, renew_at: float) -> float:
+        poll = self.settings.scheduler_poll_s
+        if not self.leader:
+            return poll
+        now = self.clock()
+        until_fire = min((next_fire(j.cron, now) - now).total_seconds() for j in self.jobs)
+        until_renew = renew_at - time.monotonic()
+        return max(0.01, min(poll, until_fire, until_renew))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lead or stand by until ``stop`` is set; then release the lease if held."""
+        renew_every = self.settings.scheduler_lease_s / 3
+        renew_at = 0.0
+        announced_standby = False
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() >= renew_at or not self.leader:
+                        await self.tend_lease()
+                        renew_at = time.monotonic() + renew_every
+                    if self.leader:
+                        announced_standby = False
+                        await self.step()
+                    elif not announced_standby:
+                        announced_standby = True
+                        holder = await self.lease.holder()
+                        log.info("standing_by", holder=holder)
+                        self.out(f"[SCHEDULER] Standby: another scheduler holds the lease ({holder})")
+                except (RedisError, OSError) as exc:
+                    log.warning("redis_unavailable", error=str(exc)[:200])
+                try:
+                    await asyncio.wait_for(stop.wait(), self._sleep_s(renew_at))
+                except TimeoutError:
+                    pass
+        finally:
+            if self.leader:
+                await self.lease.release()
+                self.leader = False
+                log.info("lease_released", token=self.lease.token)
+
+
+def startup_lines(jobs: Sequence[CronJob], settings: Settings) -> list[str]:
+    """The seed's start-up lines, then the queue."""
+    lines = ["[SCHEDULER] Starting ARQ scheduler...", "[SCHEDULER] Cron jobs:"]
+    lines += [f"  - {job.name}: {job.cron} ({job.meaning})" for job in jobs]
+    lines.append(f"[SCHEDULER] Queue: {settings.queue_name}")
+    return lines
+
+
+async def serve(settings: Settings, jobs: Sequence[CronJob]) -> None:
+    """Run the scheduler until SIGTERM / SIGINT."""
+    from core.redis import create_arq_pool
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    redis = await create_arq_pool(settings)
+    try:
+        await Scheduler(redis, jobs, settings).run(stop)
+    finally:
+        await redis.aclose()
+    print("[SCHEDULER] Stopped", flush=True)
+
+
+def main() -> None:
+    """``python -m core.scheduler``: print the cron entries, then lead or stand by until stopped."""
+    from core.logging import configure_logging
+    from core.plugins import get_registry
+
+    configure_logging()
+    settings = get_settings()
+    try:
+        jobs = load_entries(settings, get_registry())
+    except MetricxError as exc:
+        print(f"[SCHEDULER] error: {exc.message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    for line in startup_lines(jobs, settings):
+        print(line, flush=True)
+    asyncio.run(serve(settings, jobs))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "CronJob",
+    "Lease",
+    "Scheduler",
+    "core_entries",
+    "cron_job_id",
+    "decide",
+    "describe",
+    "latest_fire",
+    "load_entries",
+    "main",
+    "next_fire",
+]
