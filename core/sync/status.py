@@ -44,6 +44,13 @@ async def mark_started(
             current_job_id=job_id,
         )
     )
+    # An earlier try of this job whose worker died never closed its run: close it now.
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.job_id == job_id, SyncRun.status == "running")
+        .values(status="failed", error_kind="interrupted", error_message="worker stopped mid-sync",
+                finished_at=now)
+    )
     run = SyncRun(
         workspace_id=workspace_id,
         connection_id=connection_id,
