@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         default=0.0, description="Spread fan-out job start times over this many seconds (0: all now)."
     )
     fanout_batch_size: int = Field(default=1000, description="Jobs enqueued per Redis pipeline.")
+    fanout_retry_s: float = Field(
+        default=300.0,
+        description="An attribution fan-out re-runs this many seconds later for connections that were "
+        "busy (a realtime sync queued or running), so none misses its daily re-pull.",
+    )
+    fanout_max_passes: int = Field(
+        default=12, description="Upper bound of those attribution re-runs per day (slot)."
+    )
 
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")

@@ -1,23 +1,39 @@
-"""Fan-out: enqueue one sync per due connection, in pipelined batches, with stats by skip reason."""
+"""Fan-out: enqueue one sync per due connection, in pipelined batches, with stats by skip reason.
+
+A pass pages connections by id (``CHUNK`` at a time). For each page it skips
+connections that are not due (with a reason), checks tokens offline with each
+provider's ``check_credentials``, *claims* the due ones in one ``UPDATE ...
+RETURNING`` (``queued``, only if not already queued or syncing, so two fan-outs
+never claim a connection twice) and enqueues their ``process_sync_job`` with
+deterministic ids through :func:`core.enqueue.enqueue_many`.
+
+Connections enqueued in a slot are remembered in Redis, so re-running a slot
+enqueues nothing new. Attribution is once a day, so a connection that is busy
+(a realtime sync queued or running) is not dropped: the attribution fan-out
+re-runs itself a few minutes later for the ones it could not claim.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from cryptography.fernet import MultiFernet
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from redis.exceptions import RedisError
+from sqlalchemy import Row, bindparam, select, update
 
 from core.config import Settings
 from core.crypto import decrypt, get_cipher
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
-from core.enqueue import JobRequest, active_job, enqueue_many, sync_request
-from core.errors import AuthError
+from core.enqueue import JobRequest, active_job, enqueue_many, sync_job_id, sync_request
+from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.sync import status
@@ -26,12 +42,33 @@ from core.sync.windows import slot_start
 log = structlog.get_logger(__name__).bind(component="SCHEDULER")
 
 CHUNK = 2000
+SLOT_TTL_S = 2 * 86_400
+SLOT_PREFIX = "metricx:fanout:slot:"
+PASS_PREFIX = "metricx:fanout:passes:"
+
+ConnRow = Row[*tuple[Any, ...]]
+
+
+class FanoutStats(TypedDict):
+    """What one fan-out did: ``skipped`` counts connections per reason."""
+
+    mode: str
+    slot: str
+    enqueued: int
+    skipped: dict[str, int]
+    failed: int
+    follow_up: str | None
 
 
 def slot_for(tick: str | None) -> str:
     """The fan-out slot: the tick's time (or now's 15-minute slot) as YYYYmmddHHMM."""
     at = datetime.fromisoformat(tick) if tick else slot_start(datetime.now(UTC))
     return at.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def spread_s(connection_id: uuid.UUID, spread: float) -> float:
+    """A stable start offset in ``[0, spread)`` per connection, so starts are spread evenly."""
+    return spread * (connection_id.int % 1000) / 1000 if spread > 0 else 0.0
 
 
 async def repair_stuck(ctx: dict[str, Any]) -> int:
@@ -59,7 +96,7 @@ async def repair_stuck(ctx: dict[str, Any]) -> int:
     return repaired
 
 
-def _skip_reason(row: Any, now: datetime) -> str | None:
+def _skip_reason(row: ConnRow, mode: SyncMode, registry: Registry, now: datetime) -> str | None:
     if row.status != "active":
         return str(row.status)  # paused / disconnected
     if row.sync_status == "reconnect_required":
@@ -67,65 +104,30 @@ def _skip_reason(row: Any, now: datetime) -> str | None:
     if row.rate_limited_until is not None and row.rate_limited_until > now:
         return "rate_limited"
     if row.sync_status in ("queued", "syncing"):
-        return "already_queued"
+        return "busy"
+    provider = registry.providers.get(row.provider)
+    if provider is None:
+        return "provider_not_installed"
+    if mode is SyncMode.realtime and not provider.capabilities.realtime:
+        return "no_realtime"
     return None
 
 
-async def fan_out(ctx: dict[str, Any], mode: SyncMode, tick: str | None) -> dict[str, Any]:
-    """Enqueue ``process_sync_job`` in ``mode`` for every due connection; return the stats."""
-    settings: Settings = ctx["settings"]
-    registry: Registry = ctx["registry"]
-    redis: Redis = ctx["redis"]
-    await repair_stuck(ctx)
-    slot = slot_for(tick)
-    now = datetime.now(UTC)
-    cipher = get_cipher(settings)
-    skipped: Counter[str] = Counter()
-    enqueued = duplicates = 0
-    last_id: uuid.UUID | None = None
-    while True:
-        requests, invalid, queued_ids = await _collect(registry, cipher, slot, mode, now, last_id, skipped)
-        if requests is None:
-            break
-        last_id = requests[1]
-        batch: list[JobRequest] = requests[0]
-        if batch and settings.fanout_spread_s > 0:
-            batch = [
-                JobRequest(
-                    r.function,
-                    r.job_id,
-                    r.args,
-                    r.kwargs,
-                    settings.fanout_spread_s * i / len(batch),
-                    r.connection_id,
-                )
-                for i, r in enumerate(batch)
-            ]
-        results = await enqueue_many(redis, batch)
-        enqueued += sum(1 for r in results if r["status"] == "enqueued")
-        duplicates += sum(1 for r in results if r["status"] == "already_queued")
-        await _mark(invalid, queued_ids)
-    stats = {
-        "mode": mode.value,
-        "slot": slot,
-        "enqueued": enqueued,
-        "already_queued": duplicates,
-        "skipped": dict(skipped),
-        "failed": skipped.get("failed", 0),
-    }
-    log.info("fanout_finished", **stats)
-    return stats
+def _token_problem(row: ConnRow, registry: Registry, cipher: MultiFernet) -> tuple[str, str] | None:
+    """(reason, message) when the stored tokens cannot work; checked offline, no network."""
+    try:
+        creds = Credentials(
+            decrypt(row.access_token_enc, cipher), decrypt(row.refresh_token_enc, cipher), row.expires_at
+        )
+        registry.providers[row.provider].check_credentials(creds)
+    except AuthError as exc:
+        return "invalid_token", exc.message
+    except MetricxError as exc:
+        return "credentials_error", exc.message
+    return None
 
 
-async def _collect(
-    registry: Registry,
-    cipher: Any,
-    slot: str,
-    mode: SyncMode,
-    now: datetime,
-    after: uuid.UUID | None,
-    skipped: Counter[str],
-) -> tuple[tuple[list[JobRequest], uuid.UUID] | None, list[tuple[uuid.UUID, str]], list[uuid.UUID]]:
+async def _page(after: uuid.UUID | None) -> Sequence[ConnRow]:
     query = (
         select(
             Connection.id,
@@ -145,42 +147,170 @@ async def _collect(
     if after is not None:
         query = query.where(Connection.id > after)
     async with session_scope() as session:
-        rows = (await session.execute(query)).all()
-    if not rows:
-        return None, [], []
-    requests: list[JobRequest] = []
-    invalid: list[tuple[uuid.UUID, str]] = []
-    queued: list[uuid.UUID] = []
-    for row in rows:
-        reason = _skip_reason(row, now)
-        if reason is None and row.provider not in registry.providers:
-            reason = "provider_not_installed"
-        if reason is None:
-            creds = Credentials(
-                decrypt(row.access_token_enc, cipher), decrypt(row.refresh_token_enc, cipher), row.expires_at
-            )
-            try:
-                registry.providers[row.provider].check_credentials(creds)
-            except AuthError as exc:
-                invalid.append((row.id, exc.message))
-                reason = "invalid_token"
-        if reason:
-            skipped[reason] += 1
-            continue
-        requests.append(sync_request(str(row.id), str(row.workspace_id), mode, slot=slot))
-        queued.append(row.id)
-    return (requests, rows[-1].id), invalid, queued
+        return (await session.execute(query)).all()
 
 
-async def _mark(invalid: list[tuple[uuid.UUID, str]], queued: list[uuid.UUID]) -> None:
+async def _claim(
+    due: list[ConnRow], invalid: list[tuple[uuid.UUID, str]], mode: SyncMode, slot: str
+) -> list[ConnRow]:
+    """Mark bad tokens ``reconnect_required`` and claim the due rows as ``queued``; returns the claimed."""
     async with session_scope() as session:
         for connection_id, message in invalid:
             await status.mark_failed(
                 session, connection_id, sync_status="reconnect_required", kind="auth", message=message
             )
-        if queued:
-            await session.execute(
-                update(Connection)
-                .where(Connection.id.in_(queued), Connection.sync_status.not_in(("syncing",)))
-                .values(sync_status="queued")
+        if not due:
+            return []
+        claimed = await session.execute(
+            update(Connection)
+            .where(
+                Connection.id.in_([r.id for r in due]), Connection.sync_status.not_in(("queued", "syncing"))
             )
+            .values(sync_status="queued", current_job_id=None)
+            .returning(Connection.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = set(claimed.scalars())
+    return [r for r in due if r.id in ids]
+
+
+async def _unclaim(rows: list[ConnRow]) -> None:
+    """Give connections whose job was not enqueued their previous status back."""
+    if not rows:
+        return
+    async with session_scope() as session:
+        await session.connection()
+        statement = (
+            update(Connection.__table__)  # type: ignore[arg-type]
+            .where(Connection.id == bindparam("cid"), Connection.sync_status == "queued")
+            .values(sync_status=bindparam("prev"))
+        )
+        await session.execute(statement, [{"cid": r.id, "prev": r.sync_status} for r in rows])
+
+
+class _Pass:
+    """One fan-out pass's running totals."""
+
+    def __init__(self, mode: SyncMode, slot: str) -> None:
+        self.mode = mode
+        self.slot = slot
+        self.skipped: Counter[str] = Counter()
+        self.enqueued = 0
+        self.failed = 0
+
+
+async def _fan_out_page(
+    rows: Sequence[ConnRow], acc: _Pass, ctx: dict[str, Any], cipher: MultiFernet, now: datetime
+) -> None:
+    settings: Settings = ctx["settings"]
+    registry: Registry = ctx["registry"]
+    redis: Redis = ctx["redis"]
+    slot_key = f"{SLOT_PREFIX}{acc.mode.value}:{acc.slot}"
+    done = await redis.smismember(slot_key, [str(r.id) for r in rows])  # type: ignore[misc]
+    due: list[ConnRow] = []
+    invalid: list[tuple[uuid.UUID, str]] = []
+    for row, already in zip(rows, done, strict=True):
+        reason = "already_enqueued" if already else _skip_reason(row, acc.mode, registry, now)
+        if reason is None and (problem := _token_problem(row, registry, cipher)):
+            reason = problem[0]
+            if reason == "invalid_token":
+                invalid.append((row.id, problem[1]))
+        if reason:
+            acc.skipped[reason] += 1
+        else:
+            due.append(row)
+    claimed = await _claim(due, invalid, acc.mode, acc.slot)
+    acc.skipped["busy"] += len(due) - len(claimed)
+    requests = [
+        sync_request(
+            str(r.id),
+            str(r.workspace_id),
+            acc.mode,
+            slot=acc.slot,
+            defer_s=spread_s(r.id, settings.fanout_spread_s),
+        )
+        for r in claimed
+    ]
+    try:
+        results = await enqueue_many(redis, requests)
+    except (RedisError, OSError) as exc:
+        log.error("fanout_enqueue_failed", mode=acc.mode.value, count=len(claimed), error=str(exc)[:200])
+        acc.failed += len(claimed)
+        await _unclaim(claimed)
+        return
+    await _record(redis, slot_key, claimed, results, acc)
+
+
+async def _record(
+    redis: Redis, slot_key: str, claimed: list[ConnRow], results: list[Any], acc: _Pass
+) -> None:
+    lost: list[ConnRow] = []
+    jobs: list[tuple[uuid.UUID, str]] = []
+    for row, result in zip(claimed, results, strict=True):
+        if result["status"] == "enqueued":
+            acc.enqueued += 1
+            jobs.append((row.id, result["job_id"]))
+        elif result["job_id"] != sync_job_id(str(row.id), acc.mode, acc.slot):
+            acc.skipped["busy"] += 1  # another sync (e.g. a manual backfill) holds the connection
+            jobs.append((row.id, result["job_id"]))
+        else:
+            acc.skipped["already_enqueued"] += 1
+            lost.append(row)
+    if jobs:
+        async with session_scope() as session:
+            await session.connection()
+            await session.execute(
+                update(Connection.__table__)  # type: ignore[arg-type]
+                .where(Connection.id == bindparam("cid"))
+                .values(current_job_id=bindparam("job")),
+                [{"cid": cid, "job": job} for cid, job in jobs],
+            )
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(slot_key, *[str(cid) for cid, _ in jobs])
+            pipe.expire(slot_key, SLOT_TTL_S)
+            await pipe.execute()
+    await _unclaim(lost)
+
+
+async def fan_out(ctx: dict[str, Any], mode: SyncMode, tick: str | None) -> FanoutStats:
+    """Enqueue ``process_sync_job`` in ``mode`` for every due connection; return the stats."""
+    await repair_stuck(ctx)
+    acc = _Pass(mode, slot_for(tick))
+    now = datetime.now(UTC)
+    cipher = get_cipher(ctx["settings"])
+    after: uuid.UUID | None = None
+    while rows := await _page(after):
+        after = rows[-1].id
+        await _fan_out_page(rows, acc, ctx, cipher, now)
+    follow_up = None
+    if mode is SyncMode.attribution and acc.skipped["busy"]:
+        follow_up = await _follow_up(ctx, acc)
+    stats: FanoutStats = {
+        "mode": mode.value,
+        "slot": acc.slot,
+        "enqueued": acc.enqueued,
+        "skipped": {reason: n for reason, n in sorted(acc.skipped.items()) if n},
+        "failed": acc.failed,
+        "follow_up": follow_up,
+    }
+    log.info("fanout_finished", **stats)
+    return stats
+
+
+async def _follow_up(ctx: dict[str, Any], acc: _Pass) -> str | None:
+    """Re-run the attribution fan-out later for the connections that were busy (bounded passes)."""
+    settings: Settings = ctx["settings"]
+    redis: Redis = ctx["redis"]
+    key = f"{PASS_PREFIX}{acc.mode.value}:{acc.slot}"
+    passes = int(await redis.incr(key))
+    await redis.expire(key, SLOT_TTL_S)
+    if passes > settings.fanout_max_passes:
+        log.warning("fanout_busy_given_up", mode=acc.mode.value, slot=acc.slot, busy=acc.skipped["busy"])
+        return None
+    tick = datetime.strptime(acc.slot, "%Y%m%d%H%M").replace(tzinfo=UTC).isoformat()
+    job_id = f"cron:{acc.mode.value}_sync:{tick}:pass{passes + 1}"
+    request = JobRequest(
+        "scheduled_attribution_sync", job_id, kwargs={"tick": tick}, defer_s=settings.fanout_retry_s
+    )
+    await enqueue_many(redis, [request])
+    return job_id
