@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,9 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from core.testing.servers import free_port
+from core.testing.http import serve_app
 
 
 @dataclass
@@ -25,28 +22,13 @@ class Simulator:
         return httpx.post(f"{self.url}/_control", json=body).json()
 
 
-def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 @pytest.fixture(scope="session")
 def _sim_server() -> Iterator[Simulator]:
     from metricx_testprovider.simulator import create_app
 
     app = create_app()
-    url, server, thread = serve(app)
-    yield Simulator(url, app)
-    server.should_exit = True
-    thread.join(5)
+    with serve_app(app) as url:
+        yield Simulator(url, app)
 
 
 @pytest.fixture

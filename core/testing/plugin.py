@@ -47,6 +47,17 @@ def _apply(env: dict[str, str]) -> None:
     reset_registry()
 
 
+def _flush_redis(url: str) -> None:
+    """The test Redis starts empty: rate-limit blocks or jobs of an earlier run must not leak in."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def metricx_env() -> Iterator[MetricxEnv]:
     data_dir = Path(os.environ.get("METRICX_TEST_DATA_DIR", ".metricx/test"))
@@ -64,6 +75,7 @@ def metricx_env() -> Iterator[MetricxEnv]:
         "METRICX_RETRY_MAX_S": "3",
         "METRICX_LOG_LEVEL": "INFO",
     }
+    _flush_redis(redis_url)
     saved = {k: os.environ.get(k) for k in env}
     _apply(env)
     from core.db.migrate import upgrade

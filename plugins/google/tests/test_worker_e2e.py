@@ -1,0 +1,219 @@
+"""Google Ads through the real engine and worker: PostgreSQL, Redis, and the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from metricx_google.simulator import (
+    CHILD_NY_ID,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
+    MANAGER_ID,
+    SimState,
+    create_app,
+    truth,
+)
+from sqlalchemy import text
+
+from core.db.engine import session_scope
+from core.enqueue import enqueue_sync_job
+from core.plugins import reset_registry
+from core.providers import Credentials
+from core.services import create_connection, create_workspace
+from core.sync.windows import local_today
+from core.testing.http import serve_app
+
+TZ = "America/New_York"
+
+
+def _forget_rate_limits(redis_url: str) -> None:
+    """Blocks recorded by an earlier test (a daily quota) must not leak into the next one."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter("metricx:rl:google:*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def google_sim(metricx_env: Any) -> Iterator[tuple[SimState, str, dict[str, str]]]:
+    state = SimState()
+    state.frozen_now = datetime.now(UTC)  # "today" stays the same day while the test runs
+    with serve_app(create_app(state)) as url:
+        env = {
+            "METRICX_GOOGLE_BASE_URL": url,
+            "METRICX_GOOGLE_TOKEN_URL": f"{url}/token",
+            "METRICX_GOOGLE_CLIENT_ID": DEFAULT_CLIENT_ID,
+            "METRICX_GOOGLE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        reset_registry()  # providers read their settings when the registry loads
+        _forget_rate_limits(metricx_env.redis_url)
+        yield state, url, env
+        _forget_rate_limits(metricx_env.redis_url)
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        reset_registry()
+
+
+@pytest.fixture
+async def connection(google_sim: Any) -> AsyncIterator[tuple[uuid.UUID, uuid.UUID]]:
+    async with session_scope() as session:
+        ws = await create_workspace(session, "google-e2e")
+        conn = await create_connection(
+            session,
+            ws.id,
+            "google",
+            CHILD_NY_ID,
+            Credentials(refresh_token=DEFAULT_REFRESH_TOKEN),
+            config={"login_customer_id": MANAGER_ID},
+        )
+    yield ws.id, conn.id
+
+
+async def stored(connection_id: uuid.UUID) -> dict[tuple[str, str, date], Any]:
+    """Each (level, entity, day)'s latest snapshot."""
+    sql = text(
+        "SELECT DISTINCT ON (s.entity_id, s.metrics_date) e.level, e.external_id, s.metrics_date, s.spend, "
+        "s.impressions, s.clicks, s.conversions, s.revenue, s.currency FROM metric_snapshots s "
+        "JOIN entities e ON e.id = s.entity_id WHERE s.connection_id = :c "
+        "ORDER BY s.entity_id, s.metrics_date, s.captured_at DESC"
+    )
+    async with session_scope() as session:
+        rows = (await session.execute(sql, {"c": connection_id})).all()
+    return {(r.level, r.external_id, r.metrics_date): r for r in rows}
+
+
+def assert_equal_to_truth(state: SimState, rows: dict[Any, Any], since: date, until: date) -> None:
+    account = state.accounts[CHILD_NY_ID]
+    for level in ("campaign", "ad_group", "ad"):
+        expected = truth(account, level, since, until, state.now(), state.revision)
+        got = {(ext, day): r for (lv, ext, day), r in rows.items() if lv == level and since <= day <= until}
+        assert set(got) == set(expected), level
+        for key, n in expected.items():
+            r = got[key]
+            assert r.impressions == n.impressions and r.clicks == n.clicks, key
+            assert r.spend == Decimal(n.cost_micros).scaleb(-6), key
+            assert r.conversions == n.conversions and r.revenue == n.conversions_value, key
+        # and the sums, the way a dashboard would add them up
+        assert sum(r.spend for r in got.values()) == sum(
+            Decimal(n.cost_micros).scaleb(-6) for n in expected.values()
+        )
+
+
+async def status(connection_id: uuid.UUID) -> Any:
+    async with session_scope() as session:
+        return (
+            await session.execute(text("SELECT * FROM connections WHERE id = :c"), {"c": connection_id})
+        ).one()
+
+
+async def test_backfill_attribution_realtime_through_a_manager(
+    google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    state, url, _ = google_sim
+    ws, conn = connection
+    today = local_today(TZ, state.now())
+
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    row = await status(conn)
+    assert row.sync_status == "idle", row.last_sync_error
+    assert (row.timezone, row.currency) == (TZ, "USD")  # read from customer.time_zone / currency_code
+    rows = await stored(conn)
+    assert_equal_to_truth(state, rows, today - timedelta(days=90), today - timedelta(days=1))
+    count_after_backfill = len(rows)
+
+    # Late conversions arrive; the attribution re-sync overwrites the last 7 days, adding no rows.
+    httpx.post(f"{url}/_sim/revision", json={"by": 3})
+    await enqueue_sync_job(str(conn), str(ws), force_refresh=True, redis=redis_client)
+    await run_worker()
+    rows = await stored(conn)
+    assert_equal_to_truth(state, rows, today - timedelta(days=7), today - timedelta(days=1))
+    async with session_scope() as session:
+        total = (
+            await session.execute(
+                text("SELECT count(*) FROM metric_snapshots WHERE connection_id = :c"), {"c": conn}
+            )
+        ).scalar_one()
+    assert total == count_after_backfill
+
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    rows = await stored(conn)
+    assert_equal_to_truth(state, rows, today, today)
+    # one access token served every call of the three syncs
+    stats = httpx.get(f"{url}/_sim/stats").json()
+    assert stats["token_mints"] == 1 and stats["api_calls"] > 20
+
+
+async def test_revoked_refresh_token_needs_reconnect_after_one_try(
+    google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    _, url, _ = google_sim
+    ws, conn = connection
+    httpx.post(f"{url}/_sim/revoke", json={"refresh_token": DEFAULT_REFRESH_TOKEN})
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await status(conn)
+    assert row.sync_status == "reconnect_required" and row.total_syncs_attempted == 1
+    assert "reconnect" in row.last_sync_error.lower() and DEFAULT_REFRESH_TOKEN not in row.last_sync_error
+
+
+async def test_faults_end_as_design_says(
+    google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    _, url, _ = google_sim
+    ws, conn = connection
+    # 5xx twice: retried with backoff, then complete
+    httpx.post(
+        f"{url}/_sim/faults",
+        json={"kind": "server_error", "count": 2, "status": 503, "code": "TRANSIENT_ERROR"},
+    )
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await status(conn)
+    assert row.sync_status == "idle" and row.total_syncs_attempted >= 2
+
+    # a short quota (retryDelay 1 s): deferred and then completed
+    httpx.post(f"{url}/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 1})
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await status(conn)
+    assert row.sync_status == "idle" and row.rate_limited_until is None
+
+    # daily quota: the connection is rate limited until the quota resets, with no retry burned
+    httpx.post(f"{url}/_sim/faults", json={"kind": "daily_quota", "count": 50})
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await status(conn)
+    assert row.sync_status == "rate_limited" and row.last_error_kind == "rate_limited"
+    assert row.rate_limited_until > datetime.now(UTC) + timedelta(minutes=15)
+    queued = await redis_client.zcard(os.environ["METRICX_QUEUE_NAME"])
+    assert queued == 0  # a daily quota is not re-queued for minutes later: the scheduler resumes it
+
+
+async def test_realtime_through_a_real_worker_process(
+    google_sim: Any, connection: Any, worker_process: Any, redis_client: Any
+) -> None:
+    state, _, env = google_sim
+    ws, conn = connection
+    worker_process(**env)
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    deadline = time.monotonic() + 60
+    while (row := await status(conn)).total_syncs_succeeded < 1:
+        assert time.monotonic() < deadline, row.last_sync_error
+        await asyncio.sleep(0.2)
+    today = local_today(TZ, state.now())
+    assert_equal_to_truth(state, await stored(conn), today, today)
