@@ -1,0 +1,106 @@
+"""The FastAPI app: ``/v1`` routes, JSON errors, request ids in the logs, plugin routers.
+
+Served by ``metricx api --host H --port P`` (uvicorn, ``create_app`` as factory).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core import __version__
+from core.api import errors
+from core.api.deps import Resources
+from core.api.routes import connections, data, health, jobs, providers, workspaces
+from core.api.schemas import ErrorResponse
+from core.logging import configure_logging
+from core.plugins import get_registry
+
+log = structlog.get_logger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ERRORS = {
+    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked key"},
+    404: {"model": ErrorResponse, "description": "Not found (also another workspace's object)"},
+    422: {"model": ErrorResponse, "description": "Invalid request"},
+}
+
+
+class RequestIdMiddleware:
+    """Bind a request id (the caller's ``X-Request-ID`` or a new one) into every log line of the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request_finished",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+def _v1() -> APIRouter:
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(health.router)
+    v1.include_router(providers.router, responses={401: ERRORS[401]})
+    for module in (workspaces, connections, jobs, data):
+        v1.include_router(module.router, responses=ERRORS)  # type: ignore[arg-type]
+    for plugin, router in get_registry().routers:
+        v1.include_router(router, prefix=f"/plugins/{plugin}", tags=[f"plugin:{plugin}"])
+    return v1
+
+
+def create_app() -> FastAPI:
+    """Build the API (a new app each call; tests build their own)."""
+    configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.resources.aclose()
+
+    app = FastAPI(
+        title="metricx",
+        version=__version__,
+        description="Keep ad-platform and store data fresh for many workspaces. "
+        "Authenticate with `Authorization: Bearer <key>`: a workspace API key, or the operator key "
+        "for creating workspaces. Another workspace's objects always answer 404.",
+        lifespan=lifespan,
+    )
+    app.state.resources = Resources()
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(_v1())
+    return app

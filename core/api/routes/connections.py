@@ -1,0 +1,196 @@
+"""Connections of a workspace: connect (validated by the provider), list, get, pause/resume, delete, sync."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import structlog
+from fastapi import APIRouter, Body, Query, status
+from sqlalchemy import delete, func, select
+
+from core.api.deps import ConnectionDep, HttpDep, PageDep, RedisDep, SessionDep, WorkspaceDep
+from core.api.errors import ApiError, conflict, provider_error
+from core.api.schemas import (
+    NO_NUL,
+    ConnectionCreate,
+    ConnectionCreated,
+    ConnectionPublic,
+    Page,
+    SyncEnqueued,
+    SyncRequest,
+    WorkspaceSyncResult,
+)
+from core.api.service import (
+    ConnectionExists,
+    ProviderNotInstalled,
+    add_connection,
+    enqueue_syncs,
+    validate_account,
+)
+from core.db.models import Connection, Credential
+from core.errors import MetricxError
+from core.logging import REDACTED, SECRET_KEYS
+from core.providers import Credentials, SyncMode
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
+
+
+def public(connection: Connection) -> ConnectionPublic:
+    """A connection as the API shows it: no credentials, secret-looking config values masked."""
+    out = ConnectionPublic.model_validate(connection)
+    out.config = {k: (REDACTED if SECRET_KEYS.search(k) else v) for k, v in (connection.config or {}).items()}
+    return out
+
+
+@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionCreated)
+async def create(
+    body: ConnectionCreate, workspace: WorkspaceDep, session: SessionDep, http: HttpDep, redis: RedisDep
+) -> ConnectionCreated:
+    """Connect a platform account: the provider checks the tokens and reads the account's timezone
+    and currency; a history backfill is enqueued. The credentials are never returned."""
+    await session.commit()  # no transaction stays open while the provider is called
+    creds = Credentials(
+        access_token=body.credentials.access_token,
+        refresh_token=body.credentials.refresh_token,
+        expires_at=body.credentials.expires_at,
+        scopes=tuple(body.credentials.scopes),
+    )
+    try:
+        validated = await validate_account(
+            body.provider, body.external_account_id, creds, body.config, http=http, redis=redis
+        )
+        connection = await add_connection(
+            session, workspace.id, body.external_account_id, validated, name=body.name, config=body.config
+        )
+    except ProviderNotInstalled as exc:
+        raise ApiError(422, "provider_not_installed", exc.message) from None
+    except ConnectionExists as exc:
+        raise conflict("connection_exists", exc.message) from None
+    except MetricxError as exc:
+        raise provider_error(exc) from None
+    await session.commit()
+    backfill = None
+    if body.backfill:
+        [result] = await enqueue_syncs(session, redis, [connection], SyncMode.backfill)
+        backfill = SyncEnqueued(**result, connection_id=connection.id, mode=SyncMode.backfill)
+        await session.commit()
+        await session.refresh(connection)
+    return ConnectionCreated(**public(connection).model_dump(), backfill=backfill)
+
+
+@router.get("/connections", response_model=Page[ConnectionPublic])
+async def list_connections(
+    workspace: WorkspaceDep,
+    session: SessionDep,
+    page: PageDep,
+    provider: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    connection_status: Annotated[
+        Literal["active", "paused", "disconnected"] | None, Query(alias="status")
+    ] = None,
+) -> Page[ConnectionPublic]:
+    """The workspace's connections with their sync status, oldest first."""
+    where: list[Any] = [Connection.workspace_id == workspace.id]
+    if provider:
+        where.append(Connection.provider == provider)
+    if connection_status:
+        where.append(Connection.status == connection_status)
+    total = await session.scalar(select(func.count()).select_from(Connection).where(*where)) or 0
+    rows = await session.scalars(
+        select(Connection)
+        .where(*where)
+        .order_by(Connection.created_at, Connection.id)
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    return page.page([public(c) for c in rows], total)
+
+
+@router.get("/connections/{connection_id}", response_model=ConnectionPublic)
+async def get(connection: ConnectionDep) -> ConnectionPublic:
+    """One connection with its sync status fields."""
+    return public(connection)
+
+
+async def _set_status(session: SessionDep, connection: Connection, value: str) -> ConnectionPublic:
+    connection.status = value
+    await session.flush()
+    log.info("connection_status_changed", connection_id=str(connection.id), status=value)
+    return public(connection)
+
+
+@router.post("/connections/{connection_id}/pause", response_model=ConnectionPublic)
+async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
+    """Stop scheduled and manual syncs until resumed (a sync already running finishes)."""
+    if connection.status == "disconnected":
+        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
+    return await _set_status(session, connection, "paused")
+
+
+@router.post("/connections/{connection_id}/resume", response_model=ConnectionPublic)
+async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
+    """Sync the connection again on schedule."""
+    if connection.status == "disconnected":
+        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
+    return await _set_status(session, connection, "active")
+
+
+@router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_connection(
+    connection: ConnectionDep,
+    session: SessionDep,
+    data: Annotated[
+        Literal["keep", "delete"],
+        Query(description="keep: stop syncing, forget the tokens, keep the synced data; delete: remove all."),
+    ] = "keep",
+) -> None:
+    """Disconnect an account: no more syncs, tokens erased; its data is kept or removed as asked."""
+    if data == "delete":
+        await session.execute(delete(Connection).where(Connection.id == connection.id))
+    else:
+        await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
+        connection.status = "disconnected"
+        await session.flush()
+    log.info("connection_deleted", connection_id=str(connection.id), data=data)
+
+
+SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
+
+
+@router.post(
+    "/connections/{connection_id}/sync", status_code=status.HTTP_202_ACCEPTED, response_model=SyncEnqueued
+)
+async def sync_connection(
+    connection: ConnectionDep, session: SessionDep, redis: RedisDep, body: SyncBody
+) -> SyncEnqueued:
+    """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running."""
+    if connection.status != "active":
+        raise conflict(
+            f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
+        )
+    await session.commit()
+    [result] = await enqueue_syncs(session, redis, [connection], body.mode)
+    return SyncEnqueued(**result, connection_id=connection.id, mode=body.mode)
+
+
+@router.post("/sync", status_code=status.HTTP_202_ACCEPTED, response_model=WorkspaceSyncResult)
+async def sync_workspace(
+    workspace: WorkspaceDep, session: SessionDep, redis: RedisDep, body: SyncBody
+) -> WorkspaceSyncResult:
+    """Sync every active connection of the workspace; one result per connection."""
+    connections = list(
+        await session.scalars(
+            select(Connection)
+            .where(Connection.workspace_id == workspace.id, Connection.status == "active")
+            .order_by(Connection.created_at, Connection.id)
+        )
+    )
+    await session.commit()
+    results = await enqueue_syncs(session, redis, connections, body.mode)
+    return WorkspaceSyncResult(
+        mode=body.mode,
+        results=[
+            SyncEnqueued(**r, connection_id=c.id, mode=body.mode)
+            for c, r in zip(connections, results, strict=True)
+        ],
+    )

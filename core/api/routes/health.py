@@ -1,0 +1,50 @@
+"""Liveness (the process answers) and readiness (PostgreSQL and Redis answer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from core.api.deps import resources
+from core.api.schemas import Health
+from core.db.engine import get_sessionmaker
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_S = 3.0
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: the API process is up."""
+    return Health(status="ok")
+
+
+async def _database() -> None:
+    async with get_sessionmaker()() as session:
+        await session.execute(text("SELECT 1"))
+
+
+async def _redis(request: Request) -> None:
+    redis = await resources(request).redis()
+    await redis.ping()
+
+
+@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: the database and Redis answer within a few seconds (else 503)."""
+    checks: dict[str, str] = {}
+    for name, probe in (("database", _database()), ("redis", _redis(request))):
+        try:
+            await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the body and log
+            checks[name] = f"unavailable: {type(exc).__name__}"
+            log.warning("readiness_check_failed", check=name, error_type=type(exc).__name__)
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -1,0 +1,37 @@
+"""Installed providers and their capabilities."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from core.api.deps import PrincipalDep
+from core.api.schemas import ProviderPublic
+from core.plugins import get_registry
+
+router = APIRouter(tags=["providers"])
+
+
+@router.get("/providers", response_model=list[ProviderPublic])
+async def list_providers(_: PrincipalDep) -> list[ProviderPublic]:
+    """Every installed provider: its plugin, version and capabilities."""
+    registry = get_registry()
+    versions = {p.name: p.version for p in registry.plugins}
+    out = []
+    for name, provider in sorted(registry.providers.items()):
+        caps = provider.capabilities
+        plugin = registry.provider_owner.get(name, "")
+        out.append(
+            ProviderPublic(
+                name=name,
+                display_name=provider.display_name,
+                plugin=plugin,
+                version=versions.get(plugin),
+                levels=list(caps.levels),
+                attribution_window_days=caps.attribution_window_days,
+                backfill_days=caps.backfill_days,
+                backfill_slice_days=caps.backfill_slice_days,
+                timezone_source=caps.timezone_source,
+                realtime=caps.realtime,
+            )
+        )
+    return out

@@ -1,0 +1,311 @@
+"""Request and response bodies, split per use (``XCreate`` in, ``XPublic`` out).
+
+No public schema has a field for a token: credentials are write-only.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.providers import SyncMode
+
+T = TypeVar("T")
+# PostgreSQL text cannot hold NUL characters; reject them as invalid input instead of failing later.
+NO_NUL = r"^[^\x00]*$"
+MAX_CONFIG_BYTES = 16_384
+WS_EXAMPLE = "6f1c2b7e-0d4a-4c35-9a57-3f1e0b8c2d11"
+CONN_EXAMPLE = "0b9e5c1a-7f62-4e0e-8d0f-5b2a6c9e4f73"
+JOB_EXAMPLE = f"sync:{CONN_EXAMPLE}:backfill:1767225600000"
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["connection_not_found"])
+    message: str = Field(examples=["connection not found"])
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable machine code and a message for a person."""
+
+    error: ErrorBody
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: ``next_offset`` is null on the last page."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class WorkspaceCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme Ltd"}]})
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+
+
+class WorkspacePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "dashboard"}]})
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+
+
+class ApiKeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str | None
+    prefix: str = Field(description="The first characters of the key, to tell keys apart.")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself: shown once, only its hash is stored.")
+
+
+class CredentialsIn(BaseModel):
+    """Tokens for the platform account; write-only (never returned)."""
+
+    access_token: str | None = Field(default=None, max_length=8000, pattern=NO_NUL)
+    refresh_token: str | None = Field(default=None, max_length=8000, pattern=NO_NUL)
+    expires_at: datetime | None = None
+    scopes: list[Annotated[str, Field(max_length=200, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class ConnectionCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "provider": "meta",
+                    "external_account_id": "act_1234567890",
+                    "name": "Acme EU",
+                    "credentials": {"access_token": "EAAB..."},
+                    "config": {},
+                }
+            ]
+        }
+    )
+    provider: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    external_account_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
+    name: str | None = Field(default=None, max_length=300, pattern=NO_NUL)
+    credentials: CredentialsIn
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Provider settings (e.g. base_url, login_customer_id)."
+    )
+    backfill: bool = Field(default=True, description="Enqueue the history backfill right away.")
+
+    @field_validator("config")
+    @classmethod
+    def _storable_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        encoded = json.dumps(value)
+        if "\\u0000" in encoded:
+            raise ValueError("config must not contain NUL characters")
+        if len(encoded) > MAX_CONFIG_BYTES:
+            raise ValueError(f"config must be at most {MAX_CONFIG_BYTES} bytes of JSON")
+        return value
+
+
+class ConnectionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    provider: str
+    external_account_id: str
+    name: str | None
+    timezone: str
+    currency: str | None
+    config: dict[str, Any]
+    status: str = Field(examples=["active"], description="active | paused | disconnected")
+    sync_status: str = Field(
+        examples=["idle"], description="idle | queued | syncing | error | rate_limited | reconnect_required"
+    )
+    last_sync_attempted_at: datetime | None
+    last_sync_completed_at: datetime | None
+    last_sync_error: str | None
+    last_error_kind: str | None
+    rate_limited_until: datetime | None
+    total_syncs_attempted: int
+    total_syncs_succeeded: int
+    backfill_completed_at: datetime | None
+    current_job_id: str | None
+    created_at: datetime
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "realtime"}]})
+    mode: SyncMode = SyncMode.realtime
+
+
+class SyncEnqueued(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "enqueued",
+                    "job_id": JOB_EXAMPLE,
+                    "connection_id": CONN_EXAMPLE,
+                    "mode": "backfill",
+                }
+            ]
+        }
+    )
+    status: Literal["enqueued", "already_queued"]
+    job_id: str | None
+    connection_id: uuid.UUID
+    mode: SyncMode
+
+
+class ConnectionCreated(ConnectionPublic):
+    backfill: SyncEnqueued | None = None
+
+
+class WorkspaceSyncResult(BaseModel):
+    mode: SyncMode
+    results: list[SyncEnqueued]
+
+
+class Progress(BaseModel):
+    slices_done: int
+    slices_total: int
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": JOB_EXAMPLE,
+                    "connection_id": CONN_EXAMPLE,
+                    "mode": "backfill",
+                    "status": "complete",
+                    "tries": 1,
+                    "enqueued_at": "2026-01-01T00:00:00Z",
+                    "started_at": "2026-01-01T00:00:01Z",
+                    "finished_at": "2026-01-01T00:00:09Z",
+                    "result": {"status": "complete", "rows": 540},
+                    "error": None,
+                    "progress": {"slices_done": 3, "slices_total": 3},
+                }
+            ]
+        }
+    )
+    job_id: str
+    connection_id: uuid.UUID
+    mode: str
+    status: Literal["queued", "in_progress", "complete", "failed"]
+    tries: int
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+    progress: Progress | None
+
+
+class SyncRunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    job_id: str
+    mode: str
+    window_start: date | None
+    window_end: date | None
+    try_number: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    rows_written: int
+    entities_written: int
+    api_calls: int
+    seconds_throttled: float
+    error_kind: str | None
+    error_message: str | None
+    slices_done: int
+    slices_total: int
+
+
+class EntityPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    connection_id: uuid.UUID
+    level: str
+    external_id: str
+    parent_id: uuid.UUID | None
+    name: str | None
+    status: str | None
+    updated_at: datetime
+
+
+class MetricRow(BaseModel):
+    """Totals of one day (and one entity when grouped by entity), from each day's latest snapshot."""
+
+    metrics_date: date
+    entity_id: uuid.UUID | None = None
+    external_id: str | None = None
+    name: str | None = None
+    spend: Decimal
+    impressions: int
+    clicks: int
+    conversions: Decimal
+    revenue: Decimal
+
+
+class MetricsPage(Page[MetricRow]):
+    connection_id: uuid.UUID
+    level: str
+    currency: str | None
+    timezone: str
+    start: date
+    end: date
+
+
+class IntradayPoint(BaseModel):
+    captured_at: datetime
+    spend: Decimal
+    impressions: int
+    clicks: int
+    conversions: Decimal
+    revenue: Decimal
+
+
+class IntradaySeries(BaseModel):
+    connection_id: uuid.UUID
+    level: str
+    metrics_date: date
+    currency: str | None
+    timezone: str
+    points: list[IntradayPoint]
+
+
+class ProviderPublic(BaseModel):
+    name: str
+    display_name: str
+    plugin: str
+    version: str | None
+    levels: list[str]
+    attribution_window_days: int
+    backfill_days: int
+    backfill_slice_days: int
+    timezone_source: str
+    realtime: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

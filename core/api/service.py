@@ -1,0 +1,172 @@
+"""Operations the API and the CLI share: connect an account (validated by its provider), enqueue syncs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Connection, SyncRun
+from core.enqueue import EnqueueResult, enqueue_many, sync_request
+from core.errors import ConfigError, MetricxError, PermanentError
+from core.logging import redact_text
+from core.plugins import get_registry
+from core.providers import AccountInfo, AccountRef, Credentials, Provider, ProviderContext, SyncMode
+from core.ratelimit import AccountLimiter
+from core.services import create_connection
+
+log = structlog.get_logger(__name__)
+
+# A new connection's validation must not hold an HTTP request for a long quota.
+VALIDATION_MAX_WAIT_S = 5.0
+
+
+class ProviderNotInstalled(ConfigError):
+    """The requested provider has no installed plugin."""
+
+
+class ConnectionExists(ConfigError):
+    """The workspace already has a connection to this provider account."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedAccount:
+    provider: Provider
+    credentials: Credentials
+    info: AccountInfo
+
+
+def installed_provider(name: str) -> Provider:
+    """The provider called ``name``, or :class:`ProviderNotInstalled` naming what is installed."""
+    registry = get_registry()
+    if name not in registry.providers:
+        installed = ", ".join(sorted(registry.providers)) or "none"
+        raise ProviderNotInstalled(f"provider {name!r} is not installed (installed: {installed})")
+    return registry.providers[name]
+
+
+async def validate_account(
+    provider_name: str,
+    external_account_id: str,
+    credentials: Credentials,
+    config: dict[str, Any],
+    *,
+    http: httpx.AsyncClient,
+    redis: Redis,
+) -> ValidatedAccount:
+    """Check the tokens offline, then against the platform, and read the account's timezone/currency.
+
+    Raises the provider's errors (:class:`~core.errors.AuthError` for bad tokens).
+    """
+    provider = installed_provider(provider_name)
+    try:
+        return await _validate(provider, external_account_id, credentials, config, http=http, redis=redis)
+    except MetricxError:
+        raise
+    except Exception as exc:  # a provider bug or bad config (e.g. a malformed base_url): the caller's 422
+        log.warning("connection_validation_crashed", provider=provider.name, error_type=type(exc).__name__)
+        raise PermanentError(
+            f"the {provider.name} provider could not validate this account "
+            f"({type(exc).__name__}: {redact_text(str(exc))[:200]}); check the connection's config"
+        ) from exc
+
+
+async def _validate(
+    provider: Provider,
+    external_account_id: str,
+    credentials: Credentials,
+    config: dict[str, Any],
+    *,
+    http: httpx.AsyncClient,
+    redis: Redis,
+) -> ValidatedAccount:
+    provider.check_credentials(credentials)
+    limiter = AccountLimiter(redis, provider.name, external_account_id, max_wait_s=VALIDATION_MAX_WAIT_S)
+    ctx = ProviderContext(http=http, limiter=limiter)
+    account = AccountRef(
+        connection_id="", workspace_id="", external_account_id=external_account_id, config=dict(config)
+    )
+    refreshed = await provider.validate_token(ctx, account, credentials)
+    if refreshed is not None:
+        credentials = refreshed
+    info = await provider.fetch_account(ctx, account, credentials)
+    return ValidatedAccount(provider, credentials, info)
+
+
+async def add_connection(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    external_account_id: str,
+    validated: ValidatedAccount,
+    *,
+    name: str | None,
+    config: dict[str, Any],
+) -> Connection:
+    """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate."""
+    duplicate = await session.scalar(
+        select(Connection.id).where(
+            Connection.workspace_id == workspace_id,
+            Connection.provider == validated.provider.name,
+            Connection.external_account_id == external_account_id,
+        )
+    )
+    if duplicate is not None:
+        raise _exists(validated.provider.name, external_account_id)
+    try:
+        connection = await create_connection(
+            session,
+            workspace_id,
+            validated.provider.name,
+            external_account_id,
+            validated.credentials,
+            name=name or validated.info.name,
+            timezone=validated.info.timezone,
+            currency=validated.info.currency,
+            config=config,
+        )
+    except IntegrityError:
+        raise _exists(validated.provider.name, external_account_id) from None
+    log.info("connection_created", connection_id=str(connection.id), provider=validated.provider.name)
+    return connection
+
+
+def _exists(provider: str, account: str) -> ConnectionExists:
+    return ConnectionExists(f"this workspace already has a {provider} connection for account {account!r}")
+
+
+async def enqueue_syncs(
+    session: AsyncSession, redis: Redis, connections: Sequence[Connection], mode: SyncMode
+) -> list[EnqueueResult]:
+    """Enqueue one sync per connection (or return the one it has) and mark new ones ``queued``.
+
+    The connections must be committed: a worker may start the job at once.
+    """
+    requests = [sync_request(str(c.id), str(c.workspace_id), mode) for c in connections]
+    results = await enqueue_many(redis, requests)
+    for connection, result in zip(connections, results, strict=True):
+        if result["status"] == "enqueued" and result["job_id"]:
+            await _mark_queued(session, connection.id, result["job_id"])
+        log.info("sync_requested", connection_id=str(connection.id), mode=mode.value, **result)
+    return results
+
+
+async def _mark_queued(session: AsyncSession, connection_id: uuid.UUID, job_id: str) -> None:
+    # Skip when a worker already started (or finished) this job: its status is newer than ours.
+    started = exists().where(SyncRun.job_id == job_id)
+    await session.execute(
+        update(Connection)
+        .where(
+            Connection.id == connection_id,
+            Connection.current_job_id.is_distinct_from(job_id),
+            ~started,
+        )
+        .values(sync_status="queued")
+    )
