@@ -1,16 +1,23 @@
 """Compaction: 15-minute snapshots become hourly ones for days before yesterday.
 
 Values are cumulative, so each (entity, day, local hour) keeps its **latest**
-snapshot, never a column-wise MAX (that would hide downward corrections). Hours
-are the account's local hours (Asia/Kolkata's start at :30 UTC). One day per
-transaction, set-based, idempotent; days missed earlier are found and caught up.
+snapshot, never a column-wise MAX (that would hide a platform's downward
+correction). The kept row is the original one, so ``metrics_date``, currency
+and values stay exactly as synced; the day's final row (at the local midnight
+ending the day) is the only one in its hour and always survives.
+
+Hours are the account's local hours: ``date_trunc('hour', captured_at, tz)``
+gives Asia/Kolkata hours starting at :30 UTC and keeps the two 01:00 hours of a
+DST fall-back apart. One (connection, day) per transaction, set-based and
+idempotent; every day still holding more than one snapshot in some hour is
+found again on the next run, so missed days are caught up.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import TypedDict
 
 import structlog
 from sqlalchemy import text
@@ -22,12 +29,12 @@ log = structlog.get_logger(__name__).bind(component="SCHEDULER")
 # Days before the account's yesterday that still hold more than one snapshot in some local hour.
 _PENDING = text(
     """
-    SELECT s.connection_id, s.metrics_date, c.timezone
+    SELECT s.connection_id, s.metrics_date, c.timezone, count(*) AS rows
     FROM metric_snapshots s JOIN connections c ON c.id = s.connection_id
     WHERE s.metrics_date < (now() AT TIME ZONE c.timezone)::date - 1
     GROUP BY s.connection_id, s.metrics_date, c.timezone
-    HAVING count(*) > count(DISTINCT (s.entity_id, date_trunc('hour', s.captured_at AT TIME ZONE c.timezone)))
-    ORDER BY s.metrics_date
+    HAVING count(*) > count(DISTINCT (s.entity_id, date_trunc('hour', s.captured_at, c.timezone)))
+    ORDER BY s.metrics_date, s.connection_id
     """
 )
 
@@ -36,8 +43,8 @@ _COMPACT_DAY = text(
     DELETE FROM metric_snapshots s
     USING (
         SELECT id, row_number() OVER (
-            PARTITION BY entity_id, date_trunc('hour', captured_at AT TIME ZONE :tz)
-            ORDER BY captured_at DESC
+            PARTITION BY entity_id, date_trunc('hour', captured_at, :tz)
+            ORDER BY captured_at DESC, id DESC
         ) AS rank
         FROM metric_snapshots
         WHERE connection_id = :connection_id AND metrics_date = :day
@@ -45,6 +52,15 @@ _COMPACT_DAY = text(
     WHERE s.id = ranked.id AND ranked.rank > 1
     """
 )
+
+
+class CompactionStats(TypedDict):
+    """What one compaction run did; rows are counted over the days it compacted."""
+
+    days: int
+    rows_before: int
+    rows_after: int
+    rows_removed: int
 
 
 async def compact_day(connection_id: uuid.UUID, day: date, timezone: str) -> int:
@@ -56,20 +72,26 @@ async def compact_day(connection_id: uuid.UUID, day: date, timezone: str) -> int
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def _count() -> int:
-    async with session_scope() as session:
-        return int((await session.execute(text("SELECT count(*) FROM metric_snapshots"))).scalar_one())
-
-
-async def compact_all() -> dict[str, Any]:
-    """Compact every pending day of every connection; report rows before and after."""
-    before = await _count()
+async def compact_all() -> CompactionStats:
+    """Compact every pending day of every connection; report the rows before and after."""
     async with session_scope() as session:
         pending = (await session.execute(_PENDING)).all()
+    before = sum(int(row.rows) for row in pending)
     removed = 0
-    for connection_id, day, timezone in pending:
-        removed += await compact_day(connection_id, day, timezone)
-    after = await _count()
-    stats = {"days": len(pending), "rows_before": before, "rows_after": after, "rows_removed": removed}
+    for row in pending:
+        day_removed = await compact_day(row.connection_id, row.metrics_date, row.timezone)
+        removed += day_removed
+        log.debug(
+            "day_compacted",
+            connection_id=str(row.connection_id),
+            metrics_date=row.metrics_date.isoformat(),
+            rows_removed=day_removed,
+        )
+    stats: CompactionStats = {
+        "days": len(pending),
+        "rows_before": before,
+        "rows_after": before - removed,
+        "rows_removed": removed,
+    }
     log.info("compaction_finished", **stats)
     return stats
