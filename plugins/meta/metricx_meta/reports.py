@@ -8,6 +8,7 @@ once, then its slice is split in halves (down to single days).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
@@ -23,6 +24,7 @@ from metricx_meta.insights import halves, insights_params, to_metrics
 log = structlog.get_logger(__name__)
 
 RUN_ATTEMPTS = 2
+_FIRST_POLL_S = 0.25
 _DONE = "Job Completed"
 _FAILED = frozenset({"Job Failed", "Job Skipped"})
 
@@ -94,7 +96,7 @@ async def _run_report(client: MetaClient, account_id: str, level: str, since: da
 async def _wait_for(client: MetaClient, run_id: str) -> None:
     settings = client.settings
     started = time.monotonic()
-    while True:
+    for poll in itertools.count():
         body = await client.get(run_id, {"fields": "id,async_status,async_percent_completion"})
         status = str(body.get("async_status"))
         percent = float(body.get("async_percent_completion") or 0)
@@ -107,4 +109,5 @@ async def _wait_for(client: MetaClient, run_id: str) -> None:
             raise ReportRunFailed(f"report run stuck at 0% for {elapsed:.0f}s")
         if elapsed >= settings.async_max_wait_s:
             raise ReportRunFailed(f"report run unfinished after {elapsed:.0f}s ({percent:.0f}%)")
-        await asyncio.sleep(settings.async_poll_interval_s)
+        # Small reports finish in seconds: poll quickly first, then back off to the interval.
+        await asyncio.sleep(min(settings.async_poll_interval_s, _FIRST_POLL_S * 2**poll))

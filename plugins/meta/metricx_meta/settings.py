@@ -46,7 +46,9 @@ class MetaSettings(BaseSettings):
         default=7, ge=1, description="Days per async report run during a backfill."
     )
     async_poll_interval_s: float = Field(
-        default=5.0, ge=0, description="Delay between two polls of an async report run."
+        default=5.0,
+        ge=0,
+        description="Longest delay between two polls of an async report run (the first polls come sooner).",
     )
     async_stuck_timeout_s: float = Field(
         default=300.0, ge=0, description="Fail a report run still at 0% after this many seconds."

@@ -117,6 +117,7 @@ async def test_control_endpoints_create_accounts_and_reset(http: httpx.AsyncClie
 
 
 async def test_async_report_run_lifecycle(http: httpx.AsyncClient, sim: SimState) -> None:
+    await http.post("/_sim/config", json={"async_polls_to_complete": 2})
     today = local_today(sim, "1001")
     params = insights_params(today - timedelta(days=6), today - timedelta(days=1))
     run_id = (await http.post("/v25.0/act_1001/insights", params=params, headers=AUTH)).json()[

@@ -111,7 +111,7 @@ class SimState:
         self.run_ids = itertools.count(6_000_000_000_000_001)
         self.calls: dict[str, deque[float]] = {}
         self.usage_per_call_pct = 0.01
-        self.async_polls_to_complete = 2
+        self.async_polls_to_complete = 1
         self.async_failure_rate = 0.0
         self.min_version = 24
         self.rng = random.Random(0)
