@@ -1,0 +1,61 @@
+"""The metricx hook implementations of the Shopify plugin (thin: logic lives in the other modules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core import JobSpec, Provider, ScheduleEntry, hookimpl
+from metricx_shopify.jobs import FANOUT_JOB, SYNC_JOB, process_shopify_sync_job, scheduled_shopify_sync
+from metricx_shopify.provider import ShopifyProvider
+from metricx_shopify.settings import get_shopify_settings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+@hookimpl
+def metricx_core_version() -> str:
+    """This plugin works with metricx core 0.1.x."""
+    return ">=0.1,<0.2"
+
+
+@hookimpl
+def register_providers(register: Callable[[Provider], None]) -> None:
+    """Register the Shopify provider (settings from ``METRICX_SHOPIFY_*``)."""
+    register(ShopifyProvider())
+
+
+@hookimpl
+def register_jobs(register: Callable[[JobSpec], None]) -> None:
+    """The store sync (the seed's ``process_shopify_sync_job``) and its scheduled fan-out."""
+    register(JobSpec(SYNC_JOB, process_shopify_sync_job))
+    register(JobSpec(FANOUT_JOB, scheduled_shopify_sync, max_tries=1))
+
+
+@hookimpl
+def register_schedules(register: Callable[[ScheduleEntry], None]) -> None:
+    """Every Shopify connection's store sync, hourly by default (``METRICX_SHOPIFY_SYNC_CRON``)."""
+    register(
+        ScheduleEntry(
+            "shopify_store_sync",
+            get_shopify_settings().sync_cron,
+            FANOUT_JOB,
+            description="store sync (products, customers, orders) of every Shopify connection",
+        )
+    )
+
+
+@hookimpl
+def register_routers(register: Callable[[APIRouter], None]) -> None:
+    """The webhook receiver, served under ``/v1/plugins/shopify/webhooks``."""
+    from metricx_shopify.webhooks import router
+
+    register(router)
+
+
+@hookimpl
+def migration_locations() -> str | None:
+    """The plugin's Alembic branch ``shopify`` (depends on the core's revision 0001)."""
+    return str(Path(__file__).resolve().parent / "migrations" / "versions")

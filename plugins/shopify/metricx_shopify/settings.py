@@ -1,0 +1,73 @@
+"""Settings of the Shopify plugin, read from the environment (prefix ``METRICX_SHOPIFY_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ShopifySettings(BaseSettings):
+    """Every knob of the Shopify client, store sync and webhooks. Each description is its documentation."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICX_SHOPIFY_", extra="ignore")
+
+    base_url: str | None = Field(
+        default=None,
+        description="Admin API root override (e.g. http://127.0.0.1:8083 for the simulator). "
+        "Unset: https://{shop_domain} from the connection.",
+    )
+    api_version: str = Field(
+        default="2026-10", description="Admin API version (quarterly: YYYY-01/04/07/10)."
+    )
+    page_size: int = Field(default=250, ge=1, le=250, description="`limit` of every list request (max 250).")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
+    max_retries: int = Field(
+        default=2, ge=0, description="In-request retries of 5xx / network errors before raising them."
+    )
+    retry_backoff_s: float = Field(default=1.0, ge=0, description="First in-request retry delay; doubles.")
+    max_throttle_retries: int = Field(
+        default=5, ge=0, description="429 answers honoured (sleep Retry-After, try again) per request."
+    )
+    max_throttle_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="A Retry-After longer than this defers the whole sync instead of holding the worker.",
+    )
+    pace_high_pct: float = Field(default=90.0, description="Bucket fill (%) from which to sleep pace_high_s.")
+    pace_high_s: float = Field(
+        default=5.0, ge=0, description="Sleep before a request when the bucket is >= high."
+    )
+    pace_mid_pct: float = Field(default=50.0, description="Bucket fill (%) from which to sleep pace_mid_s.")
+    pace_mid_s: float = Field(
+        default=1.5, ge=0, description="Sleep before a request when the bucket is >= mid."
+    )
+    pace_low_pct: float = Field(default=25.0, description="Bucket fill (%) from which to sleep pace_low_s.")
+    pace_low_s: float = Field(
+        default=0.2, ge=0, description="Sleep before a request when the bucket is >= low."
+    )
+    sync_cron: str = Field(
+        default="0 * * * *", description="Cron (UTC) of the scheduled store sync of every Shopify connection."
+    )
+    cursor_overlap_s: int = Field(
+        default=60,
+        ge=0,
+        description="Seconds the next incremental sync re-reads before the last run's start (clock skew).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The app's client secret: webhooks are verified with HMAC-SHA256 over the raw body. "
+        "Unset: the webhook route answers 503.",
+    )
+    webhook_dedupe_days: int = Field(
+        default=7,
+        ge=1,
+        description="Days a delivered X-Shopify-Webhook-Id is remembered (Shopify retries 4 h).",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_shopify_settings() -> ShopifySettings:
+    """The process-wide settings (cached; tests call ``get_shopify_settings.cache_clear()``)."""
+    return ShopifySettings()
