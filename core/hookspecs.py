@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from core.providers import JobSpec, Provider, ScheduleEntry
+    from core.providers import JobSpec, Provider, ScheduleEntry, SimulatorSpec
 
 PROJECT = "metricx"
 
@@ -76,6 +76,16 @@ def migration_locations() -> str | None:
 
     Runs when ``metricx db upgrade`` builds the Alembic config; every branch is
     upgraded to its head.
+    """
+
+
+@hookspec
+def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
+    """Register the simulator of each provider the plugin ships: ``register(SimulatorSpec(...))``.
+
+    Runs when ``metricx demo`` starts: it serves each simulator as its own process,
+    points the workers at it, creates the demo connections and drives the
+    late-conversion and throttling scenarios through it.
     """
 
 

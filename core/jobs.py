@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.enqueue import sync_mode
 from core.errors import ConfigError
 from core.providers import SyncMode
 from core.sync.engine import SyncJob, run_sync
+
+if TYPE_CHECKING:
+    from core.compaction import CompactionStats
+    from core.fanout import FanoutStats
 
 
 def _uuid(value: str, name: str) -> uuid.UUID:
@@ -43,21 +47,21 @@ async def process_sync_job(
     return await run_sync(ctx, job)
 
 
-async def scheduled_realtime_sync(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+async def scheduled_realtime_sync(ctx: dict[str, Any], tick: str | None = None) -> FanoutStats:
     """Fan out a realtime ``process_sync_job`` to every active connection that is due."""
     from core.fanout import fan_out
 
     return await fan_out(ctx, SyncMode.realtime, tick)
 
 
-async def scheduled_attribution_sync(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+async def scheduled_attribution_sync(ctx: dict[str, Any], tick: str | None = None) -> FanoutStats:
     """Fan out attribution-mode syncs (each provider's re-pull window) to every active connection."""
     from core.fanout import fan_out
 
     return await fan_out(ctx, SyncMode.attribution, tick)
 
 
-async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> dict[str, Any]:
+async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> CompactionStats:
     """Fold 15-minute snapshots into hourly ones for every day before yesterday."""
     from core.compaction import compact_all
 

@@ -20,7 +20,7 @@ from packaging.version import Version
 
 from core import hookspecs
 from core.errors import ConfigError
-from core.providers import JobSpec, Provider, ScheduleEntry
+from core.providers import JobSpec, Provider, ScheduleEntry, SimulatorSpec
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -64,6 +64,7 @@ class Registry:
     schedule_owner: dict[str, str] = field(default_factory=dict)
     routers: list[tuple[str, APIRouter]] = field(default_factory=list)
     migration_locations: list[tuple[str, str]] = field(default_factory=list)
+    simulators: dict[str, SimulatorSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
     pm: pluggy.PluginManager | None = None
@@ -232,6 +233,8 @@ def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
     for impl in pm.hook.register_routers.get_hookimpls():
         owner = impl.plugin_name
         impl.function(register=lambda router, _owner=owner: registry.routers.append((_owner, router)))
+    for impl in pm.hook.register_simulators.get_hookimpls():
+        impl.function(register=lambda spec: registry.simulators.__setitem__(spec.provider, spec))
     for impl in pm.hook.migration_locations.get_hookimpls():
         location = impl.function()
         if location:

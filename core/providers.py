@@ -11,7 +11,7 @@ upserts. Records validate themselves: a malformed value raises
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -280,3 +280,40 @@ class ScheduleEntry:
     job: str
     description: str = ""
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConnection:
+    """A connection ``metricx demo`` creates against a provider's simulator.
+
+    ``role``: "normal"; "reconnect" (its token is refused, to show reconnect_required);
+    "throttled" (the demo throttles it, to show a rate-limit deferral).
+    """
+
+    external_account_id: str
+    name: str
+    credentials: Credentials
+    config: Mapping[str, Any] = field(default_factory=dict)
+    role: str = "normal"
+
+
+SimulatorControl = Callable[[httpx.AsyncClient, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSpec:
+    """How to run a provider's simulator and drive it for the demo.
+
+    ``module`` is served with ``python -m {module} --host H --port P``;
+    ``worker_env(url)`` gives the settings that point the provider at it;
+    ``demo_connections(url)`` the connections to create; ``late_conversions(http, url)``
+    makes past days' conversions grow (so an attribution re-sync changes them);
+    ``throttle(http, url, external_account_id)`` makes the next calls of one account throttled.
+    """
+
+    provider: str
+    module: str
+    worker_env: Callable[[str], Mapping[str, str]]
+    demo_connections: Callable[[str], Sequence[DemoConnection]]
+    late_conversions: SimulatorControl
+    throttle: Callable[[httpx.AsyncClient, str, str], Awaitable[None]]
