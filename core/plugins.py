@@ -110,11 +110,13 @@ def _check_core_version(pm: pluggy.PluginManager, plugin: object, name: str) -> 
     impl = getattr(plugin, "metricx_core_version", None)
     if impl is None:
         return None
-    spec_text = impl()
     try:
+        spec_text = impl()
         spec = SpecifierSet(spec_text)
     except InvalidSpecifier:
         return f"plugin {name!r} declares an invalid core version range {spec_text!r}"
+    except Exception as exc:  # a broken plugin must be reported, not crash the host
+        return f"plugin {name!r} failed in metricx_core_version: {type(exc).__name__}: {exc}"
     if Version(__version__) not in spec:
         return f"plugin {name!r} needs metricx core {spec_text}, but {__version__} is installed"
     return None
@@ -134,12 +136,15 @@ def _load_one(pm: pluggy.PluginManager, name: str, ep: importlib.metadata.EntryP
     problem = _check_core_version(pm, plugin, name)
     if problem:
         raise _Skip(problem)
-    pm.register(plugin, name=name)
     try:
+        pm.register(plugin, name=name)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        pm.unregister(name=name)
-        raise _Skip(f"plugin {name!r} is invalid: {exc}") from exc
+        if pm.is_registered(plugin):
+            pm.unregister(name=name)
+        # One line, without the module repr (a long path) that pluggy appends.
+        reason = str(exc).split(" in plugin ")[0].replace("\n", "; ")
+        raise _Skip(f"plugin {name!r} is invalid: {reason}; see core/HOOKS.md for the hooks") from exc
     dist = ep.dist
     hooks = tuple(sorted(n for n in dir(plugin) if not n.startswith("_") and hasattr(pm.hook, n)))
     return PluginInfo(
@@ -180,10 +185,14 @@ def load_registry(
             registry.plugins.append(_load_one(pm, ep.name, ep))
         except _Skip as skip:
             problem = PluginProblem(ep.name, str(skip))
-            if strict:
-                raise PluginConflict(problem.message) from skip
-            log.error("plugin_skipped", plugin=ep.name, problem=problem.message)
+            log.error("plugin_skipped", plugin=ep.name, problem=problem.message, strict=strict)
             registry.problems.append(problem)
+    if strict and registry.problems:
+        raise PluginConflict(
+            "METRICX_STRICT_PLUGINS is set and "
+            + "; ".join(p.message for p in registry.problems)
+            + ". Fix or uninstall the plugin, or skip it with METRICX_DISABLE_PLUGINS"
+        )
     for name, plugin in extra_plugins:
         pm.register(plugin, name=name)
         pm.check_pending()

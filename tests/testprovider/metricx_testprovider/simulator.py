@@ -1,4 +1,8 @@
-"""A tiny HTTP API with deterministic numbers and switchable faults (control: POST /_control)."""
+"""A tiny HTTP API with deterministic numbers and switchable faults (control: POST /_control).
+
+Fault switches: ``transient`` (count of 503s on metrics), ``rate_limit_s`` (429 on metrics),
+``revoked`` (401 on every call, as for a token revoked on the platform), ``slow_s``, ``malformed``.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ def create_app() -> FastAPI:
         state.calls += 1
         if state.faults.get("slow_s"):
             await asyncio.sleep(float(state.faults["slow_s"]))
-        if authorization != f"Bearer {VALID_TOKEN}":
+        if authorization != f"Bearer {VALID_TOKEN}" or state.faults.get("revoked"):
             return JSONResponse({"error": "token expired or revoked"}, status_code=401)
         if kind == "metrics" and state.faults.get("transient", 0) > 0:
             state.faults["transient"] -= 1
