@@ -161,6 +161,25 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
             (row["problem"] and f"[red]{row['problem']}[/red]") or ", ".join(row["hooks"]),
         )
     console.print(table)
+    for problem in registry.problems:  # in full: the table column may be cut to the terminal width
+        err.print(f"[red]skipped:[/red] {problem.message}", highlight=False, soft_wrap=True)
+
+
+@app.command("new-provider")
+def new_provider(
+    name: str = typer.Argument(..., help="Provider name: lowercase letters, digits, underscores."),
+    directory: str = typer.Option(".", "--dir", help="Where to create the package folder."),
+) -> None:
+    """Write a complete provider plugin package (entry point, client, simulator, tests) to start from."""
+    from pathlib import Path
+
+    from core.scaffold import write_provider
+
+    try:
+        target = write_provider(name, Path(directory))
+    except MetricxError as exc:
+        raise fail(exc.message) from None
+    console.print(f"created {target}\nnext: pip install -e {target} && metricx plugins && pytest {target}")
 
 
 def main() -> None:
