@@ -8,9 +8,9 @@ Depends on: 0001 (core tables)
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.schema import SchemaItem
 from alembic import op
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import SchemaItem
 
 revision = "shopify_0001"
 down_revision = None

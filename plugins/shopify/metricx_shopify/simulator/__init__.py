@@ -1,0 +1,53 @@
+"""A Shopify Admin REST API simulator (ASGI), faithful to API-FACTS.md part C.
+
+``python -m metricx_shopify.simulator --host 127.0.0.1 --port 8083`` serves the
+seeded shops; point ``METRICX_SHOPIFY_BASE_URL`` at it. Each shop's token is
+``ShopSpec.token`` (``shpat_sim_sim_store_1`` for ``sim-store-1.myshopify.com``).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from metricx_shopify.simulator.api import AdminApi
+from metricx_shopify.simulator.control import Control
+from metricx_shopify.simulator.data import Shop, ShopSpec, generate
+from metricx_shopify.simulator.state import DEFAULT_SHOPS, Faults, SimState
+from metricx_shopify.simulator.webhooks import send_order_webhook, sign
+
+__all__ = [
+    "DEFAULT_SHOPS",
+    "Faults",
+    "Shop",
+    "ShopSpec",
+    "SimState",
+    "create_app",
+    "generate",
+    "send_order_webhook",
+    "sign",
+]
+
+
+def create_app(state: SimState | None = None) -> Starlette:
+    """The simulator app; ``app.state.sim`` is its :class:`SimState`."""
+    sim = state or SimState()
+    api, control = AdminApi(sim), Control(sim)
+    shop_path = "/_sim/shops/{domain}"
+    app = Starlette(
+        routes=[
+            Route("/admin/api/{version}/shop.json", api.shop),
+            Route("/admin/api/{version}/{resource}.json", api.listing),
+            Route("/_sim/reset", control.reset, methods=["POST"]),
+            Route("/_sim/faults", control.faults, methods=["POST"]),
+            Route("/_sim/bucket", control.bucket, methods=["POST"]),
+            Route("/_sim/stats", control.stats),
+            Route("/_sim/shops", control.add_shop, methods=["POST"]),
+            Route(f"{shop_path}/truth", control.truth),
+            Route(shop_path + "/orders/{order_id:int}", control.order),
+            Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
+            Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
+        ]
+    )
+    app.state.sim = sim
+    return app

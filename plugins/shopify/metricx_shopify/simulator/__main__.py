@@ -1,0 +1,30 @@
+"""``python -m metricx_shopify.simulator --host 127.0.0.1 --port 8083``: serve the seeded shops."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from metricx_shopify.simulator import SimState, create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options and serve the simulator until interrupted."""
+    parser = argparse.ArgumentParser(description="Shopify Admin API simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8083)
+    parser.add_argument("--bucket-size", type=int, default=40, help="leaky bucket size (requests)")
+    parser.add_argument("--leak-per-s", type=float, default=2.0, help="leaky bucket drain per second")
+    parser.add_argument("--webhook-secret", default="sim-webhook-secret", help="signs webhook deliveries")
+    args = parser.parse_args(argv)
+    state = SimState(
+        bucket_size=args.bucket_size, leak_per_s=args.leak_per_s, webhook_secret=args.webhook_secret
+    )
+    for shop in state.shops.values():
+        print(f"[SHOPIFY-SIM] shop {shop.spec.domain} token {shop.spec.token}", flush=True)
+    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

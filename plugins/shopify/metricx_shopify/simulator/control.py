@@ -1,0 +1,107 @@
+"""``/_sim/...`` control endpoints: faults, bucket, shops, refunds, ground truth, signed webhooks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from metricx_shopify.simulator.data import ShopSpec
+from metricx_shopify.simulator.state import SimState
+from metricx_shopify.simulator.webhooks import send_order_webhook
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    body = await request.json()
+    return body if isinstance(body, dict) else {}
+
+
+class Control:
+    """Control handlers bound to one :class:`SimState`."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def reset(self, request: Request) -> JSONResponse:
+        self.state.reset()
+        return JSONResponse({"shops": sorted(self.state.shops)})
+
+    async def faults(self, request: Request) -> JSONResponse:
+        """Switch faults: server_errors (next N 503), unauthorized, throttles (next N 429) with
+        throttle_retry_after_s, delay_s per request, malformed (next N pages carry a bad row)."""
+        body = await _body(request)
+        names = {f.name for f in fields(self.state.faults)}
+        for key, value in body.items():
+            if key in names:
+                setattr(self.state.faults, key, value)
+        return JSONResponse(asdict(self.state.faults))
+
+    async def bucket(self, request: Request) -> JSONResponse:
+        body = await _body(request)
+        self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
+        return JSONResponse({"size": self.state.bucket_size, "leak_per_s": self.state.leak_per_s})
+
+    async def stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "stats": dict(self.state.stats),
+                "max_level": self.state.max_level,
+                "faults": asdict(self.state.faults),
+            }
+        )
+
+    async def add_shop(self, request: Request) -> JSONResponse:
+        body = await _body(request)
+        allowed = {f.name for f in fields(ShopSpec)}
+        spec = ShopSpec(**{k: v for k, v in body.items() if k in allowed})
+        self.state.add_shop(spec)
+        return JSONResponse({"domain": spec.domain, "token": spec.token})
+
+    def _shop(self, request: Request) -> str | None:
+        domain = request.path_params["domain"]
+        return domain if domain in self.state.shops else None
+
+    async def truth(self, request: Request) -> JSONResponse:
+        domain = self._shop(request)
+        if domain is None:
+            return JSONResponse({"error": "no such shop"}, status_code=404)
+        return JSONResponse(self.state.truth(domain))
+
+    async def order(self, request: Request) -> JSONResponse:
+        domain = self._shop(request)
+        order = self.state.shops[domain].orders.get(int(request.path_params["order_id"])) if domain else None
+        if order is None:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        return JSONResponse({"order": order})
+
+    async def refund(self, request: Request) -> JSONResponse:
+        domain = self._shop(request)
+        order_id = int(request.path_params["order_id"])
+        if domain is None or order_id not in self.state.shops[domain].orders:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        body = await _body(request)
+        return JSONResponse({"order": self.state.refund(domain, order_id, body.get("amount"))})
+
+    async def webhook(self, request: Request) -> JSONResponse:
+        """POST an order webhook to ``url`` (body: url, order_id, topic, times, bad_signature, webhook_id)."""
+        domain = self._shop(request)
+        body = await _body(request)
+        order = self.state.shops[domain].orders.get(int(body.get("order_id", 0))) if domain else None
+        if domain is None or order is None or not body.get("url"):
+            return JSONResponse({"error": "need a known shop, order_id and url"}, status_code=400)
+        codes = await send_order_webhook(
+            body["url"],
+            domain,
+            order,
+            secret=body.get("secret") or self.state.webhook_secret,
+            topic=body.get("topic", "orders/updated"),
+            webhook_id=body.get("webhook_id"),
+            times=int(body.get("times", 1)),
+            bad_signature=bool(body.get("bad_signature")),
+        )
+        return JSONResponse({"status_codes": codes})
