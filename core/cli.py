@@ -110,8 +110,10 @@ def scheduler() -> None:
 @app.command()
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List installed plugins: version, providers, jobs, schedules, hooks, and any problem."""
+    from core.logging import configure_logging
     from core.plugins import get_registry
 
+    configure_logging()  # logs go to stderr, so --json output stays parseable
     try:
         registry = get_registry()
     except MetricxError as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core import Provider, hookimpl
+from core import Provider, SimulatorSpec, hookimpl
+from metricx_meta.demo import SIMULATOR
 from metricx_meta.provider import MetaProvider
 
 
@@ -18,3 +19,9 @@ def metricx_core_version() -> str:
 def register_providers(register: Callable[[Provider], None]) -> None:
     """Register the Meta Ads provider (settings from ``METRICX_META_*``)."""
     register(MetaProvider())
+
+
+@hookimpl
+def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
+    """Let `metricx demo` run the Meta simulator."""
+    register(SIMULATOR)
