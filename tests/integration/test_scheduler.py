@@ -1,0 +1,221 @@
+"""The singleton scheduler as real ``python -m core.scheduler`` / ``metricx scheduler`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from core.config import get_settings
+from core.scheduler import LAST_TICKS_PREFIX, LEASE_PREFIX, Scheduler, latest_fire, load_entries
+
+pytestmark = pytest.mark.slow
+
+FAST = {
+    "METRICX_CRON_REALTIME": "* * * * * */2",
+    # Daily entries whose last fire is far beyond the allowed lateness: recorded as skipped, not run.
+    "METRICX_CRON_ATTRIBUTION": "0 0 1 1 *",
+    "METRICX_CRON_COMPACTION": "0 0 1 1 *",
+    "METRICX_SCHEDULER_MAX_LATENESS_S": "5",
+    "METRICX_SCHEDULER_LEASE_S": "1.5",
+    "METRICX_SCHEDULER_POLL_S": "0.1",
+}
+
+
+class SchedulerProcess:
+    """A real scheduler process writing its output to a file."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"scheduler exited early:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"scheduler never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def enqueued(self) -> list[str]:
+        return [
+            line.rsplit(": ", 1)[1]
+            for line in self.output().splitlines()
+            if line.startswith("[SCHEDULER] Enqueued ")
+        ]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue (and so a lease and tick record) of this test's own."""
+    return f"arq:queue:sched:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def start_scheduler(metricx_env: Any, tmp_path: Path, queue: str) -> Any:
+    started: list[SchedulerProcess] = []
+
+    def start(*, cli: bool = False, **overrides: str) -> SchedulerProcess:
+        env = {**os.environ, **metricx_env.env, "METRICX_QUEUE_NAME": queue, **overrides}
+        command = (
+            [str(Path(sys.executable).parent / "metricx"), "scheduler"]
+            if cli
+            else [sys.executable, "-m", "core.scheduler"]
+        )
+        proc = SchedulerProcess(command, env, tmp_path / f"scheduler-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(signal.SIGKILL)
+
+
+async def cron_jobs(redis_client: Any, queue: str) -> list[str]:
+    return sorted(m.decode() for m in await redis_client.zrange(queue, 0, -1) if m.startswith(b"cron:"))
+
+
+def ticks_of(job_ids: list[str]) -> list[datetime]:
+    return sorted(datetime.fromisoformat(j.split(":", 2)[2]) for j in job_ids)
+
+
+async def test_two_schedulers_enqueue_each_tick_once_and_the_standby_takes_over(
+    start_scheduler: Any, redis_client: Any, queue: str
+) -> None:
+    first, second = start_scheduler(**FAST), start_scheduler(**FAST)
+    for proc in (first, second):
+        proc.wait_for("[SCHEDULER] Queue:")
+    deadline = time.monotonic() + 10
+    while not any("Leader:" in p.output() for p in (first, second)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    leader, standby = (first, second) if "Leader:" in first.output() else (second, first)
+    standby.wait_for("[SCHEDULER] Standby:")
+    await asyncio.sleep(9)  # about four ticks with both alive
+
+    leader.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    standby.wait_for("[SCHEDULER] Leader:", timeout_s=1.5 + 3)
+    takeover_s = time.monotonic() - killed_at
+    await asyncio.sleep(9)
+    assert standby.stop() == 0
+
+    jobs = await cron_jobs(redis_client, queue)
+    logged = leader.enqueued() + standby.enqueued()
+    # none doubled: every enqueue any process reports is a distinct job, and each is in the queue once
+    assert sorted(logged) == jobs
+    assert [j for j, n in Counter(logged).items() if n > 1] == []
+    # none lost: the ticks are every two seconds with no hole, across the failover
+    ticks = ticks_of(jobs)
+    assert len(ticks) >= 7
+    assert ticks == [ticks[0] + timedelta(seconds=2 * i) for i in range(len(ticks))]
+    assert leader.enqueued() and standby.enqueued()
+    assert all(j.startswith("cron:realtime_sync:") for j in jobs)
+    assert takeover_s < 1.5 + 3
+
+
+async def test_a_scheduler_started_after_a_gap_runs_the_missed_tick_once(
+    start_scheduler: Any, redis_client: Any, queue: str
+) -> None:
+    cron = "*/5 * * * *"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    # The last scheduler enqueued a tick an hour ago, then nothing ran: eleven ticks were missed.
+    await redis_client.hset(
+        LAST_TICKS_PREFIX + queue, "realtime_sync", int(latest_fire(cron, an_hour_ago).timestamp() * 1000)
+    )
+    started_at = datetime.now(UTC)
+    proc = start_scheduler(METRICX_CRON_REALTIME=cron, METRICX_SCHEDULER_POLL_S="0.1")
+    proc.wait_for("[SCHEDULER] Enqueued scheduled_realtime_sync")
+    await asyncio.sleep(2)
+    stopped_at = datetime.now(UTC)
+    assert proc.stop() == 0
+
+    realtime = [j for j in await cron_jobs(redis_client, queue) if j.startswith("cron:realtime_sync:")]
+    missed = latest_fire(cron, started_at)
+    fired_since = [t for t in (latest_fire(cron, stopped_at),) if t > started_at]
+    assert ticks_of(realtime) == [missed, *fired_since]
+    # the job carries its tick, as the fan-out needs it for the slot
+    raw = await redis_client.get(f"arq:job:cron:realtime_sync:{missed.isoformat()}")
+    job = msgpack.unpackb(raw, raw=False)
+    assert (job["f"], job["k"]) == ("scheduled_realtime_sync", {"tick": missed.isoformat()})
+
+
+async def test_metricx_scheduler_prints_the_seed_lines_and_hands_over_on_exit(
+    start_scheduler: Any, redis_client: Any, queue: str
+) -> None:
+    first = start_scheduler(cli=True)
+    first.wait_for("[SCHEDULER] Leader:")
+    second = start_scheduler(METRICX_SCHEDULER_POLL_S="0.2")
+    second.wait_for("[SCHEDULER] Standby:")
+    lines = first.output().splitlines()
+    assert lines[:5] == [
+        "[SCHEDULER] Starting ARQ scheduler...",
+        "[SCHEDULER] Cron jobs:",
+        "  - realtime_sync: */15 * * * * (every 15 min)",
+        "  - attribution_sync: 0 3 * * * (daily 3am)",
+        "  - compaction: 0 1 * * * (daily 1am)",
+    ]
+    assert f"[SCHEDULER] Queue: {queue}" in lines
+
+    # A clean exit releases the 30-second lease at once: the standby leads long before it would lapse.
+    assert first.stop() == 0
+    assert "[SCHEDULER] Stopped" in first.output()
+    second.wait_for("[SCHEDULER] Leader:", timeout_s=10)
+    assert second.stop() == 0
+    assert await redis_client.exists(LEASE_PREFIX + queue) == 0
+
+
+async def test_a_scheduler_that_lost_its_lease_cannot_enqueue(redis_client: Any, queue: str) -> None:
+    """Split brain (a leader paused past its lease): the stale one's enqueues are fenced off."""
+    settings = get_settings().model_copy(
+        update={"queue_name": queue, "scheduler_lease_s": 30.0, "cron_realtime": "*/15 * * * *"}
+    )
+    jobs = [j for j in load_entries(settings, _empty_registry()) if j.name == "realtime_sync"]
+    clock = datetime(2030, 1, 1, 10, 15, 5, tzinfo=UTC)
+    stale = Scheduler(redis_client, jobs, settings, clock=lambda: clock, out=lambda _: None)
+    fresh = Scheduler(redis_client, jobs, settings, clock=lambda: clock, out=lambda _: None)
+    await stale.tend_lease()
+    assert stale.leader
+    await redis_client.delete(stale.lease.key)  # the lease lapsed while it was paused
+    await fresh.tend_lease()
+    assert fresh.leader
+
+    assert await stale.step() == []
+    assert not stale.leader
+    assert await fresh.step() == ["cron:realtime_sync:2030-01-01T10:15:00+00:00"]
+    assert await fresh.step() == []
+    assert await cron_jobs(redis_client, queue) == ["cron:realtime_sync:2030-01-01T10:15:00+00:00"]
+    await fresh.lease.release()
+
+
+def _empty_registry() -> Any:
+    from core.plugins import Registry
+
+    return Registry()
