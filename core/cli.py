@@ -21,8 +21,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Encryption keys and workspace API keys.", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
+connections_app = typer.Typer(help="Connections to platform accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(connections_app, name="connections")
 
 console = Console()
 err = Console(stderr=True)
@@ -165,6 +169,28 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
     console.print(table)
     for problem in registry.problems:  # in full: the table column may be cut to the terminal width
         err.print(f"[red]skipped:[/red] {problem.message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="uvicorn worker processes."),
+) -> None:
+    """Serve the REST API (uvicorn)."""
+    import uvicorn
+
+    from core.logging import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        "core.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+    )
+
+
+from core import cli_commands as _cli_commands  # noqa: E402  (registers the data commands on `app`)
+
+_ = _cli_commands
 
 
 @app.command("new-provider")

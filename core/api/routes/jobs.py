@@ -48,7 +48,8 @@ async def _latest_run(session: AsyncSession, job_id: str) -> SyncRun | None:
     )
 
 
-def _outcome(success: bool, result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+def job_outcome(success: bool, result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(complete | failed, result, error) of a finished arq job; a sync that failed returns normally."""
     if not success:
         return "failed", None, str(result)[:500]
     payload = result if isinstance(result, dict) else {"value": result}
@@ -74,7 +75,7 @@ async def _from_arq(job_id: str, redis: RedisDep, run: SyncRun | None) -> dict[s
     if state is JobStatus.complete:
         result = await job.result_info()
         if result is not None:
-            out["status"], out["result"], out["error"] = _outcome(result.success, result.result)
+            out["status"], out["result"], out["error"] = job_outcome(result.success, result.result)
             out["started_at"] = _ms(result.start_time) or out["started_at"]
             out["finished_at"] = _ms(result.finish_time)
             out["tries"] = result.job_try or out["tries"]
