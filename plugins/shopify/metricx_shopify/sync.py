@@ -61,13 +61,16 @@ async def _load_state(connection_id: uuid.UUID, resource: str) -> dict[str, Any]
     return dict(row._mapping) if row else None
 
 
-async def _save_state(session: Any, job: SyncJob, resource: str, **values: Any) -> None:
+async def _save_state(session: Any, job: SyncJob, resource: str, *, add_rows: int = 0, **values: Any) -> None:
     st = tables.sync_state
     values["updated_at"] = datetime.now(UTC)
     stmt = insert(st).values(
         workspace_id=job.workspace_id, connection_id=job.connection_id, resource=resource, **values
     )
-    stmt = stmt.on_conflict_do_update(index_elements=[st.c.connection_id, st.c.resource], set_=values)
+    updates = dict(values)
+    if add_rows:
+        updates["rows_in_run"] = st.c.rows_in_run + add_rows
+    stmt = stmt.on_conflict_do_update(index_elements=[st.c.connection_id, st.c.resource], set_=updates)
     await session.execute(stmt)
 
 
@@ -137,7 +140,7 @@ async def sync_resource(
                         resource,
                         last_updated_at=last,
                         page_info=page.next_page_info,
-                        rows_in_run=tables.sync_state.c.rows_in_run + len(page.rows),
+                        add_rows=len(page.rows),
                     )
                     await status.update_run(session, run_id, rows_written=job.stats["rows"])
                 page_info = page.next_page_info

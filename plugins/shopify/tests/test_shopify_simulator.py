@@ -21,7 +21,9 @@ def state() -> SimState:
 @pytest.fixture
 async def http(state: SimState) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(state))
-    async with httpx.AsyncClient(transport=transport, headers={"X-Shopify-Access-Token": SPEC.token}) as client:
+    async with httpx.AsyncClient(
+        transport=transport, headers={"X-Shopify-Access-Token": SPEC.token}
+    ) as client:
         yield client
 
 
@@ -82,5 +84,7 @@ async def test_refund_moves_updated_at_and_truth_follows(state: SimState, http: 
     assert order["updated_at"] > old["updated_at"] and order["financial_status"] == "refunded"
     after = state.truth(SPEC.domain)
     assert after["refunded_orders"] == before["refunded_orders"] + (0 if had_refund else 1)
-    moved = await http.get(f"{BASE}/orders.json", params={"status": "any", "updated_at_min": order["updated_at"]})
+    moved = await http.get(
+        f"{BASE}/orders.json", params={"status": "any", "updated_at_min": order["updated_at"]}
+    )
     assert [o["id"] for o in moved.json()["orders"]] == [order_id]

@@ -1,0 +1,148 @@
+"""The store sync through the real arq worker against the simulator over HTTP, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from conftest import fetch_all, fetch_one
+from metricx_shopify.jobs import enqueue_store_sync
+
+from core.enqueue import enqueue_sync_job
+
+COUNTS = """
+SELECT (SELECT count(*) FROM shopify_products WHERE connection_id = :c) AS products,
+       (SELECT count(*) FROM shopify_customers WHERE connection_id = :c) AS customers,
+       (SELECT count(*) FROM shopify_orders WHERE connection_id = :c) AS orders,
+       (SELECT count(*) FROM shopify_order_line_items WHERE connection_id = :c) AS line_items
+"""
+CONN = "SELECT * FROM connections WHERE id = :c"
+RUNS = "SELECT * FROM sync_runs WHERE connection_id = :c ORDER BY started_at"
+
+
+def _counts(truth: dict[str, Any]) -> tuple[int, int, int, int]:
+    return truth["products"], truth["customers"], truth["orders"], truth["line_items"]
+
+
+async def test_full_then_incremental_sync_picks_up_only_a_refund(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    spec = new_shop(products=12, customers=15, orders=45, timezone="Asia/Tokyo", currency="JPY")
+    ws, conn = await shop_connection(spec)
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    truth = shopify_sim.truth(spec.domain)
+    row = await fetch_one(COUNTS, c=conn)
+    assert tuple(row) == _counts(truth)
+    connection = await fetch_one(CONN, c=conn)
+    assert connection.sync_status == "idle" and connection.last_sync_error is None
+    assert (connection.timezone, connection.currency) == ("Asia/Tokyo", "JPY")  # shop facts on the connection
+    [run] = await fetch_all(RUNS, c=conn)
+    assert (run.mode, run.status, run.slices_done, run.slices_total) == ("store", "complete", 3, 3)
+    assert run.rows_written == truth["products"] + truth["customers"] + truth["orders"]
+
+    # an old order is refunded: its updated_at moves; the next sync reads that one row and nothing else
+    order_id = min(shopify_sim.state.shops[spec.domain].orders)
+    refunded = shopify_sim.state.refund(spec.domain, order_id)
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    second = (await fetch_all(RUNS, c=conn))[-1]
+    assert (second.status, second.rows_written) == ("complete", 1)
+    assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
+    stored = await fetch_one(
+        "SELECT financial_status, total_refunded, total_price FROM shopify_orders "
+        "WHERE connection_id = :c AND shopify_id = :o",
+        c=conn,
+        o=order_id,
+    )
+    assert stored.financial_status == "refunded"
+    assert stored.total_refunded == stored.total_price == Decimal(refunded["total_price"])
+
+
+async def test_store_metrics_match_the_shops_daily_truth(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    spec = new_shop(products=5, customers=8, orders=60, days=20, timezone="America/Los_Angeles")
+    ws, conn = await shop_connection(spec)
+    # the backfill writes the days up to yesterday, a realtime sync today (shop-local days)
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
+    rows = await fetch_all(
+        "SELECT e.level, s.metrics_date, s.conversions, s.revenue, s.spend FROM metric_snapshots s "
+        "JOIN entities e ON e.id = s.entity_id WHERE s.connection_id = :c",
+        c=conn,
+    )
+    store = {r.metrics_date.isoformat(): r for r in rows if r.level == "store"}
+    refunds = {r.metrics_date.isoformat(): r for r in rows if r.level == "store_refunds"}
+    daily = shopify_sim.truth(spec.domain)["daily"]
+    assert daily and set(daily) <= set(store)
+    for day, want in daily.items():
+        assert store[day].conversions == want["orders"]
+        assert store[day].revenue == Decimal(want["net_sales"])
+        assert store[day].spend == 0
+        assert refunds[day].revenue == Decimal(want["refunds"])
+    quiet = set(store) - set(daily)
+    assert all(store[d].conversions == 0 for d in quiet)
+
+
+async def test_pacing_never_overflows_a_40_request_bucket_and_survives_injected_429s(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    # 48 requests of 10 rows, more than the bucket holds, against a bucket that drains slower (4/s)
+    # than the test settings' scaled-down pauses assume: only the pacing keeps it from overflowing.
+    shopify_sim.control("bucket", size=40, leak_per_s=4.0)
+    spec = new_shop(products=100, customers=120, orders=250)
+    ws, conn = await shop_connection(spec)
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    stats = shopify_sim.stats()
+    assert stats["stats"]["requests"] >= 48
+    assert stats["stats"].get("bucket_429", 0) == 0, stats
+    assert 20 <= stats["max_level"][spec.domain] <= 40, stats
+    assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
+    run = (await fetch_all(RUNS, c=conn))[-1]
+    assert run.status == "complete" and run.seconds_throttled > 0  # it did pace itself
+
+    # the simulator now answers 429 to the next three requests: honoured, then the sync completes
+    shopify_sim.control("faults", throttles=3, throttle_retry_after_s=0.3)
+    shopify_sim.state.refund(spec.domain, min(shopify_sim.state.shops[spec.domain].orders))
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    assert shopify_sim.stats()["stats"]["injected_429"] == 3
+    run = (await fetch_all(RUNS, c=conn))[-1]
+    assert (run.status, run.try_number, run.rows_written) == ("complete", 1, 1)
+    assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
+
+
+async def test_revoked_token_needs_reconnect(
+    new_shop: Any, shop_connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    spec = new_shop(orders=5)
+    ws, conn = await shop_connection(spec, token="shpat_revoked")
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await fetch_one(CONN, c=conn)
+    assert row.sync_status == "reconnect_required" and row.last_error_kind == "auth"
+    assert "reconnect" in row.last_sync_error.lower() and "shpat_revoked" not in row.last_sync_error
+
+
+async def test_a_malformed_order_is_a_clear_error_and_the_next_sync_resumes(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    spec = new_shop(products=3, customers=3, orders=25)
+    ws, conn = await shop_connection(spec)
+    # the first page served (products) carries a row whose id is not a number
+    shopify_sim.control("faults", malformed=1)
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await fetch_one(CONN, c=conn)
+    assert row.sync_status == "error" and row.last_error_kind == "payload"
+    assert "id must be a number" in row.last_sync_error and "not-a-number" in row.last_sync_error
+    assert tuple(await fetch_one(COUNTS, c=conn)) == (0, 0, 0, 0)  # nothing of the bad page is stored
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
+    assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
