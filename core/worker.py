@@ -22,7 +22,7 @@ from core.logging import configure_logging
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
 
-log = structlog.get_logger(__name__).bind(component="ARQ")
+log = structlog.get_logger(__name__, component="ARQ")
 
 CORE_JOBS = (
     jobs.process_sync_job,

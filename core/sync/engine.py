@@ -31,8 +31,8 @@ from core.sync import status
 from core.sync.fetch import default_work
 
 log = structlog.get_logger(__name__)
-entity_log = log.bind(component="ENTITY_SYNC")
-snapshot_log = log.bind(component="SNAPSHOT_SYNC")
+entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
+snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 
 @dataclass

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from core.sync.engine import Loaded, SyncJob
 
 log = structlog.get_logger(__name__)
-entity_log = log.bind(component="ENTITY_SYNC")
-snapshot_log = log.bind(component="SNAPSHOT_SYNC")
+entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
+snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 
 def account_ref(conn: Connection) -> AccountRef:

@@ -34,3 +34,17 @@ def test_json_logs_redact_and_carry_component(capsys: Any) -> None:
         assert second["component"] == "ARQ" and "abc.def" not in err[-1]
     finally:
         configure_logging(Settings(), force=True)
+
+
+def test_module_loggers_created_before_configuration_are_redacted(capsys: Any) -> None:
+    """Workers import core modules before arq's startup configures logging: their loggers must follow."""
+    from core.enqueue import log as enqueue_log  # bound with a component at import time
+
+    configure_logging(Settings(log_format="json"), force=True)
+    try:
+        enqueue_log.info("sync_enqueued", note="Authorization: Bearer abc.secret")
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        event = json.loads(line)
+        assert event["component"] == "ARQ-ENQUEUE" and "abc.secret" not in line
+    finally:
+        configure_logging(Settings(), force=True)
