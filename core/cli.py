@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -208,6 +209,22 @@ def new_provider(
     except MetricxError as exc:
         raise fail(exc.message) from None
     console.print(f"created {target}\nnext: pip install -e {target} && metricx plugins && pytest {target}")
+
+
+@app.command()
+def demo(
+    exit_after: float | None = typer.Option(None, "--exit-after", help="Stop after this many seconds."),
+    reset: bool = typer.Option(False, "--reset", help="Start the demo workspace over."),
+    data_dir: Path = typer.Option(Path(".metricx/demo"), "--data-dir", help="Embedded servers' data."),
+    api_port: int | None = typer.Option(None, "--api-port", help="API port (default: a free one)."),
+) -> None:
+    """Run everything locally against the simulators and show the sync working."""
+    from core.demo import run_demo
+
+    try:
+        run_demo(data_dir=data_dir, exit_after_s=exit_after, reset=reset, api_port=api_port)
+    except MetricxError as exc:
+        raise fail(exc.message) from None
 
 
 def main() -> None:
