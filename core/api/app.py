@@ -18,18 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core import __version__
 from core.api import errors
 from core.api.deps import Resources
+from core.api.errors import documented
 from core.api.routes import connections, data, health, jobs, providers, workspaces
-from core.api.schemas import ErrorResponse
 from core.logging import configure_logging
 from core.plugins import get_registry
 
 log = structlog.get_logger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ERRORS = {
-    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked key"},
-    404: {"model": ErrorResponse, "description": "Not found (also another workspace's object)"},
-    422: {"model": ErrorResponse, "description": "Invalid request"},
-}
+ERRORS = documented(401, 404, 422)
 
 
 class RequestIdMiddleware:
@@ -74,9 +70,9 @@ class RequestIdMiddleware:
 def _v1() -> APIRouter:
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
-    v1.include_router(providers.router, responses={401: ERRORS[401]})
+    v1.include_router(providers.router, responses=documented(401))
     for module in (workspaces, connections, jobs, data):
-        v1.include_router(module.router, responses=ERRORS)  # type: ignore[arg-type]
+        v1.include_router(module.router, responses=ERRORS)
     for plugin, router in get_registry().routers:
         v1.include_router(router, prefix=f"/plugins/{plugin}", tags=[f"plugin:{plugin}"])
     return v1

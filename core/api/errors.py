@@ -31,6 +31,24 @@ class ApiError(Exception):
         self.headers = headers
 
 
+DESCRIPTIONS = {
+    401: "Missing, unknown or revoked key",
+    403: "The operator key is required",
+    404: "Not found (also another workspace's object)",
+    409: "Conflicts with the object's state",
+    422: "Invalid request, or the provider rejected the account",
+    502: "The provider could not be reached",
+    503: "The provider is throttling this account",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the :class:`ErrorResponse` body."""
+    from core.api.schemas import ErrorResponse
+
+    return {code: {"model": ErrorResponse, "description": DESCRIPTIONS[code]} for code in codes}
+
+
 def not_found(what: str) -> ApiError:
     """404 for a missing object, and for another workspace's object (never 403, never its content)."""
     return ApiError(404, f"{what}_not_found", f"{what.replace('_', ' ')} not found")

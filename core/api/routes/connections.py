@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, status
 from sqlalchemy import delete, func, select
 
 from core.api.deps import ConnectionDep, HttpDep, PageDep, RedisDep, SessionDep, WorkspaceDep
-from core.api.errors import ApiError, conflict, provider_error
+from core.api.errors import ApiError, conflict, documented, provider_error
 from core.api.schemas import (
     NO_NUL,
     ConnectionCreate,
@@ -43,7 +43,12 @@ def public(connection: Connection) -> ConnectionPublic:
     return out
 
 
-@router.post("/connections", status_code=status.HTTP_201_CREATED, response_model=ConnectionCreated)
+@router.post(
+    "/connections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConnectionCreated,
+    responses=documented(409, 502, 503),
+)
 async def create(
     body: ConnectionCreate, workspace: WorkspaceDep, session: SessionDep, http: HttpDep, redis: RedisDep
 ) -> ConnectionCreated:
@@ -119,7 +124,7 @@ async def _set_status(session: SessionDep, connection: Connection, value: str) -
     return public(connection)
 
 
-@router.post("/connections/{connection_id}/pause", response_model=ConnectionPublic)
+@router.post("/connections/{connection_id}/pause", response_model=ConnectionPublic, responses=documented(409))
 async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Stop scheduled and manual syncs until resumed (a sync already running finishes)."""
     if connection.status == "disconnected":
@@ -127,7 +132,9 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
     return await _set_status(session, connection, "paused")
 
 
-@router.post("/connections/{connection_id}/resume", response_model=ConnectionPublic)
+@router.post(
+    "/connections/{connection_id}/resume", response_model=ConnectionPublic, responses=documented(409)
+)
 async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Sync the connection again on schedule."""
     if connection.status == "disconnected":
@@ -158,7 +165,10 @@ SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
 
 
 @router.post(
-    "/connections/{connection_id}/sync", status_code=status.HTTP_202_ACCEPTED, response_model=SyncEnqueued
+    "/connections/{connection_id}/sync",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SyncEnqueued,
+    responses=documented(409),
 )
 async def sync_connection(
     connection: ConnectionDep, session: SessionDep, redis: RedisDep, body: SyncBody

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import func, select
 
 from core.api.deps import OperatorDep, PageDep, SessionDep, WorkspaceAdminDep
-from core.api.errors import not_found
+from core.api.errors import documented, not_found
 from core.api.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -21,7 +21,7 @@ from core.api.schemas import (
 from core.db.models import ApiKey, Workspace
 from core.services import create_api_key, create_workspace
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/workspaces", tags=["workspaces"], responses=documented(403))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkspacePublic)
