@@ -158,6 +158,15 @@ async def enqueue_syncs(
     return results
 
 
+def job_mode(job_id: str | None, requested: SyncMode) -> SyncMode:
+    """The mode of a sync job id (an ``already_queued`` answer may name another mode's job)."""
+    parts = (job_id or "").split(":")
+    try:
+        return SyncMode(parts[2]) if len(parts) > 2 else requested
+    except ValueError:
+        return requested
+
+
 async def _mark_queued(session: AsyncSession, connection_id: uuid.UUID, job_id: str) -> None:
     # Skip when a worker already started (or finished) this job: its status is newer than ours.
     started = exists().where(SyncRun.job_id == job_id)

@@ -363,3 +363,20 @@ async def test_real_worker_process_completes_an_api_sync(
     )
     [row] = metrics.json()["items"]
     assert as_numbers(row) == truth(conn["external_account_id"], day)
+
+
+async def test_asking_for_another_mode_while_a_sync_is_queued_returns_that_sync(
+    api: httpx.AsyncClient, sim: Any, run_worker: Any
+) -> None:
+    tenant = await new_tenant(api)
+    conn = await connect(api, tenant, sim.url, backfill=True)
+    again = await api.post(
+        tenant.url(f"/connections/{conn['id']}/sync"), json={"mode": "realtime"}, headers=tenant.headers
+    )
+    assert again.json() == {
+        "status": "already_queued",
+        "job_id": conn["backfill"]["job_id"],
+        "connection_id": conn["id"],
+        "mode": "backfill",
+    }
+    await run_worker()

@@ -25,6 +25,7 @@ from core.api.service import (
     ProviderNotInstalled,
     add_connection,
     enqueue_syncs,
+    job_mode,
     validate_account,
 )
 from core.db.models import Connection, Credential
@@ -180,7 +181,7 @@ async def sync_connection(
         )
     await session.commit()
     [result] = await enqueue_syncs(session, redis, [connection], body.mode)
-    return SyncEnqueued(**result, connection_id=connection.id, mode=body.mode)
+    return SyncEnqueued(**result, connection_id=connection.id, mode=job_mode(result["job_id"], body.mode))
 
 
 @router.post("/sync", status_code=status.HTTP_202_ACCEPTED, response_model=WorkspaceSyncResult)
@@ -200,7 +201,7 @@ async def sync_workspace(
     return WorkspaceSyncResult(
         mode=body.mode,
         results=[
-            SyncEnqueued(**r, connection_id=c.id, mode=body.mode)
+            SyncEnqueued(**r, connection_id=c.id, mode=job_mode(r["job_id"], body.mode))
             for c, r in zip(connections, results, strict=True)
         ],
     )
