@@ -15,8 +15,9 @@ re-runs itself a few minutes later for the ones it could not claim.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
@@ -26,22 +27,32 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from cryptography.fernet import MultiFernet
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from core.config import Settings
 from core.crypto import decrypt, get_cipher
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
-from core.enqueue import JobRequest, active_job, enqueue_many, sync_job_id, sync_request
+from core.enqueue import (
+    EnqueueResult,
+    JobRequest,
+    active_job,
+    enqueue_batch,
+    enqueue_many,
+    sync_job_id,
+    sync_request,
+)
 from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.sync import status
 from core.sync.windows import slot_start
 
-log = structlog.get_logger(__name__).bind(component="SCHEDULER")
+log = structlog.get_logger(__name__, component="SCHEDULER")
 
 CHUNK = 2000
+IN_FLIGHT = 3
 SLOT_TTL_S = 2 * 86_400
 SLOT_PREFIX = "metricx:fanout:slot:"
 PASS_PREFIX = "metricx:fanout:passes:"
@@ -147,7 +158,8 @@ async def _page(after: uuid.UUID | None) -> Sequence[ConnRow]:
     if after is not None:
         query = query.where(Connection.id > after)
     async with session_scope() as session:
-        return (await session.execute(query)).all()
+        # Core rows (no ORM loading): this runs for every connection every 15 minutes.
+        return (await (await session.connection()).execute(query)).all()
 
 
 async def _claim(
@@ -161,14 +173,18 @@ async def _claim(
             )
         if not due:
             return []
-        claimed = await session.execute(
+        claimed = await (await session.connection()).execute(
             update(Connection)
             .where(
-                Connection.id.in_([r.id for r in due]), Connection.sync_status.not_in(("queued", "syncing"))
+                Connection.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+                Connection.sync_status.not_in(("queued", "syncing")),
             )
-            .values(sync_status="queued", current_job_id=None)
-            .returning(Connection.id)
-            .execution_options(synchronize_session=False)
+            .values(
+                sync_status="queued",
+                current_job_id=func.concat("sync:", Connection.id, f":{mode.value}:{slot}"),
+            )
+            .returning(Connection.id),
+            {"ids": [r.id for r in due]},
         )
         ids = set(claimed.scalars())
     return [r for r in due if r.id in ids]
@@ -232,7 +248,7 @@ async def _fan_out_page(
         for r in claimed
     ]
     try:
-        results = await enqueue_many(redis, requests)
+        results = await enqueue_batch(redis, requests)
     except (RedisError, OSError) as exc:
         log.error("fanout_enqueue_failed", mode=acc.mode.value, count=len(claimed), error=str(exc)[:200])
         acc.failed += len(claimed)
@@ -242,34 +258,59 @@ async def _fan_out_page(
 
 
 async def _record(
-    redis: Redis, slot_key: str, claimed: list[ConnRow], results: list[Any], acc: _Pass
+    redis: Redis, slot_key: str, claimed: list[ConnRow], results: list[EnqueueResult], acc: _Pass
 ) -> None:
+    enqueued: list[str] = []
+    held: list[tuple[uuid.UUID, str | None]] = []
     lost: list[ConnRow] = []
-    jobs: list[tuple[uuid.UUID, str]] = []
     for row, result in zip(claimed, results, strict=True):
         if result["status"] == "enqueued":
-            acc.enqueued += 1
-            jobs.append((row.id, result["job_id"]))
+            enqueued.append(str(row.id))
         elif result["job_id"] != sync_job_id(str(row.id), acc.mode, acc.slot):
-            acc.skipped["busy"] += 1  # another sync (e.g. a manual backfill) holds the connection
-            jobs.append((row.id, result["job_id"]))
+            held.append((row.id, result["job_id"]))  # another sync (e.g. a manual backfill) holds it
         else:
-            acc.skipped["already_enqueued"] += 1
-            lost.append(row)
-    if jobs:
+            lost.append(row)  # this slot's job already ran: nothing to do
+    acc.enqueued += len(enqueued)
+    acc.skipped["busy"] += len(held)
+    acc.skipped["already_enqueued"] += len(lost)
+    if held:
         async with session_scope() as session:
             await session.connection()
             await session.execute(
                 update(Connection.__table__)  # type: ignore[arg-type]
                 .where(Connection.id == bindparam("cid"))
                 .values(current_job_id=bindparam("job")),
-                [{"cid": cid, "job": job} for cid, job in jobs],
+                [{"cid": cid, "job": job} for cid, job in held],
             )
+    if enqueued or held:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(slot_key, *[str(cid) for cid, _ in jobs])
+            pipe.sadd(slot_key, *enqueued, *[str(cid) for cid, _ in held])
             pipe.expire(slot_key, SLOT_TTL_S)
             await pipe.execute()
     await _unclaim(lost)
+
+
+async def _run_pages(acc: _Pass, ctx: dict[str, Any], cipher: MultiFernet, now: datetime) -> None:
+    """Page through every connection, a few pages in flight at once.
+
+    Checking tokens is CPU work in this process while claiming and enqueueing
+    wait on PostgreSQL and Redis: overlapping pages keeps all three busy. At
+    most ``IN_FLIGHT`` pages are held, so memory stays flat however many
+    connections there are.
+    """
+    in_flight: deque[asyncio.Task[None]] = deque()
+    next_page = asyncio.create_task(_page(None))
+    try:
+        while rows := await next_page:
+            next_page = asyncio.create_task(_page(rows[-1].id))
+            in_flight.append(asyncio.create_task(_fan_out_page(rows, acc, ctx, cipher, now)))
+            if len(in_flight) >= IN_FLIGHT:
+                await in_flight.popleft()
+        while in_flight:
+            await in_flight.popleft()
+    finally:
+        for task in (next_page, *in_flight):
+            task.cancel()
 
 
 async def fan_out(ctx: dict[str, Any], mode: SyncMode, tick: str | None) -> FanoutStats:
@@ -278,10 +319,7 @@ async def fan_out(ctx: dict[str, Any], mode: SyncMode, tick: str | None) -> Fano
     acc = _Pass(mode, slot_for(tick))
     now = datetime.now(UTC)
     cipher = get_cipher(ctx["settings"])
-    after: uuid.UUID | None = None
-    while rows := await _page(after):
-        after = rows[-1].id
-        await _fan_out_page(rows, acc, ctx, cipher, now)
+    await _run_pages(acc, ctx, cipher, now)
     follow_up = None
     if mode is SyncMode.attribution and acc.skipped["busy"]:
         follow_up = await _follow_up(ctx, acc)

@@ -1,0 +1,238 @@
+"""Fan-out throughput: N sync jobs through ``core.fanout.fan_out`` vs a loop of arq's ``enqueue_job``.
+
+    python bench/fanout.py                     # embedded PostgreSQL + Redis under .metricx/bench
+    python bench/fanout.py -n 50000 --database-url postgresql://... --redis-url redis://...
+
+Both paths run in the same process against the same Redis. The fan-out path is
+the whole realtime fan-out (page connections, decrypt and check tokens, claim
+them in SQL, pipelined Lua enqueues, record the slot); the plain loop only
+enqueues. The database is a scratch one created on the given server and dropped
+afterwards; the queue is a scratch one, emptied afterwards. Prints rates and
+their ratio (the target is at least 5x); it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+INSERT = """
+WITH new AS (
+    INSERT INTO connections (id, workspace_id, provider, external_account_id, timezone, config,
+                             status, sync_status, total_syncs_attempted, total_syncs_succeeded)
+    SELECT gen_random_uuid(), :ws, 'bench', 'acct-' || g, 'UTC', '{}'::jsonb, 'active', 'idle', 0, 0
+    FROM generate_series(1, :n) AS g
+    RETURNING id
+)
+INSERT INTO credentials (id, connection_id, access_token_enc, updated_at)
+SELECT gen_random_uuid(), id, :token, now() FROM new
+"""
+
+
+class BenchProvider:
+    """Just enough of a provider for the fan-out: a name, capabilities and an offline token check."""
+
+    name = "bench"
+    display_name = "Bench"
+
+    def __init__(self) -> None:
+        from core.providers import Capabilities
+
+        self.capabilities = Capabilities()
+
+    def check_credentials(self, credentials: Any) -> None:
+        from core.errors import AuthError
+
+        if not credentials.access_token:
+            raise AuthError("no token")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=10_000, help="sync jobs per path (default 10,000)")
+    parser.add_argument("--database-url", help="PostgreSQL server URL (a scratch database is created)")
+    parser.add_argument("--redis-url", help="Redis URL (a scratch queue is used)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best of each is shown")
+    parser.add_argument("--data-dir", default=".metricx/bench", help="where embedded servers live")
+    return parser.parse_args()
+
+
+def servers(args: argparse.Namespace) -> tuple[str, str]:
+    from core.testing.servers import embedded_postgres, embedded_redis
+
+    data_dir = Path(args.data_dir)
+    pg = args.database_url or embedded_postgres(data_dir / "pg")
+    redis = args.redis_url or embedded_redis(data_dir / "redis")[0]
+    return pg, redis
+
+
+async def insert_connections(n: int) -> uuid.UUID:
+    from sqlalchemy import text
+
+    from core.crypto import encrypt
+    from core.db.engine import session_scope
+
+    ws = uuid.uuid4()
+    async with session_scope() as session:
+        await session.execute(text("INSERT INTO workspaces (id, name) VALUES (:ws, 'bench')"), {"ws": ws})
+        await session.execute(text(INSERT), {"ws": ws, "n": n, "token": encrypt("bench-token")})
+    return ws
+
+
+async def clear_queue(redis: Any, queue: str) -> None:
+    for pattern in ("arq:job:sync:*", "metricx:fanout:*", "metricx:sync:active:*"):
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(pattern, count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                await redis.delete(*batch)
+                batch = []
+        if batch:
+            await redis.delete(*batch)
+    await redis.delete(queue)
+
+
+async def reset(redis: Any, queue: str) -> None:
+    """Back to the start: idle connections, an empty queue."""
+    from sqlalchemy import text
+
+    from core.db.engine import session_scope
+
+    async with session_scope() as session:
+        await session.execute(text("UPDATE connections SET sync_status = 'idle', current_job_id = NULL"))
+    await clear_queue(redis, queue)
+
+
+async def run_fanout(redis: Any, n: int, round_: int) -> float:
+    from core.config import get_settings
+    from core.fanout import fan_out
+    from core.plugins import Registry
+    from core.providers import SyncMode
+
+    registry = Registry()
+    registry.providers["bench"] = BenchProvider()  # type: ignore[assignment]
+    ctx = {"settings": get_settings(), "registry": registry, "redis": redis}
+    tick = f"2030-01-01T10:{15 * round_ % 60:02d}:00+00:00"
+    started = time.perf_counter()
+    stats = await fan_out(ctx, SyncMode.realtime, tick)
+    elapsed = time.perf_counter() - started
+    queued = await redis.zcard(get_settings().queue_name)
+    assert stats["enqueued"] == n == queued, (stats, queued)
+    return elapsed
+
+
+async def run_plain_loop(redis: Any, n: int, round_: int) -> float:
+    from sqlalchemy import text
+
+    from core.config import get_settings
+    from core.db.engine import session_scope
+
+    async with session_scope() as session:
+        rows = (await session.execute(text("SELECT id, workspace_id FROM connections"))).all()
+    started = time.perf_counter()
+    for cid, ws in rows:
+        await redis.enqueue_job(
+            "process_sync_job", str(cid), str(ws), False, False, _job_id=f"sync:{cid}:realtime:plain{round_}"
+        )
+    elapsed = time.perf_counter() - started
+    queued = await redis.zcard(get_settings().queue_name)
+    assert queued == n, queued
+    return elapsed
+
+
+async def run_enqueue_step(redis: Any, n: int, round_: int) -> float:
+    """Only the fan-out's enqueue step: the same N requests through ``enqueue_batch``."""
+    from sqlalchemy import text
+
+    from core.config import get_settings
+    from core.db.engine import session_scope
+    from core.enqueue import enqueue_batch, sync_request
+    from core.providers import SyncMode
+
+    async with session_scope() as session:
+        rows = (await session.execute(text("SELECT id, workspace_id FROM connections"))).all()
+    started = time.perf_counter()
+    requests = [sync_request(str(c), str(w), SyncMode.realtime, slot=f"step{round_}") for c, w in rows]
+    results = await enqueue_batch(redis, requests)
+    elapsed = time.perf_counter() - started
+    assert (
+        sum(r["status"] == "enqueued" for r in results) == n == await redis.zcard(get_settings().queue_name)
+    )
+    return elapsed
+
+
+async def bench(n: int, rounds: int) -> None:
+    from core.config import get_settings
+    from core.db.engine import dispose_engine
+    from core.redis import create_arq_pool
+
+    await insert_connections(n)
+    redis = await create_arq_pool()
+    queue = get_settings().queue_name
+    fanout_times: list[float] = []
+    plain_times: list[float] = []
+    step_times: list[float] = []
+    try:
+        # Interleaved rounds, best of each: the machine's other load hits both paths alike.
+        for round_ in range(rounds):
+            await reset(redis, queue)
+            fanout_times.append(await run_fanout(redis, n, round_))
+            await reset(redis, queue)
+            plain_times.append(await run_plain_loop(redis, n, round_))
+            await reset(redis, queue)
+            step_times.append(await run_enqueue_step(redis, n, round_))
+        await reset(redis, queue)
+    finally:
+        await redis.aclose()
+        await dispose_engine()
+    fanout_s, plain_s, step_s = min(fanout_times), min(plain_times), min(step_times)
+    print(f"jobs per path:              {n:,} (best of {rounds} interleaved rounds)")
+    for label, seconds in (
+        ("loop of arq enqueue_job:", plain_s),
+        ("fan-out, whole job:", fanout_s),
+        ("  its enqueue step alone:", step_s),
+    ):
+        print(f"{label:28s}{seconds:8.2f} s  {n / seconds:10,.0f} jobs/s  {plain_s / seconds:6.1f}x")
+    print("ratio = rate / the loop's rate (target >= 5x). The whole job also pages connections, decrypts and")
+    print("checks every token, and claims the connections in PostgreSQL.")
+
+
+def main() -> None:
+    args = parse_args()
+    server_url, redis_url = servers(args)
+    from core.config import get_settings
+    from core.testing.servers import create_database, drop_database, with_database
+
+    name = f"metricx_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_database(server_url, name))
+    database_url = with_database(server_url, name)
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "METRICX_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "METRICX_QUEUE_NAME": f"arq:queue:bench:{uuid.uuid4().hex[:8]}",
+            "METRICX_LOG_LEVEL": "WARNING",
+        }
+    )
+    get_settings.cache_clear()
+    from core.db.migrate import upgrade
+    from core.logging import configure_logging
+
+    configure_logging()
+    try:
+        upgrade(database_url)
+        asyncio.run(bench(args.n, args.rounds))
+    finally:
+        asyncio.run(drop_database(server_url, name))
+
+
+if __name__ == "__main__":
+    main()
