@@ -309,3 +309,9 @@ class ProviderPublic(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class QueueDepth(BaseModel):
+    queue: str = Field(examples=["arq:queue"])
+    queued: int = Field(description="Jobs due now, waiting for a worker.", examples=[42])
+    deferred: int = Field(description="Jobs scheduled for later (retries, throttled syncs).", examples=[3])

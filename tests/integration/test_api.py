@@ -32,6 +32,20 @@ async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
+async def test_queue_depth_counts_due_and_deferred_jobs(api: httpx.AsyncClient, redis_client: Any) -> None:
+    from core.enqueue import JobRequest, enqueue_many
+
+    before = (await api.get("/v1/health/queue")).json()
+    await enqueue_many(
+        redis_client,
+        [JobRequest("scheduled_compaction", f"depth-now-{i}") for i in range(3)]
+        + [JobRequest("scheduled_compaction", "depth-later", defer_s=3600)],
+    )
+    after = (await api.get("/v1/health/queue")).json()
+    assert after["queued"] - before["queued"] == 3 and after["deferred"] - before["deferred"] == 1
+    await redis_client.zrem(after["queue"], "depth-now-0", "depth-now-1", "depth-now-2", "depth-later")
+
+
 async def test_keys_are_shown_once_hashed_and_revocable(api: httpx.AsyncClient, tenant: Any) -> None:
     me = await api.get(tenant.url(), headers=tenant.headers)
     assert me.status_code == 200 and me.json()["name"] == tenant.name

@@ -22,6 +22,7 @@ NOT_TENANT_SCOPED = {
     ("GET", "/redoc"),
     ("GET", "/v1/health"),
     ("GET", "/v1/ready"),
+    ("GET", "/v1/health/queue"),
     ("GET", "/v1/providers"),
     ("GET", "/v1/workspaces"),
     ("POST", "/v1/workspaces"),

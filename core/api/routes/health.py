@@ -1,4 +1,4 @@
-"""Liveness (the process answers) and readiness (PostgreSQL and Redis answer)."""
+"""Liveness (the process answers), readiness (PostgreSQL and Redis answer) and the queue's depth."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from core.api.deps import resources
-from core.api.schemas import Health
+from core.api.schemas import Health, QueueDepth
+from core.config import get_settings
 from core.db.engine import get_sessionmaker
 
 log = structlog.get_logger(__name__)
@@ -48,3 +49,19 @@ async def ready(request: Request) -> JSONResponse:
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/health/queue", response_model=QueueDepth)
+async def queue_depth(request: Request) -> QueueDepth:
+    """Jobs due now on the arq queue and jobs deferred to later: what an autoscaler scales workers on.
+
+    Counts only; no tenant data. KEDA's metrics-api trigger reads ``queued``.
+    """
+    import time
+
+    redis = await resources(request).redis()
+    queue = get_settings().queue_name
+    now_ms = int(time.time() * 1000)
+    queued = await redis.zcount(queue, "-inf", now_ms)
+    deferred = await redis.zcount(queue, f"({now_ms}", "+inf")
+    return QueueDepth(queue=queue, queued=int(queued), deferred=int(deferred))
