@@ -85,7 +85,6 @@ class Settings(BaseSettings):
     backfill_slice_days: int | None = Field(
         default=None, description="Override the days per backfill slice, the checkpoint unit (default 7)."
     )
-    entity_batch_size: int = Field(default=500, description="Rows per upsert statement.")
     http_timeout_s: float = Field(default=60.0, description="Timeout of one provider HTTP request.")
 
     # --- scheduler -------------------------------------------------------------------
