@@ -25,6 +25,7 @@ from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
+from core.logging import redact_text
 from core.plugins import Registry
 from core.providers import Credentials, Provider, SyncMode
 from core.sync import status
@@ -162,7 +163,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         )
         raise
     except Exception as exc:
-        return await _handle_error(ctx, job, run_id, exc, event)
+        return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials)
     async with session_scope() as session:
         await status.mark_succeeded(session, job.connection_id, backfill=job.mode == SyncMode.backfill)
         await status.update_run(
@@ -221,8 +222,21 @@ async def _finish_failed(
         await release_active(ctx["redis"], str(job.connection_id), job.job_id)
 
 
+def scrub(message: str, credentials: Credentials) -> str:
+    """``message`` without the connection's tokens or token-shaped secrets (it is stored and shown)."""
+    for secret in (credentials.access_token, credentials.refresh_token):
+        if secret and len(secret) >= 4:
+            message = message.replace(secret, "[REDACTED]")
+    return redact_text(message)
+
+
 async def _handle_error(
-    ctx: dict[str, Any], job: SyncJob, run_id: uuid.UUID, exc: Exception, event: dict[str, Any]
+    ctx: dict[str, Any],
+    job: SyncJob,
+    run_id: uuid.UUID,
+    exc: Exception,
+    event: dict[str, Any],
+    credentials: Credentials,
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
@@ -231,6 +245,7 @@ async def _handle_error(
     else:
         # A provider bug or an unexpected payload: permanent, with the exception's own words.
         kind, message = PermanentError.kind, f"{type(exc).__name__}: {exc}"
+    message = scrub(message, credentials)
     fail = {**event, "error_kind": kind, "message": status.clip(message)}
     if isinstance(exc, TransientError) and job.job_try < settings.max_tries:
         delay = backoff_s(job.job_try, settings)

@@ -186,3 +186,18 @@ async def test_bad_job_arguments_do_not_crash_the_worker(
     await enqueue_sync_job(bad, bad, redis=redis_client)
     worker = await run_worker()
     assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+
+
+async def test_stored_errors_never_contain_the_token(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    # a platform that echoes the token back inside a malformed value must not get it stored
+    ws, conn = await make_connection()
+    sim.control(malformed=True, malformed_value="tp-valid-token")
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await fetch_one(CONN, c=conn)
+    assert row.last_error_kind == "payload" and "impressions" in row.last_sync_error
+    assert "tp-valid-token" not in row.last_sync_error
+    runs = await fetch_all("SELECT error_message FROM sync_runs WHERE connection_id = :c", c=conn)
+    assert all("tp-valid-token" not in (r.error_message or "") for r in runs)

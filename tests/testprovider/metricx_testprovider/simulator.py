@@ -135,7 +135,7 @@ def create_app() -> FastAPI:
                 )
             day += timedelta(days=1)
         if state.faults.get("malformed") and rows:
-            rows[-1]["impressions"] = "lots"
+            rows[-1]["impressions"] = state.faults.get("malformed_value", "lots")
         chunk = rows[page * PAGE : (page + 1) * PAGE]
         more = (page + 1) * PAGE < len(rows)
         return {"data": chunk, "next": page + 1 if more else None}
