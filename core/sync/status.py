@@ -48,8 +48,12 @@ async def mark_started(
     await session.execute(
         update(SyncRun)
         .where(SyncRun.job_id == job_id, SyncRun.status == "running")
-        .values(status="failed", error_kind="interrupted", error_message="worker stopped mid-sync",
-                finished_at=now)
+        .values(
+            status="failed",
+            error_kind="interrupted",
+            error_message="worker stopped mid-sync",
+            finished_at=now,
+        )
     )
     run = SyncRun(
         workspace_id=workspace_id,
