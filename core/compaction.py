@@ -24,7 +24,7 @@ from sqlalchemy import text
 
 from core.db.engine import session_scope
 
-log = structlog.get_logger(__name__).bind(component="SCHEDULER")
+log = structlog.get_logger(__name__, component="SCHEDULER")
 
 # Days before the account's yesterday that still hold more than one snapshot in some local hour.
 _PENDING = text(

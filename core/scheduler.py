@@ -18,34 +18,28 @@ seconds). A tick missed while no scheduler ran is enqueued once on start
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
 
 import structlog
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from croniter import croniter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.config import Settings, get_settings
-from core.errors import ConfigError, MetricxError
-from core.plugins import Registry
-from core.providers import ScheduleEntry
+from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
+from core.errors import MetricxError
 from core.redis import serialize
 
-log = structlog.get_logger(__name__).bind(component="SCHEDULER")
+log = structlog.get_logger(__name__, component="SCHEDULER")
 
-CORE_JOBS = ("scheduled_realtime_sync", "scheduled_attribution_sync", "scheduled_compaction")
 JOB_EXPIRES_MS = 86_400_000
 LEASE_PREFIX = "metricx:scheduler:lease:"
 LAST_TICKS_PREFIX = "metricx:scheduler:last:"
@@ -73,129 +67,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-# --- cron entries --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CronJob:
-    """One cron entry as the scheduler runs it."""
-
-    name: str
-    cron: str
-    job: str
-    meaning: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    pass_tick: bool = True
-
-
-def core_entries(settings: Settings) -> list[ScheduleEntry]:
-    """The core's three entries, each cron overridable by a setting."""
-    return [
-        ScheduleEntry("realtime_sync", settings.cron_realtime, "scheduled_realtime_sync"),
-        ScheduleEntry("attribution_sync", settings.cron_attribution, "scheduled_attribution_sync"),
-        ScheduleEntry("compaction", settings.cron_compaction, "scheduled_compaction"),
-    ]
-
-
-def _accepts_tick(function: Callable[..., Any]) -> bool:
-    params = inspect.signature(function).parameters.values()
-    return any(p.name == "tick" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def load_entries(settings: Settings, registry: Registry) -> list[CronJob]:
-    """Core entries plus every plugin's, validated: a bad expression or unknown job stops start-up."""
-    jobs: list[CronJob] = []
-    for entry in [*core_entries(settings), *registry.schedules]:
-        owner = registry.schedule_owner.get(entry.name, "core")
-        if not croniter.is_valid(entry.cron):
-            raise ConfigError(
-                f"schedule {entry.name!r} ({owner}) has an invalid cron expression {entry.cron!r}; "
-                "use five fields (minute hour day month weekday), or six with seconds last"
-            )
-        if any(j.name == entry.name for j in jobs):
-            raise ConfigError(f"schedule {entry.name!r} from {owner} clashes with a core schedule entry")
-        if entry.job in CORE_JOBS:
-            pass_tick = True
-        elif entry.job in registry.jobs:
-            pass_tick = _accepts_tick(registry.jobs[entry.job].function)
-        else:
-            raise ConfigError(
-                f"schedule {entry.name!r} ({owner}) enqueues job {entry.job!r}, which no plugin registers"
-            )
-        meaning = entry.description or describe(entry.cron)
-        jobs.append(CronJob(entry.name, entry.cron, entry.job, meaning, dict(entry.kwargs), pass_tick))
-    return jobs
-
-
-def _hour(hour: int) -> str:
-    return f"{hour % 12 or 12}{'am' if hour < 12 else 'pm'}"
-
-
-def describe(cron: str) -> str:
-    """A short human meaning of common expressions (``every 15 min``, ``daily 3am``), else ``cron``."""
-    fields = cron.split()
-    if len(fields) == 6 and fields[:5] == ["*"] * 5 and fields[5].startswith("*/"):
-        return f"every {fields[5][2:]} s"
-    if len(fields) != 5:
-        return "cron"
-    minute, hour, dom, month, dow = fields
-    if (hour, dom, month, dow) == ("*", "*", "*", "*"):
-        if minute.startswith("*/"):
-            return f"every {minute[2:]} min"
-        if minute == "*":
-            return "every minute"
-    if (dom, month, dow) == ("*", "*", "*") and minute.isdigit():
-        if hour.isdigit():
-            return (
-                f"daily {_hour(int(hour))}" if minute == "0" else f"daily {int(hour):02d}:{int(minute):02d}"
-            )
-        if hour.startswith("*/"):
-            return f"every {hour[2:]} hours"
-    return "cron"
-
-
-# --- fire times ----------------------------------------------------------------------------------
-
-
-def latest_fire(cron: str, now: datetime) -> datetime:
-    """The latest fire time at or before ``now`` (UTC)."""
-    prev: datetime = croniter(cron, now).get_prev(datetime)
-    following: datetime = croniter(cron, prev).get_next(datetime)
-    return following if following <= now else prev
-
-
-def next_fire(cron: str, now: datetime) -> datetime:
-    """The first fire time strictly after ``now`` (UTC)."""
-    fire: datetime = croniter(cron, now).get_next(datetime)
-    return fire
-
-
-Action = Literal["enqueue", "late"]
-
-
-def decide(
-    cron: str, last: datetime | None, now: datetime, max_lateness_s: float
-) -> tuple[Action, datetime] | None:
-    """What to do for one entry at ``now``.
-
-    ``None`` when its latest fire time is already handled; ``("enqueue", tick)``
-    for the latest fire time not yet enqueued (every earlier missed one is
-    coalesced into it); ``("late", tick)`` when that tick is more than
-    ``max_lateness_s`` old and must be skipped.
-    """
-    tick = latest_fire(cron, now)
-    if last is not None and tick <= last:
-        return None
-    if (now - tick).total_seconds() > max_lateness_s:
-        return ("late", tick)
-    return ("enqueue", tick)
-
-
-def cron_job_id(name: str, tick: datetime) -> str:
-    """``cron:{name}:{tick ISO UTC}``: one job per entry and tick, whoever enqueues it."""
-    return f"cron:{name}:{tick.astimezone(UTC).isoformat()}"
 
 
 # --- the lease -----------------------------------------------------------------------------------
@@ -419,15 +290,9 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "CronJob",
     "Lease",
     "Scheduler",
-    "core_entries",
-    "cron_job_id",
-    "decide",
-    "describe",
-    "latest_fire",
-    "load_entries",
     "main",
-    "next_fire",
+    "serve",
+    "startup_lines",
 ]

@@ -18,7 +18,8 @@ import msgpack
 import pytest
 
 from core.config import get_settings
-from core.scheduler import LAST_TICKS_PREFIX, LEASE_PREFIX, Scheduler, latest_fire, load_entries
+from core.cron import latest_fire, load_entries
+from core.scheduler import LAST_TICKS_PREFIX, LEASE_PREFIX, Scheduler
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from core.config import Settings
+from core.cron import cron_job_id, decide, describe, latest_fire, load_entries, next_fire
 from core.errors import ConfigError
 from core.plugins import Registry
 from core.providers import JobSpec, ScheduleEntry
-from core.scheduler import cron_job_id, decide, describe, latest_fire, load_entries, next_fire, startup_lines
+from core.scheduler import startup_lines
 
 T0 = datetime(2030, 3, 1, 10, 0, tzinfo=UTC)
 
