@@ -21,7 +21,7 @@ from metricx_shopify import tables
 from metricx_shopify.settings import get_shopify_settings
 from metricx_shopify.sync import store_work
 
-log = structlog.get_logger(__name__).bind(component="SHOPIFY_SYNC")
+log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
 
 SYNC_JOB = "process_shopify_sync_job"
 FANOUT_JOB = "shopify.scheduled_sync"

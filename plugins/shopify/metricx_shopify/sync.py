@@ -31,7 +31,7 @@ from metricx_shopify.client import InvalidPageInfo, ShopifyClient
 from metricx_shopify.mapping import Row, customer_row, order_row, product_row
 from metricx_shopify.store import upsert_orders, upsert_rows
 
-log = structlog.get_logger(__name__).bind(component="SHOPIFY_SYNC")
+log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
 
 RESOURCES: tuple[str, ...] = ("products", "customers", "orders")
 _EXTRA: dict[str, dict[str, str]] = {"orders": {"status": "any"}}

@@ -27,7 +27,7 @@ from metricx_shopify.mapping import order_row
 from metricx_shopify.settings import get_shopify_settings
 from metricx_shopify.store import connections_for_shop, upsert_orders
 
-log = structlog.get_logger(__name__).bind(component="SHOPIFY_WEBHOOK")
+log = structlog.get_logger(__name__, component="SHOPIFY_WEBHOOK")
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated", "orders/paid"})
 

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import fetch_all, fetch_one
 from metricx_shopify.jobs import enqueue_store_sync
+from shopify_helpers import fetch_all, fetch_one
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from conftest import fetch_all, fetch_one
 from metricx_shopify.jobs import enqueue_store_sync
+from shopify_helpers import fetch_all, fetch_one
 
 from core.enqueue import enqueue_sync_job
 

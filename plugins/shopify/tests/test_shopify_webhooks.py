@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import WEBHOOK_SECRET, fetch_all, fetch_one
 from fastapi import FastAPI
 from metricx_shopify.jobs import enqueue_store_sync
 from metricx_shopify.mapping import order_row
 from metricx_shopify.simulator import send_order_webhook
 from metricx_shopify.store import upsert_orders
 from metricx_shopify.webhooks import router
+from shopify_helpers import WEBHOOK_SECRET, fetch_all, fetch_one
 
 from core.db.engine import session_scope
 
