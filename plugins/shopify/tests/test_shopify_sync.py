@@ -146,3 +146,28 @@ async def test_a_malformed_order_is_a_clear_error_and_the_next_sync_resumes(
     await run_worker()
     assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
+
+
+async def test_a_refused_page_cursor_falls_back_to_the_stored_updated_at(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    from sqlalchemy import text
+
+    from core.db.engine import session_scope
+
+    spec = new_shop(products=2, customers=2, orders=30)
+    ws, conn = await shop_connection(spec)
+    # an interrupted run whose stored page_info Shopify no longer accepts
+    async with session_scope() as session:
+        await session.execute(
+            text(
+                "INSERT INTO shopify_sync_state "
+                "(workspace_id, connection_id, resource, run_max, page_info, job_id) "
+                "VALUES (:w, :c, 'orders', now(), 'expired-cursor', 'an-earlier-job')"
+            ),
+            {"w": ws, "c": conn},
+        )
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
+    assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
