@@ -70,7 +70,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["registry"] = get_registry()
     ctx["http"] = httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
     ctx["startup_time"] = time.monotonic()
-    ctx["jobs_processed"] = 0
+    # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.
+    ctx["stats"] = {"jobs_processed": 0}
     from core.fanout import repair_stuck
 
     repaired = await repair_stuck(ctx)
@@ -80,8 +81,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     uptime = time.monotonic() - ctx.get("startup_time", time.monotonic())
-    log.info("worker_stopped", jobs_processed=ctx.get("jobs_processed", 0), uptime_s=round(uptime, 1))
-    print(f"[ARQ] Jobs processed: {ctx.get('jobs_processed', 0)}", flush=True)
+    processed = ctx.get("stats", {}).get("jobs_processed", 0)
+    log.info("worker_stopped", jobs_processed=processed, uptime_s=round(uptime, 1))
+    print(f"[ARQ] Jobs processed: {processed}", flush=True)
     print(f"[ARQ] Uptime: {uptime:.0f}s", flush=True)
     if "http" in ctx:
         await ctx["http"].aclose()
@@ -94,7 +96,8 @@ async def on_job_start(ctx: dict[str, Any]) -> None:
 
 
 async def on_job_end(ctx: dict[str, Any]) -> None:
-    ctx["jobs_processed"] = ctx.get("jobs_processed", 0) + 1
+    if "stats" in ctx:
+        ctx["stats"]["jobs_processed"] += 1
     structlog.contextvars.clear_contextvars()
 
 

@@ -55,6 +55,8 @@ async def test_arq_worker_process_runs_a_sync_end_to_end(
     assert row.sync_status == "idle"
     again = await fetch_one(COUNTS, c=conn)
     assert (again.entities, again.snapshots) == (first.entities, first.snapshots)
+    worker.stop(signal.SIGTERM)
+    assert "[ARQ] Jobs processed: 2" in worker.output()  # the seed's shutdown stats
 
 
 async def test_worker_killed_mid_sync_another_finishes_without_duplicates(
