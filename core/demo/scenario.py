@@ -190,8 +190,8 @@ async def realtime_cycle(console: Console, stack: Stack, redis: ArqRedis, demo: 
 
 
 _CONVERSIONS = """
-SELECT sum(conversions) AS conv FROM (
-    SELECT DISTINCT ON (s.entity_id, s.metrics_date) s.conversions
+SELECT sum(conversions) AS conv, sum(revenue) AS revenue FROM (
+    SELECT DISTINCT ON (s.entity_id, s.metrics_date) s.conversions, s.revenue
     FROM metric_snapshots s
     JOIN entities e ON e.id = s.entity_id
     JOIN connections c ON c.id = s.connection_id
@@ -203,13 +203,13 @@ SELECT sum(conversions) AS conv FROM (
 """
 
 
-async def _conversions(registry: Registry, conns: list[DemoConn]) -> dict[uuid.UUID, Decimal]:
-    """Each connection's conversions over the last 7 days, counted at its provider's top level."""
-    out: dict[uuid.UUID, Decimal] = {}
+async def _conversions(registry: Registry, conns: list[DemoConn]) -> dict[uuid.UUID, tuple[Decimal, Decimal]]:
+    """Each connection's (conversions, revenue) over the last 7 days, at its provider's top level."""
+    out: dict[uuid.UUID, tuple[Decimal, Decimal]] = {}
     for c in conns:
         level = registry.providers[c.provider].capabilities.levels[0]
         [row] = await _rows(_CONVERSIONS, c=c.id, level=level)
-        out[c.id] = row.conv or Decimal(0)
+        out[c.id] = (row.conv or Decimal(0), row.revenue or Decimal(0))
     return out
 
 
@@ -230,9 +230,12 @@ async def attribution(
         jobs.append(job["job_id"])
     await wait_jobs(stack, [j for j in jobs if j], timeout_s=180)
     after = await _conversions(registry, conns)
+    zero = (Decimal(0), Decimal(0))
     for c in conns:
-        b, a = before.get(c.id, Decimal(0)), after.get(c.id, Decimal(0))
-        console.print(f"  {c.name:<38} conversions over the last 7 days: {b:.1f} -> {a:.1f}")
+        (bc, br), (ac, ar) = before.get(c.id, zero), after.get(c.id, zero)
+        console.print(
+            f"  {c.name:<38} last 7 days: conversions {bc:.1f} -> {ac:.1f}, revenue {br:,.2f} -> {ar:,.2f}"
+        )
 
 
 async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, registry: Registry, demo: Demo) -> None:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core import JobSpec, Provider, ScheduleEntry, hookimpl
+from core import JobSpec, Provider, ScheduleEntry, SimulatorSpec, hookimpl
+from metricx_shopify.demo import SIMULATOR
 from metricx_shopify.jobs import FANOUT_JOB, SYNC_JOB, process_shopify_sync_job, scheduled_shopify_sync
 from metricx_shopify.provider import ShopifyProvider
 from metricx_shopify.settings import get_shopify_settings
@@ -59,3 +60,9 @@ def register_routers(register: Callable[[APIRouter], None]) -> None:
 def migration_locations() -> str | None:
     """The plugin's Alembic branch ``shopify`` (depends on the core's revision 0001)."""
     return str(Path(__file__).resolve().parent / "migrations" / "versions")
+
+
+@hookimpl
+def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
+    """Let `metricx demo` run the Shopify simulator."""
+    register(SIMULATOR)
