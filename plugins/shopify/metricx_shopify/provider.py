@@ -43,7 +43,10 @@ class ShopifyProvider:
     name = "shopify"
     display_name = "Shopify"
     capabilities = Capabilities(
-        levels=("store",), attribution_window_days=30, backfill_days=90, backfill_slice_days=30
+        levels=("store", "store_refunds"),
+        attribution_window_days=30,
+        backfill_days=90,
+        backfill_slice_days=30,
     )
 
     def __init__(self, settings: ShopifySettings | None = None) -> None:
