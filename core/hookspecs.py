@@ -57,8 +57,9 @@ def register_jobs(register: Callable[[JobSpec], None]) -> None:
 def register_schedules(register: Callable[[ScheduleEntry], None]) -> None:
     """Register cron entries for the scheduler: ``register(ScheduleEntry(name, cron, job))``.
 
-    Runs when the scheduler starts. ``cron`` is a five-field UTC expression and
-    ``job`` a registered job name.
+    Runs when the scheduler starts. ``cron`` is a UTC cron expression (five fields,
+    or six with seconds first) and ``job`` a registered job name; the job receives
+    the tick time as the ``tick`` keyword (ISO UTC) when its function accepts it.
     """
 
 
@@ -66,7 +67,8 @@ def register_schedules(register: Callable[[ScheduleEntry], None]) -> None:
 def register_routers(register: Callable[[APIRouter], None]) -> None:
     """Register FastAPI routers; they are mounted under ``/v1/plugins/<plugin>``.
 
-    Runs when the API app is created.
+    Runs when the API app is created. The core adds no authentication to them:
+    depend on ``core.api.deps.WorkspaceDep`` for tenant data.
     """
 
 
