@@ -148,19 +148,19 @@ async def run_plain_loop(redis: Any, n: int, round_: int) -> float:
 
 
 async def run_enqueue_step(redis: Any, n: int, round_: int) -> float:
-    """Only the fan-out's enqueue step: the same N requests through ``enqueue_batch``."""
+    """Only the fan-out's enqueue step: the same N requests through ``enqueue_many``."""
     from sqlalchemy import text
 
     from core.config import get_settings
     from core.db.engine import session_scope
-    from core.enqueue import enqueue_batch, sync_request
+    from core.enqueue import enqueue_many, sync_request
     from core.providers import SyncMode
 
     async with session_scope() as session:
         rows = (await session.execute(text("SELECT id, workspace_id FROM connections"))).all()
     started = time.perf_counter()
     requests = [sync_request(str(c), str(w), SyncMode.realtime, slot=f"step{round_}") for c, w in rows]
-    results = await enqueue_batch(redis, requests)
+    results = await enqueue_many(redis, requests)
     elapsed = time.perf_counter() - started
     assert (
         sum(r["status"] == "enqueued" for r in results) == n == await redis.zcard(get_settings().queue_name)

@@ -30,23 +30,9 @@ ACTIVE_PREFIX = "metricx:sync:active:"
 ACTIVE_TTL_MS = 6 * 3600 * 1000
 JOB_EXPIRES_EXTRA_MS = 86_400_000
 
-# KEYS: job key, result key, queue, active key ('' for none)
-# ARGV: job payload, score, expires ms, job id, active ttl ms
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if KEYS[4] ~= '' then
-  local current = redis.call('GET', KEYS[4])
-  if current and current ~= ARGV[4] and redis.call('EXISTS', ARGV[6] .. current) == 1 then
-    return current
-  end
-  redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
-end
-redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
-return 1
-"""
-
-# The same rules as _ENQUEUE for a whole batch in one call (no per-job round trip or command packing).
+# A whole batch of enqueues in one atomic call (no per-job round trip or command packing). Per job:
+# refuse an id whose job or result exists (a duplicate); with a connection id, return the job that
+# connection already has queued or running instead; else store the job and add it to the queue.
 # KEYS: queue. ARGV: msgpack [[job id, payload, defer ms, connection id or ''], ...], now ms,
 # job expiry ms, active ttl ms, job key prefix, result key prefix, active key prefix.
 _ENQUEUE_BATCH = """
@@ -131,52 +117,11 @@ def sync_request(
 async def enqueue_many(
     redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None
 ) -> list[EnqueueResult]:
-    """Enqueue many jobs in pipelined atomic calls; duplicates come back as ``already_queued``."""
-    queue = queue_name or get_settings().queue_name or default_queue_name
-    script = redis.register_script(_ENQUEUE)
-    now_ms = int(time.time() * 1000)
-    results: list[EnqueueResult] = []
-    batch = get_settings().fanout_batch_size
-    for start in range(0, len(requests), batch):
-        chunk = requests[start : start + batch]
-        async with redis.pipeline(transaction=False) as pipe:
-            for req in chunk:
-                defer_ms = int(req.defer_s * 1000)
-                payload = serialize_job(
-                    req.function, req.args, req.kwargs or {}, None, now_ms, serializer=serialize
-                )
-                active = f"{ACTIVE_PREFIX}{req.connection_id}" if req.connection_id else ""
-                await script(
-                    keys=[job_key_prefix + req.job_id, result_key_prefix + req.job_id, queue, active],
-                    args=[
-                        payload,
-                        now_ms + defer_ms,
-                        defer_ms + JOB_EXPIRES_EXTRA_MS,
-                        req.job_id,
-                        ACTIVE_TTL_MS,
-                        job_key_prefix,
-                    ],
-                    client=pipe,
-                )
-            replies = await pipe.execute()
-        for req, reply in zip(chunk, replies, strict=True):
-            if reply == 1:
-                results.append({"job_id": req.job_id, "status": "enqueued"})
-            elif reply == 0:
-                results.append({"job_id": req.job_id, "status": "already_queued"})
-            else:
-                current = reply.decode() if isinstance(reply, bytes) else str(reply)
-                results.append({"job_id": current, "status": "already_queued"})
-    return results
+    """Enqueue many jobs, one atomic Redis call per ``fanout_batch_size`` jobs.
 
-
-async def enqueue_batch(
-    redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None
-) -> list[EnqueueResult]:
-    """:func:`enqueue_many` with one Redis call per ``fanout_batch_size`` jobs (the fan-out path).
-
-    Same rules and results; the batch travels as one msgpack argument, so 10,000
-    jobs cost a few calls instead of 10,000 packed commands.
+    A duplicate job id, or a connection that already has a sync queued or
+    running, comes back as ``already_queued`` with the existing job's id. The
+    batch travels as one msgpack argument, so 10,000 jobs cost a few calls.
     """
     queue = queue_name or get_settings().queue_name or default_queue_name
     script = redis.register_script(_ENQUEUE_BATCH)

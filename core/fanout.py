@@ -38,7 +38,6 @@ from core.enqueue import (
     EnqueueResult,
     JobRequest,
     active_job,
-    enqueue_batch,
     enqueue_many,
     sync_job_id,
     sync_request,
@@ -248,7 +247,7 @@ async def _fan_out_page(
         for r in claimed
     ]
     try:
-        results = await enqueue_batch(redis, requests)
+        results = await enqueue_many(redis, requests)
     except (RedisError, OSError) as exc:
         log.error("fanout_enqueue_failed", mode=acc.mode.value, count=len(claimed), error=str(exc)[:200])
         acc.failed += len(claimed)
