@@ -113,9 +113,8 @@ async def test_worker_syncs_the_scaffolded_provider(
                 NAME,
                 "5005",
                 Credentials(access_token="acme_kit-valid-token"),
-                config={"base_url": sim.url},
             )
-        worker = worker_process(PYTHONPATH=env["PYTHONPATH"])
+        worker = worker_process(PYTHONPATH=env["PYTHONPATH"], METRICX_ACME_KIT_BASE_URL=sim.url)
         await enqueue_sync_job(str(conn.id), str(ws.id), redis=redis_client)
         deadline = time.monotonic() + 60
         row = await fetch_one(CONN, c=conn.id)
