@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,18 +127,15 @@ def run_worker(metricx_env: MetricxEnv) -> Callable[..., Any]:
     return run
 
 
-class WorkerProcess:
-    """A real ``arq core.worker.WorkerSettings`` process."""
+class ManagedProcess:
+    """A real child process (worker, scheduler, API) whose output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    name = "process"
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arq", "core.worker.WorkerSettings"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -147,22 +146,30 @@ class WorkerProcess:
             if text in self.output():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"worker never printed {text!r}:\n{self.output()[-3000:]}")
+                raise AssertionError(f"{self.name} exited early:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
 
-    def stop(self, sig: int | None = None) -> None:
+    def stop(self, sig: int | None = None) -> int:
+        """Send ``sig`` (default SIGTERM), wait (SIGKILL after 20 s); returns the exit code."""
         if self.proc.poll() is None:
-            if sig is None:
-                self.proc.terminate()
-            else:
-                self.proc.send_signal(sig)
+            self.proc.send_signal(sig if sig is not None else signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        return int(self.proc.returncode)
+
+
+class WorkerProcess(ManagedProcess):
+    """A real ``arq core.worker.WorkerSettings`` process."""
+
+    name = "worker"
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__([sys.executable, "-m", "arq", "core.worker.WorkerSettings"], env, log_path)
 
 
 @pytest.fixture
@@ -180,3 +187,40 @@ def worker_process(metricx_env: MetricxEnv, tmp_path: Path) -> Iterator[Callable
     yield start
     for proc in started:
         proc.stop()
+
+
+@contextmanager
+def plugin_environment(env: Mapping[str, str], *, redis_url: str | None = None) -> Iterator[None]:
+    """Point installed plugins at test servers: set ``env`` (e.g. a simulator's base URL), reload the
+    registry so providers read it, and, given ``redis_url``, forget rate-limit blocks before and after
+    (a daily quota recorded by one test must not throttle the next)."""
+    from core.plugins import reset_registry
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_registry()
+    if redis_url:
+        forget_rate_limits(redis_url)
+    try:
+        yield
+    finally:
+        if redis_url:
+            forget_rate_limits(redis_url)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_registry()
+
+
+def forget_rate_limits(redis_url: str) -> None:
+    """Drop every account's rate-limit state (blocks, usage, pacing) from the test Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter("metricx:rl:*"):
+            client.delete(key)
+    finally:
+        client.close()

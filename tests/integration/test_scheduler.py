@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -20,6 +19,7 @@ import pytest
 from core.config import get_settings
 from core.cron import latest_fire, load_entries
 from core.scheduler import LAST_TICKS_PREFIX, LEASE_PREFIX, Scheduler
+from core.testing.plugin import ManagedProcess
 
 pytestmark = pytest.mark.slow
 
@@ -34,26 +34,10 @@ FAST = {
 }
 
 
-class SchedulerProcess:
+class SchedulerProcess(ManagedProcess):
     """A real scheduler process writing its output to a file."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"scheduler exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.05)
-        raise AssertionError(f"scheduler never printed {text!r}:\n{self.output()[-3000:]}")
+    name = "scheduler"
 
     def enqueued(self) -> list[str]:
         return [
@@ -62,16 +46,8 @@ class SchedulerProcess:
             if line.startswith("[SCHEDULER] Enqueued ")
         ]
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return int(self.proc.returncode)
+    def stop(self, sig: int | None = signal.SIGTERM) -> int:
+        return super().stop(sig)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from metricx_google.simulator import (
     CHILD_NY_ID,
     DEFAULT_CLIENT_ID,
@@ -28,21 +27,13 @@ from sqlalchemy import text
 
 from core.db.engine import session_scope
 from core.enqueue import enqueue_sync_job
-from core.plugins import reset_registry
 from core.providers import Credentials
 from core.services import create_connection, create_workspace
 from core.sync.windows import local_today
 from core.testing.http import serve_app
+from core.testing.plugin import plugin_environment
 
 TZ = "America/New_York"
-
-
-def _forget_rate_limits(redis_url: str) -> None:
-    """Blocks recorded by an earlier test (a daily quota) must not leak into the next one."""
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("metricx:rl:google:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture
@@ -56,15 +47,8 @@ def google_sim(metricx_env: Any) -> Iterator[tuple[SimState, str, dict[str, str]
             "METRICX_GOOGLE_CLIENT_ID": DEFAULT_CLIENT_ID,
             "METRICX_GOOGLE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
         }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        reset_registry()  # providers read their settings when the registry loads
-        _forget_rate_limits(metricx_env.redis_url)
-        yield state, url, env
-        _forget_rate_limits(metricx_env.redis_url)
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-        reset_registry()
+        with plugin_environment(env, redis_url=metricx_env.redis_url):
+            yield state, url, env
 
 
 @pytest.fixture

@@ -15,17 +15,16 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import redis
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account, truth
 from sqlalchemy import text
 
 from core.db.engine import session_scope
 from core.enqueue import enqueue_sync_job
-from core.plugins import reset_registry
 from core.providers import Credentials
 from core.services import create_connection, create_workspace
 from core.sync.windows import local_today, slot_start
 from core.testing.http import serve_app
+from core.testing.plugin import forget_rate_limits, plugin_environment
 
 LEVELS = ("campaign", "adset", "ad")
 
@@ -53,13 +52,6 @@ def accounts(today: date) -> list[Any]:
     ]
 
 
-def _forget_rate_limits(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("metricx:rl:meta:*"):
-        client.delete(key)
-    client.close()
-
-
 @pytest.fixture
 def meta_sim(metricx_env: Any) -> Iterator[tuple[SimState, str, dict[str, str]]]:
     state = SimState(accounts, now=datetime.now(UTC))  # frozen: "today" and its totals hold still
@@ -70,15 +62,8 @@ def meta_sim(metricx_env: Any) -> Iterator[tuple[SimState, str, dict[str, str]]]
             "METRICX_META_MAX_RETRIES": "0",  # let the engine's retries (not the client's) handle 5xx
             "METRICX_META_THROTTLE_DEFAULT_RETRY_S": "1",
         }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        reset_registry()
-        _forget_rate_limits(metricx_env.redis_url)
-        yield state, url, env
-        _forget_rate_limits(metricx_env.redis_url)
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-        reset_registry()
+        with plugin_environment(env, redis_url=metricx_env.redis_url):
+            yield state, url, env
 
 
 async def connect(account: str, token: str = DEFAULT_TOKEN) -> tuple[uuid.UUID, uuid.UUID]:
@@ -210,7 +195,7 @@ async def test_faults_through_the_worker(meta_sim: Any, run_worker: Any, redis_c
     row = await connection(conn)
     assert row.sync_status == "rate_limited" and row.rate_limited_until is not None
     # Meta's usage headers keep the account blocked for a while; let that while pass
-    _forget_rate_limits(os.environ["REDIS_URL"])
+    forget_rate_limits(os.environ["REDIS_URL"])
     await run_worker()
     row = await connection(conn)
     assert row.sync_status == "idle" and row.total_syncs_succeeded == 1
