@@ -9,6 +9,6 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
-.venv/bin/mypy core $(ls -d plugins/*/metricx_* 2>/dev/null)
+.venv/bin/mypy core $(find plugins -mindepth 2 -maxdepth 2 -type d -name 'metricx_*' ! -name '*.egg-info')
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
