@@ -11,6 +11,7 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,28 +104,54 @@ async def redis_client(metricx_env: MetricxEnv) -> AsyncIterator[Any]:
 
 @pytest.fixture
 def run_worker(metricx_env: MetricxEnv) -> Callable[..., Any]:
-    """``await run_worker()`` runs queued jobs in-process (burst mode) and returns the worker."""
+    """``await run_worker()`` runs queued jobs in-process and returns the worker.
 
-    async def run(**overrides: Any) -> Any:
+    It stops once no job is running and none is due within ``horizon_s`` (default
+    10 s): retries and short throttle deferrals run, while a job deferred far ahead
+    (a daily quota, a fan-out's next pass) stays queued instead of stalling the test.
+    ``max_burst_jobs=N`` runs exactly N jobs instead.
+    """
+
+    async def run(*, horizon_s: float = 10.0, **overrides: Any) -> Any:
+        import asyncio
+
         from arq.worker import Worker, get_kwargs
 
         from core.worker import WorkerSettings
 
+        bounded = "max_burst_jobs" in overrides
         kwargs = {
             **get_kwargs(WorkerSettings),  # type: ignore[arg-type]
-            "burst": True,
+            "burst": bounded,
             "poll_delay": 0.05,
             "handle_signals": False,
             **overrides,
         }
         worker = Worker(**kwargs)
+        main = asyncio.ensure_future(worker.main())
         try:
-            await worker.main()
+            while not main.done():
+                await asyncio.sleep(0.1)
+                if not bounded and worker.job_counter == 0 and not await _due_soon(worker, horizon_s):
+                    break
+            if main.done():
+                main.result()
         finally:
+            if not main.done():
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await main
             await worker.close()
         return worker
 
     return run
+
+
+async def _due_soon(worker: Any, horizon_s: float) -> bool:
+    if worker._pool is None:  # still starting up
+        return True
+    now_ms = time.time() * 1000
+    return bool(await worker.pool.zcount(worker.queue_name, "-inf", now_ms + horizon_s * 1000))
 
 
 class ManagedProcess:
