@@ -158,6 +158,8 @@ class Scheduler:
                 enqueued.append(job_id)
                 log.info("tick_enqueued", entry=job.name, job=job.job, job_id=job_id, late_s=late_s)
                 self.out(f"[SCHEDULER] Enqueued {job.job}: {job_id}")
+            else:  # another scheduler (or a restart) already enqueued this tick
+                log.info("tick_already_enqueued", entry=job.name, job_id=job_id)
         return enqueued
 
     async def _record(self, job: CronJob, tick: datetime, action: Action) -> int:

@@ -51,9 +51,17 @@ class SchedulerProcess(ManagedProcess):
 
 
 @pytest.fixture
-def queue() -> str:
-    """A queue (and so a lease and tick record) of this test's own."""
-    return f"arq:queue:sched:{uuid.uuid4().hex[:8]}"
+async def queue(redis_client: Any) -> Any:
+    """A queue (and so a lease and tick record) of this test's own, removed afterwards with its jobs.
+
+    arq's job keys are global, not per queue: a tick enqueued here (``cron:realtime_sync:<tick>``)
+    would otherwise make a later test's scheduler see that tick as already enqueued.
+    """
+    name = f"arq:queue:sched:{uuid.uuid4().hex[:8]}"
+    yield name
+    job_ids = [m.decode() for m in await redis_client.zrange(name, 0, -1)]
+    keys = [f"arq:job:{j}" for j in job_ids] + [name, LAST_TICKS_PREFIX + name, LEASE_PREFIX + name]
+    await redis_client.delete(*keys)
 
 
 @pytest.fixture
