@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from core.fanout import FanoutStats
 
 
-def _uuid(value: str, name: str) -> uuid.UUID:
+def parse_uuid(value: str, name: str) -> uuid.UUID:
+    """A job argument as a UUID; a malformed one is a ConfigError naming the argument."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -36,8 +37,8 @@ async def process_sync_job(
     """
     try:
         job = SyncJob(
-            connection_id=_uuid(connection_id, "connection_id"),
-            workspace_id=_uuid(workspace_id, "workspace_id"),
+            connection_id=parse_uuid(connection_id, "connection_id"),
+            workspace_id=parse_uuid(workspace_id, "workspace_id"),
             mode=sync_mode(bool(force_refresh), bool(backfill)).value,
             job_id=ctx["job_id"],
             job_try=ctx.get("job_try", 1),

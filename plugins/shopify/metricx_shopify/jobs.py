@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from core import ConfigError
 from core.db.engine import session_scope
 from core.db.models import Connection
 from core.enqueue import EnqueueResult, JobRequest, enqueue_many, get_arq_pool
+from core.jobs import parse_uuid
 from core.sync.engine import SyncJob, run_sync
 from metricx_shopify import tables
 from metricx_shopify.settings import get_shopify_settings
@@ -63,21 +63,14 @@ async def enqueue_store_sync(
     return result
 
 
-def _uuid(value: str, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise ConfigError(f"{name} must be a UUID, got {str(value)[:60]!r}") from None
-
-
 async def process_shopify_sync_job(
     ctx: dict[str, Any], connection_id: str, workspace_id: str, full: bool = False
 ) -> dict[str, Any]:
     """Sync one shop's products, customers and orders into the plugin's tables (``full``: ignore cursors)."""
     try:
         job = SyncJob(
-            connection_id=_uuid(connection_id, "connection_id"),
-            workspace_id=_uuid(workspace_id, "workspace_id"),
+            connection_id=parse_uuid(connection_id, "connection_id"),
+            workspace_id=parse_uuid(workspace_id, "workspace_id"),
             mode="store",
             job_id=ctx["job_id"],
             job_try=ctx.get("job_try", 1),
