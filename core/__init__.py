@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from core.errors import (
+    SCOPE_ACCOUNT,
+    SCOPE_APP,
+    SCOPE_DEVELOPER,
+    SCOPE_TOKEN,
+    THROTTLE_SCOPES,
     AuthError,
     ConfigError,
     MetricxError,
@@ -32,6 +37,11 @@ from core.providers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SCOPE_ACCOUNT",
+    "SCOPE_APP",
+    "SCOPE_DEVELOPER",
+    "SCOPE_TOKEN",
+    "THROTTLE_SCOPES",
     "AccountInfo",
     "AccountRef",
     "AuthError",

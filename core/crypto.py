@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import structlog
@@ -25,15 +27,18 @@ def _dev_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def get_cipher(settings: Settings | None = None) -> MultiFernet:
-    """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (or the generated dev key)."""
-    settings = settings or get_settings()
+def _keys(settings: Settings) -> list[str]:
     raw = (
         settings.encryption_keys.get_secret_value()
         if settings.encryption_keys
         else _dev_key(settings.data_dir)
     )
-    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+def get_cipher(settings: Settings | None = None) -> MultiFernet:
+    """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (or the generated dev key)."""
+    keys = _keys(settings or get_settings())
     try:
         return MultiFernet([Fernet(k) for k in keys])
     except (ValueError, TypeError):
@@ -66,3 +71,17 @@ def rotate(token: bytes | None, cipher: MultiFernet | None = None) -> bytes | No
     if token is None:
         return None
     return (cipher or get_cipher()).rotate(bytes(token))
+
+
+def keyed_digest(value: str, *, purpose: str, settings: Settings | None = None) -> str:
+    """A short HMAC-SHA256 of ``value`` keyed with the primary encryption key (hex, 32 chars).
+
+    Names a secret (a token, a developer token) in Redis keys and columns without storing
+    it: the digest cannot be reversed or recomputed without the key. ``purpose`` separates
+    uses so one digest never matches another's.
+    """
+    keys = _keys(settings or get_settings())
+    if not keys:
+        raise ConfigError("METRICX_ENCRYPTION_KEYS is empty; generate a key with `metricx keys generate`")
+    mac = hmac.new(keys[0].encode(), f"{purpose}\x00{value}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]

@@ -31,12 +31,24 @@ class TransientError(MetricxError):
     kind = "transient"
 
 
+# What a throttle covers (``RateLimited.scope``); the limiter blocks every connection sharing it.
+SCOPE_ACCOUNT = "account"  # one ad account / store (trusted once the provider verified the credential)
+SCOPE_TOKEN = "token"  # every account reached with one credential
+SCOPE_APP = "app"  # every account of one OAuth app (e.g. a Meta app id from the operator's settings)
+SCOPE_DEVELOPER = "developer"  # every account of one developer token / cloud project (Google)
+THROTTLE_SCOPES = (SCOPE_ACCOUNT, SCOPE_TOKEN, SCOPE_APP, SCOPE_DEVELOPER)
+
+
 class RateLimited(MetricxError):
-    """The platform throttled us; try again after ``retry_after_s`` seconds."""
+    """The platform throttled us; try again after ``retry_after_s`` seconds.
+
+    ``scope`` says who else the throttle holds back (one of :data:`THROTTLE_SCOPES`);
+    an unknown scope is treated as ``account``.
+    """
 
     kind = "rate_limited"
 
-    def __init__(self, message: str, retry_after_s: float, *, scope: str = "account") -> None:
+    def __init__(self, message: str, retry_after_s: float, *, scope: str = SCOPE_ACCOUNT) -> None:
         super().__init__(message)
         self.retry_after_s = max(0.0, float(retry_after_s))
         self.scope = scope

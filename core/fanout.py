@@ -46,6 +46,7 @@ from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.sync import status
+from core.sync.throttle import skip_blocked
 from core.sync.windows import slot_start
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
@@ -146,6 +147,7 @@ async def _page(after: uuid.UUID | None) -> Sequence[ConnRow]:
             Connection.status,
             Connection.sync_status,
             Connection.rate_limited_until,
+            Connection.throttle_scopes,
             Credential.access_token_enc,
             Credential.refresh_token_enc,
             Credential.expires_at,
@@ -234,6 +236,8 @@ async def _fan_out_page(
             acc.skipped[reason] += 1
         else:
             due.append(row)
+    due, limited = await skip_blocked(redis, due)  # a scope it shares is throttled (e.g. its app)
+    acc.skipped["rate_limited"] += limited
     claimed = await _claim(due, invalid, acc.mode, acc.slot)
     acc.skipped["busy"] += len(due) - len(claimed)
     requests = [

@@ -1,20 +1,43 @@
-"""A Redis-backed rate limiter shared by every worker, keyed by (provider, account).
+"""A Redis-backed rate limiter shared by every worker, keyed by (provider, scope).
 
 Providers call :meth:`AccountLimiter.acquire` before each request and report
 what the platform tells them (usage percentages, throttle errors) so that all
 workers slow down together, before the platform throttles.
+
+A throttle covers a *scope* (:data:`core.errors.THROTTLE_SCOPES`): one account,
+every account of one credential (``token``), of one OAuth app (``app``) or of one
+developer token (``developer``). :func:`scope_keys` names each scope of a
+connection from what the provider verified, never from tenant input alone:
+
+- ``token``: a keyed digest of the credential (never the token itself);
+- ``app`` / ``developer``: what the provider declares from its operator settings;
+- ``account``: blocks at this scope are trusted only once the provider has shown
+  the credential reaches the account (:meth:`AccountLimiter.trust_account`); until
+  then they fall back to ``token``, so a tenant cannot block another tenant's
+  account by connecting to its id with a throttled token of its own.
+
+:meth:`AccountLimiter.acquire` honours every scope of the connection with one
+``MGET``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 from redis.asyncio import Redis
 
-from core.errors import RateLimited
+from core.config import Settings
+from core.crypto import keyed_digest
+from core.errors import SCOPE_ACCOUNT, SCOPE_TOKEN, THROTTLE_SCOPES, RateLimited
+
+if TYPE_CHECKING:
+    from core.providers import AccountRef, Credentials, Provider
 
 log = structlog.get_logger(__name__)
 
@@ -31,15 +54,107 @@ redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil((tat + inte
 return '0'
 """
 
+PREFIX = "metricx:rl"
+# The last resort of a block nobody else may share: this connection only.
+SCOPE_CONNECTION = "connection"
+
+
+@runtime_checkable
+class DeclaresThrottleScopes(Protocol):
+    """A provider that names the scopes its throttles cover (optional; see core/HOOKS.md)."""
+
+    def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
+        """Scope name -> the identity that scope stands for (an app id, a developer token, ...).
+
+        Values come from the provider's settings or the credential, never from the
+        connection's config; the core stores only keyed digests of them.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeKeys:
+    """The limiter key of each scope of one connection, and whether its account scope is trusted."""
+
+    keys: Mapping[str, str]
+    account_verified: bool = False
+
+    def resolve(self, scope: str) -> tuple[str, str]:
+        """(scope, key) a block at ``scope`` lands on.
+
+        An unknown scope means ``account``; an untrusted account or a scope the
+        provider did not declare falls back to ``token``, then to this connection.
+        """
+        if scope not in THROTTLE_SCOPES:
+            scope = SCOPE_ACCOUNT
+        if scope == SCOPE_ACCOUNT and not self.account_verified:
+            scope = SCOPE_TOKEN
+        for candidate in (scope, SCOPE_TOKEN, SCOPE_CONNECTION, SCOPE_ACCOUNT):
+            if candidate in self.keys:
+                return candidate, self.keys[candidate]
+        raise ValueError("a connection's scope keys need at least a connection key")
+
+    def verified(self) -> ScopeKeys:
+        """These keys with the account scope trusted (the credential reached the account)."""
+        return replace(self, account_verified=True)
+
+    def shared(self) -> list[str]:
+        """The keys other connections can share (stored on the connection for fan-out and SQL)."""
+        return sorted(
+            key
+            for scope, key in self.keys.items()
+            if scope != SCOPE_CONNECTION and (scope != SCOPE_ACCOUNT or self.account_verified)
+        )
+
+
+def _scope_values(provider: Provider, account: AccountRef, credentials: Credentials) -> dict[str, str]:
+    values = {
+        SCOPE_ACCOUNT: account.external_account_id.strip(),
+        # The refresh token is the credential's lasting identity; access tokens rotate.
+        SCOPE_TOKEN: credentials.refresh_token or credentials.access_token or "",
+    }
+    if isinstance(provider, DeclaresThrottleScopes):
+        declared = provider.throttle_scopes(account, credentials)
+        values.update({k: str(v) for k, v in declared.items() if k in THROTTLE_SCOPES})
+    return {k: v for k, v in values.items() if v}
+
+
+def scope_keys(
+    provider: Provider,
+    account: AccountRef,
+    credentials: Credentials,
+    *,
+    trusted: Collection[str] = (),
+    settings: Settings | None = None,
+) -> ScopeKeys:
+    """The scope keys of a connection; its account is trusted when ``trusted`` (the keys a
+    verified sync stored on the connection) holds both this account's and this credential's key."""
+    keys = {
+        scope: f"{provider.name}:{scope}:"
+        + keyed_digest(value, purpose=f"throttle:{provider.name}:{scope}", settings=settings)
+        for scope, value in _scope_values(provider, account, credentials).items()
+    }
+    keys[SCOPE_CONNECTION] = f"connection:{account.connection_id or uuid.uuid4().hex}"
+    verified = all(scope in keys and keys[scope] in trusted for scope in (SCOPE_ACCOUNT, SCOPE_TOKEN))
+    return ScopeKeys(keys, account_verified=verified)
+
+
+def blocked_key(key: str, prefix: str = PREFIX) -> str:
+    """The Redis key holding until when (epoch seconds) scope key ``key`` is blocked."""
+    return f"{prefix}:{key}:blocked"
+
+
 SLOWDOWN_FROM_PCT = 70.0
 STOP_AT_PCT = 95.0
 
 
 class AccountLimiter:
-    """Pacing for one (provider, account); cheap to create per sync.
+    """Pacing for one connection across all its scopes; cheap to create per sync.
 
     ``max_wait_s``: a wait longer than this raises :class:`RateLimited` instead
-    of sleeping, so a worker slot is not held for a long quota.
+    of sleeping, so a worker slot is not held for a long quota. Without
+    ``scopes`` the limiter has one trusted account key ``provider:account``
+    (tests and tools); syncs build theirs with :func:`scope_keys`.
     """
 
     def __init__(
@@ -48,39 +163,63 @@ class AccountLimiter:
         provider: str,
         account: str,
         *,
+        scopes: ScopeKeys | None = None,
         rate_per_s: float | None = None,
         burst: int = 1,
         max_wait_s: float = 30.0,
-        prefix: str = "metricx:rl",
+        prefix: str = PREFIX,
     ) -> None:
         self._redis = redis
-        self.key = f"{prefix}:{provider}:{account}"
+        self._prefix = prefix
+        self.scopes = scopes or ScopeKeys({SCOPE_ACCOUNT: f"{provider}:{account}"}, account_verified=True)
         self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
         self.max_wait_s = max_wait_s
         self.calls = 0
         self.throttled_s = 0.0
 
+    @property
+    def key(self) -> str:
+        """The key of this account's own pacing (usage, steady rate): the account once trusted."""
+        return f"{self._prefix}:{self.scopes.resolve(SCOPE_ACCOUNT)[1]}"
+
     def configure(self, *, rate_per_s: float | None, burst: int = 1) -> None:
         """Set a steady request rate (e.g. Shopify's leaky bucket: 2/s, burst 40)."""
         self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
 
-    async def _sleep(self, seconds: float, reason: str) -> None:
+    def trust_account(self) -> None:
+        """The provider showed this credential reaches the account: account blocks apply to it."""
+        self.scopes = self.scopes.verified()
+
+    def scope_key(self, scope: str) -> tuple[str, str]:
+        """(scope, key) a block at ``scope`` lands on (see :meth:`ScopeKeys.resolve`)."""
+        return self.scopes.resolve(scope)
+
+    async def _sleep(self, seconds: float, reason: str, scope: str = SCOPE_ACCOUNT) -> None:
         if seconds <= 0:
             return
         if seconds > self.max_wait_s:
-            raise RateLimited(f"rate limit: {reason}; retry in {seconds:.0f}s", seconds)
+            raise RateLimited(f"rate limit: {reason}; retry in {seconds:.0f}s", seconds, scope=scope)
         self.throttled_s += seconds
         log.debug("rate_limit_wait", key=self.key, seconds=round(seconds, 3), reason=reason)
         await asyncio.sleep(seconds)
 
+    async def _blocks(self) -> tuple[list[tuple[float, str]], bytes | None]:
+        """Every scope's block and this account's usage, in one round trip."""
+        scopes = list(self.scopes.keys.items())
+        values = await self._redis.mget(
+            [blocked_key(key, self._prefix) for _, key in scopes] + [f"{self.key}:usage"]
+        )
+        blocks = [(float(v), scope) for (scope, _), v in zip(scopes, values[:-1], strict=True) if v]
+        return blocks, values[-1]
+
     async def acquire(self) -> None:
-        """Wait until one more request is allowed (blocks, usage slowdown, steady rate)."""
-        blocked_until = await self._redis.get(f"{self.key}:blocked")
-        if blocked_until:
-            await self._sleep(float(blocked_until) - time.time(), "account blocked by the platform")
-        usage = await self._redis.get(f"{self.key}:usage")
+        """Wait until one more request is allowed (blocks at any scope, usage slowdown, steady rate)."""
+        blocks, usage = await self._blocks()
+        if blocks:
+            until, scope = max(blocks)
+            await self._sleep(until - time.time(), f"{scope} blocked by the platform", scope)
         if usage:
             pct = float(usage)
             if pct >= SLOWDOWN_FROM_PCT:
@@ -109,17 +248,43 @@ class AccountLimiter:
         if pct >= STOP_AT_PCT:
             await self.block(regain_s if regain_s is not None else 60.0)
 
-    async def block(self, seconds: float) -> None:
-        """Block the account for ``seconds`` across all workers (after a throttle error)."""
-        until = time.time() + max(0.0, seconds)
-        current = await self._redis.get(f"{self.key}:blocked")
-        if current is None or float(current) < until:
-            await self._redis.set(f"{self.key}:blocked", repr(until), px=max(1, int(seconds * 1000)))
+    async def block(self, seconds: float, *, scope: str = SCOPE_ACCOUNT) -> str:
+        """Block ``scope`` for ``seconds`` across all workers (after a throttle error).
+
+        Returns the scope actually blocked: an untrusted account or an undeclared
+        scope falls back to ``token`` (see :meth:`ScopeKeys.resolve`).
+        """
+        resolved, key = self.scopes.resolve(scope)
+        await block_key(self._redis, key, seconds, prefix=self._prefix)
+        if resolved != scope:
+            log.info("rate_limit_scope_narrowed", requested=scope, blocked=resolved)
+        return resolved
 
     async def blocked_for(self) -> float:
-        """Seconds the account stays blocked (0 when free)."""
-        value = await self._redis.get(f"{self.key}:blocked")
-        return max(0.0, float(value) - time.time()) if value else 0.0
+        """Seconds until every scope of this connection is free again (0 when free)."""
+        blocks, _ = await self._blocks()
+        return max(0.0, max(blocks)[0] - time.time()) if blocks else 0.0
 
     def stats(self) -> dict[str, Any]:
+        """What this limiter saw, for ``sync_runs``: calls made and seconds spent waiting."""
         return {"api_calls": self.calls, "seconds_throttled": round(self.throttled_s, 3)}
+
+
+async def block_key(redis: Redis, key: str, seconds: float, *, prefix: str = PREFIX) -> float:
+    """Block scope key ``key`` for ``seconds`` (never shortening a longer block); returns the end."""
+    until = time.time() + max(0.0, seconds)
+    current = await redis.get(blocked_key(key, prefix))
+    if current is not None and float(current) >= until:
+        return float(current)
+    await redis.set(blocked_key(key, prefix), repr(until), px=max(1, int(seconds * 1000)))
+    return until
+
+
+async def blocked_until(redis: Redis, keys: Collection[str], *, prefix: str = PREFIX) -> dict[str, float]:
+    """Scope key -> until when it is blocked, for the blocked ones among ``keys`` (one MGET)."""
+    ordered = list(keys)
+    if not ordered:
+        return {}
+    values = await redis.mget([blocked_key(k, prefix) for k in ordered])
+    now = time.time()
+    return {k: float(v) for k, v in zip(ordered, values, strict=True) if v and float(v) > now}

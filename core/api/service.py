@@ -20,8 +20,8 @@ from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, ProviderContext, SyncMode
-from core.ratelimit import AccountLimiter
 from core.services import create_connection
+from core.sync.throttle import sync_limiter
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +89,12 @@ async def _validate(
     redis: Redis,
 ) -> ValidatedAccount:
     provider.check_credentials(credentials)
-    limiter = AccountLimiter(redis, provider.name, external_account_id, max_wait_s=VALIDATION_MAX_WAIT_S)
-    ctx = ProviderContext(http=http, limiter=limiter)
     account = AccountRef(
         connection_id="", workspace_id="", external_account_id=external_account_id, config=dict(config)
     )
+    # Not yet verified: a throttle met here blocks this credential, never the account id from the body.
+    limiter = sync_limiter(redis, provider, account, credentials, max_wait_s=VALIDATION_MAX_WAIT_S)
+    ctx = ProviderContext(http=http, limiter=limiter)
     refreshed = await provider.validate_token(ctx, account, credentials)
     if refreshed is not None:
         credentials = refreshed

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -77,6 +77,8 @@ class Connection(Base):
         UniqueConstraint("workspace_id", "provider", "external_account_id", name="uq_connections_account"),
         # The fan-out scans active connections by status; this keeps it an index scan.
         Index("ix_connections_status_sync_status", "status", "sync_status"),
+        # Every connection sharing a throttle scope (core/sync/throttle.py): `throttle_scopes @> ARRAY[key]`.
+        Index("ix_connections_throttle_scopes", "throttle_scopes", postgresql_using="gin"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -101,6 +103,9 @@ class Connection(Base):
     backfill_cursor: Mapped[date | None] = mapped_column(Date)
     current_job_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = _now()
+    # Keys of the rate-limit scopes this connection shares (keyed digests, never tokens), written
+    # when a sync verified them; the account's key only once its credential reached the account.
+    throttle_scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
 
 
 class Credential(Base):

@@ -28,8 +28,10 @@ from core.errors import AuthError, MetricxError, PermanentError, RateLimited, Tr
 from core.logging import redact_text
 from core.plugins import Registry
 from core.providers import Credentials, Provider, SyncMode
+from core.ratelimit import scope_keys
 from core.sync import status
-from core.sync.fetch import default_work
+from core.sync.fetch import account_ref, default_work
+from core.sync.throttle import defer_sharing
 
 log = structlog.get_logger(__name__)
 entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
@@ -163,7 +165,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         )
         raise
     except Exception as exc:
-        return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials)
+        return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials, loaded)
     async with session_scope() as session:
         await status.mark_succeeded(session, job.connection_id, backfill=job.mode == SyncMode.backfill)
         await status.update_run(
@@ -237,6 +239,7 @@ async def _handle_error(
     exc: Exception,
     event: dict[str, Any],
     credentials: Credentials,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
@@ -272,6 +275,10 @@ async def _handle_error(
             rate_limited_until=until,
             run_status="deferred",
         )
+        if loaded is not None:  # every connection sharing the throttled scope waits too
+            conn = loaded.connection
+            scopes = scope_keys(loaded.provider, account_ref(conn), credentials, trusted=conn.throttle_scopes)
+            await defer_sharing(ctx["redis"], scopes, exc, until=until, connection_id=job.connection_id)
         requeued = None
         if exc.retry_after_s <= settings.rate_limit_requeue_max_s:
             requeued = await (job.requeue or _requeue_sync(ctx, job))(exc.retry_after_s + 1)

@@ -18,8 +18,8 @@ from core.crypto import encrypt
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode, SyncWindow
-from core.ratelimit import AccountLimiter
 from core.sync import status
+from core.sync.throttle import record_verified, sync_limiter
 from core.sync.upserts import upsert_entities, upsert_snapshots
 from core.sync.windows import total_backfill_slices, windows_for
 
@@ -155,7 +155,10 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
     """Validate the token, refresh account facts, sync entities, then metrics for every window."""
     settings: Settings = ctx["settings"]
     provider = loaded.provider
-    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
+    conn = loaded.connection
+    limiter = sync_limiter(
+        ctx["redis"], provider, account_ref(conn), loaded.credentials, stored=conn.throttle_scopes
+    )
     pctx = ProviderContext(http=ctx["http"], limiter=limiter)
     try:
         provider.check_credentials(loaded.credentials)
@@ -164,6 +167,7 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
             await _store_credentials(job.connection_id, refreshed)
             loaded.credentials = refreshed
         await _refreshaccount_ref(provider, pctx, loaded)
+        await record_verified(limiter, loaded.connection)  # the credential reached the account
         await _sync_entities(job, provider, pctx, loaded)
         await _sync_metrics(job, provider, pctx, loaded, run_id, settings)
     finally:

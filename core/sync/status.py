@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Connection, SyncRun
@@ -146,3 +146,36 @@ async def repair(session: AsyncSession, connection_id: uuid.UUID, job_id: str | 
             )
         )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def mark_scope_rate_limited(
+    session: AsyncSession,
+    scope_key: str,
+    *,
+    until: datetime,
+    message: str,
+    exclude: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Every active connection sharing throttle scope ``scope_key``: rate limited until ``until``.
+
+    All of them get ``rate_limited_until`` (never shortened), so the fan-out skips them. Idle and
+    already rate-limited ones also become ``rate_limited`` with ``message``; a queued or running
+    sync keeps its status (its job meets the block itself), and ``error`` / ``reconnect_required``
+    keep what the user must see. ``exclude``: the connection whose own failure is recorded apart.
+    """
+    waiting = Connection.sync_status.in_(("idle", "rate_limited"))
+    query = (
+        update(Connection)
+        .where(Connection.throttle_scopes.contains([scope_key]), Connection.status == "active")
+        .values(
+            rate_limited_until=func.greatest(func.coalesce(Connection.rate_limited_until, until), until),
+            sync_status=case((waiting, "rate_limited"), else_=Connection.sync_status),
+            last_sync_error=case((waiting, clip(message)), else_=Connection.last_sync_error),
+            last_error_kind=case((waiting, "rate_limited"), else_=Connection.last_error_kind),
+        )
+        .returning(Connection.id)
+        .execution_options(synchronize_session=False)
+    )
+    if exclude is not None:
+        query = query.where(Connection.id != exclude)
+    return list((await session.execute(query)).scalars())

@@ -102,7 +102,7 @@ class GoogleAdsClient:
                 request_id=request_id,
             )
             if isinstance(error, RateLimited):
-                await self._ctx.limiter.block(error.retry_after_s)
+                await self._ctx.limiter.block(error.retry_after_s, scope=error.scope)
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
 

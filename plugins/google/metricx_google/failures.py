@@ -2,7 +2,7 @@
 
 authenticationError                      -> refresh the token once, then AuthError
 quotaError RESOURCE_TEMPORARILY_EXHAUSTED -> RateLimited(retryDelay)
-quotaError RESOURCE_EXHAUSTED            -> RateLimited(until midnight Pacific), scope "daily"
+quotaError RESOURCE_EXHAUSTED            -> RateLimited(until midnight Pacific), scope "developer"
 internalError, HTTP 5xx                  -> TransientError
 authorizationError, queryError, ...      -> ConfigError with Google's message
 """
@@ -15,7 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.errors import ConfigError, MetricxError, PermanentError, RateLimited, TransientError
+from core.errors import (
+    SCOPE_DEVELOPER,
+    ConfigError,
+    MetricxError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_RETRY_S = 30.0
@@ -128,7 +135,9 @@ def to_error(failure: Failure, customer_id: str, now: datetime) -> MetricxError:
         if error.code == "RESOURCE_EXHAUSTED":
             wait = error.retry_delay_s or seconds_until_pacific_midnight(now)
             return RateLimited(
-                f"{where}: daily API quota exhausted; resumes in {wait:.0f}s{suffix}", wait, scope="daily"
+                f"{where}: daily API quota exhausted; resumes in {wait:.0f}s{suffix}",
+                wait,
+                scope=SCOPE_DEVELOPER,
             )
         wait = error.retry_delay_s or DEFAULT_RETRY_S
         return RateLimited(f"{where}: throttled ({error.code}); retry in {wait:.0f}s{suffix}", wait)

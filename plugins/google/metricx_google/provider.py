@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -95,6 +95,15 @@ class GoogleAdsProvider:
         return GoogleAdsClient(ctx, self.settings, account, self.tokens(ctx, account, credentials))
 
     # -- Provider protocol ----------------------------------------------------------------------
+
+    def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
+        """The developer token (else the OAuth client's cloud project) from settings, and the customer."""
+        developer = self.settings.developer_token
+        project = developer.get_secret_value() if developer else self.settings.client_id
+        scopes = {"account": account.external_account_id.strip().replace("-", "")}
+        if project:
+            scopes["developer"] = project
+        return scopes
 
     def check_credentials(self, credentials: Credentials) -> None:
         """Offline check: Google needs a refresh token (access tokens are minted from it)."""

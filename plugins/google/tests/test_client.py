@@ -45,7 +45,7 @@ async def test_daily_quota_defers_until_pacific_midnight(provider, ctx, creds, h
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     expected = seconds_until_pacific_midnight(datetime.now(UTC))
-    assert caught.value.scope == "daily"
+    assert caught.value.scope == "developer"
     assert abs(caught.value.retry_after_s - expected) < 5
     assert "daily" in caught.value.message
 
@@ -54,7 +54,7 @@ async def test_daily_quota_with_retry_delay(provider, ctx, creds, http) -> None:
     await http.post("/_sim/faults", json={"kind": "daily_quota", "count": 1, "retry_delay_s": 1200})
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
-    assert (caught.value.retry_after_s, caught.value.scope) == (1200, "daily")
+    assert (caught.value.retry_after_s, caught.value.scope) == (1200, "developer")
 
 
 def test_pacific_midnight() -> None:

@@ -138,7 +138,7 @@ class MetaClient:
         )
         self.scrub(exc)
         if isinstance(exc, RateLimited):
-            await self._limiter.block(exc.retry_after_s)
+            await self._limiter.block(exc.retry_after_s, scope=exc.scope)
         log.warning(
             "meta_request_failed",
             path=path,

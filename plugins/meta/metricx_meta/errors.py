@@ -12,9 +12,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import AuthError, ConfigError, MetricxError, PermanentError, RateLimited, TransientError
+from core.errors import (
+    SCOPE_ACCOUNT,
+    SCOPE_APP,
+    SCOPE_TOKEN,
+    AuthError,
+    ConfigError,
+    MetricxError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
+# Who a throttle holds back: 4 = the whole app, 17 = the user's token; 32, 613, 80000-80014 the account.
+THROTTLE_SCOPE = {4: SCOPE_APP, 17: SCOPE_TOKEN}
 TRANSIENT_CODES = frozenset({1, 2})
 CONFIG_CODES = frozenset({100, 200, 270, 294, 2635, 3018})
 REDUCE_DATA_TEXT = "reduce the amount of data"
@@ -85,7 +97,8 @@ def map_graph_error(
     text = error.describe()
     if error.code in THROTTLE_CODES:
         wait = retry_after_s if retry_after_s and retry_after_s > 0 else default_retry_s
-        return RateLimited(f"{text} (throttled; retry in {wait:.0f}s)", wait)
+        scope = THROTTLE_SCOPE.get(error.code, SCOPE_ACCOUNT)
+        return RateLimited(f"{text} (throttled; retry in {wait:.0f}s)", wait, scope=scope)
     if error.code == 190 or (error.type == "OAuthException" and error.code in (102, 104)):
         return AuthError(f"{text}. The Meta access token is no longer valid: reconnect the Meta account.")
     if REDUCE_DATA_TEXT in error.message.lower():

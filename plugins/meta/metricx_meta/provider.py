@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
 import structlog
@@ -55,6 +55,13 @@ class MetaProvider:
         self.check_credentials(credentials)
         assert credentials.access_token is not None  # checked above
         return MetaClient(ctx.http, ctx.limiter, self.settings, credentials.access_token)
+
+    def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
+        """The app (operator setting, never tenant input) and the account's numeric id."""
+        scopes = {"account": account.external_account_id.strip().removeprefix("act_")}
+        if self.settings.app_id:
+            scopes["app"] = self.settings.app_id
+        return scopes
 
     def check_credentials(self, credentials: Credentials) -> None:
         """Raise AuthError when there is no token or it expired (Meta tokens cannot be refreshed)."""

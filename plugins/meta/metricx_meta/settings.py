@@ -18,6 +18,11 @@ class MetaSettings(BaseSettings):
     api_version: str = Field(
         default="v25.0", description="Marketing API version; versions expire about every 12 months."
     )
+    app_id: str | None = Field(
+        default=None,
+        description="Id of the Meta app the connections' tokens were issued to. An app-wide throttle "
+        "(code 4) then defers every connection of this app; unset, it defers those of the same token.",
+    )
     page_size: int = Field(default=100, ge=1, description="`limit` for entity and insights pages.")
     min_page_size: int = Field(
         default=10, ge=1, description="Smallest `limit` tried when Meta asks to reduce the amount of data."

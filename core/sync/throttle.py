@@ -1,0 +1,109 @@
+"""Throttle scopes in syncs: a connection's limiter, its verified scope keys, and deferring every
+connection that shares a blocked scope (in the worker and at fan-out time).
+
+A connection's scope keys (:func:`core.ratelimit.scope_keys`) are stored on
+``connections.throttle_scopes`` once a sync has verified them (the provider read
+the account with this credential), so a block at one scope finds every
+connection sharing it with one indexed query.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import update
+
+from core.db.engine import session_scope
+from core.db.models import Connection
+from core.errors import RateLimited
+from core.providers import AccountRef, Credentials, Provider
+from core.ratelimit import (
+    SCOPE_CONNECTION,
+    AccountLimiter,
+    ScopeKeys,
+    block_key,
+    blocked_until,
+    scope_keys,
+)
+from core.sync import status
+
+log = structlog.get_logger(__name__)
+
+
+def sync_limiter(
+    redis: Redis,
+    provider: Provider,
+    account: AccountRef,
+    credentials: Credentials,
+    *,
+    stored: Collection[str] = (),
+    max_wait_s: float = 30.0,
+) -> AccountLimiter:
+    """The limiter of one connection's sync (or of a new connection's validation: ``stored`` empty).
+
+    ``stored`` is ``connections.throttle_scopes``: the account scope is trusted
+    only when an earlier sync verified it with this same credential.
+    """
+    scopes = scope_keys(provider, account, credentials, trusted=stored)
+    return AccountLimiter(
+        redis, provider.name, account.external_account_id, scopes=scopes, max_wait_s=max_wait_s
+    )
+
+
+async def record_verified(limiter: AccountLimiter, connection: Connection) -> None:
+    """The provider read the account with this credential: trust its account scope and store the
+    connection's shared scope keys (written only when they changed)."""
+    limiter.trust_account()
+    keys = limiter.scopes.shared()
+    if sorted(connection.throttle_scopes or ()) == keys:
+        return
+    async with session_scope() as session:
+        await session.execute(
+            update(Connection).where(Connection.id == connection.id).values(throttle_scopes=keys)
+        )
+    connection.throttle_scopes = keys
+
+
+def _message(scope: str, until: datetime) -> str:
+    return (
+        f"rate limited: the platform throttled the {scope} this connection shares with others; "
+        f"syncs resume after {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+async def defer_sharing(
+    redis: Redis, scopes: ScopeKeys, exc: RateLimited, *, until: datetime, connection_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Block the throttle's scope for every worker and mark every other connection sharing it
+    ``rate_limited`` until ``until``; returns their ids. An untrusted or undeclared scope falls back
+    to the credential (or this connection alone), as :meth:`ScopeKeys.resolve` says."""
+    scope, key = scopes.resolve(exc.scope)
+    await block_key(redis, key, exc.retry_after_s)
+    if scope == SCOPE_CONNECTION:
+        return []
+    async with session_scope() as session:
+        others = await status.mark_scope_rate_limited(
+            session, key, until=until, message=_message(scope, until), exclude=connection_id
+        )
+    log.warning("scope_rate_limited", scope=scope, requested_scope=exc.scope, deferred=len(others))
+    return others
+
+
+async def skip_blocked(redis: Redis, rows: Sequence[Any]) -> tuple[list[Any], int]:
+    """Fan-out: the ``rows`` (with ``throttle_scopes``) none of whose scopes is blocked, and how many
+    were left out; every connection sharing a blocked scope gets ``rate_limited_until`` (one MGET)."""
+    blocked = await blocked_until(redis, {key for row in rows for key in row.throttle_scopes or ()})
+    if not blocked:
+        return list(rows), 0
+    due = [row for row in rows if not blocked.keys() & set(row.throttle_scopes or ())]
+    async with session_scope() as session:
+        for key, end in blocked.items():
+            until = datetime.fromtimestamp(end, UTC)
+            scope = key.split(":")[1] if key.count(":") >= 2 else "scope"
+            await status.mark_scope_rate_limited(session, key, until=until, message=_message(scope, until))
+    return due, len(rows) - len(due)
