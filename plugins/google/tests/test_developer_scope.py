@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from metricx_google.provider import GoogleAdsProvider
+from metricx_google.settings import GoogleSettings
 from metricx_google.simulator import (
     CHILD_BERLIN_ID,
     CHILD_NY_ID,
@@ -20,6 +22,7 @@ from metricx_google.simulator import (
     SimState,
     create_app,
 )
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from core.config import get_settings
@@ -27,7 +30,7 @@ from core.db.engine import session_scope
 from core.enqueue import enqueue_sync_job
 from core.fanout import fan_out
 from core.plugins import get_registry
-from core.providers import Credentials, SyncMode
+from core.providers import AccountRef, Credentials, SyncMode
 from core.services import create_connection, create_workspace
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
@@ -152,3 +155,15 @@ async def test_developer_quota_defers_the_tokens_connections_not_another_tokens(
     assert not {f"sync:{a[1]}:realtime:203101021015" for a in (a1, a2)} & queued
     again = await row(a2[1])
     assert again.sync_status == "rate_limited" and again.rate_limited_until > datetime.now(UTC)
+
+
+def test_the_developer_scope_comes_from_the_operators_settings() -> None:
+    account = AccountRef("c", "w", "100-000-0002", config={"developer_token": "tenant-chosen"})
+    with_token = GoogleAdsProvider(GoogleSettings(developer_token=SecretStr("dev-a"), client_id="cid"))
+    assert dict(with_token.throttle_scopes(account, Credentials(refresh_token="r"))) == {
+        "account": "1000000002",
+        "developer": "dev-a",
+    }
+    # Without a developer token the quota is the OAuth client's cloud project.
+    project = GoogleAdsProvider(GoogleSettings(client_id="cid"))
+    assert project.throttle_scopes(account, Credentials(refresh_token="r"))["developer"] == "cid"

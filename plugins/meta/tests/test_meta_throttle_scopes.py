@@ -10,15 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
+from metricx_meta import MetaProvider, MetaSettings
+from metricx_meta.errors import GraphError, map_graph_error
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account
 from sqlalchemy import text
 
 from core.config import get_settings
 from core.db.engine import session_scope
 from core.enqueue import enqueue_sync_job
+from core.errors import RateLimited
 from core.fanout import fan_out
 from core.plugins import get_registry
-from core.providers import Credentials, SyncMode
+from core.providers import AccountRef, Credentials, SyncMode
 from core.services import create_connection, create_workspace
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
@@ -148,3 +151,19 @@ async def test_app_throttle_defers_the_apps_connections_not_another_apps(
     assert not {f"sync:{a[1]}:realtime:203101011015" for a in (a1, a2)} & queued
     again = await row(a2[1])
     assert again.sync_status == "rate_limited" and again.rate_limited_until > datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("code", "scope"), [(4, "app"), (17, "token"), (32, "account"), (613, "account"), (80000, "account")]
+)
+def test_throttle_codes_name_who_they_hold_back(code: int, scope: str) -> None:
+    error = GraphError(code=code, subcode=None, message="throttled", type="OAuthException", fbtrace_id=None)
+    mapped = map_graph_error(400, error, retry_after_s=None, default_retry_s=60)
+    assert isinstance(mapped, RateLimited) and mapped.scope == scope
+
+
+def test_the_app_comes_from_the_operators_settings_never_the_connection() -> None:
+    account = AccountRef("c", "w", "act_42", config={"app_id": "tenant-chosen"})
+    scopes = MetaProvider(MetaSettings(app_id="operator-app")).throttle_scopes(account, Credentials("t"))
+    assert dict(scopes) == {"account": "42", "app": "operator-app"}
+    assert "app" not in MetaProvider(MetaSettings()).throttle_scopes(account, Credentials("t"))
