@@ -9,6 +9,7 @@ connection sharing it with one indexed query.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ from core.ratelimit import (
 from core.sync import status
 
 log = structlog.get_logger(__name__)
+
+# The fan-out leaves shorter blocks to the worker's limiter (its default max_wait_s sleeps them out).
+MIN_SKIP_BLOCK_S = 30.0
 
 
 def sync_limiter(
@@ -94,10 +98,17 @@ async def defer_sharing(
     return others
 
 
-async def skip_blocked(redis: Redis, rows: Sequence[Any]) -> tuple[list[Any], int]:
+async def skip_blocked(
+    redis: Redis, rows: Sequence[Any], *, min_block_s: float = MIN_SKIP_BLOCK_S
+) -> tuple[list[Any], int]:
     """Fan-out: the ``rows`` (with ``throttle_scopes``) none of whose scopes is blocked, and how many
-    were left out; every connection sharing a blocked scope gets ``rate_limited_until`` (one MGET)."""
-    blocked = await blocked_until(redis, {key for row in rows for key in row.throttle_scopes or ()})
+    were left out; every connection sharing a blocked scope gets ``rate_limited_until`` (one MGET).
+
+    A block ending within ``min_block_s`` is left to the worker's limiter, which waits it out.
+    """
+    ends = await blocked_until(redis, {key for row in rows for key in row.throttle_scopes or ()})
+    horizon = time.time() + min_block_s
+    blocked = {key: end for key, end in ends.items() if end > horizon}
     if not blocked:
         return list(rows), 0
     due = [row for row in rows if not blocked.keys() & set(row.throttle_scopes or ())]
