@@ -83,9 +83,10 @@ class ScopeKeys:
         """(scope, key) a block at ``scope`` lands on.
 
         An unknown scope means ``account``; an untrusted account or a scope the
-        provider did not declare falls back to ``token``, then to this connection.
+        provider did not declare falls back to ``token``, then to this connection
+        (a block already narrowed to this connection stays there).
         """
-        if scope not in THROTTLE_SCOPES:
+        if scope not in (*THROTTLE_SCOPES, SCOPE_CONNECTION):
             scope = SCOPE_ACCOUNT
         if scope == SCOPE_ACCOUNT and not self.account_verified:
             scope = SCOPE_TOKEN

@@ -123,6 +123,12 @@ async def test_undeclared_scopes_fall_back_to_the_credential_then_the_connection
     assert await plain.block(10, scope="daily") == "token"  # unknown scope: account, untrusted: token
     nothing = limiter(redis, Plain(), ref("4001"), Credentials())
     assert await nothing.block(10, scope="account") == "connection"
+    # What acquire() then raises names that narrow scope, and it stays narrow when blocked again.
+    nothing.max_wait_s = 1
+    with pytest.raises(RateLimited) as caught:
+        await nothing.acquire()
+    assert caught.value.scope == "connection"
+    assert nothing.scope_key(caught.value.scope)[0] == "connection"
     other = limiter(redis, Plain(), ref("4001"), Credentials())
     assert await other.blocked_for() == 0  # another connection of the same account id
 
