@@ -230,7 +230,9 @@ class ProviderHTTP:
             error = outcome
             if isinstance(error, RateLimited):
                 await self.limiter.block(error.retry_after_s, scope=error.scope)
-                if throttles < policy.throttle_retries and error.retry_after_s <= policy.max_wait_s:
+                # The whole wait counts: usage headers may have blocked the account for longer.
+                wait_s = max(error.retry_after_s, await self.limiter.blocked_for())
+                if throttles < policy.throttle_retries and wait_s <= policy.max_wait_s:
                     throttles += 1  # the next acquire() waits the block out
                     log.info("provider_throttled_retry", api=api.name, retry_after_s=error.retry_after_s)
                     continue
