@@ -3,29 +3,25 @@
 Keys are namespaced per provider (``metricx:cache:{provider}:{key}``): two providers using the
 same key never see each other's values. Values are text; ``encrypted=True`` stores them with the
 core's Fernet keys (``METRICX_ENCRYPTION_KEYS``), so a reader of Redis alone cannot use them.
-Every value expires. Locks are owned by a random token and released by compare-and-delete: a
+Every value expires. Locks are owned by a random token and released by compare-and-delete (WATCH / MULTI): a
 worker whose lock expired and was taken by another never deletes the other's lock.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 from cryptography.fernet import InvalidToken, MultiFernet
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from core.config import Settings
 from core.crypto import get_cipher
 
 log = structlog.get_logger(__name__)
-
-# Delete KEYS[1] only while it still holds ARGV[1] (atomic: a value or lock replaced meanwhile stays).
-_COMPARE_AND_DELETE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +88,26 @@ class ProviderCache:
 
     async def delete(self, key: str, *, if_value: str | None = None, encrypted: bool = False) -> bool:
         """Forget ``key``; with ``if_value``, only while it still holds that value. True when deleted."""
-        full = self._key(key)
         if if_value is None:
-            return bool(await self._redis.delete(full))
-        raw = await self._redis.get(full)
-        if raw is None or self._decode(key, raw, encrypted) != if_value:
-            return False
-        # Compare the stored bytes we just checked: a value written meanwhile is not deleted.
-        return bool(await self._redis.eval(_COMPARE_AND_DELETE, 1, full, raw))  # type: ignore[misc]
+            return bool(await self._redis.delete(self._key(key)))
+        return await self._compare_and_delete(key, lambda raw: self._decode(key, raw, encrypted) == if_value)
+
+    async def _compare_and_delete(self, key: str, matches: Callable[[bytes], bool]) -> bool:
+        # WATCH makes the delete fail if the value changed after we read it: atomic, without Lua.
+        full = self._key(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(full)
+            raw = await pipe.get(full)
+            if raw is None or not matches(raw):
+                await pipe.unwatch()  # type: ignore[no-untyped-call]
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.delete(full)
+            try:
+                deleted = await pipe.execute()
+            except WatchError:
+                return False
+        return bool(deleted[0])
 
     async def try_lock(self, key: str, *, ttl_s: float) -> CacheLock | None:
         """Take the lock ``key`` for at most ``ttl_s`` seconds; None when another holder has it."""
@@ -110,8 +118,9 @@ class ProviderCache:
 
     async def release(self, lock: CacheLock) -> bool:
         """Free ``lock`` if it is still ours (compare-and-delete); False when it expired or changed hands."""
-        full = self._key(lock.key)
-        return bool(await self._redis.eval(_COMPARE_AND_DELETE, 1, full, lock.token))  # type: ignore[misc]
+        return await self._compare_and_delete(
+            lock.key, lambda raw: self._decode(lock.key, raw, False) == lock.token
+        )
 
     async def ttl_s(self, key: str) -> float | None:
         """Seconds until ``key`` expires; None when it does not exist."""

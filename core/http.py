@@ -268,6 +268,9 @@ class ProviderHTTP:
             )
         except httpx.RequestError as exc:
             return map_transport_error(exc, api.name, call.method, call.url)
+        # httpx links a read response and its stream both ways; that cycle would keep every body
+        # (megabytes on a backfill) alive until a full garbage collection. The body is read: unlink.
+        response.stream = httpx.ByteStream(response.content)
         await self._feed(api.usage(response))
         return api.classify(response) or response
 
