@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -218,3 +220,29 @@ async def test_the_context_builder_gives_one_limiter_to_http_and_a_provider_cach
     ctx = make_ctx(scripted(httpx.Response(200))[0])
     assert ctx.http.limiter is ctx.limiter
     assert ctx.cache.namespace == "metricx:cache:testhttp:"
+
+
+async def test_usage_is_read_from_error_answers_too(make_ctx: Any) -> None:
+    class Metered(FastAPI):
+        def usage(self, response: httpx.Response) -> Usage | None:
+            return Usage(block_s=40.0)
+
+    handler, _ = scripted(httpx.Response(404))
+    ctx = make_ctx(handler)
+    with pytest.raises(ConfigError):
+        await ctx.http.get(Metered(), URL)
+    assert 35 < await ctx.limiter.blocked_for() <= 40
+
+
+async def test_an_answer_is_freed_as_soon_as_the_plugin_drops_it(make_ctx: Any) -> None:
+    # httpx links a response and its stream both ways; a backfill's bodies must not wait for the GC.
+    ctx = make_ctx(lambda request: httpx.Response(200, content=b"x" * 100_000))
+    gc.disable()
+    try:
+        response = await ctx.http.get(FastAPI(), URL)
+        assert response.content == b"x" * 100_000
+        freed = weakref.ref(response)
+        del response
+        assert freed() is None
+    finally:
+        gc.enable()
