@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import time
-import weakref
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
