@@ -100,7 +100,13 @@ def parse_retry_after(response: httpx.Response, default_s: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How :class:`ProviderHTTP` retries one call in the request (see the module docstring)."""
+    """How :class:`ProviderHTTP` retries one call in the request (see the module docstring).
+
+    ``transient_retries``: transient failures retried here (then the job's retry takes over);
+    ``backoff_s``: the first delay before such a retry, doubling; ``throttle_retries``: throttles
+    waited out here; ``max_wait_s``: the longest throttle wait spent in the request (a longer one
+    is raised, and the engine defers the sync instead of holding a worker slot).
+    """
 
     transient_retries: int = 1
     backoff_s: float = 0.5
