@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import uuid
@@ -179,6 +180,25 @@ async def test_usage_can_set_a_steady_rate_every_worker_paces_at(make_ctx: Any) 
     # the first call sets the rate; the next three are paced at 10/s by the shared limiter
     assert time.monotonic() - started >= 0.18
     assert ctx.limiter.rate_per_s == 10.0 and len(seen) == 4
+
+
+async def test_two_workers_of_one_account_share_the_steady_rate(redis_client: Any) -> None:
+    class Bucket(FastAPI):
+        def usage(self, response: httpx.Response) -> Usage | None:
+            return Usage(rate_per_s=10.0, burst=1)
+
+    account = uuid.uuid4().hex
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+        workers = [
+            provider_context(redis=redis_client, client=client, provider="testhttp", account=account)
+            for _ in range(2)
+        ]
+        for ctx in workers:
+            await ctx.http.get(Bucket(), URL)  # each learns the rate from its first answer
+        started = time.monotonic()
+        await asyncio.gather(*(ctx.http.get(Bucket(), URL) for ctx in workers for _ in range(3)))
+    # six calls at 10/s between them: the pacing state is in Redis, not in either worker
+    assert time.monotonic() - started >= 0.45
 
 
 async def test_classify_maps_the_status_when_the_plugin_adds_nothing(make_ctx: Any) -> None:
