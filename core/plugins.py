@@ -81,15 +81,26 @@ class Registry:
             ) from None
 
     def notify(self, event: str, **kwargs: Any) -> None:
-        """Call a sync lifecycle hook; a failing plugin is logged, never fatal."""
+        """Call a sync lifecycle hook; a failing plugin is logged with its name, never fatal.
+
+        Each plugin is called through pluggy's own hook caller (restricted to that plugin), so an
+        implementation receives only the arguments it declares, and one plugin's exception (pluggy
+        re-raises it and stops the call) neither breaks the sync nor silences the other plugins.
+        """
         if self.pm is None:
             return
-        caller = getattr(self.pm.hook, event)
-        for impl in caller.get_hookimpls():
+        for impl in getattr(self.pm.hook, event).get_hookimpls():
+            others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
             try:
-                impl.function(**kwargs)
+                self.pm.subset_hook_caller(event, others)(**kwargs)
             except Exception as exc:  # a listener must not break the sync it listens to
-                log.warning("plugin_hook_failed", plugin=impl.plugin_name, hook=event, error=str(exc))
+                log.warning(
+                    "plugin_hook_failed",
+                    plugin=impl.plugin_name,
+                    hook=event,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
 
 
 def _csv(value: str | None) -> set[str] | None:
