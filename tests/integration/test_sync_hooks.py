@@ -46,7 +46,8 @@ class _Broken:
 
 
 @pytest.fixture
-def listeners() -> Iterator[tuple[_Narrow, _Broken]]:
+def listeners(metricx_env: Any) -> Iterator[tuple[_Narrow, _Broken]]:
+    # After metricx_env, which resets the process registry the worker then uses.
     pm = get_registry().pm
     assert pm is not None
     narrow, broken = _Narrow(), _Broken()
