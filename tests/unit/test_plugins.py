@@ -12,7 +12,7 @@ from core.plugins import PluginConflict, load_registry
 
 class _Provider:
     display_name = "Dup"
-    capabilities = Capabilities()
+    capabilities = Capabilities(levels=("campaign",))
 
     def __init__(self, name: str) -> None:
         self.name = name
