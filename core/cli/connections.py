@@ -45,11 +45,11 @@ def connections_add(
     """Connect an account: the provider validates the token and reads timezone and currency."""
     import httpx
 
-    from core.api.service import add_connection, enqueue_syncs, validate_account
     from core.db.engine import session_scope
     from core.db.models import Workspace
     from core.providers import Credentials
     from core.redis import create_arq_pool
+    from core.services import add_connection, enqueue_syncs, validate_account
 
     async def body() -> dict[str, Any]:
         ws_id = parse_uuid(workspace, "workspace")
