@@ -30,6 +30,25 @@ def api_version_of(provider: Provider) -> ApiVersion:
     return declared if isinstance(declared, ApiVersion) else UNDECLARED
 
 
+def lifecycle_status(api: ApiVersion, today: date) -> str:
+    """``supported`` (no date, or more than 60 days left), ``sunset_soon`` or ``sunset`` (retired)."""
+    days = api.days_left(today)
+    if days is None or days > SUNSET_WARNING_DAYS:
+        return "supported"
+    return "sunset" if days <= 0 else "sunset_soon"
+
+
+def describe(provider: Provider, today: date) -> dict[str, str | int | None]:
+    """The provider's API version as operators see it (``metricx plugins --json``, the API)."""
+    api = api_version_of(provider)
+    return {
+        "version": api.version,
+        "sunset": api.sunset.isoformat() if api.sunset else None,
+        "days_left": api.days_left(today),
+        "status": lifecycle_status(api, today),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class SunsetNotice:
     """A provider whose API version is retired within the warning period, or already."""
