@@ -10,8 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.cli.common import console, parse_uuid, print_json
-from core.cli.common import run_quiet as run
+from core.cli.common import console, parse_uuid, print_json, run_quiet
 from core.errors import ConfigError
 from core.providers import SyncMode
 
@@ -74,7 +73,7 @@ def connections_add(
         finally:
             await redis.aclose()
 
-    out = run(body)
+    out = run_quiet(body)
     if as_json:
         print_json(out)
         return
@@ -109,7 +108,7 @@ def connections_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List connections (never their tokens)."""
-    rows = run(lambda: connection_rows(workspace))
+    rows = run_quiet(lambda: connection_rows(workspace))
     if as_json:
         keys = ("id", "workspace_id", "provider", "external_account_id", "name", "status", "sync_status")
         print_json([{k: getattr(c, k) for k in keys} for c in rows])

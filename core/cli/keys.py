@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli.common import console, parse_uuid, print_json
-from core.cli.common import run as run_loud
-from core.cli.common import run_quiet as run
+from core.cli.common import console, parse_uuid, print_json, run, run_quiet
 from core.errors import ConfigError
 
 keys_app = typer.Typer(help="Encryption keys and workspace API keys.", no_args_is_help=True)
@@ -30,7 +28,7 @@ def keys_rotate() -> None:
         async with session_scope() as session:
             return await rotate_credentials(session)
 
-    count = run_loud(body)
+    count = run(body)
     console.print(f"re-encrypted {count} credential rows under the current key")
 
 
@@ -53,7 +51,7 @@ def keys_create(
             key, plain = await create_api_key(session, ws_id, name)
             return str(key.id), plain
 
-    key_id, plain = run(body)
+    key_id, plain = run_quiet(body)
     if as_json:
         print_json({"id": key_id, "workspace_id": workspace, "key": plain})
     else:

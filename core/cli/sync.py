@@ -10,8 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.cli.common import console, fail, parse_uuid
-from core.cli.common import run_quiet as run
+from core.cli.common import console, fail, parse_uuid, run_quiet
 from core.cli.connections import connection_rows, when
 from core.errors import ConfigError
 from core.providers import SyncMode
@@ -19,7 +18,7 @@ from core.providers import SyncMode
 
 def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> None:
     """A table of connections and their sync status."""
-    rows = run(lambda: connection_rows(workspace))
+    rows = run_quiet(lambda: connection_rows(workspace))
     table = Table("connection", "provider", "account", "status", "sync", "last synced", "syncs", "last error")
     colors = {"idle": "green", "queued": "cyan", "syncing": "cyan", "rate_limited": "yellow"}
     for c in rows:
@@ -74,7 +73,7 @@ def sync(
         finally:
             await redis.aclose()
 
-    _, outcome = run(body)
+    _, outcome = run_quiet(body)
     if outcome is None:
         return
     if outcome["status"] == "failed":

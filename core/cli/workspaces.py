@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli.common import console, print_json
-from core.cli.common import run_quiet as run
+from core.cli.common import console, print_json, run_quiet
 
 workspaces_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
 
@@ -23,7 +22,7 @@ def workspaces_create(
             workspace = await create_workspace(session, name)
             return str(workspace.id), workspace.name
 
-    workspace_id, ws_name = run(body)
+    workspace_id, ws_name = run_quiet(body)
     if as_json:
         print_json({"id": workspace_id, "name": ws_name})
     else:

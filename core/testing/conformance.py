@@ -5,8 +5,8 @@ simulator (or recorded responses): registration and capabilities, the token
 validator, the entity hierarchy, metric records for each sync window, account
 timezone day boundaries, idempotent re-fetch into a real database, error
 classification, bounded memory on a large backfill, and an API version not past
-its sunset. Needs the fixtures of ``core.testing.plugin`` (loaded automatically: entry point ``pytest11``) and
-pytest-asyncio in auto mode with a session loop.
+its sunset. Needs the fixtures of ``core.testing.plugin`` (loaded automatically:
+entry point ``pytest11``) and pytest-asyncio in auto mode with a session loop.
 """
 
 from __future__ import annotations
