@@ -15,6 +15,7 @@ from core.hookspecs import hookimpl
 from core.providers import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     Capabilities,
     Credentials,
     DemoConnection,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccountInfo",
     "AccountRef",
+    "ApiVersion",
     "AuthError",
     "Capabilities",
     "ConfigError",
