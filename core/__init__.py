@@ -27,6 +27,7 @@ from core.http import (
 from core.providers import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     Capabilities,
     Credentials,
     DemoConnection,
@@ -47,6 +48,7 @@ __all__ = [
     "TRANSPORT_ERRORS",
     "AccountInfo",
     "AccountRef",
+    "ApiVersion",
     "AuthError",
     "CacheLock",
     "Capabilities",

@@ -37,14 +37,39 @@ class SyncMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a provider can do; the engine derives windows from it."""
+    """What a provider can do; the engine derives windows from it.
 
-    levels: tuple[str, ...] = ("campaign", "adset", "ad")
+    ``levels`` has no default: each provider names its own (core knows no platform's hierarchy).
+    """
+
+    levels: tuple[str, ...]
     attribution_window_days: int = 7
     backfill_days: int = 90
     backfill_slice_days: int = 7
     timezone_source: str = "account"
     realtime: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApiVersion:
+    """The platform API version a provider speaks and the day the platform retires it.
+
+    ``sunset`` is the first day requests to ``version`` fail (None while the platform has
+    published no date). A provider declares it as its ``api_version`` attribute; operators see
+    it in ``metricx plugins``, ``/v1/providers`` and ``/v1/ready``, and are warned daily from
+    60 days before the sunset (see :mod:`core.lifecycle`).
+    """
+
+    version: str
+    sunset: date | None = None
+
+    def days_left(self, today: date) -> int | None:
+        """Days from ``today`` to the sunset (negative once past), or None without a date."""
+        return None if self.sunset is None else (self.sunset - today).days
+
+    def is_sunset(self, today: date) -> bool:
+        """True from the sunset day on: the platform refuses this version."""
+        return self.sunset is not None and today >= self.sunset
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +256,10 @@ class Provider(Protocol):
 
     Every method may raise the errors in :mod:`core.errors`; anything else is
     reported as a permanent error with the exception's message.
+
+    Optional attribute: ``api_version`` (an :class:`ApiVersion`), the platform API version the
+    provider speaks; read it with :func:`core.lifecycle.api_version_of`, which gives a provider
+    without one an "undeclared" version.
     """
 
     name: str

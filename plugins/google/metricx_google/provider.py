@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import structlog
 
+from core import ApiVersion
 from core.errors import AuthError, ConfigError, PayloadError
 from core.providers import (
     AccountInfo,
@@ -35,6 +36,11 @@ from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
 
+# Google Ads API versions and their sunset (all requests fail from that day), from the sunset
+# reminders: https://developers.google.com/ads/blog/posts/2026/06/google-ads-api-v21-sunset-reminder
+# and https://developers.google.com/ads/blog/posts/2026/09/google-ads-api-v22-sunset-reminder.
+GOOGLE_ADS_API_SUNSETS = {"v21": date(2026, 8, 5), "v22": date(2026, 10, 7)}
+
 
 @dataclass(frozen=True, slots=True)
 class ChildAccount:
@@ -61,6 +67,9 @@ class GoogleAdsProvider:
 
     def __init__(self, settings: GoogleSettings | None = None) -> None:
         self.settings = settings or GoogleSettings()
+        self.api_version = ApiVersion(
+            self.settings.api_version, GOOGLE_ADS_API_SUNSETS.get(self.settings.api_version)
+        )
         self.capabilities = Capabilities(
             levels=LEVELS,
             attribution_window_days=self.settings.attribution_window_days,

@@ -10,6 +10,7 @@ import httpx
 from core import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     AuthError,
     Capabilities,
     Credentials,
@@ -51,6 +52,7 @@ class TestProvider:
     capabilities = Capabilities(
         levels=("campaign", "ad"), attribution_window_days=7, backfill_days=90, backfill_slice_days=30
     )
+    api_version = ApiVersion("v1", None)  # the simulator's only version; it publishes no sunset
 
     def check_credentials(self, credentials: Credentials) -> None:
         if not credentials.access_token:

@@ -21,7 +21,7 @@ from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
-from core.services import create_connection
+from core.services.accounts import create_connection
 
 log = structlog.get_logger(__name__)
 
