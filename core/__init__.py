@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.cache import CacheLock, ProviderCache
+from core.context import provider_context
 from core.errors import (
     AuthError,
     ConfigError,
@@ -12,6 +14,16 @@ from core.errors import (
     TransientError,
 )
 from core.hookspecs import hookimpl
+from core.http import (
+    TRANSPORT_ERRORS,
+    ConnectionLost,
+    ProviderAPI,
+    ProviderHTTP,
+    RequestAuth,
+    RetryPolicy,
+    Usage,
+    parse_retry_after,
+)
 from core.providers import (
     AccountInfo,
     AccountRef,
@@ -33,12 +45,15 @@ from core.providers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRANSPORT_ERRORS",
     "AccountInfo",
     "AccountRef",
     "ApiVersion",
     "AuthError",
+    "CacheLock",
     "Capabilities",
     "ConfigError",
+    "ConnectionLost",
     "Credentials",
     "DemoConnection",
     "EntityRecord",
@@ -48,13 +63,21 @@ __all__ = [
     "PayloadError",
     "PermanentError",
     "Provider",
+    "ProviderAPI",
+    "ProviderCache",
     "ProviderContext",
+    "ProviderHTTP",
     "RateLimited",
+    "RequestAuth",
+    "RetryPolicy",
     "ScheduleEntry",
     "SimulatorSpec",
     "SyncMode",
     "SyncWindow",
     "TransientError",
+    "Usage",
     "__version__",
     "hookimpl",
+    "parse_retry_after",
+    "provider_context",
 ]

@@ -1,7 +1,7 @@
 """The Provider protocol and the records a provider yields to the sync engine.
 
 A provider never touches the database or Redis. The core hands it a
-:class:`ProviderContext` (an httpx client and a rate limiter), the account it
+:class:`ProviderContext` (the HTTP layer, a rate limiter and a cache), the account it
 syncs (:class:`AccountRef`) and decrypted :class:`Credentials`; it yields
 batches of :class:`EntityRecord` / :class:`MetricRecord` that the engine
 upserts. Records validate themselves: a malformed value raises
@@ -22,6 +22,8 @@ import httpx
 from core.errors import PayloadError
 
 if TYPE_CHECKING:
+    from core.cache import ProviderCache
+    from core.http import ProviderHTTP
     from core.ratelimit import AccountLimiter
 
 
@@ -237,10 +239,16 @@ class MetricRecord:
 
 @dataclass(slots=True)
 class ProviderContext:
-    """What the core lends a provider for one sync: HTTP, rate limiting, the account's limiter key."""
+    """What the core lends a provider for one account: build it with ``core.provider_context``.
 
-    http: httpx.AsyncClient
+    ``http`` sends every call (limiter, error mapping, usage, retries: see ``core.http``);
+    ``limiter`` is the account's shared rate limiter that ``http`` acquires; ``cache`` is the
+    provider's namespaced, optionally encrypted cache (``core.cache``).
+    """
+
+    http: ProviderHTTP
     limiter: AccountLimiter
+    cache: ProviderCache
 
 
 class Provider(Protocol):

@@ -14,11 +14,11 @@ import structlog
 from sqlalchemy import update
 
 from core.config import Settings
+from core.context import provider_context
 from core.crypto import encrypt
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode, SyncWindow
-from core.ratelimit import AccountLimiter
 from core.sync import status
 from core.sync.upserts import upsert_entities, upsert_snapshots
 from core.sync.windows import total_backfill_slices, windows_for
@@ -155,8 +155,14 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
     """Validate the token, refresh account facts, sync entities, then metrics for every window."""
     settings: Settings = ctx["settings"]
     provider = loaded.provider
-    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
-    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
+    pctx = provider_context(
+        redis=ctx["redis"],
+        client=ctx["http"],
+        provider=provider,
+        account=loaded.connection.external_account_id,
+        settings=settings,
+    )
+    limiter = pctx.limiter
     try:
         provider.check_credentials(loaded.credentials)
         refreshed = await provider.validate_token(pctx, account_ref(loaded.connection), loaded.credentials)

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from core.context import provider_context
 from core.errors import AuthError, MetricxError, RateLimited, TransientError
 from core.lifecycle import api_version_of
 from core.providers import (
@@ -126,13 +127,16 @@ class ProviderConformance:
     async def conformance_ctx(self, redis_client: Any) -> AsyncIterator[ProviderContext]:
         """A ProviderContext over :meth:`http_client` and a real Redis limiter unique to this test."""
         async with self.http_client() as http:
+            provider, account = self.provider(), self.account()
             limiter = AccountLimiter(
                 redis_client,
-                self.provider().name,
-                self.account().external_account_id,
+                provider.name,
+                account.external_account_id,
                 prefix=f"metricx:conformance:{uuid.uuid4().hex[:8]}",
             )
-            yield ProviderContext(http=http, limiter=limiter)
+            yield provider_context(
+                redis=redis_client, client=http, provider=provider, account=account, limiter=limiter
+            )
 
     async def _localised(self, ctx: ProviderContext, account: AccountRef) -> AccountRef:
         """The account as the engine sees it after ``fetch_account``: with the platform's timezone."""

@@ -69,14 +69,14 @@ def _suite(sim: SimulatorProcess, provider: Provider) -> adopter.TestTestProvide
 
 @pytest.fixture
 async def ctx_for(redis_client: Any) -> Any:
-    from core.ratelimit import AccountLimiter
+    from core import provider_context
 
     clients = []
 
     def make(suite: adopter.TestTestProviderConformance) -> ProviderContext:
         http = suite.http_client()
         clients.append(http)
-        return ProviderContext(http=http, limiter=AccountLimiter(redis_client, "testprovider", "defects"))
+        return provider_context(redis=redis_client, client=http, provider="testprovider", account="defects")
 
     yield make
     for http in clients:

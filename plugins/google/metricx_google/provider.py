@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import structlog
-from redis.asyncio import Redis
 
 from core import ApiVersion
 from core.errors import AuthError, ConfigError, PayloadError
@@ -76,16 +75,8 @@ class GoogleAdsProvider:
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
         )
-        # Used only when the limiter carries no Redis connection (see the README).
-        self._local_cache = TokenCache(None, secret=self.settings.client_secret.get_secret_value())
 
     # -- plumbing -------------------------------------------------------------------------------
-
-    def _token_cache(self, ctx: ProviderContext) -> TokenCache:
-        redis = getattr(ctx.limiter, "_redis", None)
-        if not isinstance(redis, Redis):
-            return self._local_cache
-        return TokenCache(redis, secret=self.settings.client_secret.get_secret_value())
 
     def tokens(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> AccessTokens:
         """The shared access-token source for this connection."""
@@ -94,7 +85,7 @@ class GoogleAdsProvider:
         return AccessTokens(
             ctx.http,
             self.settings,
-            self._token_cache(ctx),
+            TokenCache(ctx.cache),
             connection_id=account.connection_id,
             refresh_token=credentials.refresh_token,
         )

@@ -61,7 +61,7 @@ class MetaProvider:
     def client(self, ctx: ProviderContext, credentials: Credentials) -> MetaClient:
         self.check_credentials(credentials)
         assert credentials.access_token is not None  # checked above
-        return MetaClient(ctx.http, ctx.limiter, self.settings, credentials.access_token)
+        return MetaClient(ctx.http, self.settings, credentials.access_token)
 
     def check_credentials(self, credentials: Credentials) -> None:
         """Raise AuthError when there is no token or it expired (Meta tokens cannot be refreshed)."""

@@ -19,10 +19,9 @@ import structlog
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from core import ConfigError, ProviderContext
+from core import ConfigError, provider_context
 from core.db.engine import session_scope
 from core.db.models import Connection
-from core.ratelimit import AccountLimiter
 from core.sync import status
 from core.sync.engine import Loaded, SyncJob
 from core.sync.fetch import account_ref
@@ -187,8 +186,14 @@ async def store_work(
     provider = loaded.provider
     if provider.name != "shopify":
         raise ConfigError(f"process_shopify_sync_job needs a shopify connection, not {provider.name!r}")
-    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
-    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
+    pctx = provider_context(
+        redis=ctx["redis"],
+        client=ctx["http"],
+        provider=provider,
+        account=loaded.connection.external_account_id,
+        settings=ctx["settings"],
+    )
+    limiter = pctx.limiter
     try:
         provider.check_credentials(loaded.credentials)
         client = provider.client(pctx, account_ref(loaded.connection), loaded.credentials)  # type: ignore[attr-defined]
