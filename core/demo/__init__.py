@@ -22,7 +22,7 @@ from core.demo.scenario import (
     setup_workspace,
 )
 from core.demo.stack import Stack, build_stack, start_simulators, wait_for_port
-from core.testing.servers import free_port
+from core.embedded import free_port
 
 
 def _configure(stack: Stack) -> None:

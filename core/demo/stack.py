@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 
 from core.crypto import _dev_key
+from core.embedded import embedded_postgres, embedded_redis, free_port, with_database
 from core.errors import ConfigError
-from core.testing.servers import embedded_postgres, embedded_redis, free_port, with_database
 
 DEMO_DATABASE = "metricx"
 

@@ -110,7 +110,7 @@ async def test_control_endpoints_create_accounts_and_reset(http: httpx.AsyncClie
     assert (created["campaigns"], created["ads"], created["currency"]) == (2, 4, "EUR")
     assert (await http.get("/v25.0/act_777", headers=AUTH)).status_code == 200
 
-    await http.post("/_sim/faults", json={"kind": "delay", "seconds": 0.01, "count": None})
+    await http.post("/_sim/faults", json={"kind": "timeout", "seconds": 0.01, "count": None})
     await http.post("/_sim/reset")
     assert (await http.get("/_sim/faults")).json() == {"faults": []}
     assert (await http.get("/v25.0/act_777", headers=AUTH)).json()["error"]["error_subcode"] == 33
