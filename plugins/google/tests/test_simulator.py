@@ -184,7 +184,7 @@ async def test_expired_and_unknown_access_tokens(http) -> None:
 
 
 async def test_rate_limit_envelope(http) -> None:
-    await http.post("/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 37})
+    await http.post("/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 37})
     response = await _call(
         http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
     )
@@ -220,15 +220,15 @@ def test_conversions_grow_for_90_days_then_settle() -> None:
     account = Account("6000000001", "Lag", "UTC", campaigns=2, ad_groups_per_campaign=2, ads_per_ad_group=3)
     day = date(2026, 1, 1)
 
-    def conversions(now_day: date, revision: int = 0) -> Decimal:
+    def conversions(now_day: date) -> Decimal:
         now = datetime.combine(now_day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=23)
-        rows = truth(account, "campaign", day, day, now, revision)
+        rows = truth(account, "campaign", day, day, now)
         return sum((n.conversions for n in rows.values()), Decimal(0))
 
     seen = [conversions(day + timedelta(days=d)) for d in (0, 1, 7, 30, 89)]
     assert seen == sorted(seen) and seen[0] < seen[-1]
     assert conversions(day + timedelta(days=90)) == conversions(day + timedelta(days=200))
-    assert conversions(day + timedelta(days=5), revision=3) > conversions(day + timedelta(days=5))
+    assert conversions(day + timedelta(days=8)) > conversions(day + timedelta(days=5))
 
 
 def test_today_grows_with_local_time_of_day() -> None:
