@@ -77,12 +77,12 @@ async def test_the_bucket_fills_then_answers_429_with_retry_after(http: httpx.As
 
 async def test_refund_moves_updated_at_and_truth_follows(state: SimState, http: httpx.AsyncClient) -> None:
     order_id = min(state.shops[SPEC.domain].orders)
-    before = state.truth(SPEC.domain)
+    before = state.shop_truth(SPEC.domain)
     old = dict(state.shops[SPEC.domain].orders[order_id])
     had_refund = bool(old["refunds"])
     order = state.refund(SPEC.domain, order_id)
     assert order["updated_at"] > old["updated_at"] and order["financial_status"] == "refunded"
-    after = state.truth(SPEC.domain)
+    after = state.shop_truth(SPEC.domain)
     assert after["refunded_orders"] == before["refunded_orders"] + (0 if had_refund else 1)
     moved = await http.get(
         f"{BASE}/orders.json", params={"status": "any", "updated_at_min": order["updated_at"]}
