@@ -1,4 +1,4 @@
-"""The simulator's state on the shared base (clock, faults, request log): accounts, tokens, report runs, usage."""
+"""The simulator's state on the shared base (clock, faults, request log): accounts, tokens, runs, usage."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -103,7 +103,7 @@ class SimState(Simulator):
 
     def on_clock_advanced(self, before: datetime, after: datetime) -> None:
         """Customers return orders as days pass: for each simulated day, each shop refunds its
-        newest order of the past week that has no refund yet (stamped now, so ``updated_at`` moves)."""
+        newest order that has no refund yet (stamped now, so ``updated_at`` moves)."""
         days = int((after - before).total_seconds() // 86400)
         for domain in list(self.shops):
             for _ in range(days):
@@ -113,12 +113,11 @@ class SimState(Simulator):
                 self.refund(domain, order["id"])
 
     def _returnable(self, domain: str, now: datetime) -> dict[str, Any] | None:
-        week_ago = now - timedelta(days=7)
         candidates = [
             o
             for o in self.shops[domain].orders.values()
             if not (o["test"] or o["cancelled_at"] or o["refunds"])
-            and week_ago <= datetime.fromisoformat(o["created_at"]) <= now
+            and datetime.fromisoformat(o["created_at"]) <= now
         ]
         return max(candidates, key=lambda o: (datetime.fromisoformat(o["created_at"]), o["id"]), default=None)
 
