@@ -144,7 +144,7 @@ _NOT_FOUND_PAGE = "<!DOCTYPE html><title>Error 404 (Not Found)!!1</title><p>The 
 
 
 def _row_mode(fault: Fault) -> bool:
-    return fault.params.get("mode", "row") == "row"
+    return str(fault.params.get("mode", "row")) == "row"
 
 
 class GoogleAdsSimulator:

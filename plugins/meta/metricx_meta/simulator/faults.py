@@ -57,7 +57,7 @@ def _regain_minutes(fault: Fault) -> int:
 
 
 def _not_row(fault: Fault) -> bool:
-    return fault.params.get("mode", "row") != "row"
+    return str(fault.params.get("mode", "row")) != "row"
 
 
 def check_faults(state: SimState, account: Account | None, path: str, method: str) -> Usage:

@@ -94,7 +94,7 @@ def _sort_key(row: dict[str, Any], order: str) -> list[Any]:
 
 
 def _one_row(fault: Fault) -> bool:
-    return fault.params.get("mode", "row") == "row"
+    return str(fault.params.get("mode", "row")) == "row"
 
 
 def _whole_body(fault: Fault) -> bool:
