@@ -28,7 +28,7 @@ from core.services import create_api_key, create_connection, create_workspace
 WORKSPACE = "metricx demo"
 FINISHED = ("idle", "error", "reconnect_required", "rate_limited")
 # How much simulated time the attribution step lets pass at the platforms (late conversions follow it).
-LATE_DATA_S = 24 * 3600
+LATE_DATA_S = 2 * 24 * 3600
 
 
 @dataclass
@@ -224,7 +224,7 @@ async def attribution(
     async with httpx.AsyncClient(timeout=10) as http:
         for provider in sorted({c.provider for c in conns}):
             await _control(http, stack.urls[provider], "clock", {"advance_s": LATE_DATA_S})
-    console.print("  a day passes at the platforms: conversions are credited late, a refund comes in")
+    console.print("  two days pass at the platforms: conversions are credited late, refunds come in")
     jobs = []
     for c in conns:
         job = await enqueue_sync_job(

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +18,8 @@ from core.testing.simulator import Simulator, SimulatorError
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
+# A return comes some days after the purchase (delivery, then the customer's decision).
+RETURN_AFTER = timedelta(days=3)
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -102,8 +104,9 @@ class SimState(Simulator):
             self.add_shop(spec)
 
     def on_clock_advanced(self, before: datetime, after: datetime) -> None:
-        """Customers return orders as days pass: for each simulated day, each shop refunds its
-        newest order that has no refund yet (stamped now, so ``updated_at`` moves)."""
+        """Customers return orders as days pass: for each simulated day, each shop refunds its newest
+        order placed at least ``RETURN_AFTER`` earlier without a refund (stamped now, so ``updated_at``
+        moves)."""
         days = int((after - before).total_seconds() // 86400)
         for domain in list(self.shops):
             for _ in range(days):
@@ -117,7 +120,7 @@ class SimState(Simulator):
             o
             for o in self.shops[domain].orders.values()
             if not (o["test"] or o["cancelled_at"] or o["refunds"])
-            and datetime.fromisoformat(o["created_at"]) <= now
+            and datetime.fromisoformat(o["created_at"]) <= now - RETURN_AFTER
         ]
         return max(candidates, key=lambda o: (datetime.fromisoformat(o["created_at"]), o["id"]), default=None)
 
