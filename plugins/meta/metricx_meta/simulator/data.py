@@ -6,8 +6,8 @@ that depends on the simulator's clock:
 
 - today's numbers grow with the time of day in the account's timezone;
 - purchases of the last 28 days mature: they start at 55% of their final value
-  and grow with the hours elapsed since the day began (the simulator clock, which tests advance)
-  (``POST /_sim/advance``), reaching 100% at 28 days.
+  and grow with the hours elapsed since the day began on the simulator clock
+  (``POST /_sim/clock {"advance_s": N}`` lets them mature), reaching 100% at 28 days.
 
 Higher levels are exact sums of their ads, and a day or object without delivery
 has no numbers at all (no row).
