@@ -51,7 +51,7 @@ async def _story(console: Console, stack: Stack, reset: bool) -> Demo:
     console.rule("[bold]3. Attribution: late conversions arrive, the re-sync rewrites past days")
     await attribution(console, stack, redis, registry, demo)
     console.rule("[bold]4. Rate limit: a throttled account is deferred, not failed")
-    await rate_limit(console, stack, redis, registry, demo)
+    await rate_limit(console, stack, redis, demo)
     return demo
 
 

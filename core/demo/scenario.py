@@ -251,7 +251,7 @@ async def _control(http: httpx.AsyncClient, url: str, what: str, body: Any) -> N
     (await http.post(f"{url}/_sim/{what}", json=body)).raise_for_status()
 
 
-async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, registry: Registry, demo: Demo) -> None:
+async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, demo: Demo) -> None:
     """The platform throttles one account: the sync is deferred, not failed, and resumes by itself."""
     for c in [c for c in demo.connections if c.role == "throttled"]:
         async with httpx.AsyncClient(timeout=10) as http:
