@@ -334,23 +334,19 @@ class DemoConnection:
     role: str = "normal"
 
 
-SimulatorControl = Callable[[httpx.AsyncClient, str], Awaitable[None]]
-
-
 @dataclass(frozen=True, slots=True)
 class SimulatorSpec:
-    """How to run a provider's simulator and drive it for the demo.
+    """How to run a provider's simulator for the demo.
 
-    ``module`` is served with ``python -m {module} --host H --port P``;
-    ``worker_env(url)`` gives the settings that point the provider at it;
-    ``demo_connections(url)`` the connections to create; ``late_conversions(http, url)``
-    makes past days' conversions grow (so an attribution re-sync changes them);
-    ``throttle(http, url, external_account_id)`` makes the next calls of one account throttled.
+    ``module`` is served with ``python -m {module} --host H --port P`` and speaks the
+    shared control protocol (``core.testing.sim_app``), so the demo drives every
+    simulator the same way: ``POST /_sim/clock`` lets time pass (late conversions
+    arrive), ``POST /_sim/faults`` throttles an account. ``worker_env(url)`` gives the
+    settings that point the provider at it; ``demo_connections(url)`` the connections
+    to create.
     """
 
     provider: str
     module: str
     worker_env: Callable[[str], Mapping[str, str]]
     demo_connections: Callable[[str], Sequence[DemoConnection]]
-    late_conversions: SimulatorControl
-    throttle: Callable[[httpx.AsyncClient, str, str], Awaitable[None]]

@@ -34,9 +34,7 @@ BASE = "http://googleads.sim"
 
 @pytest.fixture
 def sim() -> SimState:
-    state = SimState()
-    state.frozen_now = FROZEN_NOW
-    return state
+    return SimState(now=FROZEN_NOW)
 
 
 @pytest.fixture

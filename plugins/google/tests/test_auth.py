@@ -119,11 +119,11 @@ async def test_tokens_never_appear_in_errors(provider, ctx, creds, sim, http, re
     window = SyncWindow(SyncMode.realtime, today, today, "America/New_York")
     messages: list[str] = []
     faults = [
-        {"kind": "rate_limit", "count": 1, "retry_delay_s": 5},
-        {"kind": "daily_quota", "count": 1},
+        {"kind": "throttle", "count": 1, "retry_after_s": 5},
+        {"kind": "throttle", "scope": "developer", "count": 1},
         {"kind": "server_error", "count": 1, "status": 503, "code": "TRANSIENT_ERROR"},
-        {"kind": "broken_stream", "count": 2},
-        {"kind": "malformed_rows", "count": 1},
+        {"kind": "malformed", "mode": "truncated", "count": 2},
+        {"kind": "malformed", "count": 1},
     ]
     for fault in faults:
         await http.post("/_sim/faults", json=fault)

@@ -30,7 +30,7 @@ async def _drain(provider, ctx, creds, window) -> int:
 
 
 async def test_rate_limit_honours_retry_delay(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 37})
+    await http.post("/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 37})
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     assert caught.value.retry_after_s == 37
@@ -40,7 +40,7 @@ async def test_rate_limit_honours_retry_delay(provider, ctx, creds, sim, http) -
 
 
 async def test_daily_quota_defers_until_pacific_midnight(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "daily_quota", "count": 1})
+    await http.post("/_sim/faults", json={"kind": "throttle", "scope": "developer", "count": 1})
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     expected = seconds_until_pacific_midnight(datetime.now(UTC))
@@ -50,7 +50,9 @@ async def test_daily_quota_defers_until_pacific_midnight(provider, ctx, creds, h
 
 
 async def test_daily_quota_with_retry_delay(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "daily_quota", "count": 1, "retry_delay_s": 1200})
+    await http.post(
+        "/_sim/faults", json={"kind": "throttle", "scope": "developer", "count": 1, "retry_after_s": 1200}
+    )
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     assert (caught.value.retry_after_s, caught.value.scope) == (1200, "daily")
@@ -73,15 +75,15 @@ async def test_server_errors_are_transient(provider, ctx, creds, http, status, c
 
 
 async def test_broken_stream_is_rerun_once(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "broken_stream", "count": 1})
+    await http.post("/_sim/faults", json={"kind": "malformed", "mode": "truncated", "count": 1})
     rows = await _drain(provider, ctx, creds, _realtime(sim))
     assert rows > 0
-    assert sim.stats["fault_broken_stream"] == 1
+    assert sim.stats["fault_malformed"] == 1
     assert sim.stats["calls_searchStream"] == 4  # 3 levels + the re-run
 
 
 async def test_broken_stream_twice_is_transient(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "broken_stream", "count": 2})
+    await http.post("/_sim/faults", json={"kind": "malformed", "mode": "truncated", "count": 2})
     with pytest.raises(TransientError, match="searchStream broke twice"):
         await _drain(provider, ctx, creds, _realtime(sim))
 
@@ -198,7 +200,7 @@ async def test_token_endpoint_down_is_transient(settings, redis, creds, core_set
 
 
 async def test_slow_responses_still_answer(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "slow", "count": 1, "delay_s": 0.3})
+    await http.post("/_sim/faults", json={"kind": "timeout", "count": 1, "seconds": 0.3})
     started = time.monotonic()
     await provider.fetch_account(ctx, child(), creds)
     assert time.monotonic() - started >= 0.3

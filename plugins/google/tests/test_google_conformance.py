@@ -23,7 +23,7 @@ from core.testing.conformance import ProviderConformance, SimulatorProcess, simu
 
 LARGE_ID = "1000000099"
 FAULTS: dict[str, dict[str, Any]] = {
-    "throttle": {"kind": "rate_limit", "count": 10**6, "retry_delay_s": 30},
+    "throttle": {"kind": "throttle", "count": 10**6, "retry_after_s": 30},
     "server_error": {"kind": "server_error", "count": 10**6, "status": 503, "code": "TRANSIENT_ERROR"},
 }
 

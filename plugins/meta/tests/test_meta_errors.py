@@ -73,7 +73,7 @@ async def test_server_errors_are_transient_and_retried_in_place(
 async def test_empty_or_corrupt_200_is_transient(
     provider: MetaProvider, ctx: ProviderContext, secret: Credentials, sim_post: Any, corrupt: bool
 ) -> None:
-    await sim_post("/_sim/faults", {"kind": "empty_body", "corrupt": corrupt})
+    await sim_post("/_sim/faults", {"kind": "malformed", "mode": "truncated" if corrupt else "empty"})
     with pytest.raises(TransientError, match="empty or corrupt"):
         await provider.fetch_account(ctx, ref(), secret)
 
@@ -199,7 +199,7 @@ async def test_token_never_appears_in_errors_or_logs(
     faults = [
         {"kind": "throttle"},
         {"kind": "server_error", "count": 2},
-        {"kind": "empty_body", "count": 2},
+        {"kind": "malformed", "mode": "empty", "count": 2},
         {"kind": "malformed", "field": "spend", "value": SECRET},
     ]
     errors: list[BaseException] = []
