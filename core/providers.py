@@ -17,8 +17,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 from core.errors import PayloadError
 
 if TYPE_CHECKING:
