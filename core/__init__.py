@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.enqueue import EnqueueResult
 from core.errors import (
     AuthError,
     ConfigError,
@@ -28,6 +29,17 @@ from core.providers import (
     SyncMode,
     SyncWindow,
 )
+from core.state import ConnectionStatus, RunStatus, SyncJobId, SyncStatus
+from core.sync.context import (
+    SyncContext,
+    SyncJobSpec,
+    SyncWork,
+    accounts_due,
+    accounts_for,
+    enqueue_plugin_sync,
+    enqueue_plugin_syncs,
+    plugin_session,
+)
 
 __version__ = "0.1.0"
 
@@ -37,8 +49,10 @@ __all__ = [
     "AuthError",
     "Capabilities",
     "ConfigError",
+    "ConnectionStatus",
     "Credentials",
     "DemoConnection",
+    "EnqueueResult",
     "EntityRecord",
     "JobSpec",
     "MetricRecord",
@@ -48,11 +62,22 @@ __all__ = [
     "Provider",
     "ProviderContext",
     "RateLimited",
+    "RunStatus",
     "ScheduleEntry",
     "SimulatorSpec",
+    "SyncContext",
+    "SyncJobId",
+    "SyncJobSpec",
     "SyncMode",
+    "SyncStatus",
     "SyncWindow",
+    "SyncWork",
     "TransientError",
     "__version__",
+    "accounts_due",
+    "accounts_for",
+    "enqueue_plugin_sync",
+    "enqueue_plugin_syncs",
     "hookimpl",
+    "plugin_session",
 ]
