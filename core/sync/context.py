@@ -152,8 +152,12 @@ class SyncJobSpec:
             kwargs=dict(options or {}),
             defer_s=defer_s,
             # Its own active-job key: a plugin sync does not hide (or get hidden by) an ad-metrics sync.
-            connection_id=f"{connection_id}:{self.label}",
+            connection_id=self.active_for(connection_id),
         )
+
+    def active_for(self, connection_id: str) -> str:
+        """The connection's slot for this spec's one queued or running job."""
+        return f"{connection_id}:{self.label}"
 
 
 async def run_plugin_sync(
@@ -204,6 +208,7 @@ async def run_plugin_sync(
             job.stats.update(pctx.limiter.stats())
 
     job.requeue = requeue
+    job.active_for = spec.active_for(str(job.connection_id))
     return await run_sync(ctx, job, work=work)
 
 

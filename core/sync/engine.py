@@ -50,6 +50,13 @@ class SyncJob:
     stats: dict[str, Any] = field(default_factory=lambda: {"entities": 0, "rows": 0})
     # How a throttled try re-queues itself; default: process_sync_job in the same mode.
     requeue: Callable[[float], Awaitable[EnqueueResult]] | None = None
+    # Whose "one queued or running job" slot this job holds (a plugin job has its own).
+    active_for: str | None = None
+
+    @property
+    def active_key(self) -> str:
+        """The id under which this job is the connection's active sync (released when it ends)."""
+        return self.active_for or str(self.connection_id)
 
 
 @dataclass
@@ -135,11 +142,11 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work | None = None) 
     )
     loaded = await _load(job, ctx["registry"])
     if loaded is None:
-        await release_active(redis, str(job.connection_id), job.job_id)
+        await release_active(redis, job.active_key, job.job_id)
         log.warning("sync_skipped", reason="connection not found in workspace")
         return {"status": "skipped", "reason": "connection not found"}
     if loaded.connection.status != ConnectionStatus.active:
-        await release_active(redis, str(job.connection_id), job.job_id)
+        await release_active(redis, job.active_key, job.job_id)
         log.info("sync_skipped", reason=f"connection is {loaded.connection.status}")
         return {"status": "skipped", "reason": f"connection is {loaded.connection.status}"}
     lock = redis.lock(keys.connection_lock(job.connection_id), timeout=ctx["settings"].job_timeout_s + 5)
@@ -199,7 +206,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
             api_calls=job.stats.get("api_calls", 0),
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
-    await release_active(ctx["redis"], str(job.connection_id), job.job_id)
+    await release_active(ctx["redis"], job.active_key, job.job_id)
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     registry.notify("on_sync_finished", **event, stats=dict(job.stats))
     snapshot_log.info(
@@ -242,7 +249,7 @@ async def _finish_failed(
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
     if run_status is not RunStatus.retrying:
-        await release_active(ctx["redis"], str(job.connection_id), job.job_id)
+        await release_active(ctx["redis"], job.active_key, job.job_id)
 
 
 def scrub(message: str, credentials: Credentials) -> str:
