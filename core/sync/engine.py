@@ -34,7 +34,6 @@ from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import status
 
 log = structlog.get_logger(__name__)
-entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 

@@ -23,7 +23,6 @@ from core.sync.engine import Loaded, SyncJob, account_ref, provider_context
 from core.sync.upserts import upsert_entities, upsert_snapshots
 from core.sync.windows import total_backfill_slices, windows_for
 
-log = structlog.get_logger(__name__)
 entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
