@@ -22,7 +22,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from core import keys
+import core.keys as keys
 from core.config import get_settings
 from core.providers import SyncMode
 from core.redis import create_arq_pool, serialize

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Row, select
 
-from core import keys
+import core.keys as keys
 from core.config import Settings
 from core.crypto import decrypt, get_cipher
 from core.db.engine import session_scope

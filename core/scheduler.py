@@ -31,7 +31,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core import keys
+import core.keys as keys
 from core.config import Settings, get_settings
 from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
 from core.enqueue import Fence, JobRequest, enqueue_tick

@@ -19,7 +19,7 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from core import keys
+import core.keys as keys
 from core.config import Settings
 from core.crypto import decrypt
 from core.db.engine import session_scope
