@@ -52,3 +52,13 @@ def test_no_other_core_module_spells_a_redis_key() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and key.match(node.value):
                 found.append(f"{relative}:{node.lineno}: {node.value!r}")
     assert found == []
+
+
+def test_one_module_writes_arqs_job_keys() -> None:
+    from pathlib import Path
+
+    root = Path(keys.__file__).parent
+    writers = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*.py") if "PSETEX" in p.read_text().upper()
+    )
+    assert writers == ["enqueue.py"]
