@@ -85,6 +85,20 @@ class SyncContext:
         async with session_scope() as session:
             await status.update_run(session, self._run_id, **values)
 
+    async def validate_credentials(self) -> None:
+        """Check the tokens offline, then with the platform; store refreshed ones (the provider's own check).
+
+        Raises the provider's :class:`~core.errors.AuthError` for tokens that no longer work,
+        which the engine records as ``reconnect_required``.
+        """
+        from core.sync.fetch import store_credentials
+
+        self.provider.check_credentials(self.credentials)
+        refreshed = await self.provider.validate_token(self.provider_context, self.account, self.credentials)
+        if refreshed is not None:
+            await store_credentials(self.connection_id, refreshed)
+            self.credentials = self._loaded.credentials = refreshed
+
     async def update_account(self, *, name: str | None, timezone: str, currency: str | None) -> AccountRef:
         """Store the account's facts as the platform reports them; returns the refreshed account."""
         from core.sync.engine import account_ref

@@ -27,7 +27,8 @@ entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 
-async def _store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
+async def store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
+    """Store a connection's refreshed tokens, encrypted."""
     async with session_scope() as session:
         await session.execute(
             update(Credential)
@@ -148,7 +149,7 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
         provider.check_credentials(loaded.credentials)
         refreshed = await provider.validate_token(pctx, account_ref(loaded.connection), loaded.credentials)
         if refreshed is not None:
-            await _store_credentials(job.connection_id, refreshed)
+            await store_credentials(job.connection_id, refreshed)
             loaded.credentials = refreshed
         await _refresh_account(provider, pctx, loaded)
         await _sync_entities(job, provider, pctx, loaded)

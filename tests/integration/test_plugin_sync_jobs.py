@@ -20,6 +20,7 @@ SEEN: list[dict[str, Any]] = []
 async def report_work(sctx: SyncContext) -> None:
     """Read the account and today's metrics through the provider; count rows; report progress."""
     provider, pctx = sctx.provider, sctx.provider_context
+    await sctx.validate_credentials()
     info = await provider.fetch_account(pctx, sctx.account, sctx.credentials)
     await sctx.update_account(name=info.name, timezone=info.timezone, currency=info.currency)
     today = datetime.now(UTC).date()
@@ -132,3 +133,17 @@ async def test_plugin_job_refuses_another_providers_connection(
     assert [(r.status, r.job_id) for r in runs] == [("failed", result["job_id"])]
     row = await fetch_one(CONN, c=conn)
     assert row.sync_status == "error" and "needs a shopify connection" in row.last_sync_error
+
+
+async def test_plugin_job_with_a_dead_token_needs_reconnecting(
+    make_connection: Any, redis_client: Any, plugin_worker: Any
+) -> None:
+    ws, conn = await make_connection(token="tp-revoked-token")
+    await enqueue_plugin_sync(REPORT, str(conn), str(ws), redis=redis_client)
+    await plugin_worker()
+    runs = await fetch_all(RUNS, c=conn)
+    assert [(r.try_number, r.status) for r in runs] == [(1, "failed")]  # never retried
+    row = await fetch_one(CONN, c=conn)
+    assert row.sync_status == "reconnect_required" and row.last_error_kind == "auth"
+    assert "tp-revoked-token" not in row.last_sync_error
+    assert SEEN == []
