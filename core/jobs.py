@@ -10,6 +10,7 @@ from core.errors import ConfigError
 from core.providers import SyncMode
 from core.state import RunStatus
 from core.sync.engine import SyncJob, run_sync
+from core.sync.fetch import default_work
 
 if TYPE_CHECKING:
     from core.compaction import CompactionStats
@@ -49,7 +50,7 @@ async def process_sync_job(
         )
     except ConfigError as exc:
         return {"status": RunStatus.failed.value, "error_kind": exc.kind, "error": exc.message}
-    return await run_sync(ctx, job)
+    return await run_sync(ctx, job, default_work)
 
 
 def _mode(value: str) -> SyncMode:

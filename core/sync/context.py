@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -25,15 +25,18 @@ from core.db.models import Connection
 from core.enqueue import EnqueueResult, JobRequest, enqueue_many, get_arq_pool
 from core.errors import ConfigError
 from core.providers import AccountRef, Credentials, JobSpec, Provider, ProviderContext
-from core.state import ConnectionStatus, RunStatus, SyncStatus
+from core.state import ConnectionStatus, SyncStatus
 from core.sync import status
-
-if TYPE_CHECKING:
-    from core.sync.engine import Loaded, SyncJob
+from core.sync.loading import Loaded, account_ref, refresh_account_facts, store_credentials
 
 log = structlog.get_logger(__name__)
 
 SyncWork = Callable[["SyncContext"], Awaitable[None]]
+PluginSyncRunner = Callable[
+    [dict[str, Any], "SyncJobSpec", str, str, Mapping[str, Any]], Awaitable[dict[str, Any]]
+]
+#: The arq ctx key under which the worker puts the engine's runner of plugin sync jobs.
+RUNNER_KEY = "run_plugin_sync"
 
 
 def plugin_session() -> AbstractAsyncContextManager[AsyncSession]:
@@ -57,19 +60,10 @@ class SyncContext:
     job_try: int
     options: Mapping[str, Any]
     stats: dict[str, Any]
-    _job: SyncJob = field(repr=False)
+    connection_id: uuid.UUID
+    workspace_id: uuid.UUID
     _loaded: Loaded = field(repr=False)
     _run_id: uuid.UUID = field(repr=False)
-
-    @property
-    def connection_id(self) -> uuid.UUID:
-        """The connection being synced."""
-        return self._job.connection_id
-
-    @property
-    def workspace_id(self) -> uuid.UUID:
-        """The workspace (tenant) that owns the connection."""
-        return self._job.workspace_id
 
     def add_rows(self, count: int) -> None:
         """Count rows this try wrote (shown in ``sync_runs.rows_written``)."""
@@ -91,8 +85,6 @@ class SyncContext:
         Raises the provider's :class:`~core.errors.AuthError` for tokens that no longer work,
         which the engine records as ``reconnect_required``.
         """
-        from core.sync.fetch import store_credentials
-
         self.provider.check_credentials(self.credentials)
         refreshed = await self.provider.validate_token(self.provider_context, self.account, self.credentials)
         if refreshed is not None:
@@ -101,9 +93,6 @@ class SyncContext:
 
     async def update_account(self, *, name: str | None, timezone: str, currency: str | None) -> AccountRef:
         """Store the account's facts as the platform reports them; returns the refreshed account."""
-        from core.sync.engine import account_ref
-        from core.sync.fetch import refresh_account_facts
-
         await refresh_account_facts(self._loaded, name=name, timezone=timezone, currency=currency)
         self.account = account_ref(self._loaded.connection)
         return self.account
@@ -136,13 +125,12 @@ class SyncJobSpec:
         async def job(
             ctx: dict[str, Any], connection_id: str, workspace_id: str, *args: Any, **options: Any
         ) -> dict[str, Any]:
-            return await run_plugin_sync(
-                ctx,
-                spec,
-                connection_id,
-                workspace_id,
-                {**dict(zip(spec.arguments, args, strict=False)), **options},
-            )
+            # The worker hands the engine to plugin jobs through ctx, as it hands them http and settings.
+            run: PluginSyncRunner | None = ctx.get(RUNNER_KEY)
+            if run is None:
+                raise ConfigError("plugin sync jobs run in metricx's worker (arq core.worker.WorkerSettings)")
+            merged = {**dict(zip(spec.arguments, args, strict=False)), **options}
+            return await run(ctx, spec, connection_id, workspace_id, merged)
 
         job.__name__ = job.__qualname__ = self.name.replace(".", "_")
         job.__doc__ = f"Run the {self.provider} plugin's {self.label!r} sync of one connection."
@@ -172,58 +160,6 @@ class SyncJobSpec:
     def active_for(self, connection_id: str) -> str:
         """The connection's slot for this spec's one queued or running job."""
         return f"{connection_id}:{self.label}"
-
-
-async def run_plugin_sync(
-    ctx: dict[str, Any], spec: SyncJobSpec, connection_id: str, workspace_id: str, options: Mapping[str, Any]
-) -> dict[str, Any]:
-    """One try of a plugin sync job: the engine's lock, status, runs and retries around ``spec.work``."""
-    from core.jobs import parse_uuid
-    from core.sync.engine import SyncJob, run_sync
-
-    try:
-        job = SyncJob(
-            connection_id=parse_uuid(connection_id, "connection_id"),
-            workspace_id=parse_uuid(workspace_id, "workspace_id"),
-            mode=spec.label,
-            job_id=ctx["job_id"],
-            job_try=ctx.get("job_try", 1),
-        )
-    except ConfigError as exc:
-        return {"status": RunStatus.failed.value, "error_kind": exc.kind, "error": exc.message}
-
-    async def requeue(defer_s: float) -> EnqueueResult:
-        request = spec.request(connection_id, workspace_id, options=options, defer_s=defer_s)
-        [result] = await enqueue_many(ctx["redis"], [request])
-        return result
-
-    async def work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id: uuid.UUID) -> None:
-        from core.sync.engine import account_ref, provider_context
-
-        if loaded.provider.name != spec.provider:
-            raise ConfigError(f"{spec.name} needs a {spec.provider} connection, not {loaded.provider.name!r}")
-        pctx = provider_context(ctx, loaded)
-        sctx = SyncContext(
-            account=account_ref(loaded.connection),
-            credentials=loaded.credentials,
-            provider=loaded.provider,
-            provider_context=pctx,
-            job_id=job.job_id,
-            job_try=job.job_try,
-            options=dict(options),
-            stats=job.stats,
-            _job=job,
-            _loaded=loaded,
-            _run_id=run_id,
-        )
-        try:
-            await spec.work(sctx)
-        finally:
-            job.stats.update(pctx.limiter.stats())
-
-    job.requeue = requeue
-    job.active_for = spec.active_for(str(job.connection_id))
-    return await run_sync(ctx, job, work=work)
 
 
 async def enqueue_plugin_sync(
@@ -261,12 +197,6 @@ async def enqueue_plugin_syncs(
     return await enqueue_many(conn, requests)
 
 
-def _account(conn: Connection) -> AccountRef:
-    from core.sync.engine import account_ref
-
-    return account_ref(conn)
-
-
 async def accounts_due(provider: str) -> list[AccountRef]:
     """The provider's connections a scheduled sync should run for now (active, not throttled, usable)."""
     now = datetime.now(UTC)
@@ -281,7 +211,7 @@ async def accounts_due(provider: str) -> list[AccountRef]:
             )
             .order_by(Connection.id)
         )
-        return [_account(c) for c in rows]
+        return [account_ref(c) for c in rows]
 
 
 async def accounts_for(provider: str, external_account_id: str) -> list[AccountRef]:
@@ -296,4 +226,4 @@ async def accounts_for(provider: str, external_account_id: str) -> list[AccountR
             )
             .order_by(Connection.id)
         )
-        return [_account(c) for c in rows]
+        return [account_ref(c) for c in rows]

@@ -28,10 +28,10 @@ from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
 from core.logging import redact_text
 from core.plugins import Registry
-from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode
-from core.ratelimit import AccountLimiter
+from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import status
+from core.sync.loading import Loaded
 
 log = structlog.get_logger(__name__)
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
@@ -56,33 +56,6 @@ class SyncJob:
     def active_key(self) -> str:
         """The id under which this job is the connection's active sync (released when it ends)."""
         return self.active_for or str(self.connection_id)
-
-
-@dataclass
-class Loaded:
-    """The connection a try works on, its decrypted credentials and its provider."""
-
-    connection: Connection
-    credentials: Credentials
-    provider: Provider
-
-
-def account_ref(conn: Connection) -> AccountRef:
-    """The provider-facing view of a connection."""
-    return AccountRef(
-        connection_id=str(conn.id),
-        workspace_id=str(conn.workspace_id),
-        external_account_id=conn.external_account_id,
-        timezone=conn.timezone or "UTC",
-        currency=conn.currency,
-        config=dict(conn.config or {}),
-    )
-
-
-def provider_context(ctx: dict[str, Any], loaded: Loaded) -> ProviderContext:
-    """The one place a sync's ProviderContext (HTTP client, the account's limiter) is built."""
-    limiter = AccountLimiter(ctx["redis"], loaded.provider.name, loaded.connection.external_account_id)
-    return ProviderContext(http=ctx["http"], limiter=limiter)
 
 
 def backoff_s(job_try: int, settings: Settings) -> float:
@@ -128,12 +101,13 @@ def _requeue_sync(ctx: dict[str, Any], job: SyncJob) -> Callable[[float], Awaita
 Work = Callable[[SyncJob, dict[str, Any], "Loaded", uuid.UUID], Awaitable[None]]
 
 
-async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work | None = None) -> dict[str, Any]:
+async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, Any]:
     """Run one try of a sync and map its outcome to status, ``sync_runs`` and arq retries.
 
-    ``work`` does the fetching (default: token check, entities, metrics for the
-    mode's windows). Plugin jobs pass their own and get the same lock, status
-    tracking, ``sync_runs`` rows, retries and deferrals as ad syncs.
+    ``work`` does the fetching (``core.sync.fetch.default_work`` for ad syncs: token
+    check, entities, metrics for the mode's windows; a plugin job's own work through
+    :mod:`core.sync.context`), with the same lock, status tracking, ``sync_runs``
+    rows, retries and deferrals for all of them.
     """
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
@@ -153,10 +127,6 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work | None = None) 
         # Another sync of this connection is running (e.g. a different mode): try again shortly.
         raise Retry(defer=backoff_s(1, ctx["settings"]))
     try:
-        if work is None:
-            from core.sync.fetch import default_work
-
-            work = default_work
         return await _attempt(ctx, job, loaded, work)
     finally:
         try:

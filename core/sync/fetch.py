@@ -11,51 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 
 from core.config import Settings
-from core.crypto import encrypt
 from core.db.engine import session_scope
-from core.db.models import Credential
-from core.providers import Credentials, Provider, ProviderContext, SyncMode, SyncWindow
+from core.providers import Provider, ProviderContext, SyncMode, SyncWindow
 from core.sync import status
-from core.sync.engine import Loaded, SyncJob, account_ref, provider_context
+from core.sync.engine import SyncJob
+from core.sync.loading import Loaded, account_ref, provider_context, refresh_account_facts, store_credentials
 from core.sync.upserts import upsert_entities, upsert_snapshots
 from core.sync.windows import total_backfill_slices, windows_for
 
 entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
-
-
-async def store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
-    """Store a connection's refreshed tokens, encrypted."""
-    async with session_scope() as session:
-        await session.execute(
-            update(Credential)
-            .where(Credential.connection_id == connection_id)
-            .values(
-                access_token_enc=encrypt(creds.access_token),
-                refresh_token_enc=encrypt(creds.refresh_token),
-                expires_at=creds.expires_at,
-                scopes=" ".join(creds.scopes) or None,
-                updated_at=status.utcnow(),
-            )
-        )
-
-
-async def refresh_account_facts(
-    loaded: Loaded, *, name: str | None, timezone: str, currency: str | None
-) -> None:
-    """Store the account's timezone and currency (and its name, if it has none) when they changed."""
-    conn = loaded.connection
-    changes: dict[str, Any] = {"timezone": timezone, "currency": currency}
-    if name and not conn.name:
-        changes["name"] = name
-    if any(getattr(conn, k) != v for k, v in changes.items()):
-        async with session_scope() as session:
-            await status.update_account_facts(session, conn.id, changes)
-        for key, value in changes.items():
-            setattr(conn, key, value)
 
 
 async def _refresh_account(provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
