@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.cache import CacheLock, ProviderCache
+from core.context import provider_context
 from core.enqueue import EnqueueResult
 from core.errors import (
     AuthError,
@@ -13,9 +15,20 @@ from core.errors import (
     TransientError,
 )
 from core.hookspecs import hookimpl
+from core.http import (
+    TRANSPORT_ERRORS,
+    ConnectionLost,
+    ProviderAPI,
+    ProviderHTTP,
+    RequestAuth,
+    RetryPolicy,
+    Usage,
+    parse_retry_after,
+)
 from core.providers import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     Capabilities,
     Credentials,
     DemoConnection,
@@ -44,11 +57,15 @@ from core.sync.context import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRANSPORT_ERRORS",
     "AccountInfo",
     "AccountRef",
+    "ApiVersion",
     "AuthError",
+    "CacheLock",
     "Capabilities",
     "ConfigError",
+    "ConnectionLost",
     "ConnectionStatus",
     "Credentials",
     "DemoConnection",
@@ -60,8 +77,13 @@ __all__ = [
     "PayloadError",
     "PermanentError",
     "Provider",
+    "ProviderAPI",
+    "ProviderCache",
     "ProviderContext",
+    "ProviderHTTP",
     "RateLimited",
+    "RequestAuth",
+    "RetryPolicy",
     "RunStatus",
     "ScheduleEntry",
     "SimulatorSpec",
@@ -73,11 +95,14 @@ __all__ = [
     "SyncWindow",
     "SyncWork",
     "TransientError",
+    "Usage",
     "__version__",
     "accounts_due",
     "accounts_for",
     "enqueue_plugin_sync",
     "enqueue_plugin_syncs",
     "hookimpl",
+    "parse_retry_after",
     "plugin_session",
+    "provider_context",
 ]

@@ -18,6 +18,8 @@ from arq.constants import (
 ACTIVE_SYNC_PREFIX = "metricx:sync:active:"
 #: Held while a sync of the connection runs (any mode, any job).
 CONNECTION_LOCK_PREFIX = "metricx:lock:connection:"
+#: Plugins' namespaced cache (``ProviderContext.cache``): ``{prefix}:{provider}:...``.
+CACHE_PREFIX = "metricx:cache"
 #: Rate-limiter state per (provider, account): ``{prefix}:{provider}:{account}[:blocked|:usage|:gcra]``.
 RATE_LIMIT_PREFIX = "metricx:rl"
 #: Connections a fan-out enqueued in one slot: ``{prefix}{mode}:{slot}`` (a set).
@@ -69,6 +71,7 @@ def arq_in_progress(job_id: str) -> str:
 
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
+    "CACHE_PREFIX",
     "CONNECTION_LOCK_PREFIX",
     "CRON_JOB_PREFIX",
     "FANOUT_PASSES_PREFIX",

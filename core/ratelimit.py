@@ -110,8 +110,12 @@ class AccountLimiter:
         if pct >= STOP_AT_PCT:
             await self.block(regain_s if regain_s is not None else 60.0)
 
-    async def block(self, seconds: float) -> None:
-        """Block the account for ``seconds`` across all workers (after a throttle error)."""
+    async def block(self, seconds: float, *, scope: str = "account") -> None:
+        """Block the account for ``seconds`` across all workers (after a throttle error).
+
+        ``scope`` is accepted for the throttle scopes of issue 12 and not honoured yet: every block
+        is an account block here.
+        """
         until = time.time() + max(0.0, seconds)
         current = await self._redis.get(f"{self.key}:blocked")
         if current is None or float(current) < until:

@@ -24,8 +24,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 
 import structlog
 from redis.asyncio import Redis
@@ -36,6 +36,8 @@ from core.config import Settings, get_settings
 from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
 from core.enqueue import Fence, JobRequest, enqueue_tick
 from core.errors import MetricxError
+from core.lifecycle import SunsetNotice, warn_sunsets
+from core.providers import Provider
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
@@ -99,8 +101,11 @@ class Scheduler:
         *,
         clock: Callable[[], datetime] = _utcnow,
         out: Callable[[str], None] | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.redis = redis
+        self.providers = dict(providers or {})
+        self._sunsets_checked_on: date | None = None
         self.jobs = list(jobs)
         self.settings = settings
         self.clock = clock
@@ -121,6 +126,7 @@ class Scheduler:
     async def step(self) -> list[str]:
         """One pass over the entries as leader; returns the job ids it enqueued."""
         now = self.clock()
+        self.check_api_sunsets(now.date())
         last = await self.last_ticks()
         enqueued: list[str] = []
         for job in self.jobs:
@@ -143,6 +149,13 @@ class Scheduler:
             else:  # another scheduler (or a restart) already enqueued this tick
                 log.info("tick_already_enqueued", entry=job.name, job_id=job_id)
         return enqueued
+
+    def check_api_sunsets(self, today: date) -> list[SunsetNotice]:
+        """Once per UTC day, as leader: warn about providers whose API version sunsets soon (or did)."""
+        if self._sunsets_checked_on == today:
+            return []
+        self._sunsets_checked_on = today
+        return warn_sunsets(self.providers, today)
 
     async def _record(self, job: CronJob, tick: datetime, action: Action) -> int:
         kwargs = {**job.kwargs, **({"tick": tick.isoformat()} if job.pass_tick else {})}
@@ -223,8 +236,10 @@ def startup_lines(jobs: Sequence[CronJob], settings: Settings) -> list[str]:
     return lines
 
 
-async def serve(settings: Settings, jobs: Sequence[CronJob]) -> None:
-    """Run the scheduler until SIGTERM / SIGINT."""
+async def serve(
+    settings: Settings, jobs: Sequence[CronJob], providers: Mapping[str, Provider] | None = None
+) -> None:
+    """Run the scheduler until SIGTERM / SIGINT; ``providers`` get the daily API sunset check."""
     from core.redis import create_arq_pool
 
     stop = asyncio.Event()
@@ -233,7 +248,7 @@ async def serve(settings: Settings, jobs: Sequence[CronJob]) -> None:
         loop.add_signal_handler(sig, stop.set)
     redis = await create_arq_pool(settings)
     try:
-        await Scheduler(redis, jobs, settings).run(stop)
+        await Scheduler(redis, jobs, settings, providers=providers).run(stop)
     finally:
         await redis.aclose()
     print("[SCHEDULER] Stopped", flush=True)
@@ -247,13 +262,14 @@ def main() -> None:
     configure_logging()
     settings = get_settings()
     try:
-        jobs = load_entries(settings, get_registry())
+        registry = get_registry()
+        jobs = load_entries(settings, registry)
     except MetricxError as exc:
         print(f"[SCHEDULER] error: {exc.message}", file=sys.stderr, flush=True)
         sys.exit(1)
     for line in startup_lines(jobs, settings):
         print(line, flush=True)
-    asyncio.run(serve(settings, jobs))
+    asyncio.run(serve(settings, jobs, registry.providers))
 
 
 if __name__ == "__main__":

@@ -104,13 +104,22 @@ async def on_job_end(ctx: dict[str, Any]) -> None:
     structlog.contextvars.clear_contextvars()
 
 
+def _functions_or_exit() -> list[Function]:
+    # arq imports this module to read WorkerSettings: a broken plugin set (strict mode, a job
+    # name clash) must stop the worker with one line saying what to fix, not a traceback.
+    try:
+        return build_functions()
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc.message}") from None
+
+
 _settings = get_settings()
 
 
 class WorkerSettings:
     """Settings arq reads from this class's ``__dict__`` (keep it flat)."""
 
-    functions = build_functions()
+    functions = _functions_or_exit()
     cron_jobs: list[Any] = []  # the scheduler process enqueues cron work, never the workers
     redis_settings = redis_settings(_settings)
     max_jobs = _settings.max_jobs

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import update
 
+from core.context import provider_context as build_provider_context
 from core.crypto import encrypt
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.providers import AccountRef, Credentials, Provider, ProviderContext
-from core.ratelimit import AccountLimiter
 from core.sync import status
 
 
@@ -42,9 +42,14 @@ def account_ref(conn: Connection) -> AccountRef:
 
 
 def provider_context(ctx: dict[str, Any], loaded: Loaded) -> ProviderContext:
-    """The one place a sync's ProviderContext (HTTP client, the account's limiter) is built."""
-    limiter = AccountLimiter(ctx["redis"], loaded.provider.name, loaded.connection.external_account_id)
-    return ProviderContext(http=ctx["http"], limiter=limiter)
+    """The one place a sync's ProviderContext (HTTP, the account's limiter, the cache) is built."""
+    return build_provider_context(
+        redis=ctx["redis"],
+        client=ctx["http"],
+        provider=loaded.provider,
+        account=loaded.connection.external_account_id,
+        settings=ctx.get("settings"),
+    )
 
 
 async def store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:

@@ -20,7 +20,11 @@ from core.api.schemas import (
     SyncRequest,
     WorkspaceSyncResult,
 )
-from core.api.service import (
+from core.db.models import Connection, Credential
+from core.errors import MetricxError
+from core.logging import REDACTED, SECRET_KEYS
+from core.providers import Credentials, SyncMode
+from core.services import (
     ConnectionExists,
     ProviderNotInstalled,
     add_connection,
@@ -28,10 +32,6 @@ from core.api.service import (
     job_mode,
     validate_account,
 )
-from core.db.models import Connection, Credential
-from core.errors import MetricxError
-from core.logging import REDACTED, SECRET_KEYS
-from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus
 
 log = structlog.get_logger(__name__)

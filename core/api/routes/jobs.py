@@ -17,6 +17,7 @@ from core.api.schemas import NO_NUL, JobPublic, Page, Progress, SyncRunPublic
 from core.config import get_settings
 from core.db.models import Connection, SyncRun
 from core.redis import deserialize
+from core.services import job_outcome
 from core.state import RunStatus, SyncJobId
 
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["jobs"])
@@ -53,16 +54,6 @@ async def _latest_run(session: AsyncSession, job_id: str) -> SyncRun | None:
     return await session.scalar(
         select(SyncRun).where(SyncRun.job_id == job_id).order_by(SyncRun.try_number.desc()).limit(1)
     )
-
-
-def job_outcome(success: bool, result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    """(complete | failed, result, error) of a finished arq job; a sync that failed returns normally."""
-    if not success:
-        return "failed", None, str(result)[:500]
-    payload = result if isinstance(result, dict) else {"value": result}
-    if payload.get("status") == "failed":
-        return "failed", payload, str(payload.get("error") or "the sync failed")
-    return "complete", payload, None
 
 
 async def _from_arq(job_id: str, redis: RedisDep, run: SyncRun | None) -> dict[str, Any] | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import structlog
 
+from core import ApiVersion
 from core.errors import AuthError, ConfigError, MetricxError
 from core.providers import (
     AccountInfo,
@@ -29,6 +30,9 @@ log = structlog.get_logger(__name__)
 
 ACCOUNT_FIELDS = "account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
 _ACTIVE_ACCOUNT = 1
+# Graph/Marketing API versions and the day each stops working ("Expiration Date"), from
+# https://developers.facebook.com/docs/graph-api/changelog/versions/ (read 2026-12-02).
+GRAPH_API_SUNSETS = {"v26.0": None, "v25.0": date(2028, 7, 29), "v24.0": date(2028, 2, 18)}
 
 
 def account_number(account: AccountRef) -> str:
@@ -50,11 +54,14 @@ class MetaProvider:
 
     def __init__(self, settings: MetaSettings | None = None) -> None:
         self.settings = settings or MetaSettings()
+        self.api_version = ApiVersion(
+            self.settings.api_version, GRAPH_API_SUNSETS.get(self.settings.api_version)
+        )
 
     def client(self, ctx: ProviderContext, credentials: Credentials) -> MetaClient:
         self.check_credentials(credentials)
         assert credentials.access_token is not None  # checked above
-        return MetaClient(ctx.http, ctx.limiter, self.settings, credentials.access_token)
+        return MetaClient(ctx.http, self.settings, credentials.access_token)
 
     def check_credentials(self, credentials: Credentials) -> None:
         """Raise AuthError when there is no token or it expired (Meta tokens cannot be refreshed)."""

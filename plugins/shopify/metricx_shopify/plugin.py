@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,3 +67,9 @@ def migration_locations() -> str | None:
 def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
     """Let `metricx demo` run the Shopify simulator."""
     register(SIMULATOR)
+
+
+@hookimpl
+def register_secret_patterns(register: Callable[[str | re.Pattern[str]], None]) -> None:
+    """Shopify's access-token header never reaches a log line."""
+    register("X-Shopify-Access-Token")

@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.context import provider_context
 from core.db.models import Connection
 from core.enqueue import EnqueueResult
 from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
-from core.providers import AccountInfo, AccountRef, Credentials, Provider, ProviderContext, SyncMode
-from core.ratelimit import AccountLimiter
-from core.services import create_connection
+from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
+from core.services.accounts import create_connection
 from core.state import SyncJobId
 from core.sync.requests import request_syncs
 
@@ -91,10 +91,11 @@ async def _validate(
     redis: Redis,
 ) -> ValidatedAccount:
     provider.check_credentials(credentials)
-    limiter = AccountLimiter(redis, provider.name, external_account_id, max_wait_s=VALIDATION_MAX_WAIT_S)
-    ctx = ProviderContext(http=http, limiter=limiter)
     account = AccountRef(
         connection_id="", workspace_id="", external_account_id=external_account_id, config=dict(config)
+    )
+    ctx = provider_context(
+        redis=redis, client=http, provider=provider, account=account, max_wait_s=VALIDATION_MAX_WAIT_S
     )
     refreshed = await provider.validate_token(ctx, account, credentials)
     if refreshed is not None:

@@ -1,4 +1,4 @@
-"""Operations shared by the API, the CLI and the tests: workspaces, keys, connections."""
+"""Workspaces, API keys, connections with encrypted credentials, and key rotation."""
 
 from __future__ import annotations
 
