@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.cache import CacheLock, ProviderCache
 from core.context import provider_context
+from core.enqueue import EnqueueResult
 from core.errors import (
     AuthError,
     ConfigError,
@@ -41,6 +42,17 @@ from core.providers import (
     SyncMode,
     SyncWindow,
 )
+from core.state import ConnectionStatus, RunStatus, SyncJobId, SyncStatus
+from core.sync.context import (
+    SyncContext,
+    SyncJobSpec,
+    SyncWork,
+    accounts_due,
+    accounts_for,
+    enqueue_plugin_sync,
+    enqueue_plugin_syncs,
+    plugin_session,
+)
 
 __version__ = "0.1.0"
 
@@ -54,8 +66,10 @@ __all__ = [
     "Capabilities",
     "ConfigError",
     "ConnectionLost",
+    "ConnectionStatus",
     "Credentials",
     "DemoConnection",
+    "EnqueueResult",
     "EntityRecord",
     "JobSpec",
     "MetricRecord",
@@ -70,14 +84,25 @@ __all__ = [
     "RateLimited",
     "RequestAuth",
     "RetryPolicy",
+    "RunStatus",
     "ScheduleEntry",
     "SimulatorSpec",
+    "SyncContext",
+    "SyncJobId",
+    "SyncJobSpec",
     "SyncMode",
+    "SyncStatus",
     "SyncWindow",
+    "SyncWork",
     "TransientError",
     "Usage",
     "__version__",
+    "accounts_due",
+    "accounts_for",
+    "enqueue_plugin_sync",
+    "enqueue_plugin_syncs",
     "hookimpl",
     "parse_retry_after",
+    "plugin_session",
     "provider_context",
 ]

@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 
 from core.config import Settings
 from core.crypto import get_cipher
+from core.keys import CACHE_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,7 @@ class ProviderCache:
         *,
         settings: Settings | None = None,
         cipher: MultiFernet | None = None,
-        prefix: str = "metricx:cache",
+        prefix: str = CACHE_PREFIX,
     ) -> None:
         self._redis = redis
         self._settings = settings

@@ -15,6 +15,7 @@ import structlog
 from redis.asyncio import Redis
 
 from core.errors import RateLimited
+from core.keys import RATE_LIMIT_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ class AccountLimiter:
         rate_per_s: float | None = None,
         burst: int = 1,
         max_wait_s: float = 30.0,
-        prefix: str = "metricx:rl",
+        prefix: str = RATE_LIMIT_PREFIX,
     ) -> None:
         self._redis = redis
         self.key = f"{prefix}:{provider}:{account}"

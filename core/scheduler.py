@@ -28,39 +28,22 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 import structlog
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+import core.keys as keys
 from core.config import Settings, get_settings
 from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
+from core.enqueue import Fence, JobRequest, enqueue_tick
 from core.errors import MetricxError
 from core.lifecycle import SunsetNotice, warn_sunsets
 from core.providers import Provider
-from core.redis import serialize
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
-JOB_EXPIRES_MS = 86_400_000
-LEASE_PREFIX = "metricx:scheduler:lease:"
-LAST_TICKS_PREFIX = "metricx:scheduler:last:"
+LEASE_PREFIX = keys.SCHEDULER_LEASE_PREFIX
+LAST_TICKS_PREFIX = keys.SCHEDULER_LAST_TICKS_PREFIX
 
-# KEYS: lease, last-ticks hash, job key, result key, queue
-# ARGV: token, entry name, tick ms, payload, score, job expiry ms, job id, "enqueue" | "skip"
-# Returns -1 when this process no longer holds the lease, 0 when the tick was already
-# handled (or only recorded as skipped), 1 when it was enqueued.
-_ENQUEUE_TICK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local last = redis.call('HGET', KEYS[2], ARGV[2])
-if last and tonumber(last) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if ARGV[8] ~= 'enqueue' then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[4])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
-return 1
-"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -131,7 +114,6 @@ class Scheduler:
         self.lease = Lease(redis, LEASE_PREFIX + self.queue, settings.scheduler_lease_s)
         self.last_key = LAST_TICKS_PREFIX + self.queue
         self.leader = False
-        self._script = redis.register_script(_ENQUEUE_TICK)
 
     async def last_ticks(self) -> dict[str, datetime]:
         """The last tick handled per entry, as recorded in Redis."""
@@ -176,30 +158,17 @@ class Scheduler:
         return warn_sunsets(self.providers, today)
 
     async def _record(self, job: CronJob, tick: datetime, action: Action) -> int:
-        job_id = cron_job_id(job.name, tick)
         kwargs = {**job.kwargs, **({"tick": tick.isoformat()} if job.pass_tick else {})}
-        now_ms = int(time.time() * 1000)
-        payload = serialize_job(job.job, (), kwargs, None, now_ms, serializer=serialize)
-        reply = await self._script(
-            keys=[
-                self.lease.key,
-                self.last_key,
-                job_key_prefix + job_id,
-                result_key_prefix + job_id,
-                self.queue,
-            ],
-            args=[
-                self.lease.token,
-                job.name,
-                int(tick.timestamp() * 1000),
-                payload,
-                now_ms,
-                JOB_EXPIRES_MS,
-                job_id,
-                action,
-            ],
+        return await enqueue_tick(
+            self.redis,
+            Fence(self.lease.key, self.lease.token),
+            last_ticks_key=self.last_key,
+            entry=job.name,
+            tick_ms=int(tick.timestamp() * 1000),
+            request=JobRequest(job.job, cron_job_id(job.name, tick), kwargs=kwargs),
+            queue_name=self.queue,
+            record_only=action != "enqueue",
         )
-        return int(reply)
 
     def _lost_lease(self) -> None:
         if self.leader:

@@ -21,6 +21,8 @@ from core.errors import ConfigError
 from core.logging import configure_logging
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
+from core.sync.context import RUNNER_KEY
+from core.sync.plugin_jobs import run_plugin_sync
 
 log = structlog.get_logger(__name__, component="ARQ")
 
@@ -68,6 +70,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         print(line, flush=True)
     ctx["settings"] = settings
     ctx["registry"] = get_registry()
+    ctx[RUNNER_KEY] = run_plugin_sync  # plugin sync jobs (core.SyncJobSpec) run inside the engine
     ctx["http"] = httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
     ctx["startup_time"] = time.monotonic()
     # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.

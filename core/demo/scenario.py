@@ -24,9 +24,10 @@ from core.enqueue import enqueue_sync_job
 from core.plugins import Registry
 from core.providers import SyncMode
 from core.services import create_api_key, create_connection, create_workspace
+from core.state import SETTLED, TERMINAL_RUN, SyncStatus
 
 WORKSPACE = "metricx demo"
-FINISHED = ("idle", "error", "reconnect_required", "rate_limited")
+FINISHED = SETTLED
 # How much simulated time the attribution step lets pass at the platforms (late conversions follow it).
 LATE_DATA_S = 2 * 24 * 3600
 
@@ -106,7 +107,7 @@ async def wait_settled(stack: Stack, ids: list[uuid.UUID], timeout_s: float = 30
         await asyncio.sleep(0.5)
 
 
-FINAL_RUNS = ("complete", "failed", "deferred")
+FINAL_RUNS = TERMINAL_RUN
 
 
 async def wait_jobs(stack: Stack, job_ids: list[str], timeout_s: float = 300) -> None:
@@ -161,7 +162,7 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
                 state = states[cid]
                 if run is not None:
                     info = f"{run.slices_done}/{run.slices_total} slices, {run.rows_written} rows"
-                    if state.sync_status in FINISHED and state.sync_status != "idle":
+                    if state.sync_status in FINISHED and state.sync_status != SyncStatus.idle:
                         info = f"[red]{state.sync_status}[/red]: {state.last_sync_error or ''}"[:90]
                     progress.update(
                         tasks[cid], total=max(1, run.slices_total), completed=run.slices_done, info=info
@@ -259,7 +260,7 @@ async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, demo: Demo
         job = await enqueue_sync_job(str(c.id), str(demo.workspace_id), redis=redis)
         await wait_jobs(stack, [str(job["job_id"])], timeout_s=60)
         state = (await connection_states([c.id]))[c.id]
-        if state.sync_status == "rate_limited":
+        if state.sync_status == SyncStatus.rate_limited:
             wait_s = (state.rate_limited_until - datetime.now(UTC)).total_seconds()
             console.print(
                 f"  {c.name:<38} rate_limited: {state.last_sync_error}; deferred, resumes in "

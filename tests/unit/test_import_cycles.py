@@ -7,7 +7,6 @@ module both import (as ``core/cli/common.py`` is for the command modules).
 from __future__ import annotations
 
 import grimp
-import pytest
 
 
 def _cycles(*, exclude_type_checking_imports: bool) -> list[list[str]]:
@@ -60,11 +59,6 @@ def test_no_import_cycle_inside_core() -> None:
     assert cycles == [], "import cycles inside core:\n" + "\n".join("; ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core.sync.engine and core.sync.fetch import each other under TYPE_CHECKING (the engine "
-    "rework of issue 12 item 5 removes it; then drop this mark)",
-)
 def test_no_import_cycle_inside_core_even_for_type_checking() -> None:
     cycles = _cycles(exclude_type_checking_imports=False)
     assert cycles == [], "import cycles inside core:\n" + "\n".join("; ".join(c) for c in cycles)
