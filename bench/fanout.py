@@ -45,7 +45,7 @@ class BenchProvider:
     def __init__(self) -> None:
         from core.providers import Capabilities
 
-        self.capabilities = Capabilities()
+        self.capabilities = Capabilities(levels=("campaign",))
 
     def check_credentials(self, credentials: Any) -> None:
         from core.errors import AuthError

@@ -16,6 +16,7 @@ from croniter import croniter
 
 from core.config import Settings
 from core.errors import ConfigError
+from core.keys import CRON_JOB_PREFIX
 from core.plugins import Registry
 from core.providers import ScheduleEntry
 
@@ -136,4 +137,4 @@ def decide(
 
 def cron_job_id(name: str, tick: datetime) -> str:
     """``cron:{name}:{tick ISO UTC}``: one job per entry and tick, whoever enqueues it."""
-    return f"cron:{name}:{tick.astimezone(UTC).isoformat()}"
+    return f"{CRON_JOB_PREFIX}{name}:{tick.astimezone(UTC).isoformat()}"

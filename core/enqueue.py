@@ -1,9 +1,12 @@
-"""Typed enqueue helpers: one sync per connection at a time, and pipelined batch enqueues.
+"""Typed enqueue helpers, and the one owner of writes to arq's keys that bypass arq's own enqueue.
 
 A connection's queued or running sync is remembered under
 ``metricx:sync:active:{connection_id}``; asking again returns that job instead of
 queueing a second one. Each enqueue is one atomic Lua call, so a batch of
-thousands goes out in a few pipelined round trips (the fan-out path).
+thousands goes out in a few pipelined round trips (the fan-out path). The
+scheduler's lease-fenced tick enqueue (:func:`enqueue_tick`) lives here too:
+both scripts store a job exactly as ``ArqRedis.enqueue_job`` would, with arq's
+own key prefixes and expiry (``arq.constants``).
 """
 
 from __future__ import annotations
@@ -16,19 +19,18 @@ from typing import Any, Literal, TypedDict
 import msgpack
 import structlog
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
+import core.keys as keys
 from core.config import get_settings
 from core.providers import SyncMode
 from core.redis import create_arq_pool, serialize
+from core.state import SyncJobId
 
 log = structlog.get_logger(__name__, component="ARQ-ENQUEUE")
 
-ACTIVE_PREFIX = "metricx:sync:active:"
 ACTIVE_TTL_MS = 6 * 3600 * 1000
-JOB_EXPIRES_EXTRA_MS = 86_400_000
 
 # A whole batch of enqueues in one atomic call (no per-job round trip or command packing). Per job:
 # refuse an id whose job or result exists (a duplicate); with a connection id, return the job that
@@ -62,6 +64,23 @@ end
 return out
 """
 
+# The scheduler's tick, fenced by its lease: only the lease holder enqueues, once per entry and tick.
+# KEYS: lease, last-ticks hash, job key, result key, queue
+# ARGV: token, entry name, tick ms, payload, score, job expiry ms, job id, "enqueue" | "skip"
+# Returns -1 when the caller no longer holds the lease, 0 when the tick was already
+# handled (or only recorded as skipped), 1 when it was enqueued.
+_ENQUEUE_TICK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local last = redis.call('HGET', KEYS[2], ARGV[2])
+if last and tonumber(last) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[8] ~= 'enqueue' then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[4])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -92,11 +111,6 @@ def sync_mode(force_refresh: bool, backfill: bool) -> SyncMode:
     return SyncMode.attribution if force_refresh else SyncMode.realtime
 
 
-def sync_job_id(connection_id: str, mode: SyncMode, slot: str | None = None) -> str:
-    """``sync:{connection}:{mode}:{slot}``: deterministic per slot, unique per manual request."""
-    return f"sync:{connection_id}:{mode.value}:{slot or int(time.time() * 1000)}"
-
-
 def sync_request(
     connection_id: str,
     workspace_id: str,
@@ -105,10 +119,15 @@ def sync_request(
     slot: str | None = None,
     defer_s: float = 0.0,
 ) -> JobRequest:
+    """``process_sync_job`` for one connection in ``mode`` (id ``sync:{connection}:{mode}:{slot}``).
+
+    The mode travels as itself (the ``mode`` keyword), not as the seed's two flags.
+    """
     return JobRequest(
         function="process_sync_job",
-        job_id=sync_job_id(connection_id, mode, slot),
-        args=(connection_id, workspace_id, mode is SyncMode.attribution, mode is SyncMode.backfill),
+        job_id=SyncJobId.new(connection_id, mode.value, slot).format(),
+        args=(connection_id, workspace_id),
+        kwargs={"mode": mode.value},
         defer_s=defer_s,
         connection_id=connection_id,
     )
@@ -123,7 +142,7 @@ async def enqueue_many(
     running, comes back as ``already_queued`` with the existing job's id. The
     batch travels as one msgpack argument, so 10,000 jobs cost a few calls.
     """
-    queue = queue_name or get_settings().queue_name or default_queue_name
+    queue = queue_name or get_settings().queue_name or keys.default_queue_name
     script = redis.register_script(_ENQUEUE_BATCH)
     now_ms = int(time.time() * 1000)
     results: list[EnqueueResult] = []
@@ -144,11 +163,11 @@ async def enqueue_many(
             args=[
                 msgpack.packb(jobs, use_bin_type=False),
                 now_ms,
-                JOB_EXPIRES_EXTRA_MS,
+                keys.expires_extra_ms,
                 ACTIVE_TTL_MS,
-                job_key_prefix,
-                result_key_prefix,
-                ACTIVE_PREFIX,
+                keys.job_key_prefix,
+                keys.result_key_prefix,
+                keys.ACTIVE_SYNC_PREFIX,
             ],
         )
         for req, reply in zip(chunk, replies, strict=True):
@@ -162,18 +181,67 @@ async def enqueue_many(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may enqueue a tick: the lease key and the token its holder wrote there."""
+
+    lease_key: str
+    token: str
+
+
+async def enqueue_tick(
+    redis: Redis,
+    fence: Fence,
+    *,
+    last_ticks_key: str,
+    entry: str,
+    tick_ms: int,
+    request: JobRequest,
+    queue_name: str,
+    record_only: bool = False,
+) -> int:
+    """Enqueue one scheduler tick, if ``fence`` still holds the lease and the tick is new.
+
+    The entry's last tick is recorded in ``last_ticks_key`` in the same atomic
+    call. ``record_only`` records the tick without enqueueing (a tick too late
+    to run). Returns -1 (lease lost), 0 (already handled or only recorded), 1 (enqueued).
+    """
+    now_ms = int(time.time() * 1000)
+    payload = serialize_job(
+        request.function, request.args, request.kwargs or {}, None, now_ms, serializer=serialize
+    )
+    reply = await redis.eval(  # type: ignore[misc]
+        _ENQUEUE_TICK,
+        5,
+        fence.lease_key,
+        last_ticks_key,
+        keys.arq_job(request.job_id),
+        keys.arq_result(request.job_id),
+        queue_name,
+        fence.token,
+        entry,
+        str(tick_ms),
+        payload,  # type: ignore[arg-type]  # redis-py accepts bytes; its stubs say str
+        str(now_ms),
+        str(keys.expires_extra_ms),
+        request.job_id,
+        "skip" if record_only else "enqueue",
+    )
+    return int(reply)
+
+
 async def release_active(redis: Redis, connection_id: str, job_id: str) -> None:
     """Forget the connection's active job if it is still ``job_id`` (called when a sync ends)."""
-    await redis.eval(_RELEASE, 1, f"{ACTIVE_PREFIX}{connection_id}", job_id)  # type: ignore[misc]
+    await redis.eval(_RELEASE, 1, keys.active_sync(connection_id), job_id)  # type: ignore[misc]
 
 
 async def active_job(redis: Redis, connection_id: str) -> str | None:
     """The job currently queued or running for the connection, if any."""
-    value = await redis.get(f"{ACTIVE_PREFIX}{connection_id}")
+    value = await redis.get(keys.active_sync(connection_id))
     if value is None:
         return None
     job_id = value.decode() if isinstance(value, bytes) else str(value)
-    return job_id if await redis.exists(job_key_prefix + job_id) else None
+    return job_id if await redis.exists(keys.arq_job(job_id)) else None
 
 
 _pool: ArqRedis | None = None

@@ -23,28 +23,21 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import structlog
-from arq.constants import in_progress_key_prefix, job_key_prefix
 from cryptography.fernet import MultiFernet
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Row, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy import Row, select
 
+import core.keys as keys
 from core.config import Settings
 from core.crypto import decrypt, get_cipher
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
-from core.enqueue import (
-    EnqueueResult,
-    JobRequest,
-    active_job,
-    enqueue_many,
-    sync_job_id,
-    sync_request,
-)
+from core.enqueue import EnqueueResult, JobRequest, active_job, enqueue_many, sync_request
 from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
+from core.state import BUSY, ConnectionStatus, SyncJobId, SyncStatus
 from core.sync import status
 from core.sync.throttle import skip_blocked
 from core.sync.windows import slot_start
@@ -54,8 +47,6 @@ log = structlog.get_logger(__name__, component="SCHEDULER")
 CHUNK = 2000
 IN_FLIGHT = 3
 SLOT_TTL_S = 2 * 86_400
-SLOT_PREFIX = "metricx:fanout:slot:"
-PASS_PREFIX = "metricx:fanout:passes:"
 
 ConnRow = Row[*tuple[Any, ...]]
 
@@ -95,7 +86,7 @@ async def repair_stuck(ctx: dict[str, Any]) -> int:
         candidates = await status.stuck_connections(session, settings.stuck_threshold_s)
     for connection_id, job_id in candidates:
         if job_id and (
-            await redis.exists(in_progress_key_prefix + job_id) or await redis.exists(job_key_prefix + job_id)
+            await redis.exists(keys.arq_in_progress(job_id)) or await redis.exists(keys.arq_job(job_id))
         ):
             continue
         if await active_job(redis, str(connection_id)):
@@ -108,13 +99,13 @@ async def repair_stuck(ctx: dict[str, Any]) -> int:
 
 
 def _skip_reason(row: ConnRow, mode: SyncMode, registry: Registry, now: datetime) -> str | None:
-    if row.status != "active":
+    if row.status != ConnectionStatus.active:
         return str(row.status)  # paused / disconnected
-    if row.sync_status == "reconnect_required":
+    if row.sync_status == SyncStatus.reconnect_required:
         return "reconnect_required"
     if row.rate_limited_until is not None and row.rate_limited_until > now:
         return "rate_limited"
-    if row.sync_status in ("queued", "syncing"):
+    if row.sync_status in BUSY:
         return "busy"
     provider = registry.providers.get(row.provider)
     if provider is None:
@@ -170,24 +161,13 @@ async def _claim(
     async with session_scope() as session:
         for connection_id, message in invalid:
             await status.mark_failed(
-                session, connection_id, sync_status="reconnect_required", kind="auth", message=message
+                session,
+                connection_id,
+                sync_status=SyncStatus.reconnect_required,
+                kind="auth",
+                message=message,
             )
-        if not due:
-            return []
-        claimed = await (await session.connection()).execute(
-            update(Connection)
-            .where(
-                Connection.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
-                Connection.sync_status.not_in(("queued", "syncing")),
-            )
-            .values(
-                sync_status="queued",
-                current_job_id=func.concat("sync:", Connection.id, f":{mode.value}:{slot}"),
-            )
-            .returning(Connection.id),
-            {"ids": [r.id for r in due]},
-        )
-        ids = set(claimed.scalars())
+        ids = await status.claim_due(session, [r.id for r in due], mode.value, slot)
     return [r for r in due if r.id in ids]
 
 
@@ -196,13 +176,7 @@ async def _unclaim(rows: list[ConnRow]) -> None:
     if not rows:
         return
     async with session_scope() as session:
-        await session.connection()
-        statement = (
-            update(Connection.__table__)  # type: ignore[arg-type]
-            .where(Connection.id == bindparam("cid"), Connection.sync_status == "queued")
-            .values(sync_status=bindparam("prev"))
-        )
-        await session.execute(statement, [{"cid": r.id, "prev": r.sync_status} for r in rows])
+        await status.unclaim_due(session, {r.id: r.sync_status for r in rows})
 
 
 class _Pass:
@@ -222,7 +196,7 @@ async def _fan_out_page(
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
     redis: Redis = ctx["redis"]
-    slot_key = f"{SLOT_PREFIX}{acc.mode.value}:{acc.slot}"
+    slot_key = keys.fanout_slot(acc.mode.value, acc.slot)
     done = await redis.smismember(slot_key, [str(r.id) for r in rows])  # type: ignore[misc]
     due: list[ConnRow] = []
     invalid: list[tuple[uuid.UUID, str]] = []
@@ -269,7 +243,7 @@ async def _record(
     for row, result in zip(claimed, results, strict=True):
         if result["status"] == "enqueued":
             enqueued.append(str(row.id))
-        elif result["job_id"] != sync_job_id(str(row.id), acc.mode, acc.slot):
+        elif result["job_id"] != SyncJobId(str(row.id), acc.mode.value, acc.slot).format():
             held.append((row.id, result["job_id"]))  # another sync (e.g. a manual backfill) holds it
         else:
             lost.append(row)  # this slot's job already ran: nothing to do
@@ -278,13 +252,7 @@ async def _record(
     acc.skipped["already_enqueued"] += len(lost)
     if held:
         async with session_scope() as session:
-            await session.connection()
-            await session.execute(
-                update(Connection.__table__)  # type: ignore[arg-type]
-                .where(Connection.id == bindparam("cid"))
-                .values(current_job_id=bindparam("job")),
-                [{"cid": cid, "job": job} for cid, job in held],
-            )
+            await status.point_to_jobs(session, dict(held))
     if enqueued or held:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.sadd(slot_key, *enqueued, *[str(cid) for cid, _ in held])
@@ -342,14 +310,14 @@ async def _follow_up(ctx: dict[str, Any], acc: _Pass) -> str | None:
     """Re-run the attribution fan-out later for the connections that were busy (bounded passes)."""
     settings: Settings = ctx["settings"]
     redis: Redis = ctx["redis"]
-    key = f"{PASS_PREFIX}{acc.mode.value}:{acc.slot}"
+    key = keys.fanout_passes(acc.mode.value, acc.slot)
     passes = int(await redis.incr(key))
     await redis.expire(key, SLOT_TTL_S)
     if passes > settings.fanout_max_passes:
         log.warning("fanout_busy_given_up", mode=acc.mode.value, slot=acc.slot, busy=acc.skipped["busy"])
         return None
     tick = datetime.strptime(acc.slot, "%Y%m%d%H%M").replace(tzinfo=UTC).isoformat()
-    job_id = f"cron:{acc.mode.value}_sync:{tick}:pass{passes + 1}"
+    job_id = f"{keys.CRON_JOB_PREFIX}{acc.mode.value}_sync:{tick}:pass{passes + 1}"
     request = JobRequest(
         "scheduled_attribution_sync", job_id, kwargs={"tick": tick}, defer_s=settings.fanout_retry_s
     )

@@ -10,6 +10,7 @@ The plugin author's reference, with examples, is ``core/HOOKS.md``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,17 @@ def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
     Runs when ``metricx demo`` starts: it serves each simulator as its own process,
     points the workers at it, creates the demo connections and drives the
     late-conversion and throttling scenarios through it.
+    """
+
+
+@hookspec
+def register_secret_patterns(register: Callable[[str | re.Pattern[str]], None]) -> None:
+    """Register what the plugin's secrets look like, so the log redaction removes them.
+
+    ``register("X-Acme-Key")`` names a query parameter, header or field whose value is a
+    secret (``name=value``, ``name: value``, ``"name": "value"``); ``register(re.compile(...))``
+    gives a regex whose match is replaced (its first group, if any, is kept as a prefix).
+    Runs once when the plugin manager loads; applies to every log line of the process.
     """
 
 

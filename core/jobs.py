@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from core.enqueue import sync_mode
 from core.errors import ConfigError
 from core.providers import SyncMode
+from core.state import RunStatus
 from core.sync.engine import SyncJob, run_sync
+from core.sync.fetch import default_work
 
 if TYPE_CHECKING:
     from core.compaction import CompactionStats
@@ -29,23 +31,34 @@ async def process_sync_job(
     workspace_id: str,
     force_refresh: bool = False,
     backfill: bool = False,
+    *,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Sync one connection: validate tokens, entities, metrics for the mode's window, status.
 
-    ``force_refresh`` selects attribution mode (re-pull the provider's window),
-    ``backfill`` the 90-day history; neither means realtime (today).
+    ``mode`` (a :class:`~core.providers.SyncMode` value) is how core enqueues; the
+    seed's flags still work without it: ``force_refresh`` selects attribution
+    (re-pull the provider's window), ``backfill`` the 90-day history, neither realtime.
     """
     try:
         job = SyncJob(
             connection_id=parse_uuid(connection_id, "connection_id"),
             workspace_id=parse_uuid(workspace_id, "workspace_id"),
-            mode=sync_mode(bool(force_refresh), bool(backfill)).value,
+            mode=_mode(mode) if mode else sync_mode(bool(force_refresh), bool(backfill)),
             job_id=ctx["job_id"],
             job_try=ctx.get("job_try", 1),
         )
     except ConfigError as exc:
-        return {"status": "failed", "error_kind": exc.kind, "error": exc.message}
-    return await run_sync(ctx, job)
+        return {"status": RunStatus.failed.value, "error_kind": exc.kind, "error": exc.message}
+    return await run_sync(ctx, job, default_work)
+
+
+def _mode(value: str) -> SyncMode:
+    try:
+        return SyncMode(value)
+    except ValueError:
+        modes = ", ".join(m.value for m in SyncMode)
+        raise ConfigError(f"mode must be one of {modes}, got {str(value)[:40]!r}") from None
 
 
 async def scheduled_realtime_sync(ctx: dict[str, Any], tick: str | None = None) -> FanoutStats:

@@ -1,7 +1,9 @@
 """Logging, configured once: structlog for our events, stdlib (arq, httpx, uvicorn) routed through it.
 
 JSON in production (``METRICX_LOG_FORMAT=json``), console in development. A
-redaction processor removes tokens from every event, whatever logged it.
+redaction processor removes tokens from every event, whatever logged it: the generic
+OAuth and URL shapes below, plus what each plugin registers with the
+``register_secret_patterns`` hook (core names no provider).
 """
 
 from __future__ import annotations
@@ -18,19 +20,46 @@ from core.config import Settings, get_settings
 
 SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api_key|apikey|cookie|credential)", re.I)
 SECRET_PATTERNS = [
-    re.compile(r"((?:access_token|refresh_token|client_secret|fb_exchange_token|password)=)[^&\s'\"]+", re.I),
+    re.compile(r"((?:access_token|refresh_token|client_secret|password)=)[^&\s'\"]+", re.I),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I),
-    re.compile(r"(X-Shopify-Access-Token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+", re.I),
     re.compile(r"(redis(?:s)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(postgres(?:ql)?(?:\+asyncpg)?://[^:/@\s]*:)[^@\s]+(@)"),
 ]
 REDACTED = "[REDACTED]"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def secret_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
+    """A plugin's secret as a redaction regex: a parameter/header/field name, or a regex as is.
+
+    A name matches ``name=value`` (query strings), ``name: value`` (headers) and
+    ``"name": "value"`` (JSON, reprs), case-insensitively; the name is kept, the value replaced.
+    """
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    if not _NAME.match(pattern):
+        raise ValueError(f"a secret name has only letters, digits, '_-.'; compile a regex for {pattern!r}")
+    return re.compile(rf"((?<![A-Za-z0-9_-]){re.escape(pattern)}['\"]?\s*[:=]\s*['\"]?)[^&'\"\s,;}}]+", re.I)
+
+
+def add_secret_patterns(patterns: list[re.Pattern[str]]) -> None:
+    """Redact ``patterns`` from every log line of this process from now on (idempotent)."""
+    for pattern in patterns:
+        if pattern not in SECRET_PATTERNS:
+            SECRET_PATTERNS.append(pattern)
+
+
+def _replace(match: re.Match[str]) -> str:
+    if match.re.groups == 0:
+        return REDACTED
+    suffix = (match.group(2) or "") if match.re.groups >= 2 else ""
+    return (match.group(1) or "") + REDACTED + suffix
 
 
 def redact_text(text: str) -> str:
     """``text`` with every token-shaped secret replaced."""
     for pattern in SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED + (m.group(2) if m.lastindex == 2 else ""), text)
+        text = pattern.sub(_replace, text)
     return text
 
 

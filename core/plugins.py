@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from packaging.version import Version
 
 from core import hookspecs
 from core.errors import ConfigError
+from core.logging import add_secret_patterns, secret_pattern
 from core.providers import JobSpec, Provider, ScheduleEntry, SimulatorSpec
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class Registry:
     routers: list[tuple[str, APIRouter]] = field(default_factory=list)
     migration_locations: list[tuple[str, str]] = field(default_factory=list)
     simulators: dict[str, SimulatorSpec] = field(default_factory=dict)
+    secret_patterns: list[re.Pattern[str]] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
     pm: pluggy.PluginManager | None = None
@@ -81,15 +84,26 @@ class Registry:
             ) from None
 
     def notify(self, event: str, **kwargs: Any) -> None:
-        """Call a sync lifecycle hook; a failing plugin is logged, never fatal."""
+        """Call a sync lifecycle hook; a failing plugin is logged with its name, never fatal.
+
+        Each plugin is called through pluggy's own hook caller (restricted to that plugin), so an
+        implementation receives only the arguments it declares, and one plugin's exception (pluggy
+        re-raises it and stops the call) neither breaks the sync nor silences the other plugins.
+        """
         if self.pm is None:
             return
-        caller = getattr(self.pm.hook, event)
-        for impl in caller.get_hookimpls():
+        for impl in getattr(self.pm.hook, event).get_hookimpls():
+            others = [p for p in self.pm.get_plugins() if p is not impl.plugin]
             try:
-                impl.function(**kwargs)
+                self.pm.subset_hook_caller(event, others)(**kwargs)
             except Exception as exc:  # a listener must not break the sync it listens to
-                log.warning("plugin_hook_failed", plugin=impl.plugin_name, hook=event, error=str(exc))
+                log.warning(
+                    "plugin_hook_failed",
+                    plugin=impl.plugin_name,
+                    hook=event,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
 
 
 def _csv(value: str | None) -> set[str] | None:
@@ -187,67 +201,127 @@ def load_registry(
             problem = PluginProblem(ep.name, str(skip))
             log.error("plugin_skipped", plugin=ep.name, problem=problem.message, strict=strict)
             registry.problems.append(problem)
+    for name, plugin in extra_plugins:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+        registry.plugins.append(PluginInfo(name, None, None, ()))
+    _collect(pm, registry, strict=strict)
+    add_secret_patterns(registry.secret_patterns)
     if strict and registry.problems:
         raise PluginConflict(
             "METRICX_STRICT_PLUGINS is set and "
             + "; ".join(p.message for p in registry.problems)
             + ". Fix or uninstall the plugin, or skip it with METRICX_DISABLE_PLUGINS"
         )
-    for name, plugin in extra_plugins:
-        pm.register(plugin, name=name)
-        pm.check_pending()
-        registry.plugins.append(PluginInfo(name, None, None, ()))
-    _collect(pm, registry)
     return registry
 
 
-def _collect(pm: pluggy.PluginManager, registry: Registry) -> None:
-    for impl in pm.hook.register_providers.get_hookimpls():
-        owner = impl.plugin_name
+REGISTRATION_HOOKS = (
+    "register_providers",
+    "register_jobs",
+    "register_schedules",
+    "register_routers",
+    "register_simulators",
+    "register_secret_patterns",
+    "migration_locations",
+)
 
-        def add_provider(provider: Provider, _owner: str = owner) -> None:
-            if provider.name in registry.providers:
-                raise PluginConflict(
-                    f"provider {provider.name!r} is registered by both plugin "
-                    f"{registry.provider_owner[provider.name]!r} and plugin {_owner!r}; "
-                    "uninstall or disable one"
-                )
-            registry.providers[provider.name] = provider
-            registry.provider_owner[provider.name] = _owner
 
-        impl.function(register=add_provider)
-    for impl in pm.hook.register_jobs.get_hookimpls():
-        owner = impl.plugin_name
+def _collect(pm: pluggy.PluginManager, registry: Registry, *, strict: bool) -> None:
+    """Run each plugin's registration hooks; a plugin whose hook raises is skipped whole."""
+    for name, plugin in list(pm.list_name_plugin()):
+        staged = Registry()
+        try:
+            _collect_plugin(pm, name, plugin, staged)
+        except PluginConflict:
+            raise
+        except _HookFailed as failed:
+            _skip_registered(pm, registry, name, failed.message, strict=strict)
+            continue
+        _merge(registry, staged, name)
 
-        def add_job(spec: JobSpec, _owner: str = owner) -> None:
-            if spec.name in registry.jobs:
-                raise PluginConflict(
-                    f"job {spec.name!r} is registered by both plugin {registry.job_owner[spec.name]!r} "
-                    f"and plugin {_owner!r}; job names must be unique"
-                )
-            registry.jobs[spec.name] = spec
-            registry.job_owner[spec.name] = _owner
 
-        impl.function(register=add_job)
-    for impl in pm.hook.register_schedules.get_hookimpls():
-        owner = impl.plugin_name
+class _HookFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
-        def add_schedule(entry: ScheduleEntry, _owner: str = owner) -> None:
-            if entry.name in registry.schedule_owner:
-                raise PluginConflict(f"schedule entry {entry.name!r} is registered twice")
-            registry.schedules.append(entry)
-            registry.schedule_owner[entry.name] = _owner
 
-        impl.function(register=add_schedule)
-    for impl in pm.hook.register_routers.get_hookimpls():
-        owner = impl.plugin_name
-        impl.function(register=lambda router, _owner=owner: registry.routers.append((_owner, router)))
-    for impl in pm.hook.register_simulators.get_hookimpls():
-        impl.function(register=lambda spec: registry.simulators.__setitem__(spec.provider, spec))
-    for impl in pm.hook.migration_locations.get_hookimpls():
-        location = impl.function()
-        if location:
-            registry.migration_locations.append((impl.plugin_name, str(location)))
+def _skip_registered(
+    pm: pluggy.PluginManager, registry: Registry, name: str, message: str, *, strict: bool
+) -> None:
+    pm.unregister(name=name)
+    registry.plugins = [info for info in registry.plugins if info.name != name]
+    log.error("plugin_skipped", plugin=name, problem=message, strict=strict)
+    registry.problems.append(PluginProblem(name, message))
+
+
+def _collect_plugin(pm: pluggy.PluginManager, name: str, plugin: object, staged: Registry) -> None:
+    adders: dict[str, Callable[[Any], None]] = {
+        "register_providers": lambda p: _add_unique(staged.providers, p.name, p, "provider", name),
+        "register_jobs": lambda spec: _add_unique(staged.jobs, spec.name, spec, "job", name),
+        "register_schedules": lambda entry: _add_schedule(staged, entry),
+        "register_routers": lambda router: staged.routers.append((name, router)),
+        "register_simulators": lambda spec: staged.simulators.__setitem__(spec.provider, spec),
+        "register_secret_patterns": lambda pattern: staged.secret_patterns.append(secret_pattern(pattern)),
+    }
+    for hook in REGISTRATION_HOOKS:
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            try:
+                if hook == "migration_locations":
+                    location = impl.function()
+                    if location:
+                        staged.migration_locations.append((name, str(location)))
+                else:
+                    impl.function(register=adders[hook])
+            except PluginConflict:
+                raise
+            except Exception as exc:  # a broken plugin is reported and skipped, not fatal to the host
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise _HookFailed(f"plugin {name!r} failed in {hook}: {detail}") from exc
+
+
+def _add_unique(target: dict[str, Any], key: str, value: object, what: str, owner: str) -> None:
+    if key in target:
+        raise PluginConflict(f"{what} {key!r} is registered twice by plugin {owner!r}")
+    target[key] = value
+
+
+def _add_schedule(staged: Registry, entry: ScheduleEntry) -> None:
+    if any(e.name == entry.name for e in staged.schedules):
+        raise PluginConflict(f"schedule entry {entry.name!r} is registered twice")
+    staged.schedules.append(entry)
+
+
+def _merge(registry: Registry, staged: Registry, owner: str) -> None:
+    """Add one plugin's registrations; a name another plugin already registered stops start-up."""
+    for name, provider in staged.providers.items():
+        if name in registry.providers:
+            raise PluginConflict(
+                f"provider {name!r} is registered by both plugin {registry.provider_owner[name]!r} "
+                f"and plugin {owner!r}; uninstall or disable one"
+            )
+        registry.providers[name] = provider
+        registry.provider_owner[name] = owner
+    for name, spec in staged.jobs.items():
+        if name in registry.jobs:
+            raise PluginConflict(
+                f"job {name!r} is registered by both plugin {registry.job_owner[name]!r} "
+                f"and plugin {owner!r}; job names must be unique"
+            )
+        registry.jobs[name] = spec
+        registry.job_owner[name] = owner
+    for entry in staged.schedules:
+        if entry.name in registry.schedule_owner:
+            raise PluginConflict(f"schedule entry {entry.name!r} is registered twice")
+        registry.schedules.append(entry)
+        registry.schedule_owner[entry.name] = owner
+    registry.routers.extend(staged.routers)
+    registry.simulators.update(staged.simulators)
+    registry.secret_patterns.extend(staged.secret_patterns)
+    registry.migration_locations.extend(staged.migration_locations)
 
 
 _registry: Registry | None = None

@@ -1,7 +1,7 @@
 """The Provider protocol and the records a provider yields to the sync engine.
 
 A provider never touches the database or Redis. The core hands it a
-:class:`ProviderContext` (an httpx client and a rate limiter), the account it
+:class:`ProviderContext` (the HTTP layer, a rate limiter and a cache), the account it
 syncs (:class:`AccountRef`) and decrypted :class:`Credentials`; it yields
 batches of :class:`EntityRecord` / :class:`MetricRecord` that the engine
 upserts. Records validate themselves: a malformed value raises
@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 from core.errors import PayloadError
 
 if TYPE_CHECKING:
+    from core.cache import ProviderCache
+    from core.http import ProviderHTTP
     from core.ratelimit import AccountLimiter
 
 
@@ -35,14 +35,39 @@ class SyncMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a provider can do; the engine derives windows from it."""
+    """What a provider can do; the engine derives windows from it.
 
-    levels: tuple[str, ...] = ("campaign", "adset", "ad")
+    ``levels`` has no default: each provider names its own (core knows no platform's hierarchy).
+    """
+
+    levels: tuple[str, ...]
     attribution_window_days: int = 7
     backfill_days: int = 90
     backfill_slice_days: int = 7
     timezone_source: str = "account"
     realtime: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApiVersion:
+    """The platform API version a provider speaks and the day the platform retires it.
+
+    ``sunset`` is the first day requests to ``version`` fail (None while the platform has
+    published no date). A provider declares it as its ``api_version`` attribute; operators see
+    it in ``metricx plugins``, ``/v1/providers`` and ``/v1/ready``, and are warned daily from
+    60 days before the sunset (see :mod:`core.lifecycle`).
+    """
+
+    version: str
+    sunset: date | None = None
+
+    def days_left(self, today: date) -> int | None:
+        """Days from ``today`` to the sunset (negative once past), or None without a date."""
+        return None if self.sunset is None else (self.sunset - today).days
+
+    def is_sunset(self, today: date) -> bool:
+        """True from the sunset day on: the platform refuses this version."""
+        return self.sunset is not None and today >= self.sunset
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,10 +237,16 @@ class MetricRecord:
 
 @dataclass(slots=True)
 class ProviderContext:
-    """What the core lends a provider for one sync: HTTP, rate limiting, the account's limiter key."""
+    """What the core lends a provider for one account: build it with ``core.provider_context``.
 
-    http: httpx.AsyncClient
+    ``http`` sends every call (limiter, error mapping, usage, retries: see ``core.http``);
+    ``limiter`` is the account's shared rate limiter that ``http`` acquires; ``cache`` is the
+    provider's namespaced, optionally encrypted cache (``core.cache``).
+    """
+
+    http: ProviderHTTP
     limiter: AccountLimiter
+    cache: ProviderCache
 
 
 class Provider(Protocol):
@@ -223,6 +254,10 @@ class Provider(Protocol):
 
     Every method may raise the errors in :mod:`core.errors`; anything else is
     reported as a permanent error with the exception's message.
+
+    Optional attribute: ``api_version`` (an :class:`ApiVersion`), the platform API version the
+    provider speaks; read it with :func:`core.lifecycle.api_version_of`, which gives a provider
+    without one an "undeclared" version.
     """
 
     name: str
@@ -297,23 +332,19 @@ class DemoConnection:
     role: str = "normal"
 
 
-SimulatorControl = Callable[[httpx.AsyncClient, str], Awaitable[None]]
-
-
 @dataclass(frozen=True, slots=True)
 class SimulatorSpec:
-    """How to run a provider's simulator and drive it for the demo.
+    """How to run a provider's simulator for the demo.
 
-    ``module`` is served with ``python -m {module} --host H --port P``;
-    ``worker_env(url)`` gives the settings that point the provider at it;
-    ``demo_connections(url)`` the connections to create; ``late_conversions(http, url)``
-    makes past days' conversions grow (so an attribution re-sync changes them);
-    ``throttle(http, url, external_account_id)`` makes the next calls of one account throttled.
+    ``module`` is served with ``python -m {module} --host H --port P`` and speaks the
+    shared control protocol (``core.testing.sim_app``), so the demo drives every
+    simulator the same way: ``POST /_sim/clock`` lets time pass (late conversions
+    arrive), ``POST /_sim/faults`` throttles an account. ``worker_env(url)`` gives the
+    settings that point the provider at it; ``demo_connections(url)`` the connections
+    to create.
     """
 
     provider: str
     module: str
     worker_env: Callable[[str], Mapping[str, str]]
     demo_connections: Callable[[str], Sequence[DemoConnection]]
-    late_conversions: SimulatorControl
-    throttle: Callable[[httpx.AsyncClient, str, str], Awaitable[None]]

@@ -6,8 +6,8 @@ workers slow down together, before the platform throttles.
 
 A throttle covers a *scope* (:data:`core.errors.THROTTLE_SCOPES`): one account,
 every account of one credential (``token``), of one OAuth app (``app``) or of one
-developer token (``developer``). :func:`scope_keys` names each scope of a
-connection from what the provider verified, never from tenant input alone:
+developer token (``developer``). :func:`core.sync.throttle.scope_keys` names each scope
+of a connection from what the provider verified, never from tenant input alone:
 
 - ``token``: a keyed digest of the credential (never the token itself);
 - ``app`` / ``developer``: what the provider declares from its operator settings;
@@ -24,20 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from core.config import Settings
-from core.crypto import keyed_digest
 from core.errors import SCOPE_ACCOUNT, SCOPE_TOKEN, THROTTLE_SCOPES, RateLimited
-
-if TYPE_CHECKING:
-    from core.providers import AccountRef, Credentials, Provider
+from core.keys import RATE_LIMIT_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -54,22 +49,9 @@ redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil((tat + inte
 return '0'
 """
 
-PREFIX = "metricx:rl"
+PREFIX = RATE_LIMIT_PREFIX
 # The last resort of a block nobody else may share: this connection only.
 SCOPE_CONNECTION = "connection"
-
-
-@runtime_checkable
-class DeclaresThrottleScopes(Protocol):
-    """A provider that names the scopes its throttles cover (optional; see core/HOOKS.md)."""
-
-    def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
-        """Scope name -> the identity that scope stands for (an app id, a developer token, ...).
-
-        Values come from the provider's settings or the credential, never from the
-        connection's config; the core stores only keyed digests of them.
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,38 +88,6 @@ class ScopeKeys:
             for scope, key in self.keys.items()
             if scope != SCOPE_CONNECTION and (scope != SCOPE_ACCOUNT or self.account_verified)
         )
-
-
-def _scope_values(provider: Provider, account: AccountRef, credentials: Credentials) -> dict[str, str]:
-    values = {
-        SCOPE_ACCOUNT: account.external_account_id.strip(),
-        # The refresh token is the credential's lasting identity; access tokens rotate.
-        SCOPE_TOKEN: credentials.refresh_token or credentials.access_token or "",
-    }
-    if isinstance(provider, DeclaresThrottleScopes):
-        declared = provider.throttle_scopes(account, credentials)
-        values.update({k: str(v) for k, v in declared.items() if k in THROTTLE_SCOPES})
-    return {k: v for k, v in values.items() if v}
-
-
-def scope_keys(
-    provider: Provider,
-    account: AccountRef,
-    credentials: Credentials,
-    *,
-    trusted: Collection[str] = (),
-    settings: Settings | None = None,
-) -> ScopeKeys:
-    """The scope keys of a connection; its account is trusted when ``trusted`` (the keys a
-    verified sync stored on the connection) holds both this account's and this credential's key."""
-    keys = {
-        scope: f"{provider.name}:{scope}:"
-        + keyed_digest(value, purpose=f"throttle:{provider.name}:{scope}", settings=settings)
-        for scope, value in _scope_values(provider, account, credentials).items()
-    }
-    keys[SCOPE_CONNECTION] = f"connection:{account.connection_id or uuid.uuid4().hex}"
-    verified = all(scope in keys and keys[scope] in trusted for scope in (SCOPE_ACCOUNT, SCOPE_TOKEN))
-    return ScopeKeys(keys, account_verified=verified)
 
 
 def blocked_key(key: str, prefix: str = PREFIX) -> str:

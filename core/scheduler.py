@@ -24,41 +24,26 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 
 import structlog
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+import core.keys as keys
 from core.config import Settings, get_settings
 from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
+from core.enqueue import Fence, JobRequest, enqueue_tick
 from core.errors import MetricxError
-from core.redis import serialize
+from core.lifecycle import SunsetNotice, warn_sunsets
+from core.providers import Provider
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
-JOB_EXPIRES_MS = 86_400_000
-LEASE_PREFIX = "metricx:scheduler:lease:"
-LAST_TICKS_PREFIX = "metricx:scheduler:last:"
+LEASE_PREFIX = keys.SCHEDULER_LEASE_PREFIX
+LAST_TICKS_PREFIX = keys.SCHEDULER_LAST_TICKS_PREFIX
 
-# KEYS: lease, last-ticks hash, job key, result key, queue
-# ARGV: token, entry name, tick ms, payload, score, job expiry ms, job id, "enqueue" | "skip"
-# Returns -1 when this process no longer holds the lease, 0 when the tick was already
-# handled (or only recorded as skipped), 1 when it was enqueued.
-_ENQUEUE_TICK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local last = redis.call('HGET', KEYS[2], ARGV[2])
-if last and tonumber(last) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if ARGV[8] ~= 'enqueue' then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[4])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7])
-return 1
-"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -116,8 +101,11 @@ class Scheduler:
         *,
         clock: Callable[[], datetime] = _utcnow,
         out: Callable[[str], None] | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.redis = redis
+        self.providers = dict(providers or {})
+        self._sunsets_checked_on: date | None = None
         self.jobs = list(jobs)
         self.settings = settings
         self.clock = clock
@@ -126,7 +114,6 @@ class Scheduler:
         self.lease = Lease(redis, LEASE_PREFIX + self.queue, settings.scheduler_lease_s)
         self.last_key = LAST_TICKS_PREFIX + self.queue
         self.leader = False
-        self._script = redis.register_script(_ENQUEUE_TICK)
 
     async def last_ticks(self) -> dict[str, datetime]:
         """The last tick handled per entry, as recorded in Redis."""
@@ -139,6 +126,7 @@ class Scheduler:
     async def step(self) -> list[str]:
         """One pass over the entries as leader; returns the job ids it enqueued."""
         now = self.clock()
+        self.check_api_sunsets(now.date())
         last = await self.last_ticks()
         enqueued: list[str] = []
         for job in self.jobs:
@@ -162,31 +150,25 @@ class Scheduler:
                 log.info("tick_already_enqueued", entry=job.name, job_id=job_id)
         return enqueued
 
+    def check_api_sunsets(self, today: date) -> list[SunsetNotice]:
+        """Once per UTC day, as leader: warn about providers whose API version sunsets soon (or did)."""
+        if self._sunsets_checked_on == today:
+            return []
+        self._sunsets_checked_on = today
+        return warn_sunsets(self.providers, today)
+
     async def _record(self, job: CronJob, tick: datetime, action: Action) -> int:
-        job_id = cron_job_id(job.name, tick)
         kwargs = {**job.kwargs, **({"tick": tick.isoformat()} if job.pass_tick else {})}
-        now_ms = int(time.time() * 1000)
-        payload = serialize_job(job.job, (), kwargs, None, now_ms, serializer=serialize)
-        reply = await self._script(
-            keys=[
-                self.lease.key,
-                self.last_key,
-                job_key_prefix + job_id,
-                result_key_prefix + job_id,
-                self.queue,
-            ],
-            args=[
-                self.lease.token,
-                job.name,
-                int(tick.timestamp() * 1000),
-                payload,
-                now_ms,
-                JOB_EXPIRES_MS,
-                job_id,
-                action,
-            ],
+        return await enqueue_tick(
+            self.redis,
+            Fence(self.lease.key, self.lease.token),
+            last_ticks_key=self.last_key,
+            entry=job.name,
+            tick_ms=int(tick.timestamp() * 1000),
+            request=JobRequest(job.job, cron_job_id(job.name, tick), kwargs=kwargs),
+            queue_name=self.queue,
+            record_only=action != "enqueue",
         )
-        return int(reply)
 
     def _lost_lease(self) -> None:
         if self.leader:
@@ -254,8 +236,10 @@ def startup_lines(jobs: Sequence[CronJob], settings: Settings) -> list[str]:
     return lines
 
 
-async def serve(settings: Settings, jobs: Sequence[CronJob]) -> None:
-    """Run the scheduler until SIGTERM / SIGINT."""
+async def serve(
+    settings: Settings, jobs: Sequence[CronJob], providers: Mapping[str, Provider] | None = None
+) -> None:
+    """Run the scheduler until SIGTERM / SIGINT; ``providers`` get the daily API sunset check."""
     from core.redis import create_arq_pool
 
     stop = asyncio.Event()
@@ -264,7 +248,7 @@ async def serve(settings: Settings, jobs: Sequence[CronJob]) -> None:
         loop.add_signal_handler(sig, stop.set)
     redis = await create_arq_pool(settings)
     try:
-        await Scheduler(redis, jobs, settings).run(stop)
+        await Scheduler(redis, jobs, settings, providers=providers).run(stop)
     finally:
         await redis.aclose()
     print("[SCHEDULER] Stopped", flush=True)
@@ -278,13 +262,14 @@ def main() -> None:
     configure_logging()
     settings = get_settings()
     try:
-        jobs = load_entries(settings, get_registry())
+        registry = get_registry()
+        jobs = load_entries(settings, registry)
     except MetricxError as exc:
         print(f"[SCHEDULER] error: {exc.message}", file=sys.stderr, flush=True)
         sys.exit(1)
     for line in startup_lines(jobs, settings):
         print(line, flush=True)
-    asyncio.run(serve(settings, jobs))
+    asyncio.run(serve(settings, jobs, registry.providers))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from core.errors import ConfigError
 from core.logging import configure_logging
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
+from core.sync.context import RUNNER_KEY
+from core.sync.plugin_jobs import run_plugin_sync
 
 log = structlog.get_logger(__name__, component="ARQ")
 
@@ -68,6 +70,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         print(line, flush=True)
     ctx["settings"] = settings
     ctx["registry"] = get_registry()
+    ctx[RUNNER_KEY] = run_plugin_sync  # plugin sync jobs (core.SyncJobSpec) run inside the engine
     ctx["http"] = httpx.AsyncClient(timeout=settings.http_timeout_s, follow_redirects=False)
     ctx["startup_time"] = time.monotonic()
     # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.
@@ -101,13 +104,22 @@ async def on_job_end(ctx: dict[str, Any]) -> None:
     structlog.contextvars.clear_contextvars()
 
 
+def _functions_or_exit() -> list[Function]:
+    # arq imports this module to read WorkerSettings: a broken plugin set (strict mode, a job
+    # name clash) must stop the worker with one line saying what to fix, not a traceback.
+    try:
+        return build_functions()
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc.message}") from None
+
+
 _settings = get_settings()
 
 
 class WorkerSettings:
     """Settings arq reads from this class's ``__dict__`` (keep it flat)."""
 
-    functions = build_functions()
+    functions = _functions_or_exit()
     cron_jobs: list[Any] = []  # the scheduler process enqueues cron work, never the workers
     redis_settings = redis_settings(_settings)
     max_jobs = _settings.max_jobs

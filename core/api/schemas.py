@@ -293,6 +293,17 @@ class IntradaySeries(BaseModel):
     points: list[IntradayPoint]
 
 
+class ApiVersionPublic(BaseModel):
+    """The platform API version a provider speaks and when the platform retires it."""
+
+    version: str = Field(examples=["v25.0"])
+    sunset: date | None = Field(description="First day the platform refuses this version; null if none.")
+    days_left: int | None = Field(description="Days until the sunset (negative once past).")
+    status: Literal["supported", "sunset_soon", "sunset"] = Field(
+        description="sunset_soon from 60 days before the sunset; sunset once it passed."
+    )
+
+
 class ProviderPublic(BaseModel):
     name: str
     display_name: str
@@ -304,11 +315,18 @@ class ProviderPublic(BaseModel):
     backfill_slice_days: int
     timezone_source: str
     realtime: bool
+    api_version: ApiVersionPublic
 
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class Readiness(Health):
+    api_versions: dict[str, ApiVersionPublic] = Field(
+        default_factory=dict, description="Each installed provider's platform API version and its sunset."
+    )
 
 
 class QueueDepth(BaseModel):

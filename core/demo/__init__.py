@@ -22,7 +22,7 @@ from core.demo.scenario import (
     setup_workspace,
 )
 from core.demo.stack import Stack, build_stack, start_simulators, wait_for_port
-from core.testing.servers import free_port
+from core.embedded import free_port
 
 
 def _configure(stack: Stack) -> None:
@@ -51,7 +51,7 @@ async def _story(console: Console, stack: Stack, reset: bool) -> Demo:
     console.rule("[bold]3. Attribution: late conversions arrive, the re-sync rewrites past days")
     await attribution(console, stack, redis, registry, demo)
     console.rule("[bold]4. Rate limit: a throttled account is deferred, not failed")
-    await rate_limit(console, stack, redis, registry, demo)
+    await rate_limit(console, stack, redis, demo)
     return demo
 
 

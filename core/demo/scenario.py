@@ -24,9 +24,12 @@ from core.enqueue import enqueue_sync_job
 from core.plugins import Registry
 from core.providers import SyncMode
 from core.services import create_api_key, create_connection, create_workspace
+from core.state import SETTLED, TERMINAL_RUN, SyncStatus
 
 WORKSPACE = "metricx demo"
-FINISHED = ("idle", "error", "reconnect_required", "rate_limited")
+FINISHED = SETTLED
+# How much simulated time the attribution step lets pass at the platforms (late conversions follow it).
+LATE_DATA_S = 2 * 24 * 3600
 
 
 @dataclass
@@ -104,7 +107,7 @@ async def wait_settled(stack: Stack, ids: list[uuid.UUID], timeout_s: float = 30
         await asyncio.sleep(0.5)
 
 
-FINAL_RUNS = ("complete", "failed", "deferred")
+FINAL_RUNS = TERMINAL_RUN
 
 
 async def wait_jobs(stack: Stack, job_ids: list[str], timeout_s: float = 300) -> None:
@@ -159,7 +162,7 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
                 state = states[cid]
                 if run is not None:
                     info = f"{run.slices_done}/{run.slices_total} slices, {run.rows_written} rows"
-                    if state.sync_status in FINISHED and state.sync_status != "idle":
+                    if state.sync_status in FINISHED and state.sync_status != SyncStatus.idle:
                         info = f"[red]{state.sync_status}[/red]: {state.last_sync_error or ''}"[:90]
                     progress.update(
                         tasks[cid], total=max(1, run.slices_total), completed=run.slices_done, info=info
@@ -220,8 +223,9 @@ async def attribution(
     conns = [c for c in demo.connections if c.role == "normal"]
     before = await _conversions(registry, conns)
     async with httpx.AsyncClient(timeout=10) as http:
-        for provider in {c.provider for c in conns}:
-            await registry.simulators[provider].late_conversions(http, stack.urls[provider])
+        for provider in sorted({c.provider for c in conns}):
+            await _control(http, stack.urls[provider], "clock", {"advance_s": LATE_DATA_S})
+    console.print("  two days pass at the platforms: conversions are credited late, refunds come in")
     jobs = []
     for c in conns:
         job = await enqueue_sync_job(
@@ -238,17 +242,25 @@ async def attribution(
         )
 
 
-async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, registry: Registry, demo: Demo) -> None:
+def _throttle(account: str) -> dict[str, Any]:
+    """The platform throttles ``account``: longer than a client waits in place, so the sync is deferred."""
+    return {"kind": "throttle", "scope": "account", "account": account, "count": 1, "retry_after_s": 45}
+
+
+async def _control(http: httpx.AsyncClient, url: str, what: str, body: Any) -> None:
+    """One call of the simulators' shared control protocol (``POST /_sim/{what}``)."""
+    (await http.post(f"{url}/_sim/{what}", json=body)).raise_for_status()
+
+
+async def rate_limit(console: Console, stack: Stack, redis: ArqRedis, demo: Demo) -> None:
     """The platform throttles one account: the sync is deferred, not failed, and resumes by itself."""
     for c in [c for c in demo.connections if c.role == "throttled"]:
         async with httpx.AsyncClient(timeout=10) as http:
-            await registry.simulators[c.provider].throttle(
-                http, stack.urls[c.provider], c.external_account_id
-            )
+            await _control(http, stack.urls[c.provider], "faults", _throttle(c.external_account_id))
         job = await enqueue_sync_job(str(c.id), str(demo.workspace_id), redis=redis)
         await wait_jobs(stack, [str(job["job_id"])], timeout_s=60)
         state = (await connection_states([c.id]))[c.id]
-        if state.sync_status == "rate_limited":
+        if state.sync_status == SyncStatus.rate_limited:
             wait_s = (state.rate_limited_until - datetime.now(UTC)).total_seconds()
             console.print(
                 f"  {c.name:<38} rate_limited: {state.last_sync_error}; deferred, resumes in "

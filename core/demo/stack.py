@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
 from core.crypto import _dev_key
+from core.embedded import embedded_postgres, embedded_redis, free_port, with_database
 from core.errors import ConfigError
-from core.testing.servers import embedded_postgres, embedded_redis, free_port, with_database
 
 DEMO_DATABASE = "metricx"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()) if sys.platform == "linux" else None,
         )
 
     def check_alive(self) -> None:
@@ -66,6 +71,22 @@ class Stack:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """Linux: the child is sent SIGTERM when the demo process dies, even when it is killed.
+
+    Children run in their own session (Ctrl-C reaches only the demo, which stops them in order);
+    without this, a killed demo would leave its worker consuming the queue of a Redis it shares.
+    """
+
+    def in_child() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the demo died before prctl took effect
+            os._exit(1)
+
+    return in_child
 
 
 def wait_for_port(host: str, port: int, timeout_s: float = 30) -> None:

@@ -19,6 +19,7 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+import core.keys as keys
 from core.config import Settings
 from core.crypto import decrypt
 from core.db.engine import session_scope
@@ -27,14 +28,13 @@ from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
 from core.logging import redact_text
 from core.plugins import Registry
-from core.providers import Credentials, Provider, SyncMode
-from core.ratelimit import scope_keys
+from core.providers import Credentials, SyncMode
+from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import status
-from core.sync.fetch import account_ref, default_work
-from core.sync.throttle import defer_sharing
+from core.sync.loading import Loaded, account_ref
+from core.sync.throttle import defer_sharing, scope_keys
 
 log = structlog.get_logger(__name__)
-entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 
@@ -44,19 +44,19 @@ class SyncJob:
 
     connection_id: uuid.UUID
     workspace_id: uuid.UUID
-    mode: str  # a SyncMode value, or a plugin job's own label (e.g. "store")
+    mode: str  # a SyncMode (itself), or a plugin job's own label (e.g. "store"); stored in sync_runs
     job_id: str
     job_try: int
     stats: dict[str, Any] = field(default_factory=lambda: {"entities": 0, "rows": 0})
     # How a throttled try re-queues itself; default: process_sync_job in the same mode.
     requeue: Callable[[float], Awaitable[EnqueueResult]] | None = None
+    # Whose "one queued or running job" slot this job holds (a plugin job has its own).
+    active_for: str | None = None
 
-
-@dataclass
-class Loaded:
-    connection: Connection
-    credentials: Credentials
-    provider: Provider
+    @property
+    def active_key(self) -> str:
+        """The id under which this job is the connection's active sync (released when it ends)."""
+        return self.active_for or str(self.connection_id)
 
 
 def backoff_s(job_try: int, settings: Settings) -> float:
@@ -102,35 +102,33 @@ def _requeue_sync(ctx: dict[str, Any], job: SyncJob) -> Callable[[float], Awaita
 Work = Callable[[SyncJob, dict[str, Any], "Loaded", uuid.UUID], Awaitable[None]]
 
 
-async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work | None = None) -> dict[str, Any]:
+async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, Any]:
     """Run one try of a sync and map its outcome to status, ``sync_runs`` and arq retries.
 
-    ``work`` does the fetching (default: token check, entities, metrics for the
-    mode's windows). Plugin jobs pass their own and get the same lock, status
-    tracking, ``sync_runs`` rows, retries and deferrals as ad syncs.
+    ``work`` does the fetching (``core.sync.fetch.default_work`` for ad syncs: token
+    check, entities, metrics for the mode's windows; a plugin job's own work through
+    :mod:`core.sync.context`), with the same lock, status tracking, ``sync_runs``
+    rows, retries and deferrals for all of them.
     """
-    registry: Registry = ctx["registry"]
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
         job_id=job.job_id, connection_id=str(job.connection_id), workspace_id=str(job.workspace_id)
     )
-    loaded = await _load(job, registry)
+    loaded = await _load(job, ctx["registry"])
     if loaded is None:
-        await release_active(redis, str(job.connection_id), job.job_id)
+        await release_active(redis, job.active_key, job.job_id)
         log.warning("sync_skipped", reason="connection not found in workspace")
         return {"status": "skipped", "reason": "connection not found"}
-    if loaded.connection.status != "active":
-        await release_active(redis, str(job.connection_id), job.job_id)
+    if loaded.connection.status != ConnectionStatus.active:
+        await release_active(redis, job.active_key, job.job_id)
         log.info("sync_skipped", reason=f"connection is {loaded.connection.status}")
         return {"status": "skipped", "reason": f"connection is {loaded.connection.status}"}
-    lock = redis.lock(
-        f"metricx:lock:connection:{job.connection_id}", timeout=ctx["settings"].job_timeout_s + 5
-    )
+    lock = redis.lock(keys.connection_lock(job.connection_id), timeout=ctx["settings"].job_timeout_s + 5)
     if not await lock.acquire(blocking=False):
         # Another sync of this connection is running (e.g. a different mode): try again shortly.
         raise Retry(defer=backoff_s(1, ctx["settings"]))
     try:
-        return await _attempt(ctx, job, loaded, work or default_work)
+        return await _attempt(ctx, job, loaded, work)
     finally:
         try:
             await lock.release()
@@ -160,7 +158,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
     except asyncio.CancelledError:
         await asyncio.shield(
             _finish_failed(
-                ctx, job, run_id, "timeout", "the sync ran past the job timeout", sync_status="error"
+                ctx, job, run_id, "timeout", "the sync ran past the job timeout", sync_status=SyncStatus.error
             )
         )
         raise
@@ -171,20 +169,20 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         await status.update_run(
             session,
             run_id,
-            status="complete",
+            status=RunStatus.complete,
             finished_at=status.utcnow(),
             rows_written=job.stats["rows"],
             entities_written=job.stats["entities"],
             api_calls=job.stats.get("api_calls", 0),
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
-    await release_active(ctx["redis"], str(job.connection_id), job.job_id)
+    await release_active(ctx["redis"], job.active_key, job.job_id)
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     registry.notify("on_sync_finished", **event, stats=dict(job.stats))
     snapshot_log.info(
         "sync_finished", rows=job.stats["rows"], entities=job.stats["entities"], seconds=seconds
     )
-    return {"status": "complete", "mode": job.mode, **job.stats}
+    return {"status": RunStatus.complete.value, "mode": str(job.mode), **job.stats}
 
 
 async def _finish_failed(
@@ -194,9 +192,9 @@ async def _finish_failed(
     kind: str,
     message: str,
     *,
-    sync_status: str,
+    sync_status: SyncStatus,
     rate_limited_until: datetime | None = None,
-    run_status: str = "failed",
+    run_status: RunStatus = RunStatus.failed,
 ) -> None:
     async with session_scope() as session:
         await status.mark_failed(
@@ -206,7 +204,7 @@ async def _finish_failed(
             kind=kind,
             message=message,
             rate_limited_until=rate_limited_until,
-            keep_job=run_status == "retrying",
+            keep_job=run_status is RunStatus.retrying,
         )
         await status.update_run(
             session,
@@ -220,8 +218,8 @@ async def _finish_failed(
             api_calls=job.stats.get("api_calls", 0),
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
-    if run_status != "retrying":
-        await release_active(ctx["redis"], str(job.connection_id), job.job_id)
+    if run_status is not RunStatus.retrying:
+        await release_active(ctx["redis"], job.active_key, job.job_id)
 
 
 def scrub(message: str, credentials: Credentials) -> str:
@@ -258,8 +256,8 @@ async def _handle_error(
             run_id,
             kind,
             f"{message} (retry {job.job_try + 1} of {settings.max_tries} in {delay:.0f}s)",
-            sync_status="queued",
-            run_status="retrying",
+            sync_status=SyncStatus.queued,
+            run_status=RunStatus.retrying,
         )
         snapshot_log.warning("sync_retrying", error=message, try_number=job.job_try, defer_s=round(delay, 2))
         raise Retry(defer=delay) from exc
@@ -271,13 +269,19 @@ async def _handle_error(
             run_id,
             kind,
             message,
-            sync_status="rate_limited",
+            sync_status=SyncStatus.rate_limited,
             rate_limited_until=until,
-            run_status="deferred",
+            run_status=RunStatus.deferred,
         )
         if loaded is not None:  # every connection sharing the throttled scope waits too
             conn = loaded.connection
-            scopes = scope_keys(loaded.provider, account_ref(conn), credentials, trusted=conn.throttle_scopes)
+            scopes = scope_keys(
+                loaded.provider,
+                account_ref(conn),
+                credentials,
+                trusted=conn.throttle_scopes,
+                settings=settings,
+            )
             await defer_sharing(ctx["redis"], scopes, exc, until=until, connection_id=job.connection_id)
         requeued = None
         if exc.retry_after_s <= settings.rate_limit_requeue_max_s:
@@ -289,15 +293,15 @@ async def _handle_error(
         )
         registry.notify("on_sync_failed", **fail)
         return {
-            "status": "deferred",
+            "status": RunStatus.deferred.value,
             "rate_limited_until": until.isoformat(),
             "next_job_id": requeued["job_id"] if requeued else None,
         }
-    sync_status = "reconnect_required" if isinstance(exc, AuthError) else "error"
+    sync_status = SyncStatus.reconnect_required if isinstance(exc, AuthError) else SyncStatus.error
     await _finish_failed(ctx, job, run_id, kind, message, sync_status=sync_status)
     if isinstance(exc, MetricxError):
         snapshot_log.error("sync_failed", error_kind=kind, error=message)
     else:
         snapshot_log.exception("sync_failed", error_kind=kind, error=message)
     registry.notify("on_sync_failed", **fail)
-    return {"status": "failed", "error_kind": kind, "error": status.clip(message)}
+    return {"status": RunStatus.failed.value, "error_kind": kind, "error": status.clip(message)}

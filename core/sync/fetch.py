@@ -8,68 +8,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
-from sqlalchemy import update
 
 from core.config import Settings
-from core.crypto import encrypt
 from core.db.engine import session_scope
-from core.db.models import Connection, Credential
-from core.providers import AccountRef, Credentials, Provider, ProviderContext, SyncMode, SyncWindow
+from core.providers import Provider, ProviderContext, SyncMode, SyncWindow
 from core.sync import status
-from core.sync.throttle import record_verified, sync_limiter
+from core.sync.engine import SyncJob
+from core.sync.loading import Loaded, account_ref, provider_context, refresh_account_facts, store_credentials
+from core.sync.throttle import record_verified
 from core.sync.upserts import upsert_entities, upsert_snapshots
 from core.sync.windows import total_backfill_slices, windows_for
 
-if TYPE_CHECKING:
-    from core.sync.engine import Loaded, SyncJob
-
-log = structlog.get_logger(__name__)
 entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
 
 
-def account_ref(conn: Connection) -> AccountRef:
-    """The provider-facing view of a connection."""
-    return AccountRef(
-        connection_id=str(conn.id),
-        workspace_id=str(conn.workspace_id),
-        external_account_id=conn.external_account_id,
-        timezone=conn.timezone or "UTC",
-        currency=conn.currency,
-        config=dict(conn.config or {}),
-    )
-
-
-async def _store_credentials(connection_id: uuid.UUID, creds: Credentials) -> None:
-    async with session_scope() as session:
-        await session.execute(
-            update(Credential)
-            .where(Credential.connection_id == connection_id)
-            .values(
-                access_token_enc=encrypt(creds.access_token),
-                refresh_token_enc=encrypt(creds.refresh_token),
-                expires_at=creds.expires_at,
-                scopes=" ".join(creds.scopes) or None,
-                updated_at=status.utcnow(),
-            )
-        )
-
-
-async def _refreshaccount_ref(provider: Provider, pctx: ProviderContext, loaded: Loaded) -> AccountRef:
-    conn = loaded.connection
-    info = await provider.fetch_account(pctx, account_ref(conn), loaded.credentials)
-    changes = {"timezone": info.timezone, "currency": info.currency}
-    if info.name and not conn.name:
-        changes["name"] = info.name
-    if any(getattr(conn, k) != v for k, v in changes.items()):
-        async with session_scope() as session:
-            await session.execute(update(Connection).where(Connection.id == conn.id).values(**changes))
-        for key, value in changes.items():
-            setattr(conn, key, value)
-    return account_ref(conn)
+async def _refresh_account(provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
+    info = await provider.fetch_account(pctx, account_ref(loaded.connection), loaded.credentials)
+    await record_verified(pctx.limiter, loaded.connection)  # the credential reached the account
+    await refresh_account_facts(loaded, name=info.name, timezone=info.timezone, currency=info.currency)
 
 
 async def _sync_entities(job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
@@ -143,9 +103,7 @@ async def _sync_metrics(
         async with session_scope() as session:
             await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
             if job.mode == SyncMode.backfill:
-                await session.execute(
-                    update(Connection).where(Connection.id == conn.id).values(backfill_cursor=window.start)
-                )
+                await status.set_backfill_cursor(session, conn.id, window.start)
         snapshot_log.info(
             "window_synced", window=str(window), rows=job.stats["rows"], slices=f"{done}/{total}"
         )
@@ -155,20 +113,15 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
     """Validate the token, refresh account facts, sync entities, then metrics for every window."""
     settings: Settings = ctx["settings"]
     provider = loaded.provider
-    conn = loaded.connection
-    limiter = sync_limiter(
-        ctx["redis"], provider, account_ref(conn), loaded.credentials, stored=conn.throttle_scopes
-    )
-    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
+    pctx = provider_context(ctx, loaded)
     try:
         provider.check_credentials(loaded.credentials)
         refreshed = await provider.validate_token(pctx, account_ref(loaded.connection), loaded.credentials)
         if refreshed is not None:
-            await _store_credentials(job.connection_id, refreshed)
+            await store_credentials(job.connection_id, refreshed)
             loaded.credentials = refreshed
-        await _refreshaccount_ref(provider, pctx, loaded)
-        await record_verified(limiter, loaded.connection)  # the credential reached the account
+        await _refresh_account(provider, pctx, loaded)
         await _sync_entities(job, provider, pctx, loaded)
         await _sync_metrics(job, provider, pctx, loaded, run_id, settings)
     finally:
-        job.stats.update(limiter.stats())
+        job.stats.update(pctx.limiter.stats())

@@ -1,15 +1,29 @@
-"""Connection status and ``sync_runs`` bookkeeping, each change in its own short transaction."""
+"""Every write to a connection's sync fields, and ``sync_runs`` bookkeeping (in the caller's transaction).
+
+The sync fields of ``connections`` (``sync_status``, ``current_job_id``,
+``last_sync_*``, ``last_error_kind``, ``rate_limited_until``, the totals,
+``backfill_*``, ``throttle_scopes``, and the account facts a sync refreshes) are written
+here and nowhere else. Every path that queues a sync *claims* the connection first
+(``queued`` with the job's id), then enqueues, then gives the claim back if
+the job was not enqueued: a worker can never start a job whose claim is not
+yet written.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Connection, SyncRun
+from core.errors import RateLimited
+from core.state import BUSY, ConnectionStatus, RunStatus, SyncJobId, SyncStatus
 
 MAX_ERROR = 500
 
@@ -22,6 +36,104 @@ def clip(message: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- claims: queued before the job exists ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A connection marked ``queued`` for ``job_id``, with what it showed before (to give back)."""
+
+    connection_id: uuid.UUID
+    job_id: str
+    previous_status: str
+    previous_job_id: str | None
+
+
+async def claim(session: AsyncSession, connection_id: uuid.UUID, job_id: str) -> Claim | None:
+    """Mark the connection ``queued`` for ``job_id`` (a requested sync); None if it does not exist.
+
+    A user's request claims whatever the connection shows: the enqueue decides
+    whether another sync already holds it, and :func:`release` gives the claim back.
+    """
+    row = (
+        await session.execute(
+            select(Connection.sync_status, Connection.current_job_id)
+            .where(Connection.id == connection_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        return None
+    await session.execute(
+        update(Connection)
+        .where(Connection.id == connection_id)
+        .values(sync_status=SyncStatus.queued, current_job_id=job_id)
+    )
+    return Claim(connection_id, job_id, row[0], row[1])
+
+
+async def release(session: AsyncSession, claims: Iterable[Claim]) -> None:
+    """Give claims back whose job was not enqueued, unless a sync has written the row since."""
+    for held in claims:
+        await session.execute(
+            update(Connection)
+            .where(Connection.id == held.connection_id, Connection.current_job_id == held.job_id)
+            .values(sync_status=held.previous_status, current_job_id=held.previous_job_id)
+        )
+
+
+async def claim_due(
+    session: AsyncSession, connection_ids: list[uuid.UUID], mode: str, slot: str
+) -> set[uuid.UUID]:
+    """Claim many connections for the fan-out's ``sync:{id}:{mode}:{slot}`` jobs, in one statement.
+
+    Only connections with no sync queued or running are claimed, so two fan-outs
+    never claim one twice. Returns the ids claimed.
+    """
+    if not connection_ids:
+        return set()
+    claimed = await (await session.connection()).execute(
+        update(Connection)
+        .where(
+            Connection.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+            Connection.sync_status.not_in(BUSY),
+        )
+        .values(sync_status=SyncStatus.queued, current_job_id=SyncJobId.sql(Connection.id, mode, slot))
+        .returning(Connection.id),
+        {"ids": connection_ids},
+    )
+    return set(claimed.scalars())
+
+
+async def unclaim_due(session: AsyncSession, previous: Mapping[uuid.UUID, str]) -> None:
+    """Give fan-out claims back: each connection still ``queued`` gets its previous status."""
+    if not previous:
+        return
+    await session.connection()
+    await session.execute(
+        update(Connection.__table__)  # type: ignore[arg-type]
+        .where(Connection.id == bindparam("cid"), Connection.sync_status == SyncStatus.queued)
+        .values(sync_status=bindparam("prev")),
+        [{"cid": cid, "prev": prev} for cid, prev in previous.items()],
+    )
+
+
+async def point_to_jobs(session: AsyncSession, jobs: Mapping[uuid.UUID, str | None]) -> None:
+    """Claimed connections that another sync holds: ``current_job_id`` names that sync's job."""
+    if not jobs:
+        return
+    await session.connection()
+    await session.execute(
+        update(Connection.__table__)  # type: ignore[arg-type]
+        .where(Connection.id == bindparam("cid"))
+        .values(current_job_id=bindparam("job")),
+        [{"cid": cid, "job": job} for cid, job in jobs.items()],
+    )
+
+
+# --- one try of a sync ------------------------------------------------------------------------------
 
 
 async def mark_started(
@@ -38,7 +150,7 @@ async def mark_started(
         update(Connection)
         .where(Connection.id == connection_id)
         .values(
-            sync_status="syncing",
+            sync_status=SyncStatus.syncing,
             last_sync_attempted_at=now,
             total_syncs_attempted=Connection.total_syncs_attempted + 1,
             current_job_id=job_id,
@@ -47,9 +159,9 @@ async def mark_started(
     # An earlier try of this job whose worker died never closed its run: close it now.
     await session.execute(
         update(SyncRun)
-        .where(SyncRun.job_id == job_id, SyncRun.status == "running")
+        .where(SyncRun.job_id == job_id, SyncRun.status == RunStatus.running)
         .values(
-            status="failed",
+            status=RunStatus.failed,
             error_kind="interrupted",
             error_message="worker stopped mid-sync",
             finished_at=now,
@@ -61,7 +173,7 @@ async def mark_started(
         job_id=job_id,
         mode=mode,
         try_number=job_try,
-        status="running",
+        status=RunStatus.running,
         started_at=now,
     )
     session.add(run)
@@ -70,12 +182,14 @@ async def mark_started(
 
 
 async def update_run(session: AsyncSession, run_id: uuid.UUID, **values: Any) -> None:
+    """Record progress or the outcome on one ``sync_runs`` row."""
     await session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**values))
 
 
 async def mark_succeeded(session: AsyncSession, connection_id: uuid.UUID, *, backfill: bool) -> None:
+    """``idle``, completed now, error cleared; a finished backfill is recorded."""
     values: dict[str, Any] = {
-        "sync_status": "idle",
+        "sync_status": SyncStatus.idle,
         "last_sync_completed_at": utcnow(),
         "last_sync_error": None,
         "last_error_kind": None,
@@ -92,12 +206,13 @@ async def mark_failed(
     session: AsyncSession,
     connection_id: uuid.UUID,
     *,
-    sync_status: str,
+    sync_status: SyncStatus,
     kind: str,
     message: str,
     rate_limited_until: datetime | None = None,
     keep_job: bool = False,
 ) -> None:
+    """The try's failure as the connection shows it; ``keep_job`` while arq retries the same job."""
     values: dict[str, Any] = {
         "sync_status": sync_status,
         "last_sync_error": clip(message),
@@ -109,12 +224,33 @@ async def mark_failed(
     await session.execute(update(Connection).where(Connection.id == connection_id).values(**values))
 
 
+async def set_backfill_cursor(session: AsyncSession, connection_id: uuid.UUID, oldest_done: date) -> None:
+    """Checkpoint a backfill: every day from ``oldest_done`` on is stored."""
+    await session.execute(
+        update(Connection).where(Connection.id == connection_id).values(backfill_cursor=oldest_done)
+    )
+
+
+async def update_account_facts(
+    session: AsyncSession, connection_id: uuid.UUID, changes: Mapping[str, Any]
+) -> None:
+    """The account's name, timezone and currency as the platform reported them."""
+    allowed = {"name", "timezone", "currency"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not account facts: {sorted(unknown)}")
+    await session.execute(update(Connection).where(Connection.id == connection_id).values(**changes))
+
+
+# --- repairs ------------------------------------------------------------------------------------------
+
+
 async def stuck_connections(session: AsyncSession, older_than_s: int) -> list[tuple[uuid.UUID, str | None]]:
     """Connections marked ``syncing`` / ``queued`` for longer than ``older_than_s`` seconds."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     rows = await session.execute(
         select(Connection.id, Connection.current_job_id).where(
-            Connection.sync_status.in_(("syncing", "queued")),
+            Connection.sync_status.in_(BUSY),
             or_(Connection.last_sync_attempted_at.is_(None), Connection.last_sync_attempted_at < cutoff),
         )
     )
@@ -125,9 +261,9 @@ async def repair(session: AsyncSession, connection_id: uuid.UUID, job_id: str | 
     """Turn a connection whose job died into ``error`` with a message saying so; close its run."""
     result = await session.execute(
         update(Connection)
-        .where(Connection.id == connection_id, Connection.sync_status.in_(("syncing", "queued")))
+        .where(Connection.id == connection_id, Connection.sync_status.in_(BUSY))
         .values(
-            sync_status="error",
+            sync_status=SyncStatus.error,
             last_sync_error="the sync's worker stopped before finishing (crash or timeout); "
             "the next scheduled sync will run again",
             last_error_kind="interrupted",
@@ -137,9 +273,9 @@ async def repair(session: AsyncSession, connection_id: uuid.UUID, job_id: str | 
     if job_id:
         await session.execute(
             update(SyncRun)
-            .where(and_(SyncRun.job_id == job_id, SyncRun.status == "running"))
+            .where(and_(SyncRun.job_id == job_id, SyncRun.status == RunStatus.running))
             .values(
-                status="failed",
+                status=RunStatus.failed,
                 error_kind="interrupted",
                 error_message="worker stopped",
                 finished_at=utcnow(),
@@ -163,15 +299,15 @@ async def mark_scope_rate_limited(
     sync keeps its status (its job meets the block itself), and ``error`` / ``reconnect_required``
     keep what the user must see. ``exclude``: the connection whose own failure is recorded apart.
     """
-    waiting = Connection.sync_status.in_(("idle", "rate_limited"))
+    waiting = Connection.sync_status.in_((SyncStatus.idle, SyncStatus.rate_limited))
     query = (
         update(Connection)
-        .where(Connection.throttle_scopes.contains([scope_key]), Connection.status == "active")
+        .where(Connection.throttle_scopes.contains([scope_key]), Connection.status == ConnectionStatus.active)
         .values(
             rate_limited_until=func.greatest(func.coalesce(Connection.rate_limited_until, until), until),
-            sync_status=case((waiting, "rate_limited"), else_=Connection.sync_status),
+            sync_status=case((waiting, SyncStatus.rate_limited.value), else_=Connection.sync_status),
             last_sync_error=case((waiting, clip(message)), else_=Connection.last_sync_error),
-            last_error_kind=case((waiting, "rate_limited"), else_=Connection.last_error_kind),
+            last_error_kind=case((waiting, RateLimited.kind), else_=Connection.last_error_kind),
         )
         .returning(Connection.id)
         .execution_options(synchronize_session=False)
@@ -179,3 +315,10 @@ async def mark_scope_rate_limited(
     if exclude is not None:
         query = query.where(Connection.id != exclude)
     return list((await session.execute(query)).scalars())
+
+
+async def store_throttle_scopes(session: AsyncSession, connection_id: uuid.UUID, keys: list[str]) -> None:
+    """The throttle-scope keys a sync verified for the connection (see core/sync/throttle.py)."""
+    await session.execute(
+        update(Connection).where(Connection.id == connection_id).values(throttle_scopes=keys)
+    )

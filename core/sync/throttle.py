@@ -1,7 +1,7 @@
 """Throttle scopes in syncs: a connection's limiter, its verified scope keys, and deferring every
 connection that shares a blocked scope (in the worker and at fan-out time).
 
-A connection's scope keys (:func:`core.ratelimit.scope_keys`) are stored on
+A connection's scope keys (:func:`scope_keys`) are stored on
 ``connections.throttle_scopes`` once a sync has verified them (the provider read
 the account with this credential), so a block at one scope finds every
 connection sharing it with one indexed query.
@@ -11,32 +11,71 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import update
 
+from core.config import Settings
+from core.crypto import keyed_digest
 from core.db.engine import session_scope
 from core.db.models import Connection
-from core.errors import RateLimited
+from core.errors import SCOPE_ACCOUNT, SCOPE_TOKEN, THROTTLE_SCOPES, RateLimited
 from core.providers import AccountRef, Credentials, Provider
-from core.ratelimit import (
-    SCOPE_CONNECTION,
-    AccountLimiter,
-    ScopeKeys,
-    block_key,
-    blocked_until,
-    scope_keys,
-)
+from core.ratelimit import SCOPE_CONNECTION, AccountLimiter, ScopeKeys, block_key, blocked_until
 from core.sync import status
 
 log = structlog.get_logger(__name__)
 
 # The fan-out leaves shorter blocks to the worker's limiter (its default max_wait_s sleeps them out).
 MIN_SKIP_BLOCK_S = 30.0
+
+
+@runtime_checkable
+class DeclaresThrottleScopes(Protocol):
+    """A provider that names the scopes its throttles cover (optional; see core/HOOKS.md)."""
+
+    def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
+        """Scope name -> the identity that scope stands for (an app id, a developer token, ...).
+
+        Values come from the provider's settings or the credential, never from the
+        connection's config; the core stores only keyed digests of them.
+        """
+        ...
+
+
+def _scope_values(provider: Provider, account: AccountRef, credentials: Credentials) -> dict[str, str]:
+    values = {
+        SCOPE_ACCOUNT: account.external_account_id.strip(),
+        # The refresh token is the credential's lasting identity; access tokens rotate.
+        SCOPE_TOKEN: credentials.refresh_token or credentials.access_token or "",
+    }
+    if isinstance(provider, DeclaresThrottleScopes):
+        declared = provider.throttle_scopes(account, credentials)
+        values.update({k: str(v) for k, v in declared.items() if k in THROTTLE_SCOPES})
+    return {k: v for k, v in values.items() if v}
+
+
+def scope_keys(
+    provider: Provider,
+    account: AccountRef,
+    credentials: Credentials,
+    *,
+    trusted: Collection[str] = (),
+    settings: Settings | None = None,
+) -> ScopeKeys:
+    """The scope keys of a connection; its account is trusted when ``trusted`` (the keys a
+    verified sync stored on the connection) holds both this account's and this credential's key."""
+    keys = {
+        scope: f"{provider.name}:{scope}:"
+        + keyed_digest(value, purpose=f"throttle:{provider.name}:{scope}", settings=settings)
+        for scope, value in _scope_values(provider, account, credentials).items()
+    }
+    keys[SCOPE_CONNECTION] = f"connection:{account.connection_id or uuid.uuid4().hex}"
+    verified = all(scope in keys and keys[scope] in trusted for scope in (SCOPE_ACCOUNT, SCOPE_TOKEN))
+    return ScopeKeys(keys, account_verified=verified)
 
 
 def sync_limiter(
@@ -47,13 +86,14 @@ def sync_limiter(
     *,
     stored: Collection[str] = (),
     max_wait_s: float = 30.0,
+    settings: Settings | None = None,
 ) -> AccountLimiter:
     """The limiter of one connection's sync (or of a new connection's validation: ``stored`` empty).
 
     ``stored`` is ``connections.throttle_scopes``: the account scope is trusted
     only when an earlier sync verified it with this same credential.
     """
-    scopes = scope_keys(provider, account, credentials, trusted=stored)
+    scopes = scope_keys(provider, account, credentials, trusted=stored, settings=settings)
     return AccountLimiter(
         redis, provider.name, account.external_account_id, scopes=scopes, max_wait_s=max_wait_s
     )
@@ -67,9 +107,7 @@ async def record_verified(limiter: AccountLimiter, connection: Connection) -> No
     if sorted(connection.throttle_scopes or ()) == keys:
         return
     async with session_scope() as session:
-        await session.execute(
-            update(Connection).where(Connection.id == connection.id).values(throttle_scopes=keys)
-        )
+        await status.store_throttle_scopes(session, connection.id, keys)
     connection.throttle_scopes = keys
 
 

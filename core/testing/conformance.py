@@ -4,9 +4,9 @@ Every provider, built-in or third-party, runs the same checks against its
 simulator (or recorded responses): registration and capabilities, the token
 validator, the entity hierarchy, metric records for each sync window, account
 timezone day boundaries, idempotent re-fetch into a real database, error
-classification and bounded memory on a large backfill. Needs the fixtures of
-``core.testing.plugin`` (loaded automatically: entry point ``pytest11``) and
-pytest-asyncio in auto mode with a session loop.
+classification, bounded memory on a large backfill, and an API version not past
+its sunset. Needs the fixtures of ``core.testing.plugin`` (loaded automatically:
+entry point ``pytest11``) and pytest-asyncio in auto mode with a session loop.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from core.context import provider_context
 from core.errors import AuthError, MetricxError, RateLimited, TransientError
+from core.lifecycle import api_version_of
 from core.providers import (
     AccountRef,
+    ApiVersion,
     Credentials,
     EntityRecord,
     MetricRecord,
@@ -124,13 +127,16 @@ class ProviderConformance:
     async def conformance_ctx(self, redis_client: Any) -> AsyncIterator[ProviderContext]:
         """A ProviderContext over :meth:`http_client` and a real Redis limiter unique to this test."""
         async with self.http_client() as http:
+            provider, account = self.provider(), self.account()
             limiter = AccountLimiter(
                 redis_client,
-                self.provider().name,
-                self.account().external_account_id,
+                provider.name,
+                account.external_account_id,
                 prefix=f"metricx:conformance:{uuid.uuid4().hex[:8]}",
             )
-            yield ProviderContext(http=http, limiter=limiter)
+            yield provider_context(
+                redis=redis_client, client=http, provider=provider, account=account, limiter=limiter
+            )
 
     async def _localised(self, ctx: ProviderContext, account: AccountRef) -> AccountRef:
         """The account as the engine sees it after ``fetch_account``: with the platform's timezone."""
@@ -222,6 +228,20 @@ class ProviderConformance:
         assert 1 <= caps.backfill_slice_days <= caps.backfill_days
         if self.expected_levels is not None:
             assert set(self.expected_levels) <= set(caps.levels)
+
+    def test_api_version_is_not_past_its_sunset(self) -> None:
+        provider = self.provider()
+        declared = getattr(provider, "api_version", None)
+        assert declared is None or isinstance(declared, ApiVersion), (
+            f"api_version must be a core.ApiVersion(version, sunset), got {type(declared).__name__}"
+        )
+        api = api_version_of(provider)
+        assert api.version, "api_version.version names the platform API version, e.g. 'v25.0'"
+        today = datetime.now(UTC).date()
+        assert api.sunset is None or not api.is_sunset(today), (
+            f"provider {provider.name!r} defaults to API {api.version}, which the platform retired on "
+            f"{api.sunset.isoformat()}: its calls fail; move the default to a supported version"
+        )
 
     # -- token validator ----------------------------------------------------------------------------
 

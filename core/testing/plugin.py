@@ -245,9 +245,11 @@ def forget_rate_limits(redis_url: str) -> None:
     """Drop every account's rate-limit state (blocks, usage, pacing) from the test Redis."""
     import redis
 
+    from core.keys import RATE_LIMIT_PREFIX
+
     client = redis.Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter("metricx:rl:*"):
+        for key in client.scan_iter(f"{RATE_LIMIT_PREFIX}:*"):
             client.delete(key)
     finally:
         client.close()

@@ -339,6 +339,29 @@ async def test_providers_list_capabilities(api: httpx.AsyncClient, tenant: Any) 
     assert (await api.get("/v1/providers")).status_code == 401
 
 
+async def test_providers_and_readiness_show_api_versions_and_sunsets(
+    api: httpx.AsyncClient, tenant: Any
+) -> None:
+    from core.lifecycle import api_version_of
+    from core.plugins import get_registry
+
+    response = await api.get("/v1/providers", headers=tenant.headers)
+    by_name = {p["name"]: p for p in response.json()}
+    assert by_name["testprovider"]["api_version"] == {
+        "version": "v1",
+        "sunset": None,
+        "days_left": None,
+        "status": "supported",
+    }
+    ready = (await api.get("/v1/ready")).json()
+    assert ready["api_versions"]["testprovider"] == by_name["testprovider"]["api_version"]
+    for name, provider in get_registry().providers.items():  # built-in plugins, when installed
+        declared = api_version_of(provider)
+        shown = ready["api_versions"][name]
+        assert shown["version"] == declared.version == by_name[name]["api_version"]["version"]
+        assert shown["sunset"] == (declared.sunset.isoformat() if declared.sunset else None)
+
+
 async def test_plugin_routers_are_mounted_under_their_plugin(metricx_env: Any) -> None:
     from core.api import create_app
     from core.plugins import get_registry

@@ -115,3 +115,18 @@ def test_connections_add_reports_a_rejected_token(metricx_env: Any, sim: Any) ->
     )
     assert proc.returncode == 1 and "reconnect" in proc.stderr.lower()
     assert "expired-token" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plugins_shows_each_providers_api_version_and_sunset(metricx_env: Any) -> None:
+    env = {**os.environ, **metricx_env.env, "COLUMNS": "250"}
+    rows = {row["name"]: row for row in json.loads(cli(env, "plugins", "--json").stdout)}
+    assert rows["testprovider"]["api_versions"] == {
+        "testprovider": {"version": "v1", "sunset": None, "days_left": None, "status": "supported"}
+    }
+    table = cli(env, "plugins")
+    assert "testprovider v1" in table.stdout
+    if "meta" in rows:  # the built-in plugins, when installed, declare their versions (see each provider)
+        assert rows["meta"]["api_versions"]["meta"]["version"] == "v25.0"
+        assert "meta v25.0 (sunset 2028-07-29)" in table.stdout
+    if "google" in rows and rows["google"]["api_versions"]["google"]["status"] == "sunset":
+        assert "warning: provider 'google' speaks API" in " ".join(table.stderr.split())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from metricx_testprovider.provider import TestProvider
 
 import tests.integration.test_conformance_testprovider as adopter
+from core import ApiVersion
 from core.errors import PermanentError, TransientError
 from core.providers import AccountRef, Credentials, MetricRecord, Provider, ProviderContext, SyncWindow
 from core.testing.conformance import SimulatorProcess, simulator_process
@@ -67,14 +69,14 @@ def _suite(sim: SimulatorProcess, provider: Provider) -> adopter.TestTestProvide
 
 @pytest.fixture
 async def ctx_for(redis_client: Any) -> Any:
-    from core.ratelimit import AccountLimiter
+    from core import provider_context
 
     clients = []
 
     def make(suite: adopter.TestTestProviderConformance) -> ProviderContext:
         http = suite.http_client()
         clients.append(http)
-        return ProviderContext(http=http, limiter=AccountLimiter(redis_client, "testprovider", "defects"))
+        return provider_context(redis=redis_client, client=http, provider="testprovider", account="defects")
 
     yield make
     for http in clients:
@@ -100,3 +102,30 @@ async def test_window_check_fails_a_provider_that_repeats_records(tp_sim: Any, c
     suite = _suite(tp_sim, DuplicatingProvider())
     with pytest.raises(AssertionError, match="repeat a \\(level, entity, date\\) key"):
         await suite.test_metric_records_cover_the_window(ctx_for(suite), SyncMode.attribution)
+
+
+class SunsetProvider(TestProvider):
+    """Defaults to an API version the platform already retired."""
+
+    api_version = ApiVersion("v0", date(2020, 1, 1))
+
+
+class MistypedVersionProvider(TestProvider):
+    """Declares its API version as a bare string."""
+
+    api_version = "v1"  # type: ignore[assignment]
+
+
+def test_lifecycle_check_fails_a_provider_whose_default_version_is_sunset(tp_sim: Any) -> None:
+    suite = _suite(tp_sim, SunsetProvider())
+    with pytest.raises(AssertionError, match="defaults to API v0, which the platform retired on 2020-01-01"):
+        suite.test_api_version_is_not_past_its_sunset()
+
+
+def test_lifecycle_check_passes_a_version_before_its_sunset_and_fails_a_mistyped_one(tp_sim: Any) -> None:
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    provider = TestProvider()
+    provider.api_version = ApiVersion("v9", tomorrow)  # type: ignore[misc]
+    _suite(tp_sim, provider).test_api_version_is_not_past_its_sunset()
+    with pytest.raises(AssertionError, match=r"api_version must be a core\.ApiVersion"):
+        _suite(tp_sim, MistypedVersionProvider()).test_api_version_is_not_past_its_sunset()

@@ -17,13 +17,16 @@ from core.testing.servers import create_database, drop_database
 pytestmark = pytest.mark.slow
 
 
-def other_redis_db(url: str, db: int) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{db}"))
+def other_redis_db(url: str) -> str:
+    """Another database of the session's Redis, derived from the session's own: sessions sharing one
+    Redis (each on its own database) must not share the demo's queue, nor flush each other's data."""
+    own = int(urlparse(url).path.lstrip("/") or 0)
+    return urlunparse(urlparse(url)._replace(path=f"/{(own + 8) % 16}"))
 
 
 def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
     database = asyncio.run(create_database(metricx_env.server_url))
-    redis_url = other_redis_db(metricx_env.redis_url, 5)
+    redis_url = other_redis_db(metricx_env.redis_url)
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()

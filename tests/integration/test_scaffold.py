@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def test_scaffold_writes_a_complete_package(installed: tuple[Path, dict[str, str
         "metricx_acme_kit/client.py",
         "metricx_acme_kit/provider.py",
         "metricx_acme_kit/simulator.py",
+        "metricx_acme_kit/demo.py",
         "tests/test_conformance.py",
     } <= files
     assert 'acme_kit = "metricx_acme_kit.plugin"' in (package / "pyproject.toml").read_text()
@@ -74,7 +76,7 @@ def test_installed_package_is_listed_by_metricx_plugins(installed: tuple[Path, d
     row = next(r for r in json.loads(result.stdout) if r["name"] == NAME)
     assert row["version"] == "0.1.0" and row["distribution"] == "metricx-acme-kit"
     assert row["providers"] == [NAME] and row["problem"] is None
-    assert row["hooks"] == ["metricx_core_version", "register_providers"]
+    assert row["hooks"] == ["metricx_core_version", "register_providers", "register_simulators"]
 
 
 @pytest.mark.slow
@@ -90,7 +92,7 @@ def test_generated_tests_pass_the_conformance_suite(installed: tuple[Path, dict[
         timeout=170,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "16 passed" in result.stdout
+    assert "17 passed" in result.stdout
 
 
 @pytest.mark.slow
@@ -132,3 +134,44 @@ async def test_worker_syncs_the_scaffolded_provider(
     )
     # 2 campaigns + 6 ads; 6 ads x (yesterday + today) in the account's timezone
     assert (counts.entities, counts.snapshots, counts.timezone) == (8, 12, "America/New_York")
+
+
+def test_scaffolded_simulator_runs_as_the_demo_runs_it(installed: tuple[Path, dict[str, str]]) -> None:
+    """``python -m <package>.simulator`` (SimulatorSpec.module) serves the shared control protocol."""
+    import httpx
+
+    from core.embedded import free_port
+
+    _, env = installed
+    port = free_port()
+    module = "metricx_acme_kit.simulator"
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", module, "--port", str(port)], env=env, stderr=subprocess.PIPE
+    )
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer acme_kit-valid-token"}
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/_sim/clock", timeout=0.5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "simulator did not start"
+                time.sleep(0.1)
+        throttle = {"kind": "throttle", "account": "1002", "retry_after_s": 45}
+        httpx.post(f"{url}/_sim/faults", json=throttle).raise_for_status()
+        assert httpx.get(f"{url}/v1/accounts/1001", headers=auth).status_code == 200
+        throttled = httpx.get(f"{url}/v1/accounts/1002", headers=auth)
+        assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "45")
+
+        today = datetime.fromisoformat(httpx.get(f"{url}/_sim/clock").json()["now"]).date()
+        window = {"account": "1001", "since": str(today - timedelta(days=1)), "until": str(today)}
+        before = httpx.get(f"{url}/_sim/truth", params=window).json()["rows"]
+        httpx.post(f"{url}/_sim/clock", json={"advance_s": 2 * 86400}).raise_for_status()
+        after = httpx.get(f"{url}/_sim/truth", params=window).json()["rows"]
+        assert sum(int(r["conversions"]) for r in after) > sum(int(r["conversions"]) for r in before)
+        logged = httpx.get(f"{url}/_sim/requests").json()["requests"]
+        assert [(e["account"], e["status"]) for e in logged] == [("1001", 200), ("1002", 429)]
+    finally:
+        proc.terminate()
+        proc.wait(10)

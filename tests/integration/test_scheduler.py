@@ -204,3 +204,35 @@ def _empty_registry() -> Any:
     from core.plugins import Registry
 
     return Registry()
+
+
+async def test_the_leader_checks_api_sunsets_once_a_day(redis_client: Any, queue: str) -> None:
+    from datetime import date
+
+    from core import ApiVersion
+
+    class Retiring:
+        name = "retiring"
+        api_version = ApiVersion("v7", date(2030, 2, 1))
+
+    settings = get_settings().model_copy(update={"queue_name": queue, "cron_realtime": "*/15 * * * *"})
+    jobs = [j for j in load_entries(settings, _empty_registry()) if j.name == "realtime_sync"]
+    clock = datetime(2030, 1, 1, 10, 0, 5, tzinfo=UTC)
+    scheduler = Scheduler(
+        redis_client,
+        jobs,
+        settings,
+        clock=lambda: clock,
+        out=lambda _: None,
+        providers={"retiring": Retiring()},  # type: ignore[dict-item]
+    )
+    assert [n.days_left for n in scheduler.check_api_sunsets(clock.date())] == [31]
+    assert scheduler.check_api_sunsets(clock.date()) == []  # once a day, not once a tick
+    await scheduler.tend_lease()
+    await scheduler.step()  # the same day: no second warning
+    assert scheduler.check_api_sunsets(clock.date()) == []
+    clock += timedelta(days=1)
+    await scheduler.step()  # the next day's first step warns again
+    assert scheduler.check_api_sunsets(clock.date()) == []
+    assert [n.days_left for n in scheduler.check_api_sunsets(clock.date() + timedelta(days=1))] == [29]
+    await scheduler.lease.release()

@@ -84,6 +84,26 @@ async def test_transient_errors_retry_with_backoff_then_succeed(
     assert row.sync_status == "idle" and row.total_syncs_attempted == 3 and row.total_syncs_succeeded == 1
 
 
+async def test_in_request_retries_happen_once_and_every_try_is_counted_in_api_calls(
+    make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    # The provider allows two in-request retries (ProviderHTTP), so two 503s cost no job retry,
+    # and sync_runs.api_calls counts every request the API received, the failed ones included.
+    ws, conn = await make_connection(http_retries=2)
+    calls_before = sim.control()["calls"]
+    sim.control(transient=2)
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    [run] = await fetch_all(
+        "SELECT try_number, status, api_calls FROM sync_runs WHERE connection_id = :c", c=conn
+    )
+    assert (run.try_number, run.status) == (1, "complete")
+    received = sim.control()["calls"] - calls_before
+    assert run.api_calls == received
+    # validate + account + entities + 2 x metrics per window, plus the two failed metrics calls
+    assert received >= 6 and (await fetch_one(COUNTS, c=conn)).snapshots == 12
+
+
 async def test_transient_errors_exhaust_tries_then_error(
     make_connection: Any, sim: Any, run_worker: Any, redis_client: Any
 ) -> None:

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from core.config import get_settings
 from core.errors import RateLimited
 from core.providers import AccountRef, Credentials
-from core.ratelimit import AccountLimiter, block_key, scope_keys
+from core.ratelimit import AccountLimiter, block_key
+from core.sync.throttle import scope_keys
 
 SECRET_TOKEN = "EAAB-very-secret-token"
 DEVELOPER_TOKEN = "dev-token-kept-secret"

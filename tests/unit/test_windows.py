@@ -64,7 +64,7 @@ def test_snapshot_times() -> None:
 
 
 def test_provider_overrides_and_bad_timezone() -> None:
-    caps = Capabilities(attribution_window_days=28)
+    caps = Capabilities(levels=("campaign",), attribution_window_days=28)
     [w] = windows_for(SyncMode.attribution, caps, "UTC", LATE_UTC, last_completed_at=None)
     assert w.days == 28
     [w] = windows_for(SyncMode.attribution, caps, "UTC", LATE_UTC, last_completed_at=None, attribution_days=3)

@@ -20,7 +20,11 @@ from core.api.schemas import (
     SyncRequest,
     WorkspaceSyncResult,
 )
-from core.api.service import (
+from core.db.models import Connection, Credential
+from core.errors import MetricxError
+from core.logging import REDACTED, SECRET_KEYS
+from core.providers import Credentials, SyncMode
+from core.services import (
     ConnectionExists,
     ProviderNotInstalled,
     add_connection,
@@ -28,10 +32,7 @@ from core.api.service import (
     job_mode,
     validate_account,
 )
-from core.db.models import Connection, Credential
-from core.errors import MetricxError
-from core.logging import REDACTED, SECRET_KEYS
-from core.providers import Credentials, SyncMode
+from core.state import ConnectionStatus
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
@@ -118,19 +119,21 @@ async def get(connection: ConnectionDep) -> ConnectionPublic:
     return public(connection)
 
 
-async def _set_status(session: SessionDep, connection: Connection, value: str) -> ConnectionPublic:
+async def _set_status(
+    session: SessionDep, connection: Connection, value: ConnectionStatus
+) -> ConnectionPublic:
     connection.status = value
     await session.flush()
-    log.info("connection_status_changed", connection_id=str(connection.id), status=value)
+    log.info("connection_status_changed", connection_id=str(connection.id), status=value.value)
     return public(connection)
 
 
 @router.post("/connections/{connection_id}/pause", response_model=ConnectionPublic, responses=documented(409))
 async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Stop scheduled and manual syncs until resumed (a sync already running finishes)."""
-    if connection.status == "disconnected":
+    if connection.status == ConnectionStatus.disconnected:
         raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
-    return await _set_status(session, connection, "paused")
+    return await _set_status(session, connection, ConnectionStatus.paused)
 
 
 @router.post(
@@ -138,9 +141,9 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
 )
 async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Sync the connection again on schedule."""
-    if connection.status == "disconnected":
+    if connection.status == ConnectionStatus.disconnected:
         raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
-    return await _set_status(session, connection, "active")
+    return await _set_status(session, connection, ConnectionStatus.active)
 
 
 @router.delete("/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -157,7 +160,7 @@ async def delete_connection(
         await session.execute(delete(Connection).where(Connection.id == connection.id))
     else:
         await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
-        connection.status = "disconnected"
+        connection.status = ConnectionStatus.disconnected
         await session.flush()
     log.info("connection_deleted", connection_id=str(connection.id), data=data)
 
@@ -175,7 +178,7 @@ async def sync_connection(
     connection: ConnectionDep, session: SessionDep, redis: RedisDep, body: SyncBody
 ) -> SyncEnqueued:
     """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running."""
-    if connection.status != "active":
+    if connection.status != ConnectionStatus.active:
         raise conflict(
             f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
         )
@@ -192,7 +195,7 @@ async def sync_workspace(
     connections = list(
         await session.scalars(
             select(Connection)
-            .where(Connection.workspace_id == workspace.id, Connection.status == "active")
+            .where(Connection.workspace_id == workspace.id, Connection.status == ConnectionStatus.active)
             .order_by(Connection.created_at, Connection.id)
         )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import structlog
 from fastapi import APIRouter, Request
@@ -10,9 +11,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from core.api.deps import resources
-from core.api.schemas import Health, QueueDepth
+from core.api.schemas import ApiVersionPublic, Health, QueueDepth, Readiness
 from core.config import get_settings
 from core.db.engine import get_sessionmaker
+from core.lifecycle import describe
+from core.plugins import get_registry
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
@@ -35,9 +38,13 @@ async def _redis(request: Request) -> None:
     await redis.ping()
 
 
-@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: the database and Redis answer within a few seconds (else 503)."""
+    """Readiness: the database and Redis answer within a few seconds (else 503).
+
+    Also lists each provider's platform API version and its sunset (informational: a provider
+    near or past its sunset does not make the API unready, its syncs fail on their own).
+    """
     checks: dict[str, str] = {}
     for name, probe in (("database", _database()), ("redis", _redis(request))):
         try:
@@ -47,8 +54,13 @@ async def ready(request: Request) -> JSONResponse:
             checks[name] = f"unavailable: {type(exc).__name__}"
             log.warning("readiness_check_failed", check=name, error_type=type(exc).__name__)
     ok = all(v == "ok" for v in checks.values())
-    body = Health(status="ok" if ok else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    today = datetime.now(UTC).date()
+    api_versions = {
+        name: ApiVersionPublic.model_validate(describe(provider, today))
+        for name, provider in sorted(get_registry().providers.items())
+    }
+    body = Readiness(status="ok" if ok else "unavailable", checks=checks, api_versions=api_versions)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
 
 
 @router.get("/health/queue", response_model=QueueDepth)

@@ -17,19 +17,27 @@ from core.api.schemas import NO_NUL, JobPublic, Page, Progress, SyncRunPublic
 from core.config import get_settings
 from core.db.models import Connection, SyncRun
 from core.redis import deserialize
+from core.services import job_outcome
+from core.state import RunStatus, SyncJobId
 
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["jobs"])
 
-RUN_STATUS = {"running": "in_progress", "retrying": "queued", "complete": "complete", "deferred": "complete"}
+# A job's status as the API names it, from its latest try when arq no longer knows the job.
+RUN_STATUS: dict[str, str] = {
+    RunStatus.running: "in_progress",
+    RunStatus.retrying: "queued",
+    RunStatus.complete: "complete",
+    RunStatus.deferred: "complete",
+}
 
 
 def job_connection(job_id: str) -> uuid.UUID | None:
     """The connection of a sync job id (``sync:{connection_id}:{mode}:{slot}``), else None."""
-    parts = job_id.split(":")
-    if len(parts) < 3 or parts[0] != "sync":
+    parsed = SyncJobId.parse(job_id)
+    if parsed is None:
         return None
     try:
-        return uuid.UUID(parts[1])
+        return uuid.UUID(parsed.connection_id)
     except ValueError:
         return None
 
@@ -46,16 +54,6 @@ async def _latest_run(session: AsyncSession, job_id: str) -> SyncRun | None:
     return await session.scalar(
         select(SyncRun).where(SyncRun.job_id == job_id).order_by(SyncRun.try_number.desc()).limit(1)
     )
-
-
-def job_outcome(success: bool, result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    """(complete | failed, result, error) of a finished arq job; a sync that failed returns normally."""
-    if not success:
-        return "failed", None, str(result)[:500]
-    payload = result if isinstance(result, dict) else {"value": result}
-    if payload.get("status") == "failed":
-        return "failed", payload, str(payload.get("error") or "the sync failed")
-    return "complete", payload, None
 
 
 async def _from_arq(job_id: str, redis: RedisDep, run: SyncRun | None) -> dict[str, Any] | None:
@@ -85,14 +83,14 @@ async def _from_arq(job_id: str, redis: RedisDep, run: SyncRun | None) -> dict[s
 
 
 def _from_run(run: SyncRun) -> dict[str, Any]:
-    failed = run.status == "failed"
+    failed = run.status == RunStatus.failed
     return {
         "status": "failed" if failed else RUN_STATUS.get(run.status, "queued"),
         "tries": run.try_number,
         "enqueued_at": None,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
-        "result": None if failed else {"status": run.status, "rows": run.rows_written},
+        "result": None if failed else {"status": str(run.status), "rows": run.rows_written},
         "error": run.error_message if failed else None,
     }
 
@@ -105,11 +103,18 @@ async def get_job(
     redis: RedisDep,
 ) -> JobPublic:
     """A sync job's status (queued, in_progress, complete, failed), result or error, and progress."""
+    parsed = SyncJobId.parse(job_id)
     connection_id = job_connection(job_id)
-    owned = connection_id and await session.scalar(
-        select(Connection.id).where(Connection.id == connection_id, Connection.workspace_id == workspace.id)
+    owned = (
+        parsed
+        and connection_id
+        and await session.scalar(
+            select(Connection.id).where(
+                Connection.id == connection_id, Connection.workspace_id == workspace.id
+            )
+        )
     )
-    if not owned or connection_id is None:
+    if not owned or connection_id is None or parsed is None:
         raise not_found("job")
     run = await _latest_run(session, job_id)
     state = await _from_arq(job_id, redis, run)
@@ -118,9 +123,7 @@ async def get_job(
             raise not_found("job")
         state = _from_run(run)
     progress = Progress(slices_done=run.slices_done, slices_total=run.slices_total) if run else None
-    return JobPublic(
-        job_id=job_id, connection_id=connection_id, mode=job_id.split(":")[2], progress=progress, **state
-    )
+    return JobPublic(job_id=job_id, connection_id=connection_id, mode=parsed.mode, progress=progress, **state)
 
 
 @router.get("/connections/{connection_id}/runs", response_model=Page[SyncRunPublic])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
 
 from core.api.deps import PrincipalDep
-from core.api.schemas import ProviderPublic
+from core.api.schemas import ApiVersionPublic, ProviderPublic
+from core.lifecycle import describe
 from core.plugins import get_registry
 
 router = APIRouter(tags=["providers"])
@@ -16,6 +19,7 @@ async def list_providers(_: PrincipalDep) -> list[ProviderPublic]:
     """Every installed provider: its plugin, version and capabilities."""
     registry = get_registry()
     versions = {p.name: p.version for p in registry.plugins}
+    today = datetime.now(UTC).date()
     out = []
     for name, provider in sorted(registry.providers.items()):
         caps = provider.capabilities
@@ -32,6 +36,7 @@ async def list_providers(_: PrincipalDep) -> list[ProviderPublic]:
                 backfill_slice_days=caps.backfill_slice_days,
                 timezone_source=caps.timezone_source,
                 realtime=caps.realtime,
+                api_version=ApiVersionPublic.model_validate(describe(provider, today)),
             )
         )
     return out

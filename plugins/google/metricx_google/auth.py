@@ -1,123 +1,115 @@
-"""OAuth access tokens for Google Ads: minted from the refresh token, cached in Redis, shared by all workers.
+"""OAuth access tokens for Google Ads: minted from the refresh token, cached for every worker.
 
 An access token lives an hour. Minting one per request (or per job) wastes a
-round trip and, at scale, trips Google's token-endpoint limits, so tokens are
-cached in Redis under a key namespaced by connection and by a hash of the
-refresh token, encrypted with a key derived from the OAuth client secret and
-the refresh token (a reader of Redis alone cannot use them). Entries expire
-``token_refresh_margin_s`` before the token does. A Redis lock keeps
-concurrent workers from minting the same token twice.
+round trip and, at scale, trips Google's token-endpoint limits, so tokens live
+in the provider's cache (``ProviderContext.cache``: namespaced, encrypted with
+the core's keys, expiring) under a key made of the connection and a hash of the
+refresh token. Entries expire ``token_refresh_margin_s`` before the token does.
+A cache lock keeps concurrent workers from minting the same token twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import secrets
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import structlog
-from cryptography.fernet import Fernet, InvalidToken
-from redis.asyncio import Redis
 
-from core.errors import AuthError, ConfigError, RateLimited, TransientError
+from core import (
+    AuthError,
+    ConfigError,
+    MetricxError,
+    ProviderAPI,
+    ProviderCache,
+    ProviderHTTP,
+    RateLimited,
+    RetryPolicy,
+    TransientError,
+)
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
 
 RECONNECT = "Please reconnect Google Ads."
-_LOCK_TTL_MS = 15_000
+_LOCK_TTL_S = 15.0
 _LOCK_WAIT_S = 10.0
 _POLL_S = 0.05
 
 
-def _digest(*parts: str) -> bytes:
+def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
         h.update(part.encode())
         h.update(b"\0")
-    return h.digest()
+    return h.hexdigest()
 
 
 class TokenCache:
-    """Encrypted access-token cache in Redis, one entry per (connection, refresh token).
+    """Access tokens in the provider cache, one encrypted entry per (connection, refresh token)."""
 
-    With ``redis=None`` the cache lives in this object only (tests, one-off scripts).
-    """
+    def __init__(self, cache: ProviderCache) -> None:
+        self._cache = cache
 
-    def __init__(self, redis: Redis | None, *, secret: str, prefix: str = "metricx:google:access") -> None:
-        self._redis = redis
-        self._secret = secret
-        self._prefix = prefix
-        self._memory: dict[str, tuple[bytes, float]] = {}
-
-    def _key(self, connection_id: str, refresh_token: str) -> str:
-        return f"{self._prefix}:{connection_id}:{_digest('key', refresh_token).hex()[:24]}"
-
-    def _fernet(self, refresh_token: str) -> Fernet:
-        key = _digest("metricx-google-token-cache", self._secret, refresh_token)
-        return Fernet(base64.urlsafe_b64encode(key))
+    @staticmethod
+    def key(connection_id: str, refresh_token: str) -> str:
+        """The cache key: a refresh token's hash, never the token itself."""
+        return f"access:{connection_id}:{_digest('key', refresh_token)[:24]}"
 
     async def get(self, connection_id: str, refresh_token: str) -> str | None:
         """The cached access token, or None when absent, expired or unreadable."""
-        key = self._key(connection_id, refresh_token)
-        blob: bytes | None
-        if self._redis is None:
-            entry = self._memory.get(key)
-            blob = entry[0] if entry and entry[1] > time.monotonic() else None
-        else:
-            raw = await self._redis.get(key)
-            blob = raw.encode() if isinstance(raw, str) else raw
-        if not blob:
-            return None
-        try:
-            return self._fernet(refresh_token).decrypt(blob).decode()
-        except InvalidToken:
-            return None
+        return await self._cache.get(self.key(connection_id, refresh_token), encrypted=True)
 
     async def put(self, connection_id: str, refresh_token: str, access_token: str, ttl_s: int) -> None:
         """Store ``access_token`` for ``ttl_s`` seconds (nothing when ``ttl_s`` <= 0)."""
-        if ttl_s <= 0:
-            return
-        key = self._key(connection_id, refresh_token)
-        blob = self._fernet(refresh_token).encrypt(access_token.encode())
-        if self._redis is None:
-            self._memory[key] = (blob, time.monotonic() + ttl_s)
-        else:
-            await self._redis.set(key, blob, ex=ttl_s)
+        if ttl_s > 0:
+            key = self.key(connection_id, refresh_token)
+            await self._cache.set(key, access_token, ttl_s=ttl_s, encrypted=True)
 
     async def drop(self, connection_id: str, refresh_token: str, access_token: str | None = None) -> None:
-        """Forget the cached token (only if it is ``access_token``, when given)."""
-        if access_token is not None:
-            current = await self.get(connection_id, refresh_token)
-            if current is not None and current != access_token:
-                return
-        key = self._key(connection_id, refresh_token)
-        if self._redis is None:
-            self._memory.pop(key, None)
-        else:
-            await self._redis.delete(key)
+        """Forget the cached token (only if it is still ``access_token``, when given)."""
+        key = self.key(connection_id, refresh_token)
+        await self._cache.delete(key, if_value=access_token, encrypted=True)
 
-    async def try_lock(self, connection_id: str, refresh_token: str) -> str | None:
-        """Take the minting lock; returns its owner value, or None when another worker holds it."""
-        if self._redis is None:
-            return "local"
-        owner = secrets.token_hex(8)
-        key = self._key(connection_id, refresh_token) + ":lock"
-        ok = await self._redis.set(key, owner, nx=True, px=_LOCK_TTL_MS)
-        return owner if ok else None
+    @property
+    def cache(self) -> ProviderCache:
+        return self._cache
 
-    async def unlock(self, connection_id: str, refresh_token: str, owner: str) -> None:
-        """Release the minting lock if we still own it."""
-        if self._redis is None:
-            return
-        key = self._key(connection_id, refresh_token) + ":lock"
-        current = await self._redis.get(key)
-        if current is not None and (current.decode() if isinstance(current, bytes) else current) == owner:
-            await self._redis.delete(key)
+
+class TokenEndpoint(ProviderAPI):
+    """How ProviderHTTP reads Google's OAuth token endpoint."""
+
+    name = "Google token endpoint"
+    # A refused refresh is final and a failing endpoint is retried by the job, not here.
+    policy = RetryPolicy(transient_retries=0, throttle_retries=0)
+
+    def classify(self, response: httpx.Response) -> MetricxError | None:
+        payload = _json(response)
+        status = response.status_code
+        if status == 200 and isinstance(payload.get("access_token"), str):
+            return None
+        error = str(payload.get("error") or "")
+        description = str(payload.get("error_description") or "")[:200]
+        log.warning("google_token_refused", status=status, error=error)
+        if error == "invalid_grant":
+            return AuthError(
+                f"Google refused the refresh token ({description or 'expired or revoked'}). {RECONNECT}"
+            )
+        if error in ("invalid_client", "unauthorized_client"):
+            return ConfigError(
+                f"Google rejected the OAuth client ({error}): check METRICX_GOOGLE_CLIENT_ID and "
+                "METRICX_GOOGLE_CLIENT_SECRET."
+            )
+        if status == 429:
+            return RateLimited("Google token endpoint throttled the request", 60.0)
+        if status >= 500 or status == 0:
+            return TransientError(f"Google token endpoint failed with HTTP {status}")
+        return AuthError(f"Google token endpoint refused the refresh ({error or status}). {RECONNECT}")
+
+
+TOKEN_ENDPOINT = TokenEndpoint()
 
 
 class AccessTokens:
@@ -125,7 +117,7 @@ class AccessTokens:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: ProviderHTTP,
         settings: GoogleSettings,
         cache: TokenCache,
         *,
@@ -152,8 +144,9 @@ class AccessTokens:
         return await self._mint_shared(stale=stale)
 
     async def _mint_shared(self, stale: str | None) -> str:
-        owner = await self._cache.try_lock(self._connection_id, self._refresh_token)
-        if owner is None:
+        lock_key = TokenCache.key(self._connection_id, self._refresh_token) + ":lock"
+        lock = await self._cache.cache.try_lock(lock_key, ttl_s=_LOCK_TTL_S)
+        if lock is None:
             waited = await self._wait_for_other_worker(stale)
             if waited is not None:
                 return waited
@@ -161,8 +154,8 @@ class AccessTokens:
         try:
             return await self._mint()
         finally:
-            if owner is not None:
-                await self._cache.unlock(self._connection_id, self._refresh_token, owner)
+            if lock is not None:
+                await self._cache.cache.release(lock)
 
     async def _wait_for_other_worker(self, stale: str | None) -> str | None:
         deadline = time.monotonic() + _LOCK_WAIT_S
@@ -187,13 +180,12 @@ class AccessTokens:
             "refresh_token": self._refresh_token,
         }
         try:
-            response = await self._http.post(settings.token_url, data=form, timeout=30.0)
-        except httpx.TransportError as exc:
-            raise TransientError(f"Google token endpoint unreachable ({type(exc).__name__})") from None
-        payload = _json(response)
-        if response.status_code == 200 and isinstance(payload.get("access_token"), str):
-            return await self._store(payload)
-        await self._raise_for_token_error(response.status_code, payload)
+            response = await self._http.post(TOKEN_ENDPOINT, settings.token_url, data=form, timeout_s=30.0)
+        except AuthError:
+            # The refresh token is dead: no worker may keep using a token minted from it.
+            await self._cache.drop(self._connection_id, self._refresh_token)
+            raise
+        return await self._store(_json(response))
 
     async def _store(self, payload: dict[str, Any]) -> str:
         token = str(payload["access_token"])
@@ -208,25 +200,22 @@ class AccessTokens:
         log.info("google_token_minted", connection_id=self._connection_id, expires_in_s=expires_in)
         return token
 
-    async def _raise_for_token_error(self, status: int, payload: dict[str, Any]) -> NoReturn:
-        error = str(payload.get("error") or "")
-        description = str(payload.get("error_description") or "")[:200]
-        log.warning("google_token_refused", connection_id=self._connection_id, status=status, error=error)
-        if error == "invalid_grant":
-            await self._cache.drop(self._connection_id, self._refresh_token)
-            raise AuthError(
-                f"Google refused the refresh token ({description or 'expired or revoked'}). {RECONNECT}"
-            )
-        if error in ("invalid_client", "unauthorized_client"):
-            raise ConfigError(
-                f"Google rejected the OAuth client ({error}): check METRICX_GOOGLE_CLIENT_ID and "
-                "METRICX_GOOGLE_CLIENT_SECRET."
-            )
-        if status == 429:
-            raise RateLimited("Google token endpoint throttled the request", 60.0)
-        if status >= 500 or status == 0:
-            raise TransientError(f"Google token endpoint failed with HTTP {status}")
-        raise AuthError(f"Google token endpoint refused the refresh ({error or status}). {RECONNECT}")
+
+class BearerAuth:
+    """The ``RequestAuth`` of one Google Ads call: the shared token, refreshed once when rejected."""
+
+    def __init__(self, tokens: AccessTokens) -> None:
+        self._tokens = tokens
+        self._token: str | None = None
+
+    async def headers(self) -> dict[str, str]:
+        if self._token is None:
+            self._token = await self._tokens.get()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def refresh(self) -> None:
+        stale = self._token if self._token is not None else ""
+        self._token = await self._tokens.refresh(stale=stale)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

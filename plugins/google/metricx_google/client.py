@@ -1,9 +1,10 @@
-"""REST client for the Google Ads API: search (paged), searchStream (batches), accessible customers.
+"""REST client for the Google Ads API over the core's ProviderHTTP: search (paged), searchStream, customers.
 
-Every request waits for the shared :class:`~core.ratelimit.AccountLimiter`,
-carries a cached access token, and retries exactly once with a fresh token
-when Google answers ``authenticationError``. Failures become core errors via
-:mod:`metricx_google.failures`; tokens never appear in their messages.
+:class:`GoogleAdsAPI` tells :class:`core.ProviderHTTP` how to read Google: the GoogleAdsFailure
+envelope becomes core errors via :mod:`metricx_google.failures`, an ``authenticationError`` makes
+ProviderHTTP refresh the shared access token once and re-send (:class:`~metricx_google.auth.BearerAuth`),
+and only a broken searchStream is retried in the request (once: a stream cannot be resumed).
+Everything else is raised for the sync engine to retry or defer. Tokens never appear in messages.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ from typing import Any
 import httpx
 import structlog
 
-from core.errors import AuthError, ConfigError, RateLimited, TransientError
-from core.providers import AccountRef, ProviderContext
-from metricx_google.auth import RECONNECT, AccessTokens
+from core import (
+    AccountRef,
+    AuthError,
+    ConfigError,
+    ConnectionLost,
+    MetricxError,
+    ProviderAPI,
+    ProviderContext,
+    RetryPolicy,
+    TransientError,
+)
+from metricx_google.auth import RECONNECT, AccessTokens, BearerAuth
 from metricx_google.failures import Failure, parse_failure, to_error
 from metricx_google.settings import GoogleSettings
 
@@ -37,8 +47,49 @@ def customer_id_of(value: object, what: str = "customer id") -> str:
     return text
 
 
-class _BrokenStream(Exception):
-    """A searchStream body that is truncated or not JSON."""
+class BrokenStream(TransientError):
+    """A searchStream body that is truncated or not JSON: the slice must be re-run."""
+
+
+class GoogleAdsAPI(ProviderAPI):
+    """How ProviderHTTP reads Google Ads answers for one customer (``stream``: searchStream calls)."""
+
+    name = "Google Ads"
+
+    def __init__(self, customer_id: str, *, stream: bool) -> None:
+        self.customer_id = customer_id
+        self.stream = stream
+        # Quotas and 5xx go to the engine (retry with backoff, or deferral); a broken stream is
+        # re-run once here, since only the request knows the slice.
+        self.policy = RetryPolicy(transient_retries=1 if stream else 0, backoff_s=0.0, throttle_retries=0)
+
+    def classify(self, response: httpx.Response) -> MetricxError | None:
+        try:
+            payload = decode(response, stream=self.stream)
+        except BrokenStream as exc:
+            log.warning("google_stream_broken", customer_id=self.customer_id, reason=exc.message)
+            return exc
+        except TransientError as exc:
+            return exc
+        request_id = response.headers.get("request-id")
+        failure = _failure_in(response.status_code, payload, request_id)
+        if failure is None:
+            return None
+        if failure.is_authentication:
+            log.warning("google_auth_rejected", customer_id=self.customer_id)
+            return AuthError(f"Google Ads rejected a freshly minted access token. {RECONNECT}")
+        error = to_error(failure, self.customer_id, datetime.now(UTC))
+        log.warning(
+            "google_api_failed",
+            customer_id=self.customer_id,
+            http_status=response.status_code,
+            error_kind=error.kind,
+            request_id=request_id,
+        )
+        return error
+
+    def retry_in_request(self, error: MetricxError) -> bool:
+        return isinstance(error, (BrokenStream, ConnectionLost))
 
 
 class GoogleAdsClient:
@@ -53,9 +104,10 @@ class GoogleAdsClient:
         self.customer_id = customer_id_of(account.external_account_id)
         login = account.config.get("login_customer_id") if account.config else None
         self.login_customer_id = customer_id_of(login, "login_customer_id") if login else None
+        self._apis = {stream: GoogleAdsAPI(self.customer_id, stream=stream) for stream in (False, True)}
 
-    def _headers(self, token: str) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
         if self.login_customer_id:
             headers["login-customer-id"] = self.login_customer_id
         if self._settings.developer_token is not None:
@@ -63,48 +115,17 @@ class GoogleAdsClient:
         return headers
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool) -> Any:
-        """Send one call (refreshing the token once on an auth error) and return the parsed JSON."""
-        url = f"{self._settings.api_root()}/{path}"
-        token = await self._tokens.get()
-        for attempt in (1, 2):
-            await self._ctx.limiter.acquire()
-            try:
-                response = await self._ctx.http.request(
-                    method,
-                    url,
-                    json=body,
-                    headers=self._headers(token),
-                    timeout=self._settings.request_timeout_s,
-                )
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                if stream:
-                    raise _BrokenStream(type(exc).__name__) from None
-                raise TransientError(f"Google Ads connection broke ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                raise TransientError(f"Google Ads unreachable ({type(exc).__name__})") from None
-            request_id = response.headers.get("request-id")
-            payload = _decode(response, stream=stream)
-            failure = _failure_in(response.status_code, payload, request_id)
-            if failure is None:
-                return payload
-            if failure.is_authentication:
-                log.warning("google_auth_rejected", customer_id=self.customer_id, attempt=attempt)
-                if attempt == 1:
-                    token = await self._tokens.refresh(stale=token)
-                    continue
-                raise AuthError(f"Google Ads rejected a freshly minted access token. {RECONNECT}")
-            error = to_error(failure, self.customer_id, datetime.now(UTC))
-            log.warning(
-                "google_api_failed",
-                customer_id=self.customer_id,
-                http_status=response.status_code,
-                error_kind=error.kind,
-                request_id=request_id,
-            )
-            if isinstance(error, RateLimited):
-                await self._ctx.limiter.block(error.retry_after_s, scope=error.scope)
-            raise error
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Send one call through ProviderHTTP and return the parsed JSON of the accepted answer."""
+        response = await self._ctx.http.request(
+            self._apis[stream],
+            method,
+            f"{self._settings.api_root()}/{path}",
+            json=body,
+            headers=self._headers(),
+            timeout_s=self._settings.request_timeout_s,
+            auth=BearerAuth(self._tokens),
+        )
+        return decode(response, stream=stream)
 
     async def search(self, query: str) -> AsyncIterator[list[Row]]:
         """Yield the rows of ``query`` page by page (10,000 rows per page, same query each time)."""
@@ -125,18 +146,14 @@ class GoogleAdsClient:
     async def search_stream(self, query: str) -> list[list[Row]]:
         """All batches of ``query`` via searchStream; a broken stream is re-run once."""
         path = f"customers/{self.customer_id}/googleAds:searchStream"
-        for attempt in (1, 2):
-            try:
-                payload = await self._request("POST", path, {"query": query}, stream=True)
-            except _BrokenStream as exc:
-                log.warning("google_stream_broken", customer_id=self.customer_id, attempt=attempt)
-                if attempt == 2:
-                    raise TransientError(
-                        f"Google Ads account {self.customer_id}: searchStream broke twice ({exc})"
-                    ) from None
-                continue
-            return [_rows(batch.get("results")) for batch in payload if isinstance(batch, dict)]
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            payload = await self._request("POST", path, {"query": query}, stream=True)
+        except (BrokenStream, ConnectionLost) as exc:
+            # ProviderHTTP already re-ran it once (GoogleAdsAPI.policy): say so to the user.
+            raise TransientError(
+                f"Google Ads account {self.customer_id}: searchStream broke twice ({exc.message})"
+            ) from None
+        return [_rows(batch.get("results")) for batch in payload if isinstance(batch, dict)]
 
     async def list_accessible_customers(self) -> list[str]:
         """Customer ids the OAuth user can reach directly (managers and standalone accounts)."""
@@ -145,16 +162,31 @@ class GoogleAdsClient:
         return [str(n).rsplit("/", 1)[-1] for n in names or []]
 
 
-def _decode(response: httpx.Response, *, stream: bool) -> Any:
+_PARSED = "metricx_google.json"
+
+
+def decode(response: httpx.Response, *, stream: bool) -> Any:
+    """The JSON of an answer; BrokenStream / TransientError when a successful answer is unusable.
+
+    Parsed once per response: classify and the client read the same (possibly large) body.
+    """
+    if _PARSED in response.extensions:
+        return response.extensions[_PARSED]
+    payload = _parse(response, stream=stream)
+    response.extensions[_PARSED] = payload
+    return payload
+
+
+def _parse(response: httpx.Response, *, stream: bool) -> Any:
     try:
         payload = json.loads(response.content) if response.content else None
     except ValueError:
         payload = None
         if stream and response.status_code < 400:
-            raise _BrokenStream("truncated or invalid JSON") from None
+            raise BrokenStream("truncated or invalid JSON") from None
     if response.status_code < 400:
         if stream and not isinstance(payload, list):
-            raise _BrokenStream("body is not a JSON array")
+            raise BrokenStream("body is not a JSON array")
         if payload is None:
             raise TransientError(f"Google Ads returned an empty body (HTTP {response.status_code})")
     return payload

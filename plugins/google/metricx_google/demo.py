@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import httpx
-
-from core.providers import Credentials, DemoConnection, SimulatorSpec
+from core import Credentials, DemoConnection, SimulatorSpec
 from metricx_google.simulator.state import (
     CHILD_BERLIN_ID,
     CHILD_NY_ID,
@@ -42,23 +40,9 @@ def demo_connections(url: str) -> Sequence[DemoConnection]:
     ]
 
 
-async def late_conversions(http: httpx.AsyncClient, url: str) -> None:
-    (await http.post(f"{url}/_sim/revision", json={"by": 2})).raise_for_status()
-
-
-async def throttle(http: httpx.AsyncClient, url: str, external_account_id: str) -> None:
-    response = await http.post(
-        f"{url}/_sim/faults",
-        json={"kind": "rate_limit", "count": 1, "retry_delay_s": 20, "customer_id": external_account_id},
-    )
-    response.raise_for_status()
-
-
 SIMULATOR = SimulatorSpec(
     provider="google",
     module="metricx_google.simulator",
     worker_env=worker_env,
     demo_connections=demo_connections,
-    late_conversions=late_conversions,
-    throttle=throttle,
 )

@@ -15,14 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.errors import (
-    SCOPE_DEVELOPER,
-    ConfigError,
-    MetricxError,
-    PermanentError,
-    RateLimited,
-    TransientError,
-)
+from core import SCOPE_DEVELOPER, ConfigError, MetricxError, PermanentError, RateLimited, TransientError
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_RETRY_S = 30.0

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import structlog
-from redis.asyncio import Redis
 
-from core.errors import AuthError, ConfigError, PayloadError
-from core.providers import (
+from core import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
+    AuthError,
     Capabilities,
+    ConfigError,
     Credentials,
     EntityRecord,
     MetricRecord,
+    PayloadError,
     ProviderContext,
     SyncWindow,
 )
@@ -35,6 +37,11 @@ from metricx_google.reports import (
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
+
+# Google Ads API versions and their sunset (all requests fail from that day), from the sunset
+# reminders: https://developers.google.com/ads/blog/posts/2026/06/google-ads-api-v21-sunset-reminder
+# and https://developers.google.com/ads/blog/posts/2026/09/google-ads-api-v22-sunset-reminder.
+GOOGLE_ADS_API_SUNSETS = {"v21": date(2026, 8, 5), "v22": date(2026, 10, 7)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +69,16 @@ class GoogleAdsProvider:
 
     def __init__(self, settings: GoogleSettings | None = None) -> None:
         self.settings = settings or GoogleSettings()
+        self.api_version = ApiVersion(
+            self.settings.api_version, GOOGLE_ADS_API_SUNSETS.get(self.settings.api_version)
+        )
         self.capabilities = Capabilities(
             levels=LEVELS,
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
         )
-        # Used only when the limiter carries no Redis connection (see the README).
-        self._local_cache = TokenCache(None, secret=self.settings.client_secret.get_secret_value())
 
     # -- plumbing -------------------------------------------------------------------------------
-
-    def _token_cache(self, ctx: ProviderContext) -> TokenCache:
-        redis = getattr(ctx.limiter, "_redis", None)
-        if not isinstance(redis, Redis):
-            return self._local_cache
-        return TokenCache(redis, secret=self.settings.client_secret.get_secret_value())
 
     def tokens(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> AccessTokens:
         """The shared access-token source for this connection."""
@@ -85,7 +87,7 @@ class GoogleAdsProvider:
         return AccessTokens(
             ctx.http,
             self.settings,
-            self._token_cache(ctx),
+            TokenCache(ctx.cache),
             connection_id=account.connection_id,
             refresh_token=credentials.refresh_token,
         )

@@ -12,8 +12,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from core.errors import PayloadError
-from core.providers import EntityRecord, MetricRecord
+from core import EntityRecord, MetricRecord, PayloadError
 
 Row = dict[str, Any]
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import fakeredis
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from metricx_google import GoogleAdsProvider, GoogleSettings
 from metricx_google.simulator import (
     CHILD_BERLIN_ID,
@@ -21,8 +23,9 @@ from metricx_google.simulator import (
 )
 from pydantic import SecretStr
 
+from core import provider_context
+from core.config import Settings
 from core.providers import AccountRef, Credentials, ProviderContext
-from core.ratelimit import AccountLimiter
 
 # A fixed instant: 18:30 UTC is 13:30 in New York and 19:30 in Berlin (partial "today" in both).
 FROZEN_NOW = datetime(2026, 3, 10, 18, 30, tzinfo=UTC)
@@ -31,9 +34,7 @@ BASE = "http://googleads.sim"
 
 @pytest.fixture
 def sim() -> SimState:
-    state = SimState()
-    state.frozen_now = FROZEN_NOW
-    return state
+    return SimState(now=FROZEN_NOW)
 
 
 @pytest.fixture
@@ -63,9 +64,22 @@ def provider(settings: GoogleSettings) -> GoogleAdsProvider:
     return GoogleAdsProvider(settings)
 
 
+@pytest.fixture(scope="session")
+def core_settings() -> Settings:
+    """Core settings with an encryption key of their own (the token cache encrypts with it)."""
+    return Settings(encryption_keys=SecretStr(Fernet.generate_key().decode()))
+
+
+def make_ctx(http: httpx.AsyncClient, redis: Any, account: str, settings: Settings) -> ProviderContext:
+    """A ProviderContext as the engine builds it, its limiter keyed on ``account``."""
+    return provider_context(redis=redis, client=http, provider="google", account=account, settings=settings)
+
+
 @pytest.fixture
-def ctx(http: httpx.AsyncClient, redis: fakeredis.aioredis.FakeRedis) -> ProviderContext:
-    return ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "test"))
+def ctx(
+    http: httpx.AsyncClient, redis: fakeredis.aioredis.FakeRedis, core_settings: Settings
+) -> ProviderContext:
+    return make_ctx(http, redis, "test", core_settings)
 
 
 @pytest.fixture

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-import fakeredis
 import pytest
-from conftest import child
+from conftest import child, make_ctx
 from metricx_google import GoogleAdsProvider
 from metricx_google.auth import TokenCache
 from metricx_google.simulator import CHILD_NY_ID, DEFAULT_REFRESH_TOKEN
 from pydantic import SecretStr
 
+from core import ProviderCache
 from core.errors import AuthError, ConfigError, MetricxError
-from core.providers import Credentials, ProviderContext, SyncMode, SyncWindow
-from core.ratelimit import AccountLimiter
+from core.providers import Credentials, SyncMode, SyncWindow
 
 
 async def _many_calls(provider, ctx, creds, n: int = 5) -> None:
@@ -28,10 +27,12 @@ async def test_one_mint_for_many_calls(provider, ctx, creds, sim) -> None:
     assert sim.stats["api_calls"] == 10
 
 
-async def test_token_is_shared_across_workers_through_redis(settings, http, redis, creds, sim) -> None:
+async def test_token_is_shared_across_workers_through_redis(
+    settings, http, redis, creds, sim, core_settings
+) -> None:
     # Two provider objects (two worker processes) sharing one Redis mint once between them.
     workers = [GoogleAdsProvider(settings) for _ in range(2)]
-    ctxs = [ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "acct")) for _ in workers]
+    ctxs = [make_ctx(http, redis, "acct", core_settings) for _ in workers]
     await asyncio.gather(*[_many_calls(p, c, creds, 3) for p, c in zip(workers, ctxs, strict=True)])
     assert sim.stats["token_mints"] == 1
 
@@ -53,11 +54,13 @@ async def test_expired_access_token_is_refreshed_exactly_once(provider, ctx, cre
     assert sim.stats["token_mints"] == 2
 
 
-async def test_short_lived_tokens_are_refreshed_before_expiry(settings, http, redis, creds, sim) -> None:
+async def test_short_lived_tokens_are_refreshed_before_expiry(
+    settings, http, redis, creds, sim, core_settings
+) -> None:
     # Lifetime below the margin: cached for half its life, so the API never sees an expired token.
     await http.post("/_sim/config", json={"token_lifetime_s": 2})
     provider = GoogleAdsProvider(settings)
-    ctx = ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "a"))
+    ctx = make_ctx(http, redis, "a", core_settings)
     await provider.fetch_account(ctx, child(), creds)
     await asyncio.sleep(1.2)
     await provider.fetch_account(ctx, child(), creds)
@@ -90,34 +93,19 @@ async def test_missing_oauth_client_is_a_config_error(settings, ctx, creds) -> N
 async def test_cached_token_is_encrypted_namespaced_and_expires(provider, ctx, creds, redis, sim) -> None:
     await provider.fetch_account(ctx, child(), creds)
     issued = next(iter(sim.grants))
-    keys = [k.decode() for k in await redis.keys("metricx:google:access:*")]
-    assert len(keys) == 1 and keys[0].startswith("metricx:google:access:conn-1000000002:")
+    keys = [k.decode() for k in await redis.keys("metricx:cache:google:access:*")]
+    assert len(keys) == 1 and keys[0].startswith("metricx:cache:google:access:conn-1000000002:")
     raw = await redis.get(keys[0])
     assert issued.encode() not in raw and DEFAULT_REFRESH_TOKEN.encode() not in raw
     ttl = await redis.ttl(keys[0])
     assert 0 < ttl <= 3599 - provider.settings.token_refresh_margin_s
 
 
-async def test_cache_unreadable_with_another_refresh_token(redis) -> None:
-    cache = TokenCache(redis, secret="s")
+async def test_cache_unreadable_with_another_refresh_token(redis, core_settings) -> None:
+    cache = TokenCache(ProviderCache(redis, "google", settings=core_settings))
     await cache.put("c", "refresh-a", "ya29.token", 60)
     assert await cache.get("c", "refresh-a") == "ya29.token"
     assert await cache.get("c", "refresh-b") is None
-
-
-async def test_without_redis_tokens_are_cached_in_process(settings, http, creds, sim) -> None:
-    class NoRedisLimiter(AccountLimiter):
-        def __init__(self) -> None:
-            super().__init__(fakeredis.aioredis.FakeRedis(), "google", "x")
-            self._redis = None  # type: ignore[assignment]
-
-        async def acquire(self) -> None:
-            self.calls += 1
-
-    provider = GoogleAdsProvider(settings)
-    ctx = ProviderContext(http=http, limiter=NoRedisLimiter())
-    await _many_calls(provider, ctx, creds, 3)
-    assert sim.stats["token_mints"] == 1
 
 
 async def _unblock(redis) -> None:
@@ -131,11 +119,11 @@ async def test_tokens_never_appear_in_errors(provider, ctx, creds, sim, http, re
     window = SyncWindow(SyncMode.realtime, today, today, "America/New_York")
     messages: list[str] = []
     faults = [
-        {"kind": "rate_limit", "count": 1, "retry_delay_s": 5},
-        {"kind": "daily_quota", "count": 1},
+        {"kind": "throttle", "count": 1, "retry_after_s": 5},
+        {"kind": "throttle", "scope": "developer", "count": 1},
         {"kind": "server_error", "count": 1, "status": 503, "code": "TRANSIENT_ERROR"},
-        {"kind": "broken_stream", "count": 2},
-        {"kind": "malformed_rows", "count": 1},
+        {"kind": "malformed", "mode": "truncated", "count": 2},
+        {"kind": "malformed", "count": 1},
     ]
     for fault in faults:
         await http.post("/_sim/faults", json=fault)

@@ -7,15 +7,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from conftest import BASE, child
+from conftest import BASE, child, make_ctx
 from metricx_google.client import GoogleAdsClient, customer_id_of
 from metricx_google.failures import parse_duration_s, seconds_until_pacific_midnight
 from metricx_google.reports import CUSTOMER_QUERY, ENTITY_QUERIES
 from metricx_google.simulator import CHILD_NY_ID, MANAGER_ID
 
 from core.errors import ConfigError, RateLimited, TransientError
-from core.providers import ProviderContext, SyncMode, SyncWindow
-from core.ratelimit import AccountLimiter
+from core.providers import SyncMode, SyncWindow
 
 
 def _realtime(sim) -> SyncWindow:
@@ -31,7 +30,7 @@ async def _drain(provider, ctx, creds, window) -> int:
 
 
 async def test_rate_limit_honours_retry_delay(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 37})
+    await http.post("/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 37})
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     assert caught.value.retry_after_s == 37
@@ -41,7 +40,7 @@ async def test_rate_limit_honours_retry_delay(provider, ctx, creds, sim, http) -
 
 
 async def test_daily_quota_defers_until_pacific_midnight(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "daily_quota", "count": 1})
+    await http.post("/_sim/faults", json={"kind": "throttle", "scope": "developer", "count": 1})
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     expected = seconds_until_pacific_midnight(datetime.now(UTC))
@@ -51,7 +50,9 @@ async def test_daily_quota_defers_until_pacific_midnight(provider, ctx, creds, h
 
 
 async def test_daily_quota_with_retry_delay(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "daily_quota", "count": 1, "retry_delay_s": 1200})
+    await http.post(
+        "/_sim/faults", json={"kind": "throttle", "scope": "developer", "count": 1, "retry_after_s": 1200}
+    )
     with pytest.raises(RateLimited) as caught:
         await provider.fetch_account(ctx, child(), creds)
     assert (caught.value.retry_after_s, caught.value.scope) == (1200, "developer")
@@ -74,15 +75,15 @@ async def test_server_errors_are_transient(provider, ctx, creds, http, status, c
 
 
 async def test_broken_stream_is_rerun_once(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "broken_stream", "count": 1})
+    await http.post("/_sim/faults", json={"kind": "malformed", "mode": "truncated", "count": 1})
     rows = await _drain(provider, ctx, creds, _realtime(sim))
     assert rows > 0
-    assert sim.stats["fault_broken_stream"] == 1
+    assert sim.stats["fault_malformed"] == 1
     assert sim.stats["calls_searchStream"] == 4  # 3 levels + the re-run
 
 
 async def test_broken_stream_twice_is_transient(provider, ctx, creds, sim, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "broken_stream", "count": 2})
+    await http.post("/_sim/faults", json={"kind": "malformed", "mode": "truncated", "count": 2})
     with pytest.raises(TransientError, match="searchStream broke twice"):
         await _drain(provider, ctx, creds, _realtime(sim))
 
@@ -133,10 +134,12 @@ async def test_search_pages_across_10000_rows(provider, ctx, creds, sim, http) -
 async def test_limiter_is_acquired_before_every_request(provider, ctx, creds, sim) -> None:
     await _drain(provider, ctx, creds, _realtime(sim))
     await provider.fetch_account(ctx, child(), creds)
-    assert ctx.limiter.calls == sim.stats["api_calls"] == 4
+    # every request counts, the token mint included (they all go through ProviderHTTP)
+    assert sim.stats["api_calls"] == 4 and sim.stats["token_mints"] == 1
+    assert ctx.limiter.calls == sim.stats["api_calls"] + sim.stats["token_mints"]
 
 
-async def test_headers_sent(settings, redis, creds) -> None:
+async def test_headers_sent(settings, redis, creds, core_settings) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -149,7 +152,7 @@ async def test_headers_sent(settings, redis, creds) -> None:
 
     configured = settings.model_copy(update={"developer_token": SecretStr("dev-tok")})
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url=BASE) as http:
-        ctx = ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "h"))
+        ctx = make_ctx(http, redis, "h", core_settings)
         from metricx_google import GoogleAdsProvider
 
         client = GoogleAdsProvider(configured).client(ctx, child(login="100-000-0001"), creds)
@@ -168,7 +171,7 @@ async def test_headers_sent(settings, redis, creds) -> None:
     "failure",
     [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), 502],
 )
-async def test_network_failures_are_transient(settings, redis, creds, failure) -> None:
+async def test_network_failures_are_transient(settings, redis, creds, failure, core_settings) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/token":
             return httpx.Response(200, json={"access_token": "ya29.t", "expires_in": 3599})
@@ -177,19 +180,19 @@ async def test_network_failures_are_transient(settings, redis, creds, failure) -
         return httpx.Response(failure, text="<html>Bad Gateway</html>")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url=BASE) as http:
-        ctx = ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "n"))
+        ctx = make_ctx(http, redis, "n", core_settings)
         from metricx_google import GoogleAdsProvider
 
         with pytest.raises(TransientError):
             await GoogleAdsProvider(settings).fetch_account(ctx, child(), creds)
 
 
-async def test_token_endpoint_down_is_transient(settings, redis, creds) -> None:
+async def test_token_endpoint_down_is_transient(settings, redis, creds, core_settings) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, text="unavailable")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url=BASE) as http:
-        ctx = ProviderContext(http=http, limiter=AccountLimiter(redis, "google", "t"))
+        ctx = make_ctx(http, redis, "t", core_settings)
         from metricx_google import GoogleAdsProvider
 
         with pytest.raises(TransientError, match="token endpoint"):
@@ -197,7 +200,7 @@ async def test_token_endpoint_down_is_transient(settings, redis, creds) -> None:
 
 
 async def test_slow_responses_still_answer(provider, ctx, creds, http) -> None:
-    await http.post("/_sim/faults", json={"kind": "slow", "count": 1, "delay_s": 0.3})
+    await http.post("/_sim/faults", json={"kind": "timeout", "count": 1, "seconds": 0.3})
     started = time.monotonic()
     await provider.fetch_account(ctx, child(), creds)
     assert time.monotonic() - started >= 0.3

@@ -116,9 +116,8 @@ async def test_developer_quota_defers_the_tokens_connections_not_another_tokens(
         assert (await sync(b1, run_worker, redis_client)).sync_status == "idle"
 
     # Google answers RESOURCE_EXHAUSTED (the developer token's daily operations) to a1's next call.
-    httpx.post(
-        f"{url}/_sim/faults", json={"kind": "daily_quota", "count": 1, "customer_id": CHILD_NY_ID}
-    ).raise_for_status()
+    fault = {"kind": "throttle", "scope": "developer", "count": 1, "account": CHILD_NY_ID}
+    httpx.post(f"{url}/_sim/faults", json=fault).raise_for_status()
     with developer("dev-token-a"):
         first = await sync(a1, run_worker, redis_client)
     assert first.sync_status == "rate_limited" and first.last_error_kind == "rate_limited"

@@ -184,7 +184,7 @@ async def test_expired_and_unknown_access_tokens(http) -> None:
 
 
 async def test_rate_limit_envelope(http) -> None:
-    await http.post("/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 37})
+    await http.post("/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 37})
     response = await _call(
         http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
     )
@@ -220,15 +220,15 @@ def test_conversions_grow_for_90_days_then_settle() -> None:
     account = Account("6000000001", "Lag", "UTC", campaigns=2, ad_groups_per_campaign=2, ads_per_ad_group=3)
     day = date(2026, 1, 1)
 
-    def conversions(now_day: date, revision: int = 0) -> Decimal:
+    def conversions(now_day: date) -> Decimal:
         now = datetime.combine(now_day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=23)
-        rows = truth(account, "campaign", day, day, now, revision)
+        rows = truth(account, "campaign", day, day, now)
         return sum((n.conversions for n in rows.values()), Decimal(0))
 
     seen = [conversions(day + timedelta(days=d)) for d in (0, 1, 7, 30, 89)]
     assert seen == sorted(seen) and seen[0] < seen[-1]
     assert conversions(day + timedelta(days=90)) == conversions(day + timedelta(days=200))
-    assert conversions(day + timedelta(days=5), revision=3) > conversions(day + timedelta(days=5))
+    assert conversions(day + timedelta(days=8)) > conversions(day + timedelta(days=5))
 
 
 def test_today_grows_with_local_time_of_day() -> None:
@@ -318,3 +318,63 @@ def test_runs_as_a_real_server() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _error_code(response: httpx.Response) -> dict[str, str]:
+    return response.json()["error"]["details"][0]["errors"][0]["errorCode"]
+
+
+async def test_shared_throttle_at_developer_scope_is_the_daily_quota(http) -> None:
+    token = await _token(http)
+    path = f"/v22/customers/{CHILD_NY_ID}/googleAds:search"
+    fault = {"kind": "throttle", "scope": "developer", "account": CHILD_NY_ID, "retry_after_s": 600}
+    await http.post("/_sim/faults", json=fault)
+    other = await _call(
+        http,
+        f"/v22/customers/{CHILD_BERLIN_ID}/googleAds:search",
+        "SELECT customer.id FROM customer",
+        token=token,
+    )
+    assert other.status_code == 200
+    response = await _call(http, path, "SELECT customer.id FROM customer", token=token)
+    assert response.status_code == 429 and _error_code(response) == {"quotaError": "RESOURCE_EXHAUSTED"}
+    quota = response.json()["error"]["details"][0]["errors"][0]["details"]["quotaErrorDetails"]
+    assert (quota["rateScope"], quota["retryDelay"]) == ("DEVELOPER", "600s")
+    logged = (await http.get("/_sim/requests", params={"path": "googleAds"})).json()["requests"]
+    assert [(e["account"], e["status"]) for e in logged] == [(CHILD_BERLIN_ID, 200), (CHILD_NY_ID, 429)]
+
+
+async def test_shared_token_faults_and_expiry_in_simulated_time(http) -> None:
+    path, query = f"/v22/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
+    token = await _token(http)
+    await http.post("/_sim/faults", json={"kind": "token_expired"})
+    assert _error_code(await _call(http, path, query, token=token)) == {
+        "authenticationError": "OAUTH_TOKEN_EXPIRED"
+    }
+    assert (await _call(http, path, query, token=token)).status_code == 200
+    await http.post("/_sim/clock", json={"advance_s": 3600})  # the access token lives 3599 s
+    assert _error_code(await _call(http, path, query, token=token)) == {
+        "authenticationError": "OAUTH_TOKEN_EXPIRED"
+    }
+    await http.post("/_sim/faults", json={"kind": "token_revoked"})
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "refresh_token": DEFAULT_REFRESH_TOKEN,
+    }
+    refused = await http.post("/token", data=form)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+
+
+async def test_shared_version_sunset_gets_googles_answers(http) -> None:
+    token, query = await _token(http), "SELECT customer.id FROM customer"
+    await http.post("/_sim/faults", json={"kind": "version_sunset", "version": "v22", "count": None})
+    current = await _call(http, f"/v23/customers/{CHILD_NY_ID}/googleAds:search", query, token=token)
+    assert current.status_code == 200
+    sunset = await _call(http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", query, token=token)
+    assert sunset.status_code == 400 and _error_code(sunset) == {"requestError": "UNSUPPORTED_VERSION"}
+    await http.delete("/_sim/faults")
+    await http.post("/_sim/faults", json={"kind": "version_sunset", "answer": "not_found"})
+    gone = await _call(http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", query, token=token)
+    assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")

@@ -38,8 +38,7 @@ TZ = "America/New_York"
 
 @pytest.fixture
 def google_sim(metricx_env: Any) -> Iterator[tuple[SimState, str, dict[str, str]]]:
-    state = SimState()
-    state.frozen_now = datetime.now(UTC)  # "today" stays the same day while the test runs
+    state = SimState(now=datetime.now(UTC))  # frozen: "today" stays the same day while the test runs
     with serve_app(create_app(state)) as url:
         env = {
             "METRICX_GOOGLE_BASE_URL": url,
@@ -82,7 +81,7 @@ async def stored(connection_id: uuid.UUID) -> dict[tuple[str, str, date], Any]:
 def assert_equal_to_truth(state: SimState, rows: dict[Any, Any], since: date, until: date) -> None:
     account = state.accounts[CHILD_NY_ID]
     for level in ("campaign", "ad_group", "ad"):
-        expected = truth(account, level, since, until, state.now(), state.revision)
+        expected = truth(account, level, since, until, state.now())
         got = {(ext, day): r for (lv, ext, day), r in rows.items() if lv == level and since <= day <= until}
         assert set(got) == set(expected), level
         for key, n in expected.items():
@@ -120,7 +119,7 @@ async def test_backfill_attribution_realtime_through_a_manager(
     count_after_backfill = len(rows)
 
     # Late conversions arrive; the attribution re-sync overwrites the last 7 days, adding no rows.
-    httpx.post(f"{url}/_sim/revision", json={"by": 3})
+    httpx.post(f"{url}/_sim/clock", json={"advance_s": 3 * 86400}).raise_for_status()
     await enqueue_sync_job(str(conn), str(ws), force_refresh=True, redis=redis_client)
     await run_worker()
     rows = await stored(conn)
@@ -137,9 +136,9 @@ async def test_backfill_attribution_realtime_through_a_manager(
     await run_worker()
     rows = await stored(conn)
     assert_equal_to_truth(state, rows, today, today)
-    # one access token served every call of the three syncs
+    # one access token per hour of simulated time: the first, and one more after the clock jumped 3 days
     stats = httpx.get(f"{url}/_sim/stats").json()
-    assert stats["token_mints"] == 1 and stats["api_calls"] > 20
+    assert stats["token_mints"] == 2 and stats["auth_failures"] == 1 and stats["api_calls"] > 20
 
 
 async def test_revoked_refresh_token_needs_reconnect_after_one_try(
@@ -171,14 +170,14 @@ async def test_faults_end_as_design_says(
     assert row.sync_status == "idle" and row.total_syncs_attempted >= 2
 
     # a short quota (retryDelay 1 s): deferred and then completed
-    httpx.post(f"{url}/_sim/faults", json={"kind": "rate_limit", "count": 1, "retry_delay_s": 1})
+    httpx.post(f"{url}/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 1})
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
     await run_worker()
     row = await status(conn)
     assert row.sync_status == "idle" and row.rate_limited_until is None
 
     # daily quota: the connection is rate limited until the quota resets, with no retry burned
-    httpx.post(f"{url}/_sim/faults", json={"kind": "daily_quota", "count": 50})
+    httpx.post(f"{url}/_sim/faults", json={"kind": "throttle", "scope": "developer", "count": 50})
     await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
     await run_worker()
     row = await status(conn)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from core.providers import EntityRecord
+from core import EntityRecord
 from metricx_meta.client import MetaClient
 
 # The effective_status values each edge accepts in `filtering`. Deleted and archived

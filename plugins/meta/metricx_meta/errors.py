@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import (
+from core import (
     SCOPE_ACCOUNT,
     SCOPE_APP,
     SCOPE_TOKEN,

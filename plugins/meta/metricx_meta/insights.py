@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from core.providers import MetricRecord
+from core import MetricRecord
 from metricx_meta.client import MetaClient
 from metricx_meta.entities import status_filter
 from metricx_meta.errors import ReduceDataError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from core import Provider, SimulatorSpec, hookimpl
@@ -25,3 +26,9 @@ def register_providers(register: Callable[[Provider], None]) -> None:
 def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
     """Let `metricx demo` run the Meta simulator."""
     register(SIMULATOR)
+
+
+@hookimpl
+def register_secret_patterns(register: Callable[[str | re.Pattern[str]], None]) -> None:
+    """Meta's token-exchange parameter (``fb_exchange_token=``) never reaches a log line."""
+    register("fb_exchange_token")

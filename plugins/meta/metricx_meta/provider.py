@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import structlog
 
-from core.errors import AuthError, ConfigError, MetricxError
-from core.providers import (
+from core import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
+    AuthError,
     Capabilities,
+    ConfigError,
     Credentials,
     EntityRecord,
     MetricRecord,
+    MetricxError,
     ProviderContext,
     SyncMode,
     SyncWindow,
@@ -29,6 +32,9 @@ log = structlog.get_logger(__name__)
 
 ACCOUNT_FIELDS = "account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
 _ACTIVE_ACCOUNT = 1
+# Graph/Marketing API versions and the day each stops working ("Expiration Date"), from
+# https://developers.facebook.com/docs/graph-api/changelog/versions/ (read 2026-12-02).
+GRAPH_API_SUNSETS = {"v26.0": None, "v25.0": date(2028, 7, 29), "v24.0": date(2028, 2, 18)}
 
 
 def account_number(account: AccountRef) -> str:
@@ -50,11 +56,14 @@ class MetaProvider:
 
     def __init__(self, settings: MetaSettings | None = None) -> None:
         self.settings = settings or MetaSettings()
+        self.api_version = ApiVersion(
+            self.settings.api_version, GRAPH_API_SUNSETS.get(self.settings.api_version)
+        )
 
     def client(self, ctx: ProviderContext, credentials: Credentials) -> MetaClient:
         self.check_credentials(credentials)
         assert credentials.access_token is not None  # checked above
-        return MetaClient(ctx.http, ctx.limiter, self.settings, credentials.access_token)
+        return MetaClient(ctx.http, self.settings, credentials.access_token)
 
     def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
         """The app (operator setting, never tenant input) and the account's numeric id."""

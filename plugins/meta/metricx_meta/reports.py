@@ -15,8 +15,7 @@ from datetime import date, timedelta
 
 import structlog
 
-from core.errors import TransientError
-from core.providers import MetricRecord
+from core import MetricRecord, TransientError
 from metricx_meta.client import MetaClient
 from metricx_meta.errors import ReportRunFailed
 from metricx_meta.insights import halves, insights_params, to_metrics

@@ -12,8 +12,8 @@ from meta_helpers import BASE_URL, NOW, make_accounts
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app
 
+from core import provider_context
 from core.providers import Credentials, ProviderContext
-from core.ratelimit import AccountLimiter
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def redis() -> fakeredis.aioredis.FakeRedis:
 
 @pytest.fixture
 def ctx(http: httpx.AsyncClient, redis: fakeredis.aioredis.FakeRedis) -> ProviderContext:
-    return ProviderContext(http=http, limiter=AccountLimiter(redis, "meta", "1001"))
+    return provider_context(redis=redis, client=http, provider="meta", account="1001")
 
 
 @pytest.fixture

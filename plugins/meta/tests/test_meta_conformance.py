@@ -10,7 +10,7 @@ import httpx
 import pytest
 from meta_helpers import BASE_URL, NOW, make_accounts
 from metricx_meta import MetaProvider, MetaSettings
-from metricx_meta.simulator import DEFAULT_TOKEN, Fault, SimState, create_app, seed_account
+from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account
 
 from core.providers import AccountRef, Credentials, Provider
 
@@ -50,7 +50,7 @@ class TestMetaConformance(conformance.ProviderConformance):  # type: ignore[misc
         if kind == "expired_token":
             self.sim.tokens[DEFAULT_TOKEN] = "expired"
         else:
-            self.sim.faults.append(Fault.from_json(FAULTS[kind]))
+            self.sim.add_faults([FAULTS[kind]])
 
     def large_account(self) -> AccountRef:
         spec = {"campaigns": 6, "adsets_per_campaign": 3, "ads_per_adset": 4, "seed": 9}

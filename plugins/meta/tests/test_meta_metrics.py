@@ -134,7 +134,7 @@ async def test_attribution_refetch_later_returns_higher_conversions(
     win = window(SyncMode.attribution, end - timedelta(days=6), end)
     first = by_key(await fetch(provider, ctx, creds, win))
 
-    await sim_post("/_sim/advance", {"revisions": 2})
+    await sim_post("/_sim/clock", {"advance_s": 4 * 86400})  # late conversions follow time
     second = by_key(await fetch(provider, ctx, creds, win))
 
     assert second == truth_by_key(sim, "1001", win.start, win.end)

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from meta_helpers import local_today
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, truth
 
@@ -110,7 +111,7 @@ async def test_control_endpoints_create_accounts_and_reset(http: httpx.AsyncClie
     assert (created["campaigns"], created["ads"], created["currency"]) == (2, 4, "EUR")
     assert (await http.get("/v25.0/act_777", headers=AUTH)).status_code == 200
 
-    await http.post("/_sim/faults", json={"kind": "delay", "seconds": 0.01, "count": None})
+    await http.post("/_sim/faults", json={"kind": "timeout", "seconds": 0.01, "count": None})
     await http.post("/_sim/reset")
     assert (await http.get("/_sim/faults")).json() == {"faults": []}
     assert (await http.get("/v25.0/act_777", headers=AUTH)).json()["error"]["error_subcode"] == 33
@@ -162,3 +163,44 @@ def test_simulator_runs_as_a_real_server() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("scope", "code"), [("account", 80000), ("app", 4), ("token", 17)])
+async def test_shared_throttle_fault_in_metas_codes(http: httpx.AsyncClient, scope: str, code: int) -> None:
+    fault = {"kind": "throttle", "scope": scope, "account": "act_1001", "retry_after_s": 120}
+    await http.post("/_sim/faults", json=fault)
+    assert (await http.get("/v25.0/act_2002", headers=AUTH)).status_code == 200  # another account
+    response = await http.get("/v25.0/act_1001", headers=AUTH)
+    assert response.json()["error"]["code"] == code
+    usage = json.loads(response.headers["x-business-use-case-usage"])["1001"][0]
+    assert usage["estimated_time_to_regain_access"] == 2
+    logged = (await http.get("/_sim/requests")).json()["requests"]
+    assert [(e["account"], e["status"]) for e in logged] == [("2002", 200), ("1001", 400)]
+
+
+async def test_shared_token_version_and_body_faults_in_metas_shapes(http: httpx.AsyncClient) -> None:
+    async def answer(fault: dict[str, Any], version: str = "v25.0") -> httpx.Response:
+        await http.post("/_sim/faults", json=fault)
+        return await http.get(f"/{version}/act_1001", headers=AUTH)
+
+    expired = (await answer({"kind": "token_expired"})).json()["error"]
+    assert (expired["code"], expired["error_subcode"]) == (190, 463)
+    revoked = (await answer({"kind": "token_revoked"})).json()["error"]
+    assert (revoked["code"], revoked["error_subcode"]) == (190, 458)
+    assert (await answer({"kind": "version_sunset", "version": "v25.0"}, "v26.0")).status_code == 200
+    assert (await http.get("/v25.0/act_1001", headers=AUTH)).json()["error"]["code"] == 2635
+    cut = await answer({"kind": "malformed", "mode": "truncated"})
+    assert cut.status_code == 200
+    with pytest.raises(ValueError):
+        cut.json()
+
+
+async def test_late_conversions_follow_the_clock(http: httpx.AsyncClient, sim: SimState) -> None:
+    end = local_today(sim, "1001") - timedelta(days=1)
+    week = {"since": (end - timedelta(days=6)).isoformat(), "until": end.isoformat()}
+    params = {"account": "1001", "level": "ad", **week}
+    before = (await http.get("/_sim/truth", params=params)).json()["rows"]
+    await http.post("/_sim/clock", json={"advance_s": 5 * 86400})
+    after = (await http.get("/_sim/truth", params=params)).json()["rows"]
+    assert sum(r["conversions"] for r in after) > sum(r["conversions"] for r in before)
+    assert [r["spend"] for r in after] == [r["spend"] for r in before]  # only conversions come late

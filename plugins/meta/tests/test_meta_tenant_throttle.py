@@ -76,9 +76,10 @@ def meta_sim(metricx_env: Any) -> Iterator[tuple[SimState, str]]:
             yield state, url
 
 
-def throttle_next_call_to_victim(url: str, code: int) -> None:
-    """Meta throttles the next call touching the victim's account (10 minutes to regain access)."""
-    fault = {"kind": "throttle", "code": code, "count": 1, "account": VICTIM, "regain_minutes": 10}
+def throttle_next_call_to_victim(url: str, scope: str) -> None:
+    """Meta throttles the next call touching the victim's account (10 minutes to regain access):
+    scope ``token`` is Meta's code 17 (user request limit), ``account`` code 80000 (business use case)."""
+    fault = {"kind": "throttle", "scope": scope, "count": 1, "account": VICTIM, "retry_after_s": 600}
     httpx.post(f"{url}/_sim/faults", json=fault).raise_for_status()
 
 
@@ -116,7 +117,7 @@ async def test_a_throttled_tenant_cannot_block_another_tenants_account(
 
     # Through the API: the attacker connects to the victim's account id with its own token, which
     # Meta throttles (code 17, user request limit). Its request is refused; the victim is not blocked.
-    throttle_next_call_to_victim(url, 17)
+    throttle_next_call_to_victim(url, "token")
     refused = await connect_via_api(api, attacker, ATTACKER_TOKEN)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "provider_rate_limited"
     assert await victim_blocked_for(victim_id, redis_client) == 0
@@ -128,7 +129,7 @@ async def test_a_throttled_tenant_cannot_block_another_tenants_account(
         sneaky = await create_connection(
             session, ws.id, "meta", f"act_{VICTIM}", Credentials(ATTACKER_OTHER_TOKEN)
         )
-    throttle_next_call_to_victim(url, 80000)
+    throttle_next_call_to_victim(url, "account")
     await enqueue_sync_job(str(sneaky.id), str(ws.id), redis=redis_client)
     await run_worker(max_burst_jobs=1)
     sneaky_row = await connection(sneaky.id)
@@ -156,7 +157,7 @@ async def test_a_verified_account_throttle_defers_that_account(
     await enqueue_sync_job(str(conn.id), str(ws.id), redis=redis_client)
     await run_worker(max_burst_jobs=1)
     assert (await connection(conn.id)).sync_status == "idle"
-    throttle_next_call_to_victim(url, 80000)
+    throttle_next_call_to_victim(url, "account")
     await enqueue_sync_job(str(conn.id), str(ws.id), redis=redis_client)
     await run_worker(max_burst_jobs=1)
     assert (await connection(conn.id)).sync_status == "rate_limited"

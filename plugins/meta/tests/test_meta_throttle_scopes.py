@@ -111,7 +111,7 @@ async def test_app_throttle_defers_the_apps_connections_not_another_apps(
 
     # Meta answers code 4 (application request limit) to one call of a1's next sync.
     httpx.post(
-        f"{url}/_sim/faults", json={"kind": "throttle", "code": 4, "count": 1, "account": "3001"}
+        f"{url}/_sim/faults", json={"kind": "throttle", "scope": "app", "count": 1, "account": "3001"}
     ).raise_for_status()
     with app(APP_A):
         first = await sync(a1, run_worker, redis_client)

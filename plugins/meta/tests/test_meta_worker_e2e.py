@@ -132,7 +132,7 @@ async def test_backfill_attribution_realtime_and_pauses(
     total = len(got)
 
     # Meta revises recent conversions; the attribution re-sync brings the newer values, adding no rows
-    httpx.post(f"{url}/_sim/advance", json={"revisions": 3}).raise_for_status()
+    httpx.post(f"{url}/_sim/clock", json={"advance_s": 3 * 86400}).raise_for_status()
     before = {k: r.conversions for k, r in got.items() if k[2] >= today - timedelta(days=7)}
     await enqueue_sync_job(str(conn), str(ws), force_refresh=True, redis=redis_client)
     await run_worker()
@@ -213,7 +213,7 @@ async def test_faults_through_the_worker(meta_sim: Any, run_worker: Any, redis_c
 
     # a malformed row: a clear error naming the field, and nothing of that batch written
     before = await stored(conn)
-    httpx.post(f"{url}/_sim/advance", json={"revisions": 1}).raise_for_status()
+    httpx.post(f"{url}/_sim/clock", json={"advance_s": 2 * 86400}).raise_for_status()
     httpx.post(
         f"{url}/_sim/faults",
         json={"kind": "malformed", "field": "impressions", "value": "n/a", "account": "2003"},

@@ -1,17 +1,17 @@
-"""httpx client of the Shopify Admin REST API: auth, Link pagination, leaky-bucket pacing, errors.
+"""Client of the Shopify Admin REST API over the core's ProviderHTTP: auth, Link pagination, pacing, errors.
 
-Pacing reads ``X-Shopify-Shop-Api-Call-Limit`` (``used/capacity``) and sleeps
-before the next request when the bucket is filling (thresholds in
-:class:`~metricx_shopify.settings.ShopifySettings`), so a sync does not run
-into 429s of its own making. A 429 still honours ``Retry-After``; the wait is
-shared with every worker through the core's :class:`~core.ratelimit.AccountLimiter`.
+:class:`ShopifyAPI` tells :class:`core.ProviderHTTP` how to read Shopify. Pacing comes from
+``X-Shopify-Shop-Api-Call-Limit`` (``used/capacity``) and lives in the shared limiter, so every
+worker syncing the shop paces together: the bucket's drain rate (``capacity / 20`` per second on
+every plan, or ``drain_per_s``) becomes the limiter's steady rate with a burst of ``burst_pct`` of
+the bucket, and the bucket's fill is reported as usage (the limiter slows down from 70% and stops
+at 95% until the bucket has drained to half). A 429 still honours ``Retry-After``: waited out in
+the request up to ``max_throttle_wait_s`` (``max_throttle_retries`` times), else the sync is deferred.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +25,16 @@ from core import (
     AuthError,
     ConfigError,
     Credentials,
+    MetricxError,
     PayloadError,
     PermanentError,
+    ProviderAPI,
     ProviderContext,
     RateLimited,
+    RetryPolicy,
     TransientError,
+    Usage,
+    parse_retry_after,
 )
 from metricx_shopify.settings import ShopifySettings
 
@@ -38,9 +43,6 @@ log = structlog.get_logger(__name__)
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 TOKEN_HEADER = "X-Shopify-Access-Token"
 CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
-
-# The last bucket level seen per shop, so a new client (one per provider call) starts paced.
-_last_level: dict[str, tuple[float, float, float]] = {}
 
 
 class InvalidPageInfo(PermanentError):
@@ -75,11 +77,66 @@ def _error_text(response: httpx.Response) -> str:
     return str(errors)[:300]
 
 
-def _retry_after(response: httpx.Response, default: float = 2.0) -> float:
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", default)))
-    except ValueError:
-        return default
+class ShopifyAPI(ProviderAPI):
+    """How ProviderHTTP reads the Admin REST API of one shop."""
+
+    name = "Shopify"
+
+    def __init__(self, settings: ShopifySettings, shop: str) -> None:
+        self._settings = settings
+        self.shop = shop
+        self.policy = RetryPolicy(
+            transient_retries=settings.max_retries,
+            backoff_s=settings.retry_backoff_s,
+            throttle_retries=settings.max_throttle_retries,
+            max_wait_s=settings.max_throttle_wait_s,
+        )
+
+    def usage(self, response: httpx.Response) -> Usage | None:
+        """The leaky bucket from the call-limit header: steady rate, burst and fill for the limiter."""
+        header = response.headers.get(CALL_LIMIT_HEADER)
+        used_text, _, capacity_text = (header or "").partition("/")
+        try:
+            used, capacity = float(used_text), max(1.0, float(capacity_text))
+        except ValueError:
+            if header:
+                log.warning("shopify_call_limit_unreadable", header=header[:40])
+            return None
+        # The bucket drains capacity/20 per second on every plan (40 -> 2/s, 80 -> 4/s, 400 -> 20/s).
+        drain_per_s = self._settings.drain_per_s or capacity / 20
+        return Usage(
+            pct=100.0 * used / capacity,
+            regain_s=max(0.0, used - capacity / 2) / drain_per_s,
+            rate_per_s=drain_per_s,
+            burst=max(1, int(capacity * self._settings.burst_pct / 100)),
+        )
+
+    def classify(self, response: httpx.Response) -> MetricxError | None:
+        status = response.status_code
+        if status == 200:
+            return None
+        text = _error_text(response)
+        if status == 429:
+            retry_after = parse_retry_after(response, 2.0)
+            log.info("shopify_throttled", shop=self.shop, retry_after_s=retry_after)
+            return RateLimited(f"Shopify throttled the shop {self.shop}: {text}", retry_after)
+        if status >= 500:
+            return TransientError(f"Shopify answered {status}: {text}")
+        if status == 401:
+            return AuthError(
+                f"Shopify rejected the access token of {self.shop} (401). Please reconnect the store."
+            )
+        if status == 402:
+            return PermanentError(f"The shop {self.shop} is frozen (402 Payment Required): {text}")
+        if status == 403:
+            return ConfigError(f"The app lacks an access scope on {self.shop} (403): {text}; re-install it")
+        if status == 404:
+            return ConfigError(f"Shopify has no such shop or resource ({self.shop}, 404)")
+        if status == 423:
+            return PermanentError(f"The shop {self.shop} is locked (423): {text}")
+        if status == 400 and "page_info" in response.request.url.params:
+            return InvalidPageInfo(f"Shopify refused the page cursor (400): {text}")
+        return ConfigError(f"Shopify answered {status}: {text}")
 
 
 class ShopifyClient:
@@ -91,123 +148,22 @@ class ShopifyClient:
         if not credentials.access_token:
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
         self._http = ctx.http
-        self._limiter = ctx.limiter
         self._token = credentials.access_token
         self.settings = settings
         self.shop = shop_domain(account)
+        self._api = ShopifyAPI(settings, self.shop)
         root = (settings.base_url or f"https://{self.shop}").rstrip("/")
         self.api_root = f"{root}/admin/api/{settings.api_version}"
 
-    # --- pacing -------------------------------------------------------------------------
-
-    def _fill_pct(self) -> float:
-        seen = _last_level.get(self.shop)
-        if seen is None:
-            return 0.0
-        used, capacity, at = seen
-        # The bucket drains capacity/20 per second on every plan (40 -> 2/s, 80 -> 4/s, 400 -> 20/s).
-        level = max(0.0, used - capacity / 20 * (time.monotonic() - at))
-        return 100.0 * level / capacity
-
-    def _pace_s(self) -> float:
-        pct, s = self._fill_pct(), self.settings
-        if pct >= s.pace_high_pct:
-            return s.pace_high_s
-        if pct >= s.pace_mid_pct:
-            return s.pace_mid_s
-        if pct >= s.pace_low_pct:
-            return s.pace_low_s
-        return 0.0
-
-    def _record_limit(self, response: httpx.Response) -> None:
-        header = response.headers.get(CALL_LIMIT_HEADER)
-        if not header or "/" not in header:
-            return
-        used, _, capacity = header.partition("/")
-        try:
-            _last_level[self.shop] = (float(used), max(1.0, float(capacity)), time.monotonic())
-        except ValueError:
-            log.warning("shopify_call_limit_unreadable", header=header[:40])
-
-    async def _pace(self) -> None:
-        await self._limiter.acquire()
-        wait = self._pace_s()
-        if wait > 0:
-            self._limiter.throttled_s += wait
-            await asyncio.sleep(wait)
-
-    # --- requests -----------------------------------------------------------------------
-
-    async def _send(self, url: str, params: Mapping[str, Any]) -> httpx.Response:
-        try:
-            return await self._http.get(
-                url,
-                params=dict(params),
-                headers={TOKEN_HEADER: self._token, "Accept": "application/json"},
-                timeout=self.settings.request_timeout_s,
-            )
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                f"Shopify did not answer within {self.settings.request_timeout_s:g}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(f"Shopify unreachable: {type(exc).__name__}") from exc
-
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
-        """GET ``{api_root}/{path}``, paced, with 429 and 5xx handling; returns the 200 response."""
-        url = f"{self.api_root}/{path}"
-        throttles = transient = 0
-        while True:
-            await self._pace()
-            try:
-                response = await self._send(url, params or {})
-            except TransientError:
-                if transient >= self.settings.max_retries:
-                    raise
-                transient += 1
-                await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (transient - 1))
-                continue
-            self._record_limit(response)
-            if response.status_code == 429:
-                retry_after = _retry_after(response)
-                if (
-                    throttles >= self.settings.max_throttle_retries
-                    or retry_after > self.settings.max_throttle_wait_s
-                ):
-                    raise RateLimited(
-                        f"Shopify throttled the shop {self.shop}: {_error_text(response)}", retry_after
-                    )
-                throttles += 1
-                log.info("shopify_throttled", shop=self.shop, retry_after_s=retry_after, attempt=throttles)
-                await self._limiter.block(retry_after)
-                continue
-            if response.status_code >= 500:
-                if transient >= self.settings.max_retries:
-                    raise TransientError(f"Shopify answered {response.status_code}: {_error_text(response)}")
-                transient += 1
-                await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (transient - 1))
-                continue
-            if response.status_code != 200:
-                self._raise_for(response, params or {})
-            return response
-
-    def _raise_for(self, response: httpx.Response, params: Mapping[str, Any]) -> None:
-        status, text = response.status_code, _error_text(response)
-        if status == 401:
-            raise AuthError(
-                f"Shopify rejected the access token of {self.shop} (401). Please reconnect the store."
-            )
-        if status == 402:
-            raise PermanentError(f"The shop {self.shop} is frozen (402 Payment Required): {text}")
-        if status == 403:
-            raise ConfigError(f"The app lacks an access scope on {self.shop} (403): {text}; re-install it")
-        if status == 404:
-            raise ConfigError(f"Shopify has no such shop or resource ({self.shop}, 404)")
-        if status == 423:
-            raise PermanentError(f"The shop {self.shop} is locked (423): {text}")
-        if status == 400 and "page_info" in params:
-            raise InvalidPageInfo(f"Shopify refused the page cursor (400): {text}")
-        raise ConfigError(f"Shopify answered {status}: {text}")
+        """GET ``{api_root}/{path}`` through ProviderHTTP (paced, 429 and 5xx handled); the 200 answer."""
+        return await self._http.get(
+            self._api,
+            f"{self.api_root}/{path}",
+            params=dict(params or {}),
+            headers={TOKEN_HEADER: self._token, "Accept": "application/json"},
+            timeout_s=self.settings.request_timeout_s,
+        )
 
     # --- resources ----------------------------------------------------------------------
 

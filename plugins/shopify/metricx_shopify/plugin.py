@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core import JobSpec, Provider, ScheduleEntry, SimulatorSpec, hookimpl
 from metricx_shopify.demo import SIMULATOR
-from metricx_shopify.jobs import FANOUT_JOB, SYNC_JOB, process_shopify_sync_job, scheduled_shopify_sync
+from metricx_shopify.jobs import FANOUT_JOB, STORE_SYNC, scheduled_shopify_sync
 from metricx_shopify.provider import ShopifyProvider
 from metricx_shopify.settings import get_shopify_settings
 
@@ -31,7 +32,7 @@ def register_providers(register: Callable[[Provider], None]) -> None:
 @hookimpl
 def register_jobs(register: Callable[[JobSpec], None]) -> None:
     """The store sync (the seed's ``process_shopify_sync_job``) and its scheduled fan-out."""
-    register(JobSpec(SYNC_JOB, process_shopify_sync_job))
+    register(STORE_SYNC.job_spec())
     register(JobSpec(FANOUT_JOB, scheduled_shopify_sync, max_tries=1))
 
 
@@ -66,3 +67,9 @@ def migration_locations() -> str | None:
 def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
     """Let `metricx demo` run the Shopify simulator."""
     register(SIMULATOR)
+
+
+@hookimpl
+def register_secret_patterns(register: Callable[[str | re.Pattern[str]], None]) -> None:
+    """Shopify's access-token header never reaches a log line."""
+    register("X-Shopify-Access-Token")

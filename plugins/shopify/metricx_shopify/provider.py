@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from core import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     AuthError,
     Capabilities,
     Credentials,
@@ -35,6 +36,15 @@ from metricx_shopify.mapping import money, refunded_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
 
 ORDER_FIELDS = "id,created_at,total_price,refunds,test,currency"
+
+
+def supported_until(version: str) -> date | None:
+    """Shopify supports each stable version ``YYYY-MM`` for at least 12 months from its release on
+    the 1st of that month (https://shopify.dev/docs/api/usage/versioning): until ``YYYY+1-MM-01``."""
+    year, _, month = version.partition("-")
+    if not (year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+        return None  # "unstable" or a release candidate: no support promise
+    return date(int(year) + 1, int(month), 1)
 
 
 class ShopifyProvider:
@@ -55,6 +65,11 @@ class ShopifyProvider:
     @property
     def settings(self) -> ShopifySettings:
         return self._settings or get_shopify_settings()
+
+    @property
+    def api_version(self) -> ApiVersion:
+        """The Admin API version in use (``METRICX_SHOPIFY_API_VERSION``) and its end of support."""
+        return ApiVersion(self.settings.api_version, supported_until(self.settings.api_version))
 
     def client(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> ShopifyClient:
         """A client of the account's shop (base URL from settings, else ``https://{shop_domain}``)."""

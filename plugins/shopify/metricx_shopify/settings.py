@@ -35,17 +35,18 @@ class ShopifySettings(BaseSettings):
         ge=0,
         description="A Retry-After longer than this defers the whole sync instead of holding the worker.",
     )
-    pace_high_pct: float = Field(default=90.0, description="Bucket fill (%) from which to sleep pace_high_s.")
-    pace_high_s: float = Field(
-        default=5.0, ge=0, description="Sleep before a request when the bucket is >= high."
+    drain_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second the shop's bucket drains: the steady rate every worker paces at. "
+        "Unset: capacity / 20 from the call-limit header, as on every Shopify plan (40 -> 2/s).",
     )
-    pace_mid_pct: float = Field(default=50.0, description="Bucket fill (%) from which to sleep pace_mid_s.")
-    pace_mid_s: float = Field(
-        default=1.5, ge=0, description="Sleep before a request when the bucket is >= mid."
-    )
-    pace_low_pct: float = Field(default=25.0, description="Bucket fill (%) from which to sleep pace_low_s.")
-    pace_low_s: float = Field(
-        default=0.2, ge=0, description="Sleep before a request when the bucket is >= low."
+    burst_pct: float = Field(
+        default=50.0,
+        gt=0,
+        le=100,
+        description="Share of the bucket (%) a sync may use in a burst before pacing at the drain rate; "
+        "the rest is headroom for the shop's other calls.",
     )
     sync_cron: str = Field(
         default="0 * * * *", description="Cron (UTC) of the scheduled store sync of every Shopify connection."

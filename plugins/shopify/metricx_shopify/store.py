@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy import Table, delete, func, or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import accounts_for
 from metricx_shopify import tables
 from metricx_shopify.mapping import Row
 
@@ -109,15 +110,7 @@ async def upsert_orders(
     return written
 
 
-async def connections_for_shop(session: AsyncSession, shop: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
+async def connections_for_shop(shop: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(workspace_id, connection_id) of every non-disconnected Shopify connection of the shop."""
-    from core.db.models import Connection
-
-    rows = await session.execute(
-        select(Connection.workspace_id, Connection.id).where(
-            Connection.provider == "shopify",
-            func.lower(Connection.external_account_id) == shop.lower(),
-            Connection.status != "disconnected",
-        )
-    )
-    return [(ws, cid) for ws, cid in rows.all()]
+    accounts = await accounts_for("shopify", shop)
+    return [(uuid.UUID(a.workspace_id), uuid.UUID(a.connection_id)) for a in accounts]

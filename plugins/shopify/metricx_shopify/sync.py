@@ -16,19 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 
-from core import ConfigError, ProviderContext
-from core.db.engine import session_scope
-from core.db.models import Connection
-from core.ratelimit import AccountLimiter
-from core.sync import status
-from core.sync.engine import Loaded, SyncJob
-from core.sync.fetch import account_ref
+from core import ConfigError, SyncContext, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.client import InvalidPageInfo, ShopifyClient
 from metricx_shopify.mapping import Row, customer_row, order_row, product_row
+from metricx_shopify.provider import ShopifyProvider
 from metricx_shopify.store import upsert_orders, upsert_rows
 
 log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
@@ -52,7 +47,7 @@ def _filters(resource: str, since: datetime | None, until: datetime) -> dict[str
 
 async def _load_state(connection_id: uuid.UUID, resource: str) -> dict[str, Any] | None:
     st = tables.sync_state
-    async with session_scope() as session:
+    async with plugin_session() as session:
         row = (
             await session.execute(
                 select(st).where(st.c.connection_id == connection_id, st.c.resource == resource)
@@ -61,11 +56,13 @@ async def _load_state(connection_id: uuid.UUID, resource: str) -> dict[str, Any]
     return dict(row._mapping) if row else None
 
 
-async def _save_state(session: Any, job: SyncJob, resource: str, *, add_rows: int = 0, **values: Any) -> None:
+async def _save_state(
+    session: Any, sctx: SyncContext, resource: str, *, add_rows: int = 0, **values: Any
+) -> None:
     st = tables.sync_state
     values["updated_at"] = datetime.now(UTC)
     stmt = insert(st).values(
-        workspace_id=job.workspace_id, connection_id=job.connection_id, resource=resource, **values
+        workspace_id=sctx.workspace_id, connection_id=sctx.connection_id, resource=resource, **values
     )
     updates = dict(values)
     if add_rows:
@@ -74,13 +71,13 @@ async def _save_state(session: Any, job: SyncJob, resource: str, *, add_rows: in
     await session.execute(stmt)
 
 
-async def _write_page(session: Any, job: SyncJob, resource: str, rows: list[dict[str, Any]]) -> None:
+async def _write_page(session: Any, sctx: SyncContext, resource: str, rows: list[dict[str, Any]]) -> None:
     if resource == "orders":
-        await upsert_orders(session, job.workspace_id, job.connection_id, [order_row(r) for r in rows])
+        await upsert_orders(session, sctx.workspace_id, sctx.connection_id, [order_row(r) for r in rows])
     else:
         mapper = _MAPPERS[resource]
         await upsert_rows(
-            session, _TABLES[resource], job.workspace_id, job.connection_id, [mapper(r) for r in rows]
+            session, _TABLES[resource], sctx.workspace_id, sctx.connection_id, [mapper(r) for r in rows]
         )
 
 
@@ -94,12 +91,10 @@ def _newest_updated(rows: list[dict[str, Any]], current: datetime | None) -> dat
     return newest
 
 
-async def sync_resource(
-    client: ShopifyClient, job: SyncJob, run_id: uuid.UUID, resource: str, *, full: bool
-) -> int:
+async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str, *, full: bool) -> int:
     """Sync one resource from its checkpoint (or a new run); returns the rows read in this try."""
-    state = await _load_state(job.connection_id, resource)
-    resume = bool(state and state["run_max"] is not None and not (full and state["job_id"] != job.job_id))
+    state = await _load_state(sctx.connection_id, resource)
+    resume = bool(state and state["run_max"] is not None and not (full and state["job_id"] != sctx.job_id))
     if resume and state is not None:
         run_min, run_max = state["run_min"], state["run_max"]
         last, page_info = state["last_updated_at"], state["page_info"]
@@ -111,17 +106,17 @@ async def sync_resource(
         overlap = timedelta(seconds=client.settings.cursor_overlap_s)
         run_min, run_max = (watermark - overlap if watermark else None), _now_s()
         last, page_info = None, None
-        async with session_scope() as session:
+        async with plugin_session() as session:
             await _save_state(
                 session,
-                job,
+                sctx,
                 resource,
                 run_min=run_min,
                 run_max=run_max,
                 last_updated_at=None,
                 page_info=None,
                 rows_in_run=0,
-                job_id=job.job_id,
+                job_id=sctx.job_id,
             )
     rows = 0
     while True:
@@ -131,18 +126,18 @@ async def sync_resource(
             )
             async for page in pages:
                 last = _newest_updated(page.rows, last)
-                async with session_scope() as session:
-                    await _write_page(session, job, resource, page.rows)
-                    job.stats["rows"] += len(page.rows)
+                async with plugin_session() as session:
+                    await _write_page(session, sctx, resource, page.rows)
                     await _save_state(
                         session,
-                        job,
+                        sctx,
                         resource,
                         last_updated_at=last,
                         page_info=page.next_page_info,
                         add_rows=len(page.rows),
                     )
-                    await status.update_run(session, run_id, rows_written=job.stats["rows"])
+                sctx.add_rows(len(page.rows))
+                await sctx.progress()
                 page_info = page.next_page_info
                 rows += len(page.rows)
             break
@@ -151,10 +146,10 @@ async def sync_resource(
                 raise
             log.warning("page_cursor_rejected", resource=resource, resume_from=str(last or run_min))
             page_info = None
-    async with session_scope() as session:
+    async with plugin_session() as session:
         await _save_state(
             session,
-            job,
+            sctx,
             resource,
             watermark=run_max,
             run_min=None,
@@ -167,37 +162,22 @@ async def sync_resource(
     return rows
 
 
-async def _refresh_shop(client: ShopifyClient, loaded: Loaded) -> None:
-    shop = await client.fetch_shop()
-    conn = loaded.connection
-    changes: dict[str, Any] = {"timezone": shop["iana_timezone"], "currency": shop["currency"]}
-    if shop.get("name") and not conn.name:
-        changes["name"] = shop["name"]
-    if any(getattr(conn, key) != value for key, value in changes.items()):
-        async with session_scope() as session:
-            await session.execute(update(Connection).where(Connection.id == conn.id).values(**changes))
-        for key, value in changes.items():
-            setattr(conn, key, value)
+async def store_work(sctx: SyncContext) -> None:
+    """The store sync's work inside the core's sync engine: shop facts, then each resource with progress.
 
-
-async def store_work(
-    job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id: uuid.UUID, *, full: bool = False
-) -> None:
-    """The store sync's work inside ``run_sync``: shop facts, then each resource with progress."""
-    provider = loaded.provider
-    if provider.name != "shopify":
+    Option ``full``: ignore the resources' cursors and read everything again.
+    """
+    provider = sctx.provider
+    if not isinstance(provider, ShopifyProvider):
         raise ConfigError(f"process_shopify_sync_job needs a shopify connection, not {provider.name!r}")
-    limiter = AccountLimiter(ctx["redis"], provider.name, loaded.connection.external_account_id)
-    pctx = ProviderContext(http=ctx["http"], limiter=limiter)
-    try:
-        provider.check_credentials(loaded.credentials)
-        client = provider.client(pctx, account_ref(loaded.connection), loaded.credentials)  # type: ignore[attr-defined]
-        await _refresh_shop(client, loaded)
-        async with session_scope() as session:
-            await status.update_run(session, run_id, slices_total=len(RESOURCES), slices_done=0)
-        for done, resource in enumerate(RESOURCES, start=1):
-            await sync_resource(client, job, run_id, resource, full=full)
-            async with session_scope() as session:
-                await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
-    finally:
-        job.stats.update(limiter.stats())
+    full = bool(sctx.options.get("full", False))
+    provider.check_credentials(sctx.credentials)
+    client = provider.client(sctx.provider_context, sctx.account, sctx.credentials)
+    shop = await client.fetch_shop()
+    await sctx.update_account(
+        name=shop.get("name"), timezone=shop["iana_timezone"], currency=shop["currency"]
+    )
+    await sctx.progress(done=0, total=len(RESOURCES))
+    for done, resource in enumerate(RESOURCES, start=1):
+        await sync_resource(client, sctx, resource, full=full)
+        await sctx.progress(done=done)

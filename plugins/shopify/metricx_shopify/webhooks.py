@@ -20,8 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert
 
-from core import PayloadError
-from core.db.engine import session_scope
+from core import PayloadError, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.mapping import order_row
 from metricx_shopify.settings import get_shopify_settings
@@ -86,11 +85,11 @@ async def receive_webhook(request: Request) -> JSONResponse:
 
 
 async def _apply(topic: str, shop: str, webhook_id: str | None, order: Any) -> JSONResponse:
-    async with session_scope() as session:
-        targets = await connections_for_shop(session, shop)
-        if not targets:
-            log.info("webhook_unmatched", topic=topic, shop=shop)
-            return _answer(200, status="ignored", reason="no connection for this shop")
+    targets = await connections_for_shop(shop)
+    if not targets:
+        log.info("webhook_unmatched", topic=topic, shop=shop)
+        return _answer(200, status="ignored", reason="no connection for this shop")
+    async with plugin_session() as session:
         if webhook_id and not await _record_delivery(session, webhook_id, topic, shop):
             log.info("webhook_duplicate", topic=topic, shop=shop, webhook_id=webhook_id)
             return _answer(200, status="duplicate")

@@ -20,7 +20,9 @@ class ShopifySim:
     state: SimState
 
     def control(self, path: str, **body: Any) -> Any:
-        return httpx.post(f"{self.url}/_sim/{path}", json=body).json()
+        response = httpx.post(f"{self.url}/_sim/{path}", json=body)
+        response.raise_for_status()
+        return response.json()
 
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/_sim/stats").json()
@@ -42,12 +44,12 @@ def _shopify_server() -> Iterator[ShopifySim]:
 def shopify_sim(_shopify_server: ShopifySim) -> Iterator[ShopifySim]:
     """The session's simulator with default faults and a 40 / 20-per-second bucket."""
     state = _shopify_server.state
-    state.faults.__init__()  # type: ignore[misc]
+    state.clear_faults()
     state.configure_bucket(40, 20.0)
     state.stats.clear()
     state.max_level.clear()
     yield _shopify_server
-    state.faults.__init__()  # type: ignore[misc]
+    state.clear_faults()
 
 
 @pytest.fixture

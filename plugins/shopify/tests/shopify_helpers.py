@@ -13,12 +13,10 @@ from core.testing.servers import free_port
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
-# Pacing scaled 10x down, with a bucket that drains 10x faster: the same dynamics, 10x sooner.
+# Pacing scaled 10x up, for a bucket that drains 10x faster: the same dynamics, 10x sooner.
 FAST_ENV = {
     "METRICX_SHOPIFY_PAGE_SIZE": "10",
-    "METRICX_SHOPIFY_PACE_HIGH_S": "0.5",
-    "METRICX_SHOPIFY_PACE_MID_S": "0.15",
-    "METRICX_SHOPIFY_PACE_LOW_S": "0.02",
+    "METRICX_SHOPIFY_DRAIN_PER_S": "20",
     "METRICX_SHOPIFY_RETRY_BACKOFF_S": "0.05",
     "METRICX_SHOPIFY_CURSOR_OVERLAP_S": "0",
     "METRICX_SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,

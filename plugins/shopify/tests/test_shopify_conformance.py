@@ -16,9 +16,9 @@ from core.testing.conformance import ProviderConformance, SimulatorProcess, simu
 
 LARGE = "conformance-large.myshopify.com"
 FAULTS: dict[str, dict[str, Any]] = {
-    "throttle": {"throttles": 10**6, "throttle_retry_after_s": 120},
-    "server_error": {"server_errors": 10**6},
-    "expired_token": {"unauthorized": True},
+    "throttle": {"kind": "throttle", "count": 10**6, "retry_after_s": 120},
+    "server_error": {"kind": "server_error", "count": 10**6},
+    "expired_token": {"kind": "token_expired", "count": None},
 }
 
 

@@ -43,7 +43,7 @@ async def test_a_killed_sync_resumes_from_its_checkpoint_without_duplicates(
 ) -> None:
     spec = new_shop(products=10, customers=10, orders=120)  # orders: 12 pages of 10
     ws, conn = await shop_connection(spec)
-    shopify_sim.control("faults", delay_s=0.3)
+    shopify_sim.control("faults", kind="timeout", seconds=0.3, count=None)
     env = {**shopify_env, "METRICX_JOB_TIMEOUT_S": "8"}
     first = worker_process(**env)
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)

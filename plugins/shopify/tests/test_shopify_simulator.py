@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -77,14 +78,50 @@ async def test_the_bucket_fills_then_answers_429_with_retry_after(http: httpx.As
 
 async def test_refund_moves_updated_at_and_truth_follows(state: SimState, http: httpx.AsyncClient) -> None:
     order_id = min(state.shops[SPEC.domain].orders)
-    before = state.truth(SPEC.domain)
+    before = state.shop_truth(SPEC.domain)
     old = dict(state.shops[SPEC.domain].orders[order_id])
     had_refund = bool(old["refunds"])
     order = state.refund(SPEC.domain, order_id)
     assert order["updated_at"] > old["updated_at"] and order["financial_status"] == "refunded"
-    after = state.truth(SPEC.domain)
+    after = state.shop_truth(SPEC.domain)
     assert after["refunded_orders"] == before["refunded_orders"] + (0 if had_refund else 1)
     moved = await http.get(
         f"{BASE}/orders.json", params={"status": "any", "updated_at_min": order["updated_at"]}
     )
     assert [o["id"] for o in moved.json()["orders"]] == [order_id]
+
+
+async def test_shared_faults_in_shopifys_shapes(http: httpx.AsyncClient) -> None:
+    async def answer(fault: dict[str, Any], resource: str = "shop") -> httpx.Response:
+        await http.post("http://sim.test/_sim/faults", json=fault)
+        return await http.get(f"{BASE}/{resource}.json")
+
+    throttled = await answer({"kind": "throttle", "account": SPEC.domain, "retry_after_s": 45})
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "45.0")
+    assert throttled.headers["X-Shopify-Shop-Api-Call-Limit"] == "40/40"
+    assert (await answer({"kind": "server_error"})).status_code == 503
+    expired = await answer({"kind": "token_expired"})
+    assert expired.status_code == 401 and "Invalid API key or access token" in expired.json()["errors"]
+    empty = await answer({"kind": "malformed", "mode": "empty"}, "orders")
+    assert (empty.status_code, empty.content) == (200, b"")
+    assert (await http.get(f"{BASE}/shop.json")).status_code == 200
+    logged = (await http.get("http://sim.test/_sim/requests")).json()["requests"]
+    assert [e["status"] for e in logged] == [429, 503, 401, 200, 200]
+    assert [e["account"] for e in logged] == [SPEC.domain] * 5
+
+
+async def test_a_sunset_version_is_served_as_the_oldest_supported(http: httpx.AsyncClient) -> None:
+    await http.post("http://sim.test/_sim/faults", json={"kind": "version_sunset", "version": "2026-10"})
+    response = await http.get(f"{BASE}/shop.json")
+    assert response.status_code == 200
+    assert response.headers["X-Shopify-API-Version"] == "2025-10"
+
+
+async def test_returns_arrive_as_simulated_days_pass(http: httpx.AsyncClient, state: SimState) -> None:
+    before = state.shop_truth(SPEC.domain)
+    await http.post("http://sim.test/_sim/clock", json={"advance_s": 2 * 86400})
+    after = (await http.get("http://sim.test/_sim/truth", params={"shop": SPEC.domain})).json()
+    assert after["refunded_orders"] == before["refunded_orders"] + 2
+    assert sum(Decimal(d["net_sales"]) for d in after["daily"].values()) < sum(
+        Decimal(d["net_sales"]) for d in before["daily"].values()
+    )

@@ -107,7 +107,7 @@ async def test_pacing_never_overflows_a_40_request_bucket_and_survives_injected_
     assert run.status == "complete" and run.seconds_throttled > 0  # it did pace itself
 
     # the simulator now answers 429 to the next three requests: honoured, then the sync completes
-    shopify_sim.control("faults", throttles=3, throttle_retry_after_s=0.3)
+    shopify_sim.control("faults", kind="throttle", count=3, retry_after_s=0.3)
     shopify_sim.state.refund(spec.domain, min(shopify_sim.state.shops[spec.domain].orders))
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
@@ -135,7 +135,7 @@ async def test_a_malformed_order_is_a_clear_error_and_the_next_sync_resumes(
     spec = new_shop(products=3, customers=3, orders=25)
     ws, conn = await shop_connection(spec)
     # the first page served (products) carries a row whose id is not a number
-    shopify_sim.control("faults", malformed=1)
+    shopify_sim.control("faults", kind="malformed", count=1)
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
     row = await fetch_one(CONN, c=conn)

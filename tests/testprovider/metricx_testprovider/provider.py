@@ -10,16 +10,40 @@ import httpx
 from core import (
     AccountInfo,
     AccountRef,
+    ApiVersion,
     AuthError,
     Capabilities,
     Credentials,
     EntityRecord,
     MetricRecord,
+    MetricxError,
+    ProviderAPI,
     ProviderContext,
     RateLimited,
+    RetryPolicy,
     SyncWindow,
     TransientError,
+    parse_retry_after,
 )
+
+
+class TestAPI(ProviderAPI):
+    """The test API's errors. No in-request retries unless the connection's config asks for them
+    (``http_retries``): the engine's job retries are what most core tests exercise."""
+
+    name = "test API"
+
+    def __init__(self, retries: int = 0) -> None:
+        self.policy = RetryPolicy(transient_retries=retries, backoff_s=0.0, throttle_retries=0)
+
+    def classify(self, response: httpx.Response) -> MetricxError | None:
+        if response.status_code == 401:
+            return AuthError("The test account's token expired. Please reconnect.")
+        if response.status_code == 429:
+            return RateLimited("test API throttled", parse_retry_after(response, 60.0))
+        if response.status_code >= 500:
+            return TransientError(f"test API answered {response.status_code}")
+        return None
 
 
 class TestProvider:
@@ -28,6 +52,7 @@ class TestProvider:
     capabilities = Capabilities(
         levels=("campaign", "ad"), attribution_window_days=7, backfill_days=90, backfill_slice_days=30
     )
+    api_version = ApiVersion("v1", None)  # the simulator's only version; it publishes no sunset
 
     def check_credentials(self, credentials: Credentials) -> None:
         if not credentials.access_token:
@@ -36,20 +61,13 @@ class TestProvider:
     async def _get(
         self, ctx: ProviderContext, account: AccountRef, creds: Credentials, path: str, **params: Any
     ) -> Any:
-        await ctx.limiter.acquire()
         url = f"{account.config['base_url']}/accounts/{account.external_account_id}{path}"
-        try:
-            response = await ctx.http.get(
-                url, params=params, headers={"Authorization": f"Bearer {creds.access_token}"}
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(f"test API unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 401:
-            raise AuthError("The test account's token expired. Please reconnect.")
-        if response.status_code == 429:
-            raise RateLimited("test API throttled", float(response.headers.get("Retry-After", "60")))
-        if response.status_code >= 500:
-            raise TransientError(f"test API answered {response.status_code}")
+        response = await ctx.http.get(
+            TestAPI(int(account.config.get("http_retries", 0))),
+            url,
+            params=params,
+            headers={"Authorization": f"Bearer {creds.access_token}"},
+        )
         return response.json()
 
     async def validate_token(

@@ -7,7 +7,7 @@ exact numbers it serves. Run it with ``python -m metricx_google.simulator``.
 from __future__ import annotations
 
 from metricx_google.simulator.app import create_app
-from metricx_google.simulator.control import truth_rows
+from metricx_google.simulator.control import truth_answer, truth_rows
 from metricx_google.simulator.state import (
     CHILD_BERLIN_ID,
     CHILD_NY_ID,
@@ -15,7 +15,6 @@ from metricx_google.simulator.state import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_REFRESH_TOKEN,
     MANAGER_ID,
-    Fault,
     SimState,
 )
 from metricx_google.simulator.world import Account, DayNumbers, truth
@@ -29,9 +28,9 @@ __all__ = [
     "MANAGER_ID",
     "Account",
     "DayNumbers",
-    "Fault",
     "SimState",
     "create_app",
     "truth",
+    "truth_answer",
     "truth_rows",
 ]

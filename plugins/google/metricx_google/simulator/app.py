@@ -3,7 +3,13 @@
 Behaviour follows API-FACTS.md part B: 10,000-row pages bound to their query,
 array-wrapped searchStream batches and errors, the GoogleAdsFailure envelope,
 camelCase keys, int64 as strings, doubles as numbers, ``request-id`` headers.
-Control endpoints live under ``/_sim/`` (see :mod:`metricx_google.simulator.control`).
+Control endpoints live under ``/_sim/``: the shared protocol (core.testing.sim_app) and Google's own
+(:mod:`metricx_google.simulator.control`). Faults in Google's shapes: ``throttle`` (scope developer:
+RESOURCE_EXHAUSTED, else RESOURCE_TEMPORARILY_EXHAUSTED with ``retryDelay`` = ``retry_after_s``),
+``server_error`` (``status``, internalError ``code``), ``timeout`` (``seconds``), ``token_expired`` /
+``token_revoked`` (401 OAUTH_TOKEN_EXPIRED / OAUTH_TOKEN_INVALID; revoked also refuses the refresh
+grant), ``malformed`` (``row``: a costMicros that is no integer; ``truncated``: a cut searchStream;
+``empty``), ``version_sunset`` (400 UNSUPPORTED_VERSION, or with ``answer: "not_found"`` a plain 404).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.testing.sim_app import note_account, simulator_app
+from core.testing.simulator import Fault
 from metricx_google.simulator import gaql
 from metricx_google.simulator.control import control_routes
 from metricx_google.simulator.service import corrupt_first_metric_row, execute
@@ -42,6 +50,10 @@ _STATUS = {
     504: "DEADLINE_EXCEEDED",
 }
 _VERSION = re.compile(r"^v(\d+)$")
+_RATE_NAME = {
+    "ACCOUNT": "Requests per service per method",
+    "DEVELOPER": "Number of operations for basic access",
+}
 _CUSTOMER_PATH = re.compile(r"^customers/(?P<cid>[^/:]+)/googleAds:(?P<method>search|searchStream)$")
 
 
@@ -49,16 +61,23 @@ class ApiError(Exception):
     """An error answered in the GoogleAdsFailure envelope."""
 
     def __init__(
-        self, http_status: int, kind: str, code: str, message: str, *, retry_delay_s: float | None = None
+        self,
+        http_status: int,
+        kind: str,
+        code: str,
+        message: str,
+        *,
+        retry_delay_s: float | None = None,
+        rate_scope: str = "ACCOUNT",
     ) -> None:
         super().__init__(message)
         self.http_status, self.kind, self.code, self.message = http_status, kind, code, message
-        self.retry_delay_s = retry_delay_s
+        self.retry_delay_s, self.rate_scope = retry_delay_s, rate_scope
 
     def body(self, version: str, request_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {"errorCode": {self.kind: self.code}, "message": self.message}
         if self.kind == "quotaError":
-            quota: dict[str, Any] = {"rateScope": "ACCOUNT", "rateName": "Requests per service per method"}
+            quota: dict[str, Any] = {"rateScope": self.rate_scope, "rateName": _RATE_NAME[self.rate_scope]}
             if self.retry_delay_s is not None:
                 quota["retryDelay"] = f"{self.retry_delay_s:g}s"
             error["details"] = {"quotaErrorDetails": quota}
@@ -77,6 +96,32 @@ class ApiError(Exception):
         return {"error": {"code": self.http_status, "message": top, "status": status, "details": [failure]}}
 
 
+class PlainNotFound(Exception):
+    """Google's answer to a long-gone version: a plain-text 404, not an envelope."""
+
+
+def _throttled(fault: Fault) -> ApiError:
+    """A throttle fault as Google answers it: the daily operations quota at developer scope
+    (RESOURCE_EXHAUSTED), otherwise a short-term limit at account scope (with ``retryDelay``)."""
+    delay = fault.params.get("retry_after_s")
+    if fault.params.get("scope") == "developer":
+        return ApiError(
+            429,
+            "quotaError",
+            "RESOURCE_EXHAUSTED",
+            "Too many requests.",
+            retry_delay_s=float(delay) if delay is not None else None,
+            rate_scope="DEVELOPER",
+        )
+    return ApiError(
+        429,
+        "quotaError",
+        "RESOURCE_TEMPORARILY_EXHAUSTED",
+        "Too many requests. Retry in a while.",
+        retry_delay_s=float(delay) if delay is not None else 30,
+    )
+
+
 def _page_token(offset: int, binding: str) -> str:
     raw = json.dumps({"o": offset, "h": binding, "t": int(time.time())}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -93,6 +138,13 @@ def _read_page_token(token: str, binding: str) -> int:
     if time.time() - issued > PAGE_TOKEN_TTL_S:
         raise ApiError(400, "requestError", "EXPIRED_PAGE_TOKEN", "Page token has expired.")
     return offset
+
+
+_NOT_FOUND_PAGE = "<!DOCTYPE html><title>Error 404 (Not Found)!!1</title><p>The requested URL was not found."
+
+
+def _row_mode(fault: Fault) -> bool:
+    return str(fault.params.get("mode", "row")) == "row"
 
 
 class GoogleAdsSimulator:
@@ -117,7 +169,8 @@ class GoogleAdsSimulator:
                 {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}, 400
             )
         refresh_token = str(form.get("refresh_token") or "")
-        if not refresh_token or refresh_token in self.state.revoked:
+        revoked = self.state.take_fault("token_revoked", None, request.url.path, request.method)
+        if not refresh_token or refresh_token in self.state.revoked or revoked is not None:
             self.state.stats["token_refusals"] += 1
             return JSONResponse(
                 {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400
@@ -140,6 +193,7 @@ class GoogleAdsSimulator:
         match = _CUSTOMER_PATH.match(rest)
         stream = bool(match and match.group("method") == "searchStream")
         state.stats["api_calls"] += 1
+        note_account(request, match.group("cid") if match else None)
         try:
             if rest == "customers:listAccessibleCustomers" and request.method == "GET":
                 state.stats["calls_list_accessible_customers"] += 1
@@ -155,6 +209,8 @@ class GoogleAdsSimulator:
             state.stats[f"calls_{match.group('method')}"] += 1
             state.stats[f"calls_customer_{match.group('cid')}"] += 1
             return await self._search(request, version, match.group("cid"), stream, request_id)
+        except PlainNotFound:
+            return Response(_NOT_FOUND_PAGE, 404, media_type="text/html")
         except ApiError as exc:
             body: Any = exc.body(version, request_id)
             return JSONResponse(
@@ -163,38 +219,34 @@ class GoogleAdsSimulator:
 
     async def _preflight(self, request: Request, version: str, customer_id: str | None) -> None:
         """Version, token and injected faults, in the order Google checks them."""
-        state = self.state
+        state, path, method = self.state, request.url.path, request.method
         found = _VERSION.match(version)
-        if not found or int(found.group(1)) < state.min_version:
+        sunset = state.take_fault(
+            "version_sunset", customer_id, path, method, lambda f: f.params.get("version") in (None, version)
+        )
+        if sunset is not None and sunset.params.get("answer") == "not_found":
+            raise PlainNotFound()
+        if sunset is not None or not found or int(found.group(1)) < state.min_version:
             raise ApiError(400, "requestError", "UNSUPPORTED_VERSION", f"Version {version} is not supported.")
         auth = request.headers.get("authorization", "")
         code = state.check_access_token(auth[7:]) if auth.startswith("Bearer ") else "OAUTH_TOKEN_INVALID"
+        if code is None and state.take_fault("token_revoked", customer_id, path, method):
+            code = "OAUTH_TOKEN_INVALID"
+        if code is None and state.take_fault("token_expired", customer_id, path, method):
+            code = "OAUTH_TOKEN_EXPIRED"
         if code is not None:
             state.stats["auth_failures"] += 1
             raise ApiError(401, "authenticationError", code, "Authentication of the request failed.")
-        slow = state.take_fault(("slow",), customer_id)
+        slow = state.take_fault("timeout", customer_id, path, method)
         if slow is not None:
-            await asyncio.sleep(slow.delay_s)
-        fault = state.take_fault(("daily_quota", "rate_limit", "server_error"), customer_id)
-        if fault is None:
-            return
-        if fault.kind == "daily_quota":
+            await asyncio.sleep(float(slow.params.get("seconds", 1.0)))
+        if (fault := state.take_fault("throttle", customer_id, path, method)) is not None:
+            raise _throttled(fault)
+        if (fault := state.take_fault("server_error", customer_id, path, method)) is not None:
+            code = str(fault.params.get("code", "INTERNAL_ERROR"))
             raise ApiError(
-                429,
-                "quotaError",
-                "RESOURCE_EXHAUSTED",
-                "Too many requests.",
-                retry_delay_s=fault.retry_delay_s,
+                int(fault.params.get("status", 500)), "internalError", code, "An internal error has occurred."
             )
-        if fault.kind == "rate_limit":
-            raise ApiError(
-                429,
-                "quotaError",
-                "RESOURCE_TEMPORARILY_EXHAUSTED",
-                "Too many requests. Retry in a while.",
-                retry_delay_s=fault.retry_delay_s if fault.retry_delay_s is not None else 30,
-            )
-        raise ApiError(fault.status, "internalError", fault.code, "An internal error has occurred.")
 
     def _account_for(self, request: Request, customer_id: str) -> Account:
         state = self.state
@@ -251,14 +303,15 @@ class GoogleAdsSimulator:
                 "Metrics cannot be requested for a manager account. To retrieve metrics, issue separate "
                 "requests against each client account under the manager account.",
             )
-        rows = execute(query, account, state.accounts, state.now(), state.revision)
-        if query.metrics and any(f.kind == "malformed_rows" and f.remaining for f in state.faults):
+        rows = execute(query, account, state.accounts, state.now())
+        path = request.url.path
+        if query.metrics and state.peek_fault("malformed", customer_id, path, "POST", _row_mode):
             if corrupt_first_metric_row(rows):
-                state.take_fault(("malformed_rows",), customer_id)
+                state.take_fault("malformed", customer_id, path, "POST", _row_mode)
         mask = gaql.field_mask(query)
         headers = {"request-id": request_id}
         if stream:
-            return self._stream_response(rows, mask, request_id, customer_id)
+            return self._stream_response(rows, mask, request_id, customer_id, path)
         binding = hashlib.sha256(f"{customer_id}|{query.text}".encode()).hexdigest()[:16]
         offset = _read_page_token(body["pageToken"], binding) if body.get("pageToken") else 0
         page = rows[offset : offset + PAGE_SIZE]
@@ -270,7 +323,7 @@ class GoogleAdsSimulator:
         return JSONResponse(result, headers=headers)
 
     def _stream_response(
-        self, rows: list[dict[str, Any]], mask: str, request_id: str, customer_id: str
+        self, rows: list[dict[str, Any]], mask: str, request_id: str, customer_id: str, path: str
     ) -> Response:
         batches: list[dict[str, Any]] = []
         for start in range(0, max(1, len(rows)), PAGE_SIZE):
@@ -279,19 +332,17 @@ class GoogleAdsSimulator:
                 batch["results"] = rows[start : start + PAGE_SIZE]
             batches.append(batch)
         content = json.dumps(batches, separators=(",", ":")).encode()
-        if self.state.take_fault(("broken_stream",), customer_id) is not None:
-            content = content[: max(1, len(content) // 2)]
+        cut = self.state.take_fault("malformed", customer_id, path, "POST", lambda f: not _row_mode(f))
+        if cut is not None:
+            content = b"" if cut.params["mode"] == "empty" else content[: max(1, len(content) // 2)]
         return Response(content, 200, media_type="application/json", headers={"request-id": request_id})
 
 
 def create_app(state: SimState | None = None) -> Starlette:
-    """The simulator as an ASGI app; ``app.state.sim`` holds its :class:`SimState`."""
+    """The simulator as an ASGI app on the shared base; ``app.state.sim`` holds its :class:`SimState`."""
     sim = GoogleAdsSimulator(state or SimState())
     routes = [
         Route("/token", sim.token, methods=["POST"]),
-        *control_routes(sim.state),
         Route("/{version}/{rest:path}", sim.api, methods=["GET", "POST"]),
     ]
-    app = Starlette(routes=routes)
-    app.state.sim = sim.state
-    return app
+    return simulator_app(sim.state, routes, control=control_routes(sim.state))

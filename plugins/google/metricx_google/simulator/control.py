@@ -1,21 +1,18 @@
-"""Control endpoints under ``/_sim/``: reset, accounts, faults, tokens, clock, revision, stats, truth.
+"""Google's own control endpoints under ``/_sim/`` (reset, faults, clock, requests and truth are the
+shared protocol of core.testing.sim_app; ``GET /_sim/truth`` answers with :func:`truth_answer`).
 
-POST   /_sim/reset
 GET    /_sim/stats
 GET    /_sim/accounts                 POST /_sim/accounts {customer_id?, name?, time_zone?, ...}
 POST   /_sim/accounts/{customer_id}/entities/{level}/{entity_id}   {"status": "PAUSED"}
-POST   /_sim/faults {"kind", "count"?, "retry_delay_s"?, "status"?, "code"?, "delay_s"?, "customer_id"?}
-DELETE /_sim/faults
 POST   /_sim/revoke {"refresh_token"}      POST /_sim/expire_tokens
 POST   /_sim/config {"token_lifetime_s"?, "min_version"?}
-POST   /_sim/clock {"now": ISO-8601 | null}  POST /_sim/revision {"by"?: 1}
-GET    /_sim/truth?customer=..&level=campaign|ad_group|ad&since=YYYY-MM-DD&until=YYYY-MM-DD
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from metricx_google.simulator.state import FAULT_KINDS, Fault, SimState
+from core.testing.simulator import SimulatorError
+from metricx_google.simulator.state import SimState
 from metricx_google.simulator.world import LEVELS, Account, truth
 
 
@@ -48,7 +46,7 @@ def truth_rows(
 ) -> list[dict[str, Any]]:
     """Ground truth for the control API: exact numbers as strings, sorted by date then entity id."""
     account = state.accounts[customer_id]
-    numbers = truth(account, level, since, until, state.now(), state.revision)
+    numbers = truth(account, level, since, until, state.now())
     rows = []
     for (entity_id, day), n in sorted(numbers.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         rows.append(
@@ -66,6 +64,26 @@ def truth_rows(
     return rows
 
 
+def truth_answer(state: SimState, params: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /_sim/truth``: an account's exact numbers at ``level`` over ``since..until`` right now."""
+    customer, level = params.get("customer") or params.get("account", ""), params.get("level", "")
+    if customer not in state.accounts or level not in LEVELS:
+        raise SimulatorError("customer must be a known account and level one of campaign, ad_group, ad")
+    try:
+        since, until = date.fromisoformat(params["since"]), date.fromisoformat(params["until"])
+    except (KeyError, ValueError):
+        raise SimulatorError("since and until must be YYYY-MM-DD") from None
+    account = state.accounts[customer]
+    return {
+        "customer_id": customer,
+        "level": level,
+        "currency_code": account.currency_code,
+        "time_zone": account.time_zone,
+        "today": account.today(state.now()).isoformat(),
+        "rows": truth_rows(state, customer, level, since, until),
+    }
+
+
 def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
@@ -81,14 +99,10 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def control_routes(state: SimState) -> list[Route]:
-    """Starlette routes bound to ``state``."""
-
-    async def reset(request: Request) -> Response:
-        state.reset()
-        return JSONResponse({"ok": True})
+    """Google's own /_sim/ routes bound to ``state``."""
 
     async def stats(request: Request) -> Response:
-        return JSONResponse({"token_mints": 0, "api_calls": 0, **state.stats, "revision": state.revision})
+        return JSONResponse({"token_mints": 0, "api_calls": 0, **state.stats})
 
     async def accounts(request: Request) -> Response:
         if request.method == "GET":
@@ -113,25 +127,6 @@ def control_routes(state: SimState) -> list[Route]:
             return _bad(str(exc), 404)
         return JSONResponse(asdict(entity))
 
-    async def faults(request: Request) -> Response:
-        if request.method == "DELETE":
-            state.faults.clear()
-            return JSONResponse({"faults": []})
-        data = await _body(request)
-        if data.get("kind") not in FAULT_KINDS:
-            return _bad(f"kind must be one of {FAULT_KINDS}")
-        fault = Fault(
-            kind=data["kind"],
-            remaining=int(data.get("count", 1)),
-            retry_delay_s=float(data["retry_delay_s"]) if data.get("retry_delay_s") is not None else None,
-            status=int(data.get("status", 500)),
-            code=str(data.get("code", "INTERNAL_ERROR")),
-            delay_s=float(data.get("delay_s", 0.0)),
-            customer_id=data.get("customer_id"),
-        )
-        state.faults.append(fault)
-        return JSONResponse({"faults": [asdict(f) for f in state.faults]})
-
     async def revoke(request: Request) -> Response:
         token = (await _body(request)).get("refresh_token")
         if not token:
@@ -150,49 +145,11 @@ def control_routes(state: SimState) -> list[Route]:
             state.min_version = int(data["min_version"])
         return JSONResponse({"token_lifetime_s": state.token_lifetime_s, "min_version": state.min_version})
 
-    async def clock(request: Request) -> Response:
-        value = (await _body(request)).get("now")
-        frozen = datetime.fromisoformat(value) if value else None
-        if frozen is not None and frozen.tzinfo is None:
-            return _bad("now needs a UTC offset")
-        state.frozen_now = frozen
-        return JSONResponse({"now": state.now().isoformat(), "frozen": state.frozen_now is not None})
-
-    async def revision(request: Request) -> Response:
-        state.revision += int((await _body(request)).get("by", 1))
-        return JSONResponse({"revision": state.revision})
-
-    async def ground_truth(request: Request) -> Response:
-        q = request.query_params
-        customer, level = q.get("customer", ""), q.get("level", "")
-        if customer not in state.accounts or level not in LEVELS:
-            return _bad("customer must be a known account and level one of campaign, ad_group, ad")
-        try:
-            since, until = date.fromisoformat(q["since"]), date.fromisoformat(q["until"])
-        except (KeyError, ValueError):
-            return _bad("since and until must be YYYY-MM-DD")
-        account = state.accounts[customer]
-        return JSONResponse(
-            {
-                "customer_id": customer,
-                "level": level,
-                "currency_code": account.currency_code,
-                "time_zone": account.time_zone,
-                "today": account.today(state.now()).isoformat(),
-                "rows": truth_rows(state, customer, level, since, until),
-            }
-        )
-
     return [
-        Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/stats", stats, methods=["GET"]),
         Route("/_sim/accounts", accounts, methods=["GET", "POST"]),
         Route("/_sim/accounts/{customer_id}/entities/{level}/{entity_id}", entity_status, methods=["POST"]),
-        Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sim/revoke", revoke, methods=["POST"]),
         Route("/_sim/expire_tokens", expire_tokens, methods=["POST"]),
         Route("/_sim/config", config, methods=["POST"]),
-        Route("/_sim/clock", clock, methods=["POST"]),
-        Route("/_sim/revision", revision, methods=["POST"]),
-        Route("/_sim/truth", ground_truth, methods=["GET"]),
     ]

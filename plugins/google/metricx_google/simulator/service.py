@@ -116,14 +116,14 @@ def _entity_rows(query: Query, account: Account) -> list[tuple[Values, Names]]:
     return [index.values(level, e) for e in account.entities(level)]
 
 
-def _metric_rows(query: Query, account: Account, now: datetime, revision: int) -> list[tuple[Values, Names]]:
+def _metric_rows(query: Query, account: Account, now: datetime) -> list[tuple[Values, Names]]:
     index = _Index(account)
     level = _LEVEL_OF[query.resource]
     span = query.date_range()
     if span is None:
         return []
     since, until = span
-    numbers = truth(account, level, since, min(until, account.today(now)), now, revision)
+    numbers = truth(account, level, since, min(until, account.today(now)), now)
     if not query.segmented_by_date:
         summed: dict[tuple[str, date | None], DayNumbers] = {}
         for (entity_id, _day), n in numbers.items():
@@ -145,7 +145,7 @@ def _metric_rows(query: Query, account: Account, now: datetime, revision: int) -
 
 
 def execute(
-    query: Query, account: Account, accounts: dict[str, Account], now: datetime, revision: int
+    query: Query, account: Account, accounts: dict[str, Account], now: datetime
 ) -> list[dict[str, Any]]:
     """All result rows of ``query`` for ``account`` (zero-metric rows omitted), rendered as JSON objects."""
     if query.resource == "customer":
@@ -153,7 +153,7 @@ def execute(
     elif query.resource == "customer_client":
         candidates = _client_rows(account, accounts)
     elif query.metrics:
-        candidates = _metric_rows(query, account, now, revision)
+        candidates = _metric_rows(query, account, now)
     else:
         candidates = _entity_rows(query, account)
     rows = [render(query, values, names) for values, names in candidates if matches(query, values)]

@@ -1,14 +1,15 @@
-"""The simulator's mutable state: accounts, OAuth grants, switchable faults, clock and counters."""
+"""The simulator's state on the shared base (clock, faults, request log): accounts, OAuth grants, counters."""
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from core.testing.simulator import Fault, FaultTest, Simulator
 from metricx_google.simulator.world import Account
 
 DEFAULT_CLIENT_ID = "sim-client-id"
@@ -17,35 +18,14 @@ DEFAULT_REFRESH_TOKEN = "1//sim-refresh-token"
 MANAGER_ID = "1000000001"
 CHILD_NY_ID = "1000000002"
 CHILD_BERLIN_ID = "1000000003"
-FAULT_KINDS = (
-    "rate_limit",  # 429 quotaError RESOURCE_TEMPORARILY_EXHAUSTED with retryDelay
-    "daily_quota",  # 429 quotaError RESOURCE_EXHAUSTED
-    "server_error",  # 5xx internalError (status and code configurable)
-    "broken_stream",  # searchStream body cut in the middle
-    "slow",  # responses delayed by delay_s
-    "malformed_rows",  # one metrics row with a costMicros that is not an integer
-)
-
-
-@dataclass
-class Fault:
-    """A fault that hits the next ``remaining`` API calls (searches and listAccessibleCustomers)."""
-
-    kind: str
-    remaining: int
-    retry_delay_s: float | None = None
-    status: int = 500
-    code: str = "INTERNAL_ERROR"
-    delay_s: float = 0.0
-    customer_id: str | None = None
 
 
 @dataclass
 class Grant:
-    """An issued access token."""
+    """An issued access token; it expires in simulated time."""
 
     refresh_token: str
-    expires_at: float
+    expires_at: datetime
 
 
 def default_accounts() -> list[Account]:
@@ -67,41 +47,49 @@ def default_accounts() -> list[Account]:
     ]
 
 
-@dataclass
-class SimState:
+class SimState(Simulator):
     """Everything the simulator remembers; ``reset()`` restores the defaults."""
 
-    client_id: str = DEFAULT_CLIENT_ID
-    client_secret: str = DEFAULT_CLIENT_SECRET
-    token_lifetime_s: int = 3599
-    min_version: int = 20
-    accounts: dict[str, Account] = field(default_factory=dict)
-    grants: dict[str, Grant] = field(default_factory=dict)
-    revoked: set[str] = field(default_factory=set)
-    faults: list[Fault] = field(default_factory=list)
-    revision: int = 0
-    frozen_now: datetime | None = None
-    stats: Counter[str] = field(default_factory=Counter)
-    with_defaults: bool = True
+    def __init__(
+        self,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        *,
+        with_defaults: bool = True,
+        now: datetime | None = None,
+    ) -> None:
+        """``with_defaults`` seeds the default manager and clients; ``now`` freezes the clock."""
+        super().__init__(now=now)
+        self.client_id, self.client_secret = client_id, client_secret
+        self.with_defaults = with_defaults
+        self.grants: dict[str, Grant] = {}
+        self.revoked: set[str] = set()
+        self.stats: Counter[str] = Counter()
+        self.on_reset()
 
-    def __post_init__(self) -> None:
-        if self.with_defaults and not self.accounts:
-            self.accounts = {a.customer_id: a for a in default_accounts()}
-
-    def reset(self) -> None:
-        """Back to the default accounts, no faults, no tokens, real clock, zero counters."""
+    def on_reset(self) -> None:
+        """Back to the default accounts, no tokens, zero counters."""
         self.accounts = {a.customer_id: a for a in default_accounts()} if self.with_defaults else {}
         self.grants.clear()
         self.revoked.clear()
-        self.faults.clear()
-        self.revision = 0
-        self.frozen_now = None
         self.stats.clear()
         self.token_lifetime_s = 3599
+        self.min_version = 20
 
-    def now(self) -> datetime:
-        """The simulated wall clock (frozen by ``POST /_sim/clock``)."""
-        return self.frozen_now or datetime.now(UTC)
+    def take_fault(
+        self, kind: str, account: str | None, path: str, method: str, when: FaultTest | None = None
+    ) -> Fault | None:
+        """As the base does, and count each fault served in ``stats`` (``fault_{kind}``)."""
+        fault = super().take_fault(kind, account, path, method, when)
+        if fault is not None:
+            self.stats[f"fault_{kind}"] += 1
+        return fault
+
+    def truth(self, params: Mapping[str, str]) -> Any:
+        """``?customer=..&level=campaign|ad_group|ad&since=YYYY-MM-DD&until=YYYY-MM-DD``."""
+        from metricx_google.simulator.control import truth_answer
+
+        return truth_answer(self, params)
 
     def add_account(self, spec: dict[str, Any]) -> Account:
         """Create an account from ``POST /_sim/accounts`` fields; ids are allocated when omitted."""
@@ -131,7 +119,7 @@ class SimState:
     def mint(self, refresh_token: str) -> tuple[str, int]:
         """Issue an access token for ``refresh_token``."""
         token = "ya29.sim-" + secrets.token_urlsafe(24)
-        self.grants[token] = Grant(refresh_token, time.time() + self.token_lifetime_s)
+        self.grants[token] = Grant(refresh_token, self.now() + timedelta(seconds=self.token_lifetime_s))
         self.stats["token_mints"] += 1
         return token, self.token_lifetime_s
 
@@ -140,25 +128,12 @@ class SimState:
         grant = self.grants.get(token)
         if grant is None or grant.refresh_token in self.revoked:
             return "OAUTH_TOKEN_INVALID"
-        if grant.expires_at <= time.time():
+        if grant.expires_at <= self.now():
             return "OAUTH_TOKEN_EXPIRED"
         return None
 
     def expire_tokens(self) -> int:
         """Expire every issued access token now."""
         for grant in self.grants.values():
-            grant.expires_at = time.time() - 1
+            grant.expires_at = self.now() - timedelta(seconds=1)
         return len(self.grants)
-
-    # -- faults ---------------------------------------------------------------------------------
-
-    def take_fault(self, kinds: tuple[str, ...], customer_id: str | None) -> Fault | None:
-        """Consume one use of the first armed fault of ``kinds`` that applies to ``customer_id``."""
-        for fault in self.faults:
-            if fault.kind in kinds and fault.remaining > 0:
-                if fault.customer_id and fault.customer_id != customer_id:
-                    continue
-                fault.remaining -= 1
-                self.stats[f"fault_{fault.kind}"] += 1
-                return fault
-        return None

@@ -2,8 +2,8 @@
 
 Every number derives from ``(account seed, ad id, date)``, so any process
 computes the same values. Ad groups and campaigns are sums of their ads.
-Conversions for a date keep growing until the date is 90 days old (and when
-``revision`` is bumped); today's numbers grow with the account's local time.
+Conversions for a date keep growing until the date is 90 days old (in simulated
+time: advancing the clock credits them); today's numbers grow with the account's local time.
 """
 
 from __future__ import annotations
@@ -146,15 +146,15 @@ def _draws(seed: int, ad_id: str, day: date) -> list[int]:
     return [int.from_bytes(digest[i : i + 4], "big") for i in range(0, 32, 4)]
 
 
-def _matured(total: Decimal, age_days: int, revision: int) -> Decimal:
-    """The part of ``total`` credited so far: grows with age (and revision), complete at 90 days."""
-    effective = age_days + revision
+def _matured(total: Decimal, age_days: int) -> Decimal:
+    """The part of ``total`` credited so far: grows with age (simulated time), complete at 90 days."""
+    effective = age_days
     if effective >= LAG_DAYS:
         return total
     return (total * Decimal(effective + 1) / Decimal(effective + 3)).quantize(CENT, ROUND_DOWN)
 
 
-def ad_day(account: Account, ad_id: str, day: date, now: datetime, revision: int) -> DayNumbers:
+def ad_day(account: Account, ad_id: str, day: date, now: datetime) -> DayNumbers:
     """An ad's numbers for ``day`` as of ``now`` (zero for future days and non-delivery days)."""
     today = account.today(now)
     if day > today:
@@ -170,7 +170,7 @@ def ad_day(account: Account, ad_id: str, day: date, now: datetime, revision: int
     if conversions == 0:
         value = Decimal(0)
     age = (today - day).days
-    conversions, value = _matured(conversions, age, revision), _matured(value, age, revision)
+    conversions, value = _matured(conversions, age), _matured(value, age)
     if day == today:
         frac = account.day_fraction(now)
         impressions, clicks = int(impressions * frac), int(clicks * frac)
@@ -186,7 +186,7 @@ def days(since: date, until: date) -> list[date]:
 
 
 def truth(
-    account: Account, level: str, since: date, until: date, now: datetime, revision: int = 0
+    account: Account, level: str, since: date, until: date, now: datetime
 ) -> dict[tuple[str, date], DayNumbers]:
     """Ground truth: ``{(entity id, date): numbers}`` at ``level``, only non-zero rows, as the API reports."""
     if level not in LEVELS:
@@ -194,7 +194,7 @@ def truth(
     out: dict[tuple[str, date], DayNumbers] = {}
     for day in days(since, until):
         for ad in account.entities("ad"):
-            numbers = ad_day(account, ad.id, day, now, revision)
+            numbers = ad_day(account, ad.id, day, now)
             if numbers.is_zero:
                 continue
             key_id = {"ad": ad.id, "ad_group": ad.ad_group_id, "campaign": ad.campaign_id}[level]

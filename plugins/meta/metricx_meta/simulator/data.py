@@ -6,8 +6,8 @@ that depends on the simulator's clock:
 
 - today's numbers grow with the time of day in the account's timezone;
 - purchases of the last 28 days mature: they start at 55% of their final value
-  and grow with the hours elapsed since the day began plus 48 h per revision
-  (``POST /_sim/advance``), reaching 100% at 28 days.
+  and grow with the hours elapsed since the day began on the simulator clock
+  (``POST /_sim/clock {"advance_s": N}`` lets them mature), reaching 100% at 28 days.
 
 Higher levels are exact sums of their ads, and a day or object without delivery
 has no numbers at all (no row).
@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 INACTIVE = frozenset({"DELETED", "ARCHIVED"})
 MATURITY_DAYS = 28
 _FIRST_MATURITY_PM = 550
-_REVISION_MINUTES = 48 * 60
 _ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD"})
 # CPM range in major currency units per 1000 impressions.
 _CPM_MAJOR = {"JPY": (700, 2000), "INR": (150, 500), "KRW": (6000, 15000)}
@@ -158,7 +157,7 @@ class Account:
         return int(ad.id[-7:]) % 4 != 3
 
 
-def reported(account: Account, ad: Entity, day: date, now_local: datetime, revision: int) -> Numbers | None:
+def reported(account: Account, ad: Entity, day: date, now_local: datetime) -> Numbers | None:
     """What the API reports for one ad and day at ``now_local`` (the account's wall clock)."""
     today = now_local.date()
     if day > today:
@@ -172,25 +171,25 @@ def reported(account: Account, ad: Entity, day: date, now_local: datetime, revis
         full = Numbers(*(value * seconds // 86400 for value in so_far))
     if full.impressions == 0:
         return None
-    purchases = full.purchases * maturity_pm(day, now_local, revision) // 1000
+    purchases = full.purchases * maturity_pm(day, now_local) // 1000
     return Numbers(full.impressions, full.clicks, full.spend, purchases, purchases * account.order_value(ad))
 
 
-def maturity_pm(day: date, now_local: datetime, revision: int) -> int:
+def maturity_pm(day: date, now_local: datetime) -> int:
     """Per-mille of the final purchases reported for ``day``: grows for 28 days, then stays at 1000."""
     if (now_local.date() - day).days >= MATURITY_DAYS:
         return 1000
     start = datetime.combine(day, datetime.min.time(), tzinfo=now_local.tzinfo)
-    minutes = int((now_local - start).total_seconds() // 60) + revision * _REVISION_MINUTES
+    minutes = int((now_local - start).total_seconds() // 60)
     gained = (1000 - _FIRST_MATURITY_PM) * minutes // (MATURITY_DAYS * 24 * 60)
     return min(1000, _FIRST_MATURITY_PM + gained)
 
 
-def totals(account: Account, entity: Entity, day: date, now_local: datetime, revision: int) -> Numbers | None:
+def totals(account: Account, entity: Entity, day: date, now_local: datetime) -> Numbers | None:
     """The entity's reported totals for ``day`` (sum of its ads), or None without delivery."""
     total: Numbers | None = None
     for ad in account.ads_under.get(entity.id, []):
-        numbers = reported(account, ad, day, now_local, revision)
+        numbers = reported(account, ad, day, now_local)
         if numbers is not None:
             total = numbers if total is None else total + numbers
     return total

@@ -1,15 +1,19 @@
-"""Switchable failures and the usage headers every Graph response carries.
+"""How Meta answers the simulator's faults, and the usage headers every Graph response carries.
 
-Faults are JSON objects posted to ``/_sim/faults``; every kind accepts ``count``
-(requests affected, ``null`` = until reset), ``account``, ``path`` (substring)
-and ``method`` filters:
+The shared fault kinds (core.testing.simulator) in Meta's shapes:
 
-- ``throttle``: ``code`` (4, 17, 32, 613, 80000-80014; default 80000), ``subcode``, ``regain_minutes``
-- ``server_error``: ``status`` (default 500), ``code`` (default 2), ``html`` (non-JSON body)
-- ``empty_body``: HTTP 200 with an empty body, or ``corrupt: true`` for truncated JSON
-- ``delay``: ``seconds`` before answering
-- ``malformed``: insights rows get ``field`` (default ``impressions``) set to ``value`` (default
-  ``"n/a"``), or removed with ``drop: true``
+- ``throttle``: by ``scope`` account -> code 80000 (business use case), app -> 4, token -> 17
+  (``code`` / ``subcode`` pick another, e.g. 613); ``retry_after_s`` (or ``regain_minutes``)
+  sets ``estimated_time_to_regain_access`` in the usage headers
+- ``server_error``: ``status`` (default 500), ``code`` (default 2), ``html`` (a non-JSON body)
+- ``timeout``: ``seconds`` before answering
+- ``token_expired`` / ``token_revoked``: code 190 with subcode 463 / 458
+- ``malformed``: ``mode`` ``row`` (insights rows get ``field``, default ``impressions``, set to
+  ``value``, default ``"n/a"``, or removed with ``drop: true``), ``truncated`` or ``empty`` (HTTP 200)
+- ``version_sunset``: code 2635 for ``version`` (e.g. ``v24.0``; every version when omitted)
+
+and Meta's own:
+
 - ``async``: the next report runs end as ``mode`` = ``stuck`` (0% forever), ``failed`` or ``skipped``
 - ``reduce_data``: "Please reduce the amount of data" when ``limit > max_limit`` or the range is longer
   than ``max_days`` (both optional; neither = always)
@@ -19,8 +23,10 @@ and ``method`` filters:
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from core.testing.simulator import Fault
 from metricx_meta.simulator.data import Account
 from metricx_meta.simulator.envelope import GraphAPIError, RawBody
 from metricx_meta.simulator.state import SimState
@@ -31,6 +37,7 @@ _THROTTLE_MESSAGES = {
     32: ("(#32) Page request limit reached", None),
     613: ("(#613) Calls to this api have exceeded the rate limit.", 1487742),
 }
+_CODE_OF_SCOPE = {"account": 80000, "app": 4, "token": 17, "developer": 4}
 _BUC_MESSAGE = "There have been too many calls from this ad-account. Wait a bit and try again."
 REDUCE_DATA_MESSAGE = "Please reduce the amount of data you're asking for, then retry your request"
 Usage = tuple[float, int]
@@ -43,6 +50,16 @@ def _throttle(code: int, subcode: Any, regain_minutes: int) -> GraphAPIError:
     )
 
 
+def _regain_minutes(fault: Fault) -> int:
+    if "regain_minutes" in fault.params:
+        return int(fault.params["regain_minutes"])
+    return math.ceil(float(fault.params.get("retry_after_s", 300)) / 60)
+
+
+def _not_row(fault: Fault) -> bool:
+    return str(fault.params.get("mode", "row")) != "row"
+
+
 def check_faults(state: SimState, account: Account | None, path: str, method: str) -> Usage:
     """Raise the fault this request hits, if any; return the usage (percent, regain minutes) to report."""
     key = account.id if account else None
@@ -52,16 +69,16 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
     if override is not None:
         usage = (float(override.params.get("pct", 96)), int(override.params.get("regain_minutes", 1)))
     if (fault := state.take_fault("throttle", key, path, method)) is not None:
-        code, subcode = int(fault.params.get("code", 80000)), fault.params.get("subcode")
-        raise _throttle(code, subcode, int(fault.params.get("regain_minutes", 5)))
+        code = int(fault.params.get("code", _CODE_OF_SCOPE[str(fault.params.get("scope", "account"))]))
+        raise _throttle(code, fault.params.get("subcode"), _regain_minutes(fault))
     if (fault := state.take_fault("server_error", key, path, method)) is not None:
         if fault.params.get("html"):
             raise RawBody(b"<html><body>502 Bad Gateway</body></html>", status=502)
         code = int(fault.params.get("code", 2))
         text = "(#2) Service temporarily unavailable" if code == 2 else "An unknown error occurred"
         raise GraphAPIError(code, text, status=int(fault.params.get("status", 500)), type="OAuthException")
-    if (fault := state.take_fault("empty_body", key, path, method)) is not None:
-        raise RawBody(b'{"data": [{"ad_id": "1' if fault.params.get("corrupt") else b"")
+    if (fault := state.take_fault("malformed", key, path, method, _not_row)) is not None:
+        raise RawBody(b'{"data": [{"ad_id": "1' if fault.params["mode"] == "truncated" else b"")
     if key and pct >= 100:
         raise _throttle(80000, None, state.regain_minutes(key))
     return usage
@@ -107,7 +124,7 @@ def apply_malformed(state: SimState, account: Account, path: str, rows: list[dic
     """Corrupt the first row of an insights page (the malformed fault)."""
     if not rows:
         return
-    fault = state.take_fault("malformed", account.id, path, "GET")
+    fault = state.take_fault("malformed", account.id, path, "GET", lambda f: not _not_row(f))
     if fault is None:
         return
     field = str(fault.params.get("field", "impressions"))

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.testing.sim_app import note_account
 from metricx_meta.simulator.data import Account
 from metricx_meta.simulator.envelope import GraphAPIError, RawBody, invalid_parameter, unknown_object
 from metricx_meta.simulator.faults import apply_malformed, check_faults, reduce_data_check, usage_headers
@@ -56,12 +57,19 @@ class Call:
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 
-def _check_token(state: SimState, request: Request, params: dict[str, str]) -> None:
+def _check_token(state: SimState, request: Request, params: dict[str, str], account: str | None) -> None:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else params.get("access_token")
     if not token:
         raise GraphAPIError(104, "An access token is required to request this resource.")
     token_state = state.token_state(token)
+    path, method = request.url.path, request.method
+    if token_state == "valid" and state.take_fault("token_revoked", account, path, method):
+        raise GraphAPIError(
+            190, "Error validating access token: The user has not authorized application.", subcode=458
+        )
+    if token_state == "valid" and state.take_fault("token_expired", account, path, method):
+        token_state = "expired"
     if token_state == "expired":
         when = state.now().strftime("%A, %d-%b-%y %H:%M:%S UTC")
         raise GraphAPIError(
@@ -71,11 +79,18 @@ def _check_token(state: SimState, request: Request, params: dict[str, str]) -> N
         raise GraphAPIError(190, "Invalid OAuth access token - Cannot parse access token")
 
 
-def _check_version(state: SimState, version: str) -> None:
+def _check_version(state: SimState, request: Request, version: str, account: str | None) -> None:
     match = _VERSION.match(version)
     if match is None:
         raise GraphAPIError(2500, f"Unknown path components: /{version}", type="OAuthException")
-    if int(match.group(1)) < state.min_version:
+    sunset = state.take_fault(
+        "version_sunset",
+        account,
+        request.url.path,
+        request.method,
+        lambda f: f.params.get("version") in (None, version),
+    )
+    if sunset is not None or int(match.group(1)) < state.min_version:
         raise GraphAPIError(
             2635,
             f"(#2635) You are calling a deprecated version of the Ads API. Please update to the latest "
@@ -104,11 +119,13 @@ def graph(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Re
         account: Account | None = None
         usage: tuple[float, int] = (0.0, 0)
         path, method = request.url.path, request.method
+        account_id = request.path_params.get("account_id")
+        note_account(request, account_id)
         try:
-            _check_version(state, str(request.path_params["version"]))
-            _check_token(state, request, params)
+            _check_version(state, request, str(request.path_params["version"]), account_id)
+            _check_token(state, request, params, account_id)
             account = _account_of(state, request)
-            delay = state.take_fault("delay", account.id if account else None, path, method)
+            delay = state.take_fault("timeout", account.id if account else None, path, method)
             if delay is not None:
                 await asyncio.sleep(float(delay.params.get("seconds", 1.0)))
             usage = check_faults(state, account, path, method)
@@ -203,7 +220,7 @@ def _insights_page(call: Call, query: InsightsQuery, account_: Account) -> dict[
     reduce_data_check(call.state, account_, call.request.url.path, call.limit(), query)
     now_local = call.state.local_now(account_)
     position = decode_cursor(call.params.get("after"))
-    body = _paged(call, iter_rows(account_, query, now_local, call.state.revision, position))
+    body = _paged(call, iter_rows(account_, query, now_local, position))
     apply_malformed(call.state, account_, call.request.url.path, body["data"])
     return body
 

@@ -231,7 +231,7 @@ def _project(row: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, A
 
 
 def iter_rows(
-    account: Account, query: InsightsQuery, now_local: datetime, revision: int, start: tuple[int, int]
+    account: Account, query: InsightsQuery, now_local: datetime, start: tuple[int, int]
 ) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
     """(position, row) from ``start`` on, ordered by day then entity id; no row without delivery."""
     entities = select(account, query.level, query.filters, f"{query.level}.effective_status")
@@ -245,18 +245,18 @@ def iter_rows(
         first, last = groups[group_index]
         for entity_index in range(start[1] if group_index == start[0] else 0, len(entities)):
             entity = entities[entity_index]
-            numbers = _sum_days(account, entity, first, last, now_local, revision)
+            numbers = _sum_days(account, entity, first, last, now_local)
             if numbers is not None:
                 row = insights_row(account, entity, numbers, first, last)
                 yield (group_index, entity_index), _project(row, query.fields)
 
 
 def _sum_days(
-    account: Account, entity: Entity, first: date, last: date, now_local: datetime, revision: int
+    account: Account, entity: Entity, first: date, last: date, now_local: datetime
 ) -> Numbers | None:
     total: Numbers | None = None
     for offset in range((last - first).days + 1):
-        numbers = totals(account, entity, first + timedelta(days=offset), now_local, revision)
+        numbers = totals(account, entity, first + timedelta(days=offset), now_local)
         if numbers is not None:
             total = numbers if total is None else total + numbers
     return total

@@ -1,4 +1,4 @@
-"""The simulator's mutable state: accounts, tokens, clock, faults, report runs, usage."""
+"""The simulator's state on the shared base (clock, faults, request log): accounts, tokens, runs, usage."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.testing.simulator import Simulator, SimulatorError
 from metricx_meta.simulator.data import Account, seed_account
 
 DEFAULT_TOKEN = "sim-valid-token"
-FAULT_KINDS = frozenset(
-    {"throttle", "server_error", "delay", "malformed", "empty_body", "async", "reduce_data", "usage"}
-)
+# Meta's own fault kinds, besides the shared ones (core.testing.simulator); see faults.py.
+META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage"})
 
 
 def default_accounts(today: date) -> list[Account]:
@@ -27,54 +27,6 @@ def default_accounts(today: date) -> list[Account]:
         seed_account("1002", timezone="Asia/Tokyo", currency="JPY", seed=2, today=today),
         seed_account("1003", timezone="Asia/Kolkata", currency="INR", seed=3, today=today),
     ]
-
-
-@dataclass(slots=True)
-class Fault:
-    """A switched-on failure. ``remaining`` None means until reset; filters narrow where it hits."""
-
-    kind: str
-    remaining: int | None = 1
-    account: str | None = None
-    path: str | None = None
-    method: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Fault:
-        body = dict(body)
-        kind = str(body.pop("kind", ""))
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}")
-        count = body.pop("count", 1)
-        account = body.pop("account", None)
-        return cls(
-            kind=kind,
-            remaining=None if count is None else int(count),
-            account=str(account).removeprefix("act_") if account else None,
-            path=body.pop("path", None),
-            method=body.pop("method", None),
-            params=body,
-        )
-
-    def matches(self, kind: str, account: str | None, path: str, method: str) -> bool:
-        return (
-            self.kind == kind
-            and (self.remaining is None or self.remaining > 0)
-            and (self.account is None or self.account == account)
-            and (self.path is None or self.path in path)
-            and (self.method is None or self.method.upper() == method)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "remaining": self.remaining,
-            "account": self.account,
-            "path": self.path,
-            "method": self.method,
-            **self.params,
-        }
 
 
 @dataclass(slots=True)
@@ -88,25 +40,22 @@ class ReportRun:
     polls: int = 0
 
 
-class SimState:
+class SimState(Simulator):
     """Everything the simulator knows; tests may build one and read the ground truth from it."""
+
+    extra_fault_kinds = META_FAULT_KINDS
 
     def __init__(
         self, accounts: Callable[[date], list[Account]] | None = None, *, now: datetime | None = None
     ) -> None:
         """``accounts`` builds the accounts from the clock's date; ``now`` freezes the clock."""
+        super().__init__(now=now)
         self._make_accounts = accounts or default_accounts
-        self._initial_now = now
-        self.reset()
+        self.on_reset()
 
-    def reset(self) -> None:
-        """Back to the start: default accounts and token, real clock, no faults, no runs."""
-        self.frozen_now: datetime | None = None
-        self.set_clock(now=self._initial_now)
-        self.offset = timedelta()
-        self.revision = 0
+    def on_reset(self) -> None:
+        """Default accounts and token, no report runs, no usage counted."""
         self.tokens: dict[str, str] = {DEFAULT_TOKEN: "valid"}
-        self.faults: list[Fault] = []
         self.runs: dict[str, ReportRun] = {}
         self.run_ids = itertools.count(6_000_000_000_000_001)
         self.calls: dict[str, deque[float]] = {}
@@ -117,24 +66,24 @@ class SimState:
         self.rng = random.Random(0)
         self.accounts = {account.id: account for account in self._make_accounts(self.now().date())}
 
-    # --- clock -------------------------------------------------------------------------
-    def now(self) -> datetime:
-        """The simulator's UTC time: frozen when set via /_sim/clock, else the real time plus an offset."""
-        return self.frozen_now if self.frozen_now is not None else datetime.now(UTC) + self.offset
+    def normalize_account(self, account: str) -> str:
+        return account.removeprefix("act_")
+
+    def truth(self, params: Mapping[str, str]) -> Any:
+        """``?account=..&level=..&since=YYYY-MM-DD&until=YYYY-MM-DD``: what insights reports now."""
+        from metricx_meta.simulator.truth import truth
+
+        try:
+            since, until = date.fromisoformat(params["since"]), date.fromisoformat(params["until"])
+            rows = truth(self, params["account"], params.get("level", "ad"), since, until)
+        except (KeyError, ValueError) as exc:
+            raise SimulatorError(
+                f"use ?account=..&level=..&since=YYYY-MM-DD&until=YYYY-MM-DD ({exc})"
+            ) from None
+        return {"rows": rows, "now": self.now().isoformat()}
 
     def local_now(self, account: Account) -> datetime:
         return self.now().astimezone(ZoneInfo(account.timezone))
-
-    def set_clock(self, *, now: datetime | None = None, advance_s: float = 0.0, real: bool = False) -> None:
-        if real:
-            self.frozen_now, self.offset = None, timedelta()
-        if now is not None:
-            self.frozen_now = now if now.tzinfo else now.replace(tzinfo=UTC)
-        if advance_s:
-            if self.frozen_now is not None:
-                self.frozen_now += timedelta(seconds=advance_s)
-            else:
-                self.offset += timedelta(seconds=advance_s)
 
     # --- accounts and tokens -----------------------------------------------------------
     def add_account(self, account: Account) -> Account:
@@ -143,19 +92,6 @@ class SimState:
 
     def token_state(self, token: str | None) -> str:
         return self.tokens.get(token or "", "invalid")
-
-    # --- faults ------------------------------------------------------------------------
-    def take_fault(self, kind: str, account: str | None, path: str, method: str) -> Fault | None:
-        """The first matching fault, counted as used."""
-        for fault in self.faults:
-            if fault.matches(kind, account, path, method):
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                return fault
-        return None
-
-    def peek_fault(self, kind: str, account: str | None, path: str, method: str) -> Fault | None:
-        return next((f for f in self.faults if f.matches(kind, account, path, method)), None)
 
     # --- usage -------------------------------------------------------------------------
     def record_call(self, account: str) -> float:

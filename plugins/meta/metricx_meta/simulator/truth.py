@@ -26,7 +26,7 @@ class TruthRow(TypedDict):
 def truth(state: SimState, account_id: str, level: str, since: date, until: date) -> list[TruthRow]:
     """Every row the insights API reports for ``level`` over ``since..until``, removed objects included.
 
-    Values depend on the simulator clock and revision, exactly like the API's:
+    Values depend on the simulator clock, exactly like the API's:
     compare against a fetch made at the same simulated time.
     """
     account = state.accounts[account_id.removeprefix("act_")]
@@ -35,7 +35,7 @@ def truth(state: SimState, account_id: str, level: str, since: date, until: date
     for offset in range((until - since).days + 1):
         day = since + timedelta(days=offset)
         for entity in sorted(account.level(level), key=lambda e: e.id):
-            numbers = totals(account, entity, day, now_local, state.revision)
+            numbers = totals(account, entity, day, now_local)
             if numbers is None:
                 continue
             rows.append(

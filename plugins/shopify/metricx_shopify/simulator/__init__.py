@@ -1,4 +1,4 @@
-"""A Shopify Admin REST API simulator (ASGI), faithful to API-FACTS.md part C.
+"""A Shopify Admin REST API simulator (ASGI) on the shared base, faithful to API-FACTS.md part C.
 
 ``python -m metricx_shopify.simulator --host 127.0.0.1 --port 8083`` serves the
 seeded shops; point ``METRICX_SHOPIFY_BASE_URL`` at it. Each shop's token is
@@ -10,15 +10,15 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from core.testing.sim_app import simulator_app
 from metricx_shopify.simulator.api import AdminApi
 from metricx_shopify.simulator.control import Control
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate
-from metricx_shopify.simulator.state import DEFAULT_SHOPS, Faults, SimState
+from metricx_shopify.simulator.state import DEFAULT_SHOPS, SimState
 from metricx_shopify.simulator.webhooks import send_order_webhook, sign
 
 __all__ = [
     "DEFAULT_SHOPS",
-    "Faults",
     "Shop",
     "ShopSpec",
     "SimState",
@@ -30,24 +30,21 @@ __all__ = [
 
 
 def create_app(state: SimState | None = None) -> Starlette:
-    """The simulator app; ``app.state.sim`` is its :class:`SimState`."""
+    """The simulator app on the shared base; ``app.state.sim`` is its :class:`SimState`."""
     sim = state or SimState()
     api, control = AdminApi(sim), Control(sim)
     shop_path = "/_sim/shops/{domain}"
-    app = Starlette(
-        routes=[
-            Route("/admin/api/{version}/shop.json", api.shop),
-            Route("/admin/api/{version}/{resource}.json", api.listing),
-            Route("/_sim/reset", control.reset, methods=["POST"]),
-            Route("/_sim/faults", control.faults, methods=["POST"]),
-            Route("/_sim/bucket", control.bucket, methods=["POST"]),
-            Route("/_sim/stats", control.stats),
-            Route("/_sim/shops", control.add_shop, methods=["POST"]),
-            Route(f"{shop_path}/truth", control.truth),
-            Route(shop_path + "/orders/{order_id:int}", control.order),
-            Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
-            Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
-        ]
-    )
-    app.state.sim = sim
-    return app
+    own_control = [
+        Route("/_sim/bucket", control.bucket, methods=["POST"]),
+        Route("/_sim/stats", control.stats),
+        Route("/_sim/shops", control.add_shop, methods=["POST"]),
+        Route(f"{shop_path}/truth", control.truth),
+        Route(shop_path + "/orders/{order_id:int}", control.order),
+        Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
+        Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
+    ]
+    routes = [
+        Route("/admin/api/{version}/shop.json", api.shop),
+        Route("/admin/api/{version}/{resource}.json", api.listing),
+    ]
+    return simulator_app(sim, routes, control=own_control)

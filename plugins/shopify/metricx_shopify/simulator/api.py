@@ -4,6 +4,13 @@ Requests are authenticated by ``X-Shopify-Access-Token`` (a token belongs to
 one shop), counted against the shop's leaky bucket (``X-Shopify-Shop-Api-Call-Limit``,
 429 + ``Retry-After`` when full) and paginated with ``Link`` headers whose
 ``page_info`` cursor refuses any parameter but ``limit`` and ``fields``.
+
+The shared faults (core.testing.simulator) in Shopify's shapes: ``throttle`` -> 429 with
+``Retry-After`` = ``retry_after_s`` and a full call-limit header; ``server_error`` -> ``status``
+(default 503); ``timeout`` -> ``seconds`` of delay; ``token_expired`` / ``token_revoked`` -> 401
+"Invalid API key or access token"; ``malformed`` -> a page whose first row carries a bad value
+(``row``), or a ``truncated`` / ``empty`` 200 body; ``version_sunset`` -> served as the oldest
+supported version (``X-Shopify-API-Version`` says which), as Shopify does.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.testing.sim_app import note_account
+from core.testing.simulator import Fault
 from metricx_shopify.simulator.state import SimState
 
 SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
@@ -84,6 +93,14 @@ def _sort_key(row: dict[str, Any], order: str) -> list[Any]:
     return [row["id"]]
 
 
+def _one_row(fault: Fault) -> bool:
+    return str(fault.params.get("mode", "row")) == "row"
+
+
+def _whole_body(fault: Fault) -> bool:
+    return not _one_row(fault)
+
+
 class AdminApi:
     """Request handlers bound to one :class:`SimState`."""
 
@@ -92,26 +109,34 @@ class AdminApi:
 
     async def _gate(self, request: Request) -> tuple[str | None, Response | None, dict[str, str]]:
         """Faults, auth and the bucket; (shop domain, early response, headers for the answer)."""
-        st, faults = self.state, self.state.faults
+        st = self.state
         st.stats["requests"] += 1
         version = request.path_params["version"]
-        headers = {
-            "X-Shopify-API-Version": version if version in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
-        }
-        if faults.delay_s:
-            await asyncio.sleep(faults.delay_s)
         domain = st.tokens.get(request.headers.get("X-Shopify-Access-Token", ""))
-        if domain is None or faults.unauthorized:
+        note_account(request, domain)
+        path, method = request.url.path, request.method
+        sunset = st.take_fault(
+            "version_sunset", domain, path, method, lambda f: f.params.get("version") in (None, version)
+        )
+        # Shopify serves an unsupported version as the oldest supported one, and says so in a header.
+        served = version if version in SUPPORTED_VERSIONS and sunset is None else SUPPORTED_VERSIONS[0]
+        headers = {"X-Shopify-API-Version": served}
+        if (slow := st.take_fault("timeout", domain, path, method)) is not None:
+            await asyncio.sleep(float(slow.params.get("seconds", 1.0)))
+        refused = any(st.take_fault(k, domain, path, method) for k in ("token_revoked", "token_expired"))
+        if domain is None or refused:
             st.stats["unauthorized"] += 1
             return None, _error(401, INVALID_TOKEN, headers), headers
-        if faults.server_errors > 0:
-            faults.server_errors -= 1
+        if (fault := st.take_fault("server_error", domain, path, method)) is not None:
             st.stats["server_errors"] += 1
-            return domain, _error(503, "Service Unavailable", headers), headers
-        if faults.throttles > 0:
-            faults.throttles -= 1
+            return (
+                domain,
+                _error(int(fault.params.get("status", 503)), "Service Unavailable", headers),
+                headers,
+            )
+        if (fault := st.take_fault("throttle", domain, path, method)) is not None:
             st.stats["injected_429"] += 1
-            headers.update({"Retry-After": f"{faults.throttle_retry_after_s:.1f}"})
+            headers["Retry-After"] = f"{float(fault.params.get('retry_after_s', 2.0)):.1f}"
             headers[CALL_LIMIT] = f"{st.bucket_size}/{st.bucket_size}"
             return domain, _error(429, THROTTLED, headers), headers
         allowed, retry_after, limit = st.take(domain)
@@ -120,6 +145,9 @@ class AdminApi:
             st.stats["bucket_429"] += 1
             headers["Retry-After"] = f"{retry_after:.1f}"
             return domain, _error(429, THROTTLED, headers), headers
+        if (cut := st.take_fault("malformed", domain, path, method, _whole_body)) is not None:
+            body = b"" if cut.params["mode"] == "empty" else b'{"orders": [{"id": 1'
+            return domain, Response(body, 200, headers=headers, media_type="application/json"), headers
         return domain, None, headers
 
     async def shop(self, request: Request) -> Response:
@@ -195,8 +223,8 @@ class AdminApi:
             nxt = _encode({"filters": filters, "after": _sort_key(page[-1], order)})
             links.append(f'<{base}&page_info={nxt}>; rel="next"')
         out = [self._shape(r, fields) for r in page]
-        if self.state.faults.malformed > 0 and out:
-            self.state.faults.malformed -= 1
+        bad_row = out and self.state.take_fault("malformed", domain, request.url.path, "GET", _one_row)
+        if bad_row:
             self.state.stats["malformed_pages"] += 1
             out[0] = {**out[0], "total_price" if resource == "orders" else "id": "not-a-number"}
         return {resource: out}, ", ".join(links) or None

@@ -1,8 +1,11 @@
-"""``/_sim/...`` control endpoints: faults, bucket, shops, refunds, ground truth, signed webhooks."""
+"""Shopify's own ``/_sim/...`` endpoints: bucket, stats, shops, refunds, per-shop truth, signed webhooks.
+
+Reset, faults, clock, the request log and ``GET /_sim/truth?shop=..`` are the shared protocol
+(core.testing.sim_app)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from starlette.requests import Request
@@ -27,20 +30,6 @@ class Control:
     def __init__(self, state: SimState) -> None:
         self.state = state
 
-    async def reset(self, request: Request) -> JSONResponse:
-        self.state.reset()
-        return JSONResponse({"shops": sorted(self.state.shops)})
-
-    async def faults(self, request: Request) -> JSONResponse:
-        """Switch faults: server_errors (next N 503), unauthorized, throttles (next N 429) with
-        throttle_retry_after_s, delay_s per request, malformed (next N pages carry a bad row)."""
-        body = await _body(request)
-        names = {f.name for f in fields(self.state.faults)}
-        for key, value in body.items():
-            if key in names:
-                setattr(self.state.faults, key, value)
-        return JSONResponse(asdict(self.state.faults))
-
     async def bucket(self, request: Request) -> JSONResponse:
         body = await _body(request)
         self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
@@ -51,7 +40,7 @@ class Control:
             {
                 "stats": dict(self.state.stats),
                 "max_level": self.state.max_level,
-                "faults": asdict(self.state.faults),
+                "faults": [fault.to_json() for fault in self.state.faults],
             }
         )
 
@@ -70,7 +59,7 @@ class Control:
         domain = self._shop(request)
         if domain is None:
             return JSONResponse({"error": "no such shop"}, status_code=404)
-        return JSONResponse(self.state.truth(domain))
+        return JSONResponse(self.state.shop_truth(domain))
 
     async def order(self, request: Request) -> JSONResponse:
         domain = self._shop(request)

@@ -1,4 +1,5 @@
-"""The simulator's state: shops, tokens, the leaky bucket per shop, switchable faults, counters, truth."""
+"""The simulator's state on the shared base (clock, faults, request log): shops, tokens, the leaky
+bucket per shop, counters, ground truth."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.testing.simulator import Simulator, SimulatorError
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
+# A return comes some days after the purchase (delivery, then the customer's decision).
+RETURN_AFTER = timedelta(days=3)
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -28,18 +33,6 @@ DEFAULT_SHOPS = (
         currency="EUR",
     ),
 )
-
-
-@dataclass
-class Faults:
-    """Switchable failures; counters are "the next N requests"."""
-
-    server_errors: int = 0
-    unauthorized: bool = False
-    throttles: int = 0
-    throttle_retry_after_s: float = 2.0
-    delay_s: float = 0.0
-    malformed: int = 0
 
 
 @dataclass
@@ -65,7 +58,7 @@ class Bucket:
         return f"{min(self.capacity, math.ceil(self.level))}/{self.capacity}"
 
 
-class SimState:
+class SimState(Simulator):
     """Everything the simulator serves and counts; thread-safe enough for one uvicorn thread."""
 
     def __init__(
@@ -77,37 +70,66 @@ class SimState:
         webhook_secret: str = SIM_WEBHOOK_SECRET,
         now: datetime | None = None,
     ) -> None:
+        """``now`` freezes the simulated clock (shops are generated around it)."""
+        super().__init__(now=now)
         self.lock = threading.Lock()
         self.bucket_size, self.leak_per_s = bucket_size, leak_per_s
         self.webhook_secret = webhook_secret
-        self.now = now
         self.shops: dict[str, Shop] = {}
         self.tokens: dict[str, str] = {}
         self.buckets: dict[str, Bucket] = {}
-        self.faults = Faults()
         self.stats: Counter[str] = Counter()
         self.max_level: dict[str, float] = {}
         for spec in shops:
             self.add_shop(spec)
 
-    def clock(self) -> datetime:
-        return self.now or datetime.now(UTC).replace(microsecond=0)
+    def now(self) -> datetime:
+        """Simulated time to the second, as Shopify's timestamps are."""
+        return super().now().replace(microsecond=0)
 
     def add_shop(self, spec: ShopSpec) -> Shop:
         """Generate (or regenerate) a shop; its token is ``spec.token``."""
-        shop = generate(spec, self.clock())
+        shop = generate(spec, self.now())
         self.shops[spec.domain] = shop
         self.tokens[spec.token] = spec.domain
         self.buckets[spec.domain] = Bucket(self.bucket_size, self.leak_per_s)
         return shop
 
-    def reset(self) -> None:
-        """Regenerate every shop, clear faults, buckets and counters."""
+    def on_reset(self) -> None:
+        """Regenerate every shop; clear buckets and counters."""
         specs = [shop.spec for shop in self.shops.values()]
         self.shops, self.tokens, self.buckets = {}, {}, {}
-        self.faults, self.stats, self.max_level = Faults(), Counter(), {}
+        self.stats, self.max_level = Counter(), {}
         for spec in specs:
             self.add_shop(spec)
+
+    def on_clock_advanced(self, before: datetime, after: datetime) -> None:
+        """Customers return orders as days pass: for each simulated day, each shop refunds its newest
+        order placed at least ``RETURN_AFTER`` earlier without a refund (stamped now, so ``updated_at``
+        moves)."""
+        days = int((after - before).total_seconds() // 86400)
+        for domain in list(self.shops):
+            for _ in range(days):
+                order = self._returnable(domain, after)
+                if order is None:
+                    break
+                self.refund(domain, order["id"])
+
+    def _returnable(self, domain: str, now: datetime) -> dict[str, Any] | None:
+        candidates = [
+            o
+            for o in self.shops[domain].orders.values()
+            if not (o["test"] or o["cancelled_at"] or o["refunds"])
+            and datetime.fromisoformat(o["created_at"]) <= now - RETURN_AFTER
+        ]
+        return max(candidates, key=lambda o: (datetime.fromisoformat(o["created_at"]), o["id"]), default=None)
+
+    def truth(self, params: Mapping[str, str]) -> Any:
+        """``GET /_sim/truth?shop=DOMAIN``: see :meth:`shop_truth`."""
+        domain = params.get("shop") or params.get("account", "")
+        if domain not in self.shops:
+            raise SimulatorError("use ?shop=<a known shop domain>")
+        return self.shop_truth(domain)
 
     def configure_bucket(self, size: int | None = None, leak_per_s: float | None = None) -> None:
         self.bucket_size = size or self.bucket_size
@@ -129,13 +151,13 @@ class SimState:
         order = shop.orders[order_id]
         refunded = _refunded(order)
         value = Decimal(amount) if amount else Decimal(order["total_price"]) - refunded
-        at = self.clock()
+        at = self.now()
         order["refunds"].append(refund_row(shop, order, value, at))
         full = refunded + value >= Decimal(order["total_price"])
         order.update(financial_status="refunded" if full else "partially_refunded", updated_at=shop.stamp(at))
         return order
 
-    def truth(self, domain: str) -> dict[str, Any]:
+    def shop_truth(self, domain: str) -> dict[str, Any]:
         """Ground truth: row counts and the daily store metrics (shop-local days, test orders excluded)."""
         shop = self.shops[domain]
         tz = ZoneInfo(shop.spec.timezone)

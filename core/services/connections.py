@@ -10,18 +10,20 @@ from typing import Any
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import exists, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Connection, SyncRun
-from core.enqueue import EnqueueResult, enqueue_many, sync_request
+from core.context import provider_context
+from core.db.models import Connection
+from core.enqueue import EnqueueResult
 from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
-from core.providers import AccountInfo, AccountRef, Credentials, Provider, ProviderContext, SyncMode
-from core.services import create_connection
-from core.sync.throttle import sync_limiter
+from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
+from core.services.accounts import create_connection
+from core.state import SyncJobId
+from core.sync.requests import request_syncs
 
 log = structlog.get_logger(__name__)
 
@@ -92,9 +94,16 @@ async def _validate(
     account = AccountRef(
         connection_id="", workspace_id="", external_account_id=external_account_id, config=dict(config)
     )
-    # Not yet verified: a throttle met here blocks this credential, never the account id from the body.
-    limiter = sync_limiter(redis, provider, account, credentials, max_wait_s=VALIDATION_MAX_WAIT_S)
-    ctx = ProviderContext(http=http, limiter=limiter)
+    # Nothing stored: the account id comes from the request body and is not verified yet, so a
+    # throttle met here blocks this credential (token scope), never that account (issue 19).
+    ctx = provider_context(
+        redis=redis,
+        client=http,
+        provider=provider,
+        account=account,
+        credentials=credentials,
+        max_wait_s=VALIDATION_MAX_WAIT_S,
+    )
     refreshed = await provider.validate_token(ctx, account, credentials)
     if refreshed is not None:
         credentials = refreshed
@@ -146,37 +155,19 @@ def _exists(provider: str, account: str) -> ConnectionExists:
 async def enqueue_syncs(
     session: AsyncSession, redis: Redis, connections: Sequence[Connection], mode: SyncMode
 ) -> list[EnqueueResult]:
-    """Enqueue one sync per connection (or return the one it has) and mark new ones ``queued``.
+    """Claim each connection (``queued``), then enqueue its sync, or return the sync it already has.
 
-    The connections must be committed: a worker may start the job at once.
+    The connections must be committed. The claims are written in their own
+    committed transaction before the jobs exist (``session`` is not used for
+    them: a worker may start a job at once and must see its claim).
     """
-    requests = [sync_request(str(c.id), str(c.workspace_id), mode) for c in connections]
-    results = await enqueue_many(redis, requests)
-    for connection, result in zip(connections, results, strict=True):
-        if result["status"] == "enqueued" and result["job_id"]:
-            await _mark_queued(session, connection.id, result["job_id"])
-        log.info("sync_requested", connection_id=str(connection.id), mode=mode.value, **result)
-    return results
+    return await request_syncs(redis, [(c.id, c.workspace_id) for c in connections], mode)
 
 
 def job_mode(job_id: str | None, requested: SyncMode) -> SyncMode:
     """The mode of a sync job id (an ``already_queued`` answer may name another mode's job)."""
-    parts = (job_id or "").split(":")
+    parsed = SyncJobId.parse(job_id)
     try:
-        return SyncMode(parts[2]) if len(parts) > 2 else requested
+        return SyncMode(parsed.mode) if parsed else requested
     except ValueError:
         return requested
-
-
-async def _mark_queued(session: AsyncSession, connection_id: uuid.UUID, job_id: str) -> None:
-    # Skip when a worker already started (or finished) this job: its status is newer than ours.
-    started = exists().where(SyncRun.job_id == job_id)
-    await session.execute(
-        update(Connection)
-        .where(
-            Connection.id == connection_id,
-            Connection.current_job_id.is_distinct_from(job_id),
-            ~started,
-        )
-        .values(sync_status="queued")
-    )

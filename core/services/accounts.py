@@ -1,4 +1,4 @@
-"""Operations shared by the API, the CLI and the tests: workspaces, keys, connections."""
+"""Workspaces, API keys, connections with encrypted credentials, and key rotation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.crypto import encrypt, get_cipher, rotate
 from core.db.models import ApiKey, Connection, Credential, Workspace
 from core.providers import Credentials
+from core.state import ConnectionStatus, SyncStatus
 
 KEY_PREFIX = "mx_"
 
@@ -61,8 +62,8 @@ async def create_connection(
         timezone=timezone,
         currency=currency,
         config=config or {},
-        status="active",
-        sync_status="idle",
+        status=ConnectionStatus.active,
+        sync_status=SyncStatus.idle,
         total_syncs_attempted=0,
         total_syncs_succeeded=0,
     )

@@ -1,0 +1,66 @@
+"""What every ``metricx`` command shares: the consoles, one-line failures, the async runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from core.errors import ConfigError, MetricxError
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr; raise the returned Exit to stop with ``code``."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async command body; known errors become one line and exit code 1."""
+    from core.db.engine import dispose_engine
+
+    async def body() -> T:
+        try:
+            return await coro_fn()
+        finally:
+            await dispose_engine()
+
+    try:
+        return asyncio.run(body())
+    except MetricxError as exc:
+        raise fail(exc.message) from None
+    except OSError as exc:
+        raise fail(f"cannot reach a server: {exc}") from None
+
+
+def run_quiet(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command body with logs on stderr, quiet unless METRICX_CLI_LOG_LEVEL says otherwise."""
+    from core.config import get_settings
+    from core.logging import configure_logging
+
+    level = os.environ.get("METRICX_CLI_LOG_LEVEL", "WARNING")
+    configure_logging(get_settings().model_copy(update={"log_level": level}), force=True)
+    return run(coro_fn)
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """``value`` as a UUID, or a ConfigError naming ``what`` was expected."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ConfigError(f"{what} must be a UUID, got {value!r}") from None
+
+
+def print_json(value: Any) -> None:
+    """Indented JSON on stdout (dates and UUIDs as strings)."""
+    print(json.dumps(value, indent=2, default=str))

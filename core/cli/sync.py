@@ -1,0 +1,129 @@
+"""``metricx status`` and ``metricx sync``: what the connections are doing, and syncing one now."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.cli.common import console, fail, parse_uuid, run_quiet
+from core.cli.connections import connection_rows, when
+from core.errors import ConfigError
+from core.providers import SyncMode
+
+
+def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> None:
+    """A table of connections and their sync status."""
+    rows = run_quiet(lambda: connection_rows(workspace))
+    table = Table("connection", "provider", "account", "status", "sync", "last synced", "syncs", "last error")
+    colors = {"idle": "green", "queued": "cyan", "syncing": "cyan", "rate_limited": "yellow"}
+    for c in rows:
+        color = colors.get(c.sync_status, "red")
+        table.add_row(
+            str(c.id),
+            c.provider,
+            c.external_account_id,
+            c.status,
+            f"[{color}]{c.sync_status}[/{color}]",
+            when(c.last_sync_completed_at),
+            f"{c.total_syncs_succeeded}/{c.total_syncs_attempted}",
+            (c.last_sync_error or "-")[:60],
+        )
+    if not rows:
+        console.print("no connections yet: `metricx connections add ...`")
+        return
+    console.print(table)
+
+
+def sync(
+    connection: str = typer.Argument(..., help="The connection id."),
+    mode: SyncMode = typer.Option(SyncMode.realtime, help="realtime | attribution | backfill."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the sync, with a progress bar."),
+    timeout_s: float = typer.Option(3600, "--timeout", help="Seconds to wait with --wait."),
+) -> None:
+    """Enqueue a sync of one connection (or find the one already queued); --wait follows it."""
+    from sqlalchemy import select
+
+    from core.db.engine import session_scope
+    from core.db.models import Connection
+    from core.redis import create_arq_pool
+    from core.services import enqueue_syncs
+
+    async def body() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        redis = await create_arq_pool()
+        try:
+            async with session_scope() as session:
+                conn = await session.scalar(
+                    select(Connection).where(Connection.id == parse_uuid(connection, "connection"))
+                )
+                if conn is None:
+                    raise ConfigError(f"connection {connection} does not exist")
+                if conn.status != "active":
+                    raise ConfigError(f"connection {connection} is {conn.status}; resume it first")
+            async with session_scope() as session:
+                [result] = await enqueue_syncs(session, redis, [conn], mode)
+            console.print(f"sync {result['status']}: {result['job_id']}", highlight=False)
+            if not wait or not result["job_id"]:
+                return dict(result), None
+            return dict(result), await _follow(redis, result["job_id"], mode, timeout_s)
+        finally:
+            await redis.aclose()
+
+    _, outcome = run_quiet(body)
+    if outcome is None:
+        return
+    if outcome["status"] == "failed":
+        raise fail(f"sync failed: {outcome['error']}")
+    result = outcome["result"] or {}
+    console.print(
+        f"sync complete: {result.get('rows', 0)} rows, {result.get('entities', 0)} entities", highlight=False
+    )
+
+
+async def _run_progress(job_id: str) -> tuple[int, int, str | None]:
+    from sqlalchemy import select
+
+    from core.db.engine import session_scope
+    from core.db.models import SyncRun
+
+    async with session_scope() as session:
+        run_row = await session.scalar(
+            select(SyncRun).where(SyncRun.job_id == job_id).order_by(SyncRun.try_number.desc()).limit(1)
+        )
+    if run_row is None:
+        return 0, 0, None
+    return run_row.slices_done, run_row.slices_total, run_row.status
+
+
+async def _follow(redis: Any, job_id: str, mode: SyncMode, timeout_s: float) -> dict[str, Any]:
+    """Show the job's progress (its sync run's slices) until it finishes; returns its outcome."""
+    from arq.jobs import Job, JobStatus
+
+    from core.config import get_settings
+    from core.redis import deserialize
+    from core.services import job_outcome
+
+    job = Job(job_id, redis, _queue_name=get_settings().queue_name, _deserializer=deserialize)
+    deadline = time.monotonic() + timeout_s
+    columns = (TextColumn(f"{mode.value}"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"))
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(mode.value, total=None)
+        while True:
+            done, total, run_status = await _run_progress(job_id)
+            if total:
+                progress.update(task, total=total, completed=done)
+            state = await job.status()
+            if state is JobStatus.complete:
+                info = await job.result_info()
+                if info is not None:
+                    verdict, result, error = job_outcome(info.success, info.result)
+                    return {"status": verdict, "result": result, "error": error}
+            if state is JobStatus.not_found and run_status in {"complete", "failed"}:
+                return {"status": run_status, "result": None, "error": "see `metricx status`"}
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the sync did not finish within {timeout_s:.0f}s; it keeps running")
+            await asyncio.sleep(0.25)

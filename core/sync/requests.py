@@ -1,0 +1,64 @@
+"""Syncs a user asks for (API, CLI): claim the connection, then enqueue, then give back what did not go out.
+
+The fan-out (:mod:`core.fanout`) follows the same order for its batches, so a
+worker never starts a job whose connection is not yet marked ``queued``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import structlog
+from redis.asyncio import Redis
+
+from core.db.engine import session_scope
+from core.enqueue import EnqueueResult, JobRequest, active_job, enqueue_many, sync_request
+from core.providers import SyncMode
+from core.sync import status
+
+log = structlog.get_logger(__name__)
+
+
+async def request_syncs(
+    redis: Redis, targets: Sequence[tuple[uuid.UUID, uuid.UUID]], mode: SyncMode
+) -> list[EnqueueResult]:
+    """Queue a ``mode`` sync of each (connection id, workspace id), or return the sync it already has.
+
+    A connection with a sync queued or running answers with that job and is not
+    touched. Every other one is claimed (``queued`` with the new job's id) in a
+    committed transaction before its job is enqueued; a claim whose job did not
+    go out (another request won the race) is given back.
+    """
+    results: dict[int, EnqueueResult] = {}
+    pending: list[tuple[int, JobRequest]] = []
+    for index, (connection_id, workspace_id) in enumerate(targets):
+        current = await active_job(redis, str(connection_id))
+        if current is not None:
+            results[index] = {"job_id": current, "status": "already_queued"}
+        else:
+            pending.append((index, sync_request(str(connection_id), str(workspace_id), mode)))
+    claims: dict[int, status.Claim] = {}
+    async with session_scope() as session:
+        for index, request in pending:
+            held = await status.claim(session, targets[index][0], request.job_id)
+            if held is not None:
+                claims[index] = held
+    try:
+        sent = await enqueue_many(redis, [request for _, request in pending])
+    except BaseException:
+        await _release(list(claims.values()))
+        raise
+    for (index, _), result in zip(pending, sent, strict=True):
+        results[index] = result
+    await _release([c for i, c in claims.items() if results[i]["status"] != "enqueued"])
+    out = [results[i] for i in range(len(targets))]
+    for (connection_id, _), result in zip(targets, out, strict=True):
+        log.info("sync_requested", connection_id=str(connection_id), mode=mode.value, **result)
+    return out
+
+
+async def _release(claims: list[status.Claim]) -> None:
+    if claims:
+        async with session_scope() as session:
+            await status.release(session, claims)
