@@ -23,9 +23,8 @@ from metricx_google.simulator import (
 )
 from pydantic import SecretStr
 
-from core import provider_context
-from core.config import Settings
-from core.providers import AccountRef, Credentials, ProviderContext
+from core import AccountRef, Credentials, ProviderContext, provider_context
+from core.testing.harness import Settings
 
 # A fixed instant: 18:30 UTC is 13:30 in New York and 19:30 in Berlin (partial "today" in both).
 FROZEN_NOW = datetime(2026, 3, 10, 18, 30, tzinfo=UTC)

@@ -11,9 +11,7 @@ from metricx_google.auth import TokenCache
 from metricx_google.simulator import CHILD_NY_ID, DEFAULT_REFRESH_TOKEN
 from pydantic import SecretStr
 
-from core import ProviderCache
-from core.errors import AuthError, ConfigError, MetricxError
-from core.providers import Credentials, SyncMode, SyncWindow
+from core import AuthError, ConfigError, Credentials, MetricxError, ProviderCache, SyncMode, SyncWindow
 
 
 async def _many_calls(provider, ctx, creds, n: int = 5) -> None:

@@ -13,8 +13,7 @@ from metricx_google.failures import parse_duration_s, seconds_until_pacific_midn
 from metricx_google.reports import CUSTOMER_QUERY, ENTITY_QUERIES
 from metricx_google.simulator import CHILD_NY_ID, MANAGER_ID
 
-from core.errors import ConfigError, RateLimited, TransientError
-from core.providers import SyncMode, SyncWindow
+from core import ConfigError, RateLimited, SyncMode, SyncWindow, TransientError
 
 
 def _realtime(sim) -> SyncWindow:

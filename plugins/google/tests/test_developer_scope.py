@@ -25,13 +25,16 @@ from metricx_google.simulator import (
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from core.config import get_settings
-from core.db.engine import session_scope
-from core.enqueue import enqueue_sync_job
-from core.fanout import fan_out
-from core.plugins import get_registry
-from core.providers import AccountRef, Credentials, SyncMode
-from core.services import create_connection, create_workspace
+from core import AccountRef, Credentials, SyncMode
+from core.testing.harness import (
+    create_connection,
+    create_workspace,
+    enqueue_sync_job,
+    fan_out,
+    get_registry,
+    get_settings,
+    session_scope,
+)
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
 

@@ -18,7 +18,7 @@ from metricx_google.simulator import (
 )
 from pydantic import SecretStr
 
-from core.providers import AccountRef, Credentials, Provider
+from core import AccountRef, Credentials, Provider
 from core.testing.conformance import ProviderConformance, SimulatorProcess, simulator_process
 
 LARGE_ID = "1000000099"

@@ -7,8 +7,8 @@ import importlib.metadata
 import pluggy
 from metricx_google import GoogleAdsProvider
 
-from core import hookspecs
-from core.providers import Provider
+from core import Provider
+from core.testing.harness import hookspecs
 
 
 def test_entry_point_registers_the_provider() -> None:

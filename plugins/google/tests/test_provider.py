@@ -10,8 +10,7 @@ from conftest import FROZEN_NOW, child
 from metricx_google import GoogleAdsProvider
 from metricx_google.simulator import CHILD_BERLIN_ID, CHILD_NY_ID, MANAGER_ID, SimState, truth
 
-from core.errors import AuthError, ConfigError, PayloadError
-from core.providers import Credentials, MetricRecord, SyncMode, SyncWindow
+from core import AuthError, ConfigError, Credentials, MetricRecord, PayloadError, SyncMode, SyncWindow
 
 
 async def _metrics(provider, ctx, account, creds, window) -> list[MetricRecord]:

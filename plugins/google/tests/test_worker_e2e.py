@@ -25,11 +25,14 @@ from metricx_google.simulator import (
 )
 from sqlalchemy import text
 
-from core.db.engine import session_scope
-from core.enqueue import enqueue_sync_job
-from core.providers import Credentials
-from core.services import create_connection, create_workspace
-from core.sync.windows import local_today
+from core import Credentials
+from core.testing.harness import (
+    create_connection,
+    create_workspace,
+    enqueue_sync_job,
+    local_today,
+    session_scope,
+)
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
 

@@ -12,8 +12,7 @@ from meta_helpers import BASE_URL, NOW, make_accounts
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app
 
-from core import provider_context
-from core.providers import Credentials, ProviderContext
+from core import Credentials, ProviderContext, provider_context
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from metricx_meta.simulator import SimState, seed_account, truth
 
-from core.providers import AccountRef, MetricRecord, SyncMode, SyncWindow
+from core import AccountRef, MetricRecord, SyncMode, SyncWindow
 
 BASE_URL = "http://graph.test"
 # 10:30 in Los Angeles, 03:30 next day in Tokyo, 07:30 next day in Auckland.

@@ -12,7 +12,7 @@ from meta_helpers import BASE_URL, NOW, make_accounts
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account
 
-from core.providers import AccountRef, Credentials, Provider
+from core import AccountRef, Credentials, Provider
 
 conformance = pytest.importorskip("core.testing.conformance")
 

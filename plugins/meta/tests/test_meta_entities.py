@@ -10,8 +10,7 @@ from meta_helpers import collect, ref
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import SimState
 
-from core.errors import AuthError, ConfigError
-from core.providers import AccountRef, Credentials, EntityRecord, ProviderContext
+from core import AccountRef, AuthError, ConfigError, Credentials, EntityRecord, ProviderContext
 
 
 async def entities(provider: MetaProvider, ctx: ProviderContext, creds: Credentials) -> list[EntityRecord]:

@@ -13,9 +13,17 @@ from meta_helpers import BASE_URL, by_key, collect, local_today, ref, truth_by_k
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import SimState
 
-from core import provider_context
-from core.errors import AuthError, ConfigError, PayloadError, RateLimited, TransientError
-from core.providers import Credentials, ProviderContext, SyncMode
+from core import (
+    AuthError,
+    ConfigError,
+    Credentials,
+    PayloadError,
+    ProviderContext,
+    RateLimited,
+    SyncMode,
+    TransientError,
+    provider_context,
+)
 
 SECRET = "EAAG-super-secret-token-42"
 

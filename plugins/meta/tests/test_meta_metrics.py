@@ -13,8 +13,7 @@ from meta_helpers import by_key, collect, local_today, ref, truth_by_key, window
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import SimState
 
-from core.errors import ConfigError
-from core.providers import AccountRef, Credentials, MetricRecord, ProviderContext, SyncMode, SyncWindow
+from core import AccountRef, ConfigError, Credentials, MetricRecord, ProviderContext, SyncMode, SyncWindow
 
 
 async def fetch(

@@ -7,7 +7,7 @@ import importlib.metadata
 import pytest
 from metricx_meta import MetaProvider, plugin
 
-from core.providers import Provider
+from core import Provider
 
 
 def test_entry_point_names_the_plugin_module() -> None:

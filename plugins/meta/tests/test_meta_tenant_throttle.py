@@ -14,14 +14,17 @@ import pytest
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account
 from sqlalchemy import text
 
-from core.db.engine import session_scope
-from core.db.models import Connection
-from core.enqueue import enqueue_sync_job
-from core.plugins import get_registry
-from core.providers import Credentials
-from core.services import create_connection, create_workspace
-from core.sync.fetch import account_ref
-from core.sync.throttle import sync_limiter
+from core import Credentials
+from core.testing.harness import (
+    Connection,
+    account_ref,
+    create_connection,
+    create_workspace,
+    enqueue_sync_job,
+    get_registry,
+    session_scope,
+    sync_limiter,
+)
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
 
@@ -34,7 +37,7 @@ OPERATOR = {"Authorization": "Bearer test-operator-key"}
 @pytest.fixture
 async def api(metricx_env: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app over ASGI, against the session's PostgreSQL and Redis."""
-    from core.api import create_app as create_api
+    from core.testing.harness import create_api
 
     app = create_api()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

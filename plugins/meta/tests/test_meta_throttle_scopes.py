@@ -15,14 +15,16 @@ from metricx_meta.errors import GraphError, map_graph_error
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account
 from sqlalchemy import text
 
-from core.config import get_settings
-from core.db.engine import session_scope
-from core.enqueue import enqueue_sync_job
-from core.errors import RateLimited
-from core.fanout import fan_out
-from core.plugins import get_registry
-from core.providers import AccountRef, Credentials, SyncMode
-from core.services import create_connection, create_workspace
+from core import AccountRef, Credentials, RateLimited, SyncMode
+from core.testing.harness import (
+    create_connection,
+    create_workspace,
+    enqueue_sync_job,
+    fan_out,
+    get_registry,
+    get_settings,
+    session_scope,
+)
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
 

@@ -18,11 +18,15 @@ import pytest
 from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app, seed_account, truth
 from sqlalchemy import text
 
-from core.db.engine import session_scope
-from core.enqueue import enqueue_sync_job
-from core.providers import Credentials
-from core.services import create_connection, create_workspace
-from core.sync.windows import local_today, slot_start
+from core import Credentials
+from core.testing.harness import (
+    create_connection,
+    create_workspace,
+    enqueue_sync_job,
+    local_today,
+    session_scope,
+    slot_start,
+)
 from core.testing.http import serve_app
 from core.testing.plugin import forget_rate_limits, plugin_environment
 

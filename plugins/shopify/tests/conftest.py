@@ -79,9 +79,8 @@ def new_shop(shopify_sim: ShopifySim) -> Any:
 @pytest.fixture
 async def shop_connection(metricx_env: Any, shopify_env: dict[str, str]) -> Any:
     """``await shop_connection(spec, token=...)`` -> (workspace_id, connection_id) of a shopify connection."""
-    from core.db.engine import session_scope
-    from core.providers import Credentials
-    from core.services import create_connection, create_workspace
+    from core import Credentials
+    from core.testing.harness import create_connection, create_workspace, session_scope
 
     async def make(spec: ShopSpec, token: str | None = "") -> tuple[uuid.UUID, uuid.UUID]:
         async with session_scope() as session:

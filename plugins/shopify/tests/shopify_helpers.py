@@ -39,7 +39,7 @@ def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
 async def fetch_one(sql: str, **params: Any) -> Any:
     from sqlalchemy import text
 
-    from core.db.engine import session_scope
+    from core.testing.harness import session_scope
 
     async with session_scope() as session:
         return (await session.execute(text(sql), params)).one()
@@ -48,7 +48,7 @@ async def fetch_one(sql: str, **params: Any) -> Any:
 async def fetch_all(sql: str, **params: Any) -> list[Any]:
     from sqlalchemy import text
 
-    from core.db.engine import session_scope
+    from core.testing.harness import session_scope
 
     async with session_scope() as session:
         return list((await session.execute(text(sql), params)).all())

@@ -11,7 +11,7 @@ from metricx_shopify.provider import ShopifyProvider
 from metricx_shopify.settings import ShopifySettings
 from metricx_shopify.simulator.state import DEFAULT_SHOPS
 
-from core.providers import AccountRef, Credentials, Provider
+from core import AccountRef, Credentials, Provider
 from core.testing.conformance import ProviderConformance, SimulatorProcess, simulator_process
 
 LARGE = "conformance-large.myshopify.com"

@@ -8,8 +8,7 @@ import pytest
 from metricx_shopify.jobs import scheduled_shopify_sync
 from shopify_helpers import fetch_all
 
-from core.config import get_settings
-from core.plugins import load_registry
+from core.testing.harness import get_settings, load_registry
 
 
 def test_the_plugin_registers_its_provider_jobs_schedule_router_and_branch(

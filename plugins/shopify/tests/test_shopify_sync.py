@@ -8,7 +8,7 @@ from typing import Any
 from metricx_shopify.jobs import enqueue_store_sync
 from shopify_helpers import fetch_all, fetch_one
 
-from core.enqueue import enqueue_sync_job
+from core.testing.harness import enqueue_sync_job
 
 COUNTS = """
 SELECT (SELECT count(*) FROM shopify_products WHERE connection_id = :c) AS products,
@@ -153,7 +153,7 @@ async def test_a_refused_page_cursor_falls_back_to_the_stored_updated_at(
 ) -> None:
     from sqlalchemy import text
 
-    from core.db.engine import session_scope
+    from core.testing.harness import session_scope
 
     spec = new_shop(products=2, customers=2, orders=30)
     ws, conn = await shop_connection(spec)

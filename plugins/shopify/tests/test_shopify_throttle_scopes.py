@@ -8,9 +8,8 @@ from typing import Any
 from metricx_shopify.jobs import enqueue_store_sync
 from shopify_helpers import fetch_one
 
-from core.plugins import get_registry
-from core.providers import AccountRef, Credentials
-from core.sync.throttle import scope_keys
+from core import AccountRef, Credentials
+from core.testing.harness import get_registry, scope_keys
 
 CONN = "SELECT * FROM connections WHERE id = :c"
 

@@ -19,7 +19,7 @@ from metricx_shopify.store import upsert_orders
 from metricx_shopify.webhooks import router
 from shopify_helpers import WEBHOOK_SECRET, fetch_all, fetch_one
 
-from core.db.engine import session_scope
+from core.testing.harness import session_scope
 
 ORDER = "SELECT * FROM shopify_orders WHERE connection_id = :c AND shopify_id = :o"
 LINES = "SELECT count(*) AS n FROM shopify_order_line_items WHERE connection_id = :c"
