@@ -22,7 +22,7 @@ from core.api.errors import documented
 from core.api.routes import connections, data, health, jobs, providers, workspaces
 from core.logging import configure_logging
 from core.plugins import get_registry
-from core.web import install as install_web
+from core.web import mount as web_mount
 
 log = structlog.get_logger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -102,5 +102,5 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
-    install_web(app)
+    web_mount.install(app)
     return app

@@ -1,27 +1,5 @@
 """The web dashboard and the offline API docs, served by ``metricx api`` next to ``/v1``.
 
-:func:`install` adds the pages (``/``, ``/login``, ``/dashboard``...), ``/docs``,
+:func:`core.web.mount.install` adds the pages (``/``, ``/login``, ``/dashboard``...), ``/docs``,
 ``/redoc`` and their static files to an app created with ``docs_url=None, redoc_url=None``.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
-
-from core.web import docs, routes
-
-STATIC = Path(__file__).parent / "static"
-
-
-def install(app: FastAPI) -> None:
-    """Mount the dashboard, the docs pages and their assets on ``app``."""
-    app.include_router(routes.router)
-    app.include_router(docs.router)
-    app.mount("/_static/web", StaticFiles(directory=STATIC), name="web-static")
-    app.mount(docs.DOCS_PREFIX, StaticFiles(directory=docs.DOCS_STATIC), name="docs-static")
-
-
-__all__ = ["install"]

@@ -41,12 +41,29 @@ class Chart:
     baseline: int = HEIGHT - PAD_BOTTOM
 
     @property
+    def total_text(self) -> str:
+        """The total as people read it: money to the cent, counts without trailing zeros."""
+        return number_text(self.total, money=bool(self.unit))
+
+    @property
+    def max_text(self) -> str:
+        return number_text(self.max_value, money=bool(self.unit))
+
+    @property
     def first_day(self) -> date | None:
         return self.bars[0].day if self.bars else None
 
     @property
     def last_day(self) -> date | None:
         return self.bars[-1].day if self.bars else None
+
+
+def number_text(value: Decimal, *, money: bool) -> str:
+    """``1,234.50`` for money, ``1,234`` or ``12.5`` for counts."""
+    if money:
+        return f"{value:,.2f}"
+    text = f"{value.normalize():,f}"
+    return text
 
 
 def bar_chart(metric: str, title: str, unit: str, points: list[tuple[date, Decimal]]) -> Chart:
