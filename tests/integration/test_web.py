@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
 
 from tests.conftest import fetch_one
 from tests.integration.test_api_support import Tenant, api, connect, new_tenant, tenant
@@ -133,7 +134,15 @@ async def test_another_workspace_cannot_see_or_act_on_a_connection(
     assert (await client.get(f"/dashboard/connections/{conn['id']}/_live")).status_code == 404
     for action in ("pause", "sync", "resume", "reconnect"):
         acted = await client.post(f"/dashboard/connections/{conn['id']}/{action}", data={"csrf": csrf})
-        assert acted.status_code == 404
+        assert acted.status_code == 404 and conn["id"] not in acted.text
+    # Every dashboard route that takes a connection id was tried above (a new one must be added here).
+    app = api._transport.app  # type: ignore[attr-defined]
+    with_ids = {c.path for c in iter_route_contexts(app.routes) if "{connection_id}" in c.path}
+    assert {p for p in with_ids if p.startswith("/dashboard/")} == {
+        "/dashboard/connections/{connection_id}",
+        "/dashboard/connections/{connection_id}/_live",
+        "/dashboard/connections/{connection_id}/{action}",
+    }
     row = await fetch_one("SELECT status, sync_status FROM connections WHERE id = :id", id=conn["id"])
     assert (row.status, row.sync_status) == ("active", "idle")
 
