@@ -71,9 +71,9 @@ class Offline:
             route.abort()
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def wait_job(base: str, headers: dict[str, str], job_id: str) -> dict[str, Any]:
@@ -220,8 +220,8 @@ def _another_workspace_sees_nothing(chromium: Any, url: str, connection_id: str)
 def _offline_docs(page: Any, url: str) -> None:
     page.goto(f"{url}/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=20000)
-    shot(page, "07-swagger")
+    shot(page, "07-swagger", full_page=False)
     page.goto(f"{url}/redoc")
     page.wait_for_selector("text=metricx", timeout=20000)
     page.wait_for_selector("[data-section-id]", timeout=20000)
-    shot(page, "07-redoc")
+    shot(page, "07-redoc", full_page=False)

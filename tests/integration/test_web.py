@@ -76,6 +76,23 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_the_session(browser:
     assert replay.status_code == 303 and replay.headers["location"] == "/login"
 
 
+async def test_revoking_the_key_signs_its_sessions_out(browser: Any, tenant: Tenant) -> None:
+    client = await browser()
+    await sign_in(client, tenant.key)
+    assert (await client.get("/dashboard")).status_code == 200
+    from sqlalchemy import text
+
+    from core.db.engine import session_scope
+    from core.services import hash_key
+
+    async with session_scope() as session:
+        await session.execute(
+            text("UPDATE api_keys SET revoked_at = now() WHERE key_hash = :h"), {"h": hash_key(tenant.key)}
+        )
+    gone = await client.get("/dashboard")
+    assert gone.status_code == 303 and gone.headers["location"] == "/login"
+
+
 async def test_cookie_is_secure_over_https(browser: Any, tenant: Tenant) -> None:
     client = await browser("https://metricx.test")
     signed = await sign_in(client, tenant.key)
