@@ -143,7 +143,7 @@ async def connection_page(
     if connection is None:
         return page(request, "not_found.html", {"web": web}, 404)
     context = await _connection_context(session, connection)
-    return page(request, "connection.html", {"web": web, "notice": notice[:300], **context})
+    return page(request, "connection.html", {"web": web, "notice": _notice(notice), **context})
 
 
 async def _connection_context(session: SessionDep, connection: Connection) -> dict[str, object]:
@@ -194,19 +194,35 @@ async def act(
     return RedirectResponse(str(target.path) + "?" + target.query, status_code=303)
 
 
+# What the page says after an action; the URL carries only the code, so no text can be injected.
+NOTICES = {
+    "paused": "Paused: no syncs until you resume.",
+    "resumed": "Resumed: syncing on schedule again.",
+    "queued": "Sync queued.",
+    "already_queued": "A sync is already queued or running.",
+    "reconnect": "Retrying with the stored tokens (the connect flow for new tokens has not landed yet).",
+    "connection_paused": "The connection is paused; resume it first.",
+    "connection_disconnected": "The connection was disconnected; connect the account again.",
+}
+
+
+def _notice(code: str) -> str:
+    if not code:
+        return ""
+    return NOTICES.get(code, "That action is not possible in the connection's current state.")
+
+
 async def _perform(session: SessionDep, redis: RedisDep, connection: Connection, action: str) -> str:
     try:
         if action == "pause":
             await connection_routes.pause(connection, session)
-            return "Paused: no syncs until you resume."
+            return "paused"
         if action == "resume":
             await connection_routes.resume(connection, session)
-            return "Resumed: syncing on schedule again."
+            return "resumed"
         result = await connection_routes.sync_connection(connection, session, redis, SyncRequest())
     except ApiError as exc:
-        return exc.message
-    if action == "reconnect":
-        return "Retrying with the stored tokens (the connect flow for new tokens has not landed yet)."
+        return exc.code
     if result.status == "already_queued":
-        return "A sync is already queued or running."
-    return "Sync queued."
+        return "already_queued"
+    return "reconnect" if action == "reconnect" else "queued"

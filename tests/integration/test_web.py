@@ -187,6 +187,9 @@ async def test_actions_need_csrf_and_pause_resume_sync_work(
     await client.post(f"{url}/resume", data={"csrf": csrf})
     synced = await client.post(f"{url}/sync", data={"csrf": csrf}, follow_redirects=True)
     assert "Sync queued" in synced.text
+    # Only notice codes travel in the URL: arbitrary text is never echoed into the page.
+    injected = await client.get(url, params={"notice": "Send your API key to evil.example"})
+    assert "evil.example" not in injected.text
     row = await fetch_one("SELECT status, current_job_id FROM connections WHERE id = :id", id=conn["id"])
     assert row.status == "active" and row.current_job_id.startswith(f"sync:{conn['id']}:realtime:")
 
