@@ -33,6 +33,8 @@ SCHEDULER_LEASE_PREFIX = "metricx:scheduler:lease:"
 SCHEDULER_LAST_TICKS_PREFIX = "metricx:scheduler:last:"
 #: Job ids of cron ticks: ``cron:{entry}:{tick}``.
 CRON_JOB_PREFIX = "cron:"
+#: A dashboard sign-in session, by the hash of its cookie value (core/web).
+WEB_SESSION_PREFIX = "metricx:web:session:"
 
 
 def active_sync(connection_id: object) -> str:
@@ -53,6 +55,11 @@ def fanout_slot(mode: str, slot: str) -> str:
 def fanout_passes(mode: str, slot: str) -> str:
     """The counter of follow-up passes of the ``mode`` fan-out of ``slot``."""
     return f"{FANOUT_PASSES_PREFIX}{mode}:{slot}"
+
+
+def web_session(token_hash: str) -> str:
+    """The dashboard session stored under the hash of its cookie value."""
+    return f"{WEB_SESSION_PREFIX}{token_hash}"
 
 
 def arq_job(job_id: str) -> str:
@@ -80,6 +87,7 @@ __all__ = [
     "RATE_LIMIT_PREFIX",
     "SCHEDULER_LAST_TICKS_PREFIX",
     "SCHEDULER_LEASE_PREFIX",
+    "WEB_SESSION_PREFIX",
     "active_sync",
     "arq_in_progress",
     "arq_job",
@@ -92,4 +100,5 @@ __all__ = [
     "in_progress_key_prefix",
     "job_key_prefix",
     "result_key_prefix",
+    "web_session",
 ]

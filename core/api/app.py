@@ -22,6 +22,7 @@ from core.api.errors import documented
 from core.api.routes import connections, data, health, jobs, providers, workspaces
 from core.logging import configure_logging
 from core.plugins import get_registry
+from core.web import mount as web_mount
 
 log = structlog.get_logger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -94,9 +95,12 @@ def create_app() -> FastAPI:
         "Authenticate with `Authorization: Bearer <key>`: a workspace API key, or the operator key "
         "for creating workspaces. Another workspace's objects always answer 404.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by core.web
+        redoc_url=None,
     )
     app.state.resources = Resources()
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
+    web_mount.install(app)
     return app

@@ -27,6 +27,19 @@ NOT_TENANT_SCOPED = {
     ("GET", "/v1/workspaces"),
     ("POST", "/v1/workspaces"),
 }
+# The dashboard (core/web): its workspace comes from the session cookie, not the URL;
+# tests/integration/test_web.py walks its connection routes with another workspace's session.
+DASHBOARD = {
+    ("GET", "/"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/_live/connections"),
+    ("GET", "/dashboard/connections/{connection_id}"),
+    ("GET", "/dashboard/connections/{connection_id}/_live"),
+    ("POST", "/dashboard/connections/{connection_id}/{action}"),
+}
 BODIES = {
     "/connections": {
         "provider": "testprovider",
@@ -77,7 +90,9 @@ async def test_every_workspace_route_hides_other_tenants_objects(
         if path.startswith("/v1/plugins/"):
             continue  # a plugin's own router (e.g. signed webhooks): the plugin's tests cover it
         if "{workspace_id}" not in path:
-            assert (method, path) in NOT_TENANT_SCOPED, f"{method} {path} is not workspace-scoped: add a test"
+            assert (method, path) in NOT_TENANT_SCOPED | DASHBOARD, (
+                f"{method} {path} is not workspace-scoped: add a test"
+            )
             continue
         names = set(re.findall(r"{(\w+)}", path)) - {"workspace_id"}
         assert names <= ids.keys(), f"{method} {path}: no fixture object for {names - ids.keys()}"
