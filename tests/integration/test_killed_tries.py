@@ -1,4 +1,4 @@
-"""A sync whose worker is SIGKILLed on every try is closed, not dropped: runs ``abandoned``, connection ``error``.
+"""A sync whose worker is SIGKILLed on every try is closed: runs ``abandoned``, connection ``error``.
 
 Before, its last ``sync_runs`` row read ``running`` forever, the connection stayed
 ``syncing``, and once arq's result expired the job API said ``in_progress`` forever.
