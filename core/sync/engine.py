@@ -147,7 +147,7 @@ async def _close_exhausted(ctx: dict[str, Any], job: SyncJob, provider: str) -> 
     tries = tries_of(job, ctx["settings"])
     message = (
         f"the sync was stopped on each of its {tries} tries before finishing (its worker was killed "
-        "or lost); it will run again with the next sync of this connection"
+        "or lost, or it ran past the job timeout); the connection's next sync runs it again"
     )
     async with session_scope() as session:
         abandoned = await status.close_abandoned(session, job.job_id)
