@@ -69,6 +69,17 @@ class Settings(BaseSettings):
         description="A throttle shorter than this re-queues the sync for when it lifts; a longer one "
         "(a daily quota) leaves the connection rate_limited until the scheduler picks it up again.",
     )
+    lock_wait_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A sync whose connection is busy (another sync holds its lock) looks again this "
+        "many seconds later (plus jitter), without using one of its tries.",
+    )
+    lock_wait_max_s: float | None = Field(
+        default=None,
+        description="A sync that waited this long for its busy connection is merged with the "
+        "connection's next sync (default: job_timeout_s + 60, longer than any one holder).",
+    )
     stuck_after_s: int | None = Field(
         default=None,
         description="A connection syncing/queued for longer than this with no live job is repaired "
@@ -114,6 +125,10 @@ class Settings(BaseSettings):
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")
     log_level: str = Field(default="INFO", description="Root log level.")
+
+    @property
+    def lock_wait_bound_s(self) -> float:
+        return self.lock_wait_max_s if self.lock_wait_max_s is not None else self.job_timeout_s + 60
 
     @property
     def stuck_threshold_s(self) -> int:

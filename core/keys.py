@@ -12,6 +12,7 @@ from arq.constants import (
     in_progress_key_prefix,
     job_key_prefix,
     result_key_prefix,
+    retry_key_prefix,
 )
 
 #: The job id of the sync a connection has queued or running (one at a time per connection).
@@ -72,6 +73,11 @@ def arq_result(job_id: str) -> str:
     return result_key_prefix + job_id
 
 
+def arq_retry(job_id: str) -> str:
+    """arq's count of a job's tries (incremented when a try starts)."""
+    return retry_key_prefix + job_id
+
+
 def arq_in_progress(job_id: str) -> str:
     """arq's key present while a worker runs the job."""
     return in_progress_key_prefix + job_id
@@ -92,6 +98,7 @@ __all__ = [
     "arq_in_progress",
     "arq_job",
     "arq_result",
+    "arq_retry",
     "connection_lock",
     "default_queue_name",
     "expires_extra_ms",

@@ -46,6 +46,18 @@ class Capabilities:
     backfill_slice_days: int = 7
     timezone_source: str = "account"
     realtime: bool = True
+    # The level whose rows add up to the account's totals: what the metrics API shows when no
+    # level is asked for. None: the first level (declare it; list order is not a meaning).
+    primary_level: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.primary_level is not None and self.primary_level not in self.levels:
+            raise ValueError(f"primary_level {self.primary_level!r} is not one of the levels {self.levels}")
+
+    @property
+    def default_level(self) -> str:
+        """The level the metrics API reads when none is given: ``primary_level``, else the first."""
+        return self.primary_level or self.levels[0]
 
 
 @dataclass(frozen=True, slots=True)

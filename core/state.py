@@ -54,12 +54,27 @@ class RunStatus(StrEnum):
     failed = "failed"
     retrying = "retrying"  # failed transiently; arq runs another try
     deferred = "deferred"  # rate limited; a new job (or the next schedule) continues
+    abandoned = "abandoned"  # its worker died mid-try (killed, lost); closed when the job next runs
+    waiting = "waiting"  # the connection was busy: the job waits its turn without using a try
+    waited = "waited"  # that wait is over: the job's tries follow (``finished_at``: its turn came)
+    merged = "merged"  # waited past the bound: the connection's next sync does this job's work
 
 
-#: The try is over (``retrying`` is over too, but its job is not).
-FINISHED_RUN: frozenset[RunStatus] = frozenset(RunStatus) - {RunStatus.running}
+#: The try is over (``retrying`` and ``abandoned`` are over too, but their job may not be).
+FINISHED_RUN: frozenset[RunStatus] = frozenset(RunStatus) - {RunStatus.running, RunStatus.waiting}
 #: The job is over: no further try of it will run.
-TERMINAL_RUN: frozenset[RunStatus] = frozenset({RunStatus.complete, RunStatus.failed, RunStatus.deferred})
+TERMINAL_RUN: frozenset[RunStatus] = frozenset(
+    {RunStatus.complete, RunStatus.failed, RunStatus.deferred, RunStatus.merged}
+)
+
+#: arq runs a sync job once more than its tries: a job whose every try was killed gets a last
+#: call that only closes it (its runs ``abandoned``, the connection ``error``), never a silent drop.
+CLOSING_TRIES = 1
+
+
+def arq_max_tries(tries: int) -> int:
+    """The ``max_tries`` to give arq for a sync job allowed ``tries`` tries of work."""
+    return tries + CLOSING_TRIES
 
 
 SYNC_JOB_PREFIX = "sync"
@@ -108,6 +123,7 @@ class SyncJobId:
 
 __all__ = [
     "BUSY",
+    "CLOSING_TRIES",
     "FINISHED_RUN",
     "NEEDS_ATTENTION",
     "SETTLED",
@@ -116,4 +132,5 @@ __all__ = [
     "RunStatus",
     "SyncJobId",
     "SyncStatus",
+    "arq_max_tries",
 ]

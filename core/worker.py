@@ -21,6 +21,7 @@ from core.errors import ConfigError
 from core.logging import configure_logging
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
+from core.state import arq_max_tries
 from core.sync.context import RUNNER_KEY
 from core.sync.plugin_jobs import run_plugin_sync
 
@@ -36,7 +37,9 @@ CORE_JOBS = (
 
 def build_functions() -> list[Function]:
     """Core jobs plus every plugin's; a duplicate name stops start-up."""
-    functions = [func(f, name=f.__name__) for f in CORE_JOBS]
+    # A sync job gets one call past its tries, which only closes it (see core.state.CLOSING_TRIES).
+    tries = {jobs.process_sync_job.__name__: arq_max_tries(get_settings().max_tries)}
+    functions = [func(f, name=f.__name__, max_tries=tries.get(f.__name__)) for f in CORE_JOBS]
     names = {f.name for f in functions}
     registry = get_registry()
     for spec in registry.jobs.values():

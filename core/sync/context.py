@@ -20,12 +20,13 @@ from redis.asyncio import Redis
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.config import get_settings
 from core.db.engine import session_scope
 from core.db.models import Connection
 from core.enqueue import EnqueueResult, JobRequest, enqueue_many, get_arq_pool
 from core.errors import ConfigError
 from core.providers import AccountRef, Credentials, JobSpec, Provider, ProviderContext
-from core.state import ConnectionStatus, SyncStatus
+from core.state import ConnectionStatus, SyncStatus, arq_max_tries
 from core.sync import status
 from core.sync.loading import Loaded, account_ref, refresh_account_facts, store_credentials
 from core.sync.throttle import record_verified
@@ -140,7 +141,9 @@ class SyncJobSpec:
 
         job.__name__ = job.__qualname__ = self.name.replace(".", "_")
         job.__doc__ = f"Run the {self.provider} plugin's {self.label!r} sync of one connection."
-        return JobSpec(self.name, job, max_tries=self.max_tries, timeout_s=self.timeout_s)
+        # One call past its tries only closes a job whose every try was killed (core.state.CLOSING_TRIES).
+        tries = arq_max_tries(self.max_tries or get_settings().max_tries)
+        return JobSpec(self.name, job, max_tries=tries, timeout_s=self.timeout_s)
 
     def request(
         self,

@@ -19,7 +19,6 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-import core.keys as keys
 from core.config import Settings
 from core.crypto import decrypt
 from core.db.engine import session_scope
@@ -30,7 +29,7 @@ from core.logging import redact_text
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus, RunStatus, SyncStatus
-from core.sync import status
+from core.sync import locks, status
 from core.sync.loading import Loaded, account_ref
 from core.sync.throttle import defer_sharing, scope_keys
 
@@ -52,6 +51,8 @@ class SyncJob:
     requeue: Callable[[float], Awaitable[EnqueueResult]] | None = None
     # Whose "one queued or running job" slot this job holds (a plugin job has its own).
     active_for: str | None = None
+    # Tries of work this job may use (None: the worker's max_tries); arq allows one more to close it.
+    max_tries: int | None = None
 
     @property
     def active_key(self) -> str:
@@ -123,17 +124,50 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, A
         await release_active(redis, job.active_key, job.job_id)
         log.info("sync_skipped", reason=f"connection is {loaded.connection.status}")
         return {"status": "skipped", "reason": f"connection is {loaded.connection.status}"}
-    lock = redis.lock(keys.connection_lock(job.connection_id), timeout=ctx["settings"].job_timeout_s + 5)
-    if not await lock.acquire(blocking=False):
-        # Another sync of this connection is running (e.g. a different mode): try again shortly.
-        raise Retry(defer=backoff_s(1, ctx["settings"]))
+    if job.job_try > tries_of(job, ctx["settings"]):
+        return await _close_exhausted(ctx, job, loaded.provider.name)
+    lock, holder = await locks.acquire(redis, job, ctx["settings"])
+    if lock is None:
+        # Another sync of this connection is running (e.g. the store sync): wait, using no try.
+        return await locks.wait_turn(
+            ctx, job, holder or "another sync", job.requeue or _requeue_sync(ctx, job)
+        )
     try:
         return await _attempt(ctx, job, loaded, work)
     finally:
-        try:
-            await lock.release()
-        except Exception as exc:  # the lock expired: nothing left to release
-            log.debug("lock_release_skipped", error=str(exc))
+        await locks.release(lock)
+
+
+def tries_of(job: SyncJob, settings: Settings) -> int:
+    """The tries of work ``job`` may use."""
+    return job.max_tries or settings.max_tries
+
+
+async def _close_exhausted(ctx: dict[str, Any], job: SyncJob, provider: str) -> dict[str, Any]:
+    """Every try of the job was stopped before it could record an outcome: close it as an error."""
+    tries = tries_of(job, ctx["settings"])
+    message = (
+        f"the sync was stopped on each of its {tries} tries before finishing (its worker was killed "
+        "or lost, or it ran past the job timeout); the connection's next sync runs it again"
+    )
+    async with session_scope() as session:
+        abandoned = await status.close_abandoned(session, job.job_id)
+        await status.mark_failed(
+            session, job.connection_id, sync_status=SyncStatus.error, kind="interrupted", message=message
+        )
+    await release_active(ctx["redis"], job.active_key, job.job_id)
+    snapshot_log.error("sync_abandoned", tries=tries, runs_abandoned=abandoned)
+    ctx["registry"].notify(
+        "on_sync_failed",
+        connection_id=str(job.connection_id),
+        workspace_id=str(job.workspace_id),
+        provider=provider,
+        mode=job.mode,
+        job_id=job.job_id,
+        error_kind="interrupted",
+        message=message,
+    )
+    return {"status": RunStatus.failed.value, "error_kind": "interrupted", "error": message}
 
 
 async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work) -> dict[str, Any]:
@@ -248,14 +282,14 @@ async def _handle_error(
         kind, message = PermanentError.kind, f"{type(exc).__name__}: {exc}"
     message = scrub(message, credentials)
     fail = {**event, "error_kind": kind, "message": status.clip(message)}
-    if isinstance(exc, TransientError) and job.job_try < settings.max_tries:
+    if isinstance(exc, TransientError) and job.job_try < tries_of(job, settings):
         delay = backoff_s(job.job_try, settings)
         await _finish_failed(
             ctx,
             job,
             run_id,
             kind,
-            f"{message} (retry {job.job_try + 1} of {settings.max_tries} in {delay:.0f}s)",
+            f"{message} (retry {job.job_try + 1} of {tries_of(job, settings)} in {delay:.0f}s)",
             sync_status=SyncStatus.queued,
             run_status=RunStatus.retrying,
         )

@@ -31,6 +31,7 @@ async def run_plugin_sync(
             job_id=ctx["job_id"],
             job_try=ctx.get("job_try", 1),
             active_for=spec.active_for(connection_id),
+            max_tries=spec.max_tries,
         )
     except ConfigError as exc:
         return {"status": RunStatus.failed.value, "error_kind": exc.kind, "error": exc.message}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,15 +157,12 @@ async def mark_started(
         )
     )
     # An earlier try of this job whose worker died never closed its run: close it now.
+    await close_abandoned(session, job_id)
+    # The job waited for its turn (another sync held the connection): that wait is over.
     await session.execute(
         update(SyncRun)
-        .where(SyncRun.job_id == job_id, SyncRun.status == RunStatus.running)
-        .values(
-            status=RunStatus.failed,
-            error_kind="interrupted",
-            error_message="worker stopped mid-sync",
-            finished_at=now,
-        )
+        .where(SyncRun.job_id == job_id, SyncRun.status == RunStatus.waiting)
+        .values(status=RunStatus.waited, finished_at=now)
     )
     run = SyncRun(
         workspace_id=workspace_id,
@@ -179,6 +176,68 @@ async def mark_started(
     session.add(run)
     await session.flush()
     return run.id
+
+
+ABANDONED = "the try's worker stopped mid-sync (killed, crashed or lost)"
+
+
+async def close_abandoned(session: AsyncSession, job_id: str) -> int:
+    """Mark the job's tries still ``running`` as ``abandoned`` (their worker died); how many."""
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.job_id == job_id, SyncRun.status == RunStatus.running)
+        .values(
+            status=RunStatus.abandoned,
+            error_kind="interrupted",
+            error_message=ABANDONED,
+            finished_at=utcnow(),
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+#: ``sync_runs.try_number`` of a job's wait for its busy connection (its tries count from 1).
+WAIT_TRY = 0
+
+
+async def mark_waiting(
+    session: AsyncSession, connection_id: uuid.UUID, workspace_id: uuid.UUID, job_id: str, mode: str, why: str
+) -> float:
+    """Record that the job waits for its busy connection (one row per job); seconds waited so far."""
+    now = utcnow()
+    row = await session.scalar(
+        select(SyncRun).where(SyncRun.job_id == job_id, SyncRun.try_number == WAIT_TRY).with_for_update()
+    )
+    if row is None:
+        session.add(
+            SyncRun(
+                workspace_id=workspace_id,
+                connection_id=connection_id,
+                job_id=job_id,
+                mode=mode,
+                try_number=WAIT_TRY,
+                status=RunStatus.waiting,
+                started_at=now,
+                error_kind="lock_busy",
+                error_message=clip(why),
+            )
+        )
+        await session.flush()
+        return 0.0
+    row.error_message = clip(why)
+    if row.status != RunStatus.waiting:  # an earlier wait of this job ended; this is a new one
+        row.status, row.started_at, row.finished_at = RunStatus.waiting, now, None
+        return 0.0
+    return (now - row.started_at).total_seconds()
+
+
+async def mark_merged(session: AsyncSession, job_id: str, message: str) -> None:
+    """The job's wait ended without its turn: the connection's next sync does its work."""
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.job_id == job_id, SyncRun.try_number == WAIT_TRY)
+        .values(status=RunStatus.merged, finished_at=utcnow(), error_message=clip(message))
+    )
 
 
 async def update_run(session: AsyncSession, run_id: uuid.UUID, **values: Any) -> None:
@@ -271,16 +330,7 @@ async def repair(session: AsyncSession, connection_id: uuid.UUID, job_id: str | 
         )
     )
     if job_id:
-        await session.execute(
-            update(SyncRun)
-            .where(and_(SyncRun.job_id == job_id, SyncRun.status == RunStatus.running))
-            .values(
-                status=RunStatus.failed,
-                error_kind="interrupted",
-                error_message="worker stopped",
-                finished_at=utcnow(),
-            )
-        )
+        await close_abandoned(session, job_id)
     return bool(getattr(result, "rowcount", 0))
 
 

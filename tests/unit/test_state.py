@@ -29,7 +29,10 @@ def test_statuses_are_the_stored_strings() -> None:
         "rate_limited",
         "reconnect_required",
     ]
-    assert {s.value for s in RunStatus} == {"running", "complete", "failed", "retrying", "deferred"}
+    assert {s.value for s in RunStatus} == {
+        *("running", "complete", "failed", "retrying", "deferred"),
+        *("abandoned", "waiting", "waited", "merged"),
+    }
     assert {s.value for s in ConnectionStatus} == {"active", "paused", "disconnected"}
     assert SyncStatus.queued == "queued" and f"{RunStatus.deferred}" == "deferred"
 
@@ -43,7 +46,10 @@ def test_derived_sync_status_sets_partition_the_statuses() -> None:
 
 
 def test_derived_run_status_sets() -> None:
-    assert TERMINAL_RUN == {RunStatus.complete, RunStatus.failed, RunStatus.deferred}
+    assert TERMINAL_RUN == {RunStatus.complete, RunStatus.failed, RunStatus.deferred, RunStatus.merged}
+    # a killed try is over, and so is a wait; their job is not (it retries, or runs its tries)
+    assert {RunStatus.abandoned, RunStatus.waited} <= FINISHED_RUN - TERMINAL_RUN
+    assert RunStatus.waiting not in FINISHED_RUN | TERMINAL_RUN
     # a retrying try is over, but its job is not: arq runs another try
     assert RunStatus.retrying in FINISHED_RUN and RunStatus.retrying not in TERMINAL_RUN
     assert RunStatus.running not in FINISHED_RUN | TERMINAL_RUN

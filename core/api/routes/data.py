@@ -56,7 +56,8 @@ GROUP BY s.captured_at ORDER BY s.captured_at
 """
 
 Level = Annotated[
-    str | None, Query(max_length=32, pattern=NO_NUL, description="Entity level (default: the finest).")
+    str | None,
+    Query(max_length=32, pattern=NO_NUL, description="Entity level (default: the provider's primary level)."),
 ]
 EntityFilter = Annotated[uuid.UUID | None, Query(description="Only this entity.")]
 
@@ -65,7 +66,7 @@ def _level(connection: Connection, level: str | None) -> str:
     if level:
         return level
     provider = get_registry().providers.get(connection.provider)
-    return provider.capabilities.levels[-1] if provider else "ad"
+    return provider.capabilities.default_level if provider else "ad"
 
 
 def _today(connection: Connection) -> date:

@@ -22,13 +22,15 @@ from core.state import RunStatus, SyncJobId
 
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["jobs"])
 
-# A job's status as the API names it, from its latest try when arq no longer knows the job.
+# A job's status as the API names it, from its latest try once arq no longer knows the job
+# (its result expired). A job arq has forgotten runs no more: a try still ``running``,
+# ``retrying`` or ``waiting`` there lost its worker or its queue entry, so it reads failed.
 RUN_STATUS: dict[str, str] = {
-    RunStatus.running: "in_progress",
-    RunStatus.retrying: "queued",
     RunStatus.complete: "complete",
     RunStatus.deferred: "complete",
+    RunStatus.merged: "complete",
 }
+LOST = "the job is no longer queued or running (its worker or queue entry was lost)"
 
 
 def job_connection(job_id: str) -> uuid.UUID | None:
@@ -83,15 +85,17 @@ async def _from_arq(job_id: str, redis: RedisDep, run: SyncRun | None) -> dict[s
 
 
 def _from_run(run: SyncRun) -> dict[str, Any]:
-    failed = run.status == RunStatus.failed
+    state = RUN_STATUS.get(run.status, "failed")
+    failed = state == "failed"
+    error = run.error_message if run.status in (RunStatus.failed, RunStatus.abandoned) else LOST
     return {
-        "status": "failed" if failed else RUN_STATUS.get(run.status, "queued"),
+        "status": state,
         "tries": run.try_number,
         "enqueued_at": None,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "result": None if failed else {"status": str(run.status), "rows": run.rows_written},
-        "error": run.error_message if failed else None,
+        "error": (error or LOST) if failed else None,
     }
 
 

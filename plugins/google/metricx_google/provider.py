@@ -74,6 +74,7 @@ class GoogleAdsProvider:
         )
         self.capabilities = Capabilities(
             levels=LEVELS,
+            primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
         )

@@ -51,7 +51,10 @@ class MetaProvider:
     name = "meta"
     display_name = "Meta Ads"
     capabilities = Capabilities(
-        levels=("campaign", "adset", "ad"), attribution_window_days=7, backfill_days=90
+        levels=("campaign", "adset", "ad"),
+        primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
+        attribution_window_days=7,
+        backfill_days=90,
     )
 
     def __init__(self, settings: MetaSettings | None = None) -> None:

@@ -54,6 +54,7 @@ class ShopifyProvider:
     display_name = "Shopify"
     capabilities = Capabilities(
         levels=("store", "store_refunds"),
+        primary_level="store",  # net sales; store_refunds is a detail series, not the total
         attribution_window_days=30,
         backfill_days=90,
         backfill_slice_days=30,

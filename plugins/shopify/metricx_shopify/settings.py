@@ -49,7 +49,9 @@ class ShopifySettings(BaseSettings):
         "the rest is headroom for the shop's other calls.",
     )
     sync_cron: str = Field(
-        default="0 * * * *", description="Cron (UTC) of the scheduled store sync of every Shopify connection."
+        default="7 * * * *",
+        description="Cron (UTC) of the scheduled store sync of every Shopify connection (at :07, "
+        "between the core's 15-minute realtime ticks, so the two never start together).",
     )
     cursor_overlap_s: int = Field(
         default=60,
