@@ -14,6 +14,7 @@ from __future__ import annotations
 from core import hookspecs
 from core.api import create_app as create_api
 from core.config import Settings, get_settings
+from core.cron import next_fire
 from core.db.engine import session_scope
 from core.db.models import Connection
 from core.enqueue import enqueue_sync_job
@@ -38,6 +39,7 @@ __all__ = [
     "hookspecs",
     "load_registry",
     "local_today",
+    "next_fire",
     "scope_keys",
     "session_scope",
     "slot_start",

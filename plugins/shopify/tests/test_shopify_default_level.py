@@ -9,14 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from core.enqueue import enqueue_sync_job
+from core.testing.harness import enqueue_sync_job
 
 OPERATOR = {"Authorization": "Bearer test-operator-key"}
 
 
 @pytest.fixture
 async def api(metricx_env: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from core.api import create_app
+    from core.testing.harness import create_api as create_app
 
     app = create_app()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

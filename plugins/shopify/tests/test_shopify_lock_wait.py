@@ -17,9 +17,7 @@ from metricx_shopify.jobs import enqueue_store_sync
 from metricx_shopify.settings import ShopifySettings
 from shopify_helpers import fetch_all, fetch_one
 
-from core.config import Settings
-from core.cron import next_fire
-from core.enqueue import enqueue_sync_job
+from core.testing.harness import Settings, enqueue_sync_job, next_fire
 
 RUNS = (
     "SELECT job_id, try_number, status, started_at, finished_at, rows_written FROM sync_runs "
