@@ -12,6 +12,7 @@ from arq.constants import (
     in_progress_key_prefix,
     job_key_prefix,
     result_key_prefix,
+    retry_key_prefix,
 )
 
 #: The job id of the sync a connection has queued or running (one at a time per connection).
@@ -69,6 +70,20 @@ def arq_in_progress(job_id: str) -> str:
     return in_progress_key_prefix + job_id
 
 
+def arq_retry(job_id: str) -> str:
+    """arq's try counter of a job (incremented as each try starts; read as ``job_try``)."""
+    return retry_key_prefix + job_id
+
+
+#: Tries of a job given back because PostgreSQL or Redis was down (bounded, see core.sync.infra_retry).
+INFRA_RETRY_PREFIX = "metricx:infra-retry:"
+
+
+def infra_retries(job_id: str) -> str:
+    """How many tries of ``job_id`` were given back after an infrastructure fault."""
+    return f"{INFRA_RETRY_PREFIX}{job_id}"
+
+
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
     "CACHE_PREFIX",
@@ -76,6 +91,7 @@ __all__ = [
     "CRON_JOB_PREFIX",
     "FANOUT_PASSES_PREFIX",
     "FANOUT_SLOT_PREFIX",
+    "INFRA_RETRY_PREFIX",
     "RATE_LIMIT_PREFIX",
     "SCHEDULER_LAST_TICKS_PREFIX",
     "SCHEDULER_LEASE_PREFIX",
@@ -83,12 +99,14 @@ __all__ = [
     "arq_in_progress",
     "arq_job",
     "arq_result",
+    "arq_retry",
     "connection_lock",
     "default_queue_name",
     "expires_extra_ms",
     "fanout_passes",
     "fanout_slot",
     "in_progress_key_prefix",
+    "infra_retries",
     "job_key_prefix",
     "result_key_prefix",
 ]

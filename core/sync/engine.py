@@ -26,11 +26,13 @@ from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
+from core.infra import InfraUnavailable, infra_error
 from core.logging import redact_text
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import status
+from core.sync.infra_retry import forget_faults, give_back_try
 from core.sync.loading import Loaded
 
 log = structlog.get_logger(__name__)
@@ -108,7 +110,43 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, A
     check, entities, metrics for the mode's windows; a plugin job's own work through
     :mod:`core.sync.context`), with the same lock, status tracking, ``sync_runs``
     rows, retries and deferrals for all of them.
+
+    PostgreSQL or Redis failing anywhere (loading the connection, recording the start,
+    the outcome or the failure itself) ends in ``Retry``, never in a dropped job.
     """
+    try:
+        result = await _run_sync(ctx, job, work)
+    except Retry:
+        raise
+    except Exception as exc:
+        fault = infra_error(exc)
+        if fault is None:
+            raise
+        raise await _infra_retry(ctx, job, fault) from exc
+    if job.job_try > 1:  # the job ended (done or failed for good): its fault count starts over
+        await forget_faults(ctx["redis"], job.job_id)
+    return result
+
+
+async def _infra_retry(ctx: dict[str, Any], job: SyncJob, fault: InfraUnavailable) -> Retry:
+    """The ``Retry`` for a try PostgreSQL or Redis interrupted (the last try is given back)."""
+    settings: Settings = ctx["settings"]
+    faults = await give_back_try(ctx["redis"], settings, job.job_id, job.job_try)
+    if faults is None:
+        snapshot_log.error("sync_infra_retries_exhausted", error=fault.message, try_number=job.job_try)
+        return Retry(defer=settings.retry_max_s)  # arq's own try count decides from here
+    delay = backoff_s(faults, settings)
+    snapshot_log.warning(
+        "sync_infra_retry",
+        error=fault.message,
+        try_number=job.job_try,
+        faults=faults,
+        defer_s=round(delay, 2),
+    )
+    return Retry(defer=delay)
+
+
+async def _run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, Any]:
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
         job_id=job.job_id, connection_id=str(job.connection_id), workspace_id=str(job.workspace_id)
@@ -239,6 +277,22 @@ async def _handle_error(
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
+    fault = exc if isinstance(exc, InfraUnavailable) else None
+    if fault is None and not isinstance(exc, MetricxError):
+        fault = infra_error(exc)
+    if fault is not None:
+        # PostgreSQL or Redis failed under the sync: not the sync's fault. Retried (on the last
+        # try too); if recording this fails as well, run_sync retries without a record.
+        await _finish_failed(
+            ctx,
+            job,
+            run_id,
+            fault.kind,
+            fault.message,
+            sync_status=SyncStatus.queued,
+            run_status=RunStatus.retrying,
+        )
+        raise await _infra_retry(ctx, job, fault) from exc
     if isinstance(exc, MetricxError):
         kind, message = exc.kind, exc.message
     else:

@@ -1,0 +1,37 @@
+"""A try interrupted by PostgreSQL or Redis is retried, and never used up by the outage.
+
+arq counts a try as it starts (``arq:retry:{job}``) and fails a job whose count passes
+``max_tries``. A database restart is not the job's fault, so when such a fault hits the last
+try, the count is given back (bounded by ``infra_max_retries`` per job) and the job runs again
+after the backoff; the failure is recorded then, when the database answers.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+import core.keys as keys
+from core.config import Settings
+
+#: How long the per-job count of given-back tries is kept.
+INFRA_COUNT_TTL_S = 86_400
+
+
+async def give_back_try(redis: Redis, settings: Settings, job_id: str, job_try: int) -> int | None:
+    """Count one infrastructure fault of ``job_id``; returns the count, or None past the bound.
+
+    On the job's last try the arq try is handed back, so arq runs it once more.
+    """
+    key = keys.infra_retries(job_id)
+    faults = int(await redis.incr(key))
+    await redis.expire(key, INFRA_COUNT_TTL_S)
+    if faults > settings.infra_max_retries:
+        return None
+    if job_try >= settings.max_tries:
+        await redis.decr(keys.arq_retry(job_id))
+    return faults
+
+
+async def forget_faults(redis: Redis, job_id: str) -> None:
+    """Drop the job's fault count once it has finished (success or a recorded failure)."""
+    await redis.delete(keys.infra_retries(job_id))
