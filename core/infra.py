@@ -125,6 +125,29 @@ def infra_error(exc: BaseException) -> InfraUnavailable | None:
         for error_type, service, what in INFRA_ERRORS:
             if isinstance(link, error_type):
                 return InfraUnavailable(f"{service} {what} ({type(link).__name__})", service=service)
+        client = _raised_in_client(link) if isinstance(link, OSError) else None
+        if client is not None:
+            # e.g. FileNotFoundError: a Unix-socket server that is down has no socket file.
+            return InfraUnavailable(f"{client} unreachable ({type(link).__name__})", service=client)
+    return None
+
+
+#: Where an otherwise generic ``OSError`` comes from when it is a server being unreachable.
+CLIENT_MODULES: tuple[tuple[str, str], ...] = (
+    ("asyncpg", "PostgreSQL"),
+    ("sqlalchemy", "PostgreSQL"),
+    ("redis", "Redis"),
+)
+
+
+def _raised_in_client(exc: BaseException) -> str | None:
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        for prefix, service in CLIENT_MODULES:
+            if module == prefix or module.startswith(prefix + "."):
+                return service
+        tb = tb.tb_next
     return None
 
 
@@ -162,6 +185,7 @@ async def _sleep(seconds: float) -> None:
 
 
 __all__ = [
+    "CLIENT_MODULES",
     "INFRA_ERRORS",
     "INFRA_SQLSTATES",
     "REDIS_RETRY_ERRORS",

@@ -84,6 +84,11 @@ def infra_retries(job_id: str) -> str:
     return f"{INFRA_RETRY_PREFIX}{job_id}"
 
 
+def unrecorded_runs(job_id: str) -> str:
+    """``sync_runs`` ids of ``job_id`` whose end could not be written (the database was down)."""
+    return f"{INFRA_RETRY_PREFIX}{job_id}:unrecorded"
+
+
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
     "CACHE_PREFIX",
@@ -109,4 +114,5 @@ __all__ = [
     "infra_retries",
     "job_key_prefix",
     "result_key_prefix",
+    "unrecorded_runs",
 ]

@@ -32,7 +32,7 @@ from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import status
-from core.sync.infra_retry import forget_faults, give_back_try
+from core.sync.infra_retry import close_unrecorded, forget_faults, give_back_try, remember_unrecorded
 from core.sync.loading import Loaded
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,8 @@ class SyncJob:
     requeue: Callable[[float], Awaitable[EnqueueResult]] | None = None
     # Whose "one queued or running job" slot this job holds (a plugin job has its own).
     active_for: str | None = None
+    # This try's sync_runs row, once recorded.
+    run_id: uuid.UUID | None = None
 
     @property
     def active_key(self) -> str:
@@ -122,6 +124,8 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, A
         fault = infra_error(exc)
         if fault is None:
             raise
+        if job.run_id is not None:  # its sync_runs row says `running`: the next try closes it
+            await remember_unrecorded(ctx["redis"], job.job_id, job.run_id)
         raise await _infra_retry(ctx, job, fault) from exc
     if job.job_try > 1:  # the job ended (done or failed for good): its fault count starts over
         await forget_faults(ctx["redis"], job.job_id)
@@ -180,6 +184,9 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         run_id = await status.mark_started(
             session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode
         )
+        if job.job_try > 1:
+            await close_unrecorded(ctx["redis"], session, job.job_id)
+    job.run_id = run_id
     event = {
         "connection_id": str(job.connection_id),
         "workspace_id": str(job.workspace_id),

@@ -70,3 +70,12 @@ def test_defects_are_not_infrastructure(error: BaseException) -> None:
 def test_message_never_carries_the_exception_text() -> None:
     fault = infra_error(_wrapped(ConnectionRefusedError(111, "postgresql://u:s3cret@db/x")))
     assert fault is not None and "s3cret" not in fault.message
+
+
+async def test_an_os_error_from_the_database_driver_is_infrastructure(tmp_path: object) -> None:
+    # A PostgreSQL reached over a Unix socket that is down: the socket file is missing.
+    try:
+        await asyncpg.connect(f"postgresql://postgres@/postgres?host={tmp_path}")
+    except OSError as exc:
+        fault = infra_error(exc)
+    assert fault is not None and fault.service == "PostgreSQL"
