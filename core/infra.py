@@ -172,7 +172,7 @@ class ReconnectForever(RedisRetry):
                 if failures == 1:
                     started = time.monotonic()
                     log.warning("redis_unavailable", error_type=type(error).__name__)
-                await fail(error)  # type: ignore[arg-type]
+                await fail(error)
                 await _sleep(self._backoff.compute(failures))
                 continue
             if failures:

@@ -307,6 +307,11 @@ async def test_worker_sigkilled_every_few_seconds(env: Env) -> None:
     _assert_nothing_lost(figures)
 
 
+@pytest.mark.xfail(
+    reason="a Redis restarted empty loses every queued job: the reconciler (issue 13 part b) re-queues "
+    "them from coverage; until it is merged the figures show what is lost",
+    strict=False,
+)
 async def test_redis_restart_without_persistence(env: Env) -> None:
     async def fault() -> dict[str, Any]:
         env.stack.stop_redis()
