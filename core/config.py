@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     max_tries: int = Field(default=3, description="Tries per job, the first included.")
     retry_base_s: float = Field(default=5.0, description="First retry delay; doubles each try, plus jitter.")
     retry_max_s: float = Field(default=300.0, description="Upper bound of one retry delay.")
+    infra_max_retries: int = Field(
+        default=20,
+        description="Tries a job gets back after PostgreSQL or Redis faults (beyond max_tries), each "
+        "after the usual backoff: a database outage delays work instead of dropping it.",
+    )
     rate_limit_requeue_max_s: float = Field(
         default=900.0,
         description="A throttle shorter than this re-queues the sync for when it lifts; a longer one "

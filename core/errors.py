@@ -2,6 +2,7 @@
 
     MetricxError
      ├── TransientError        5xx, timeouts, resets: retried with backoff
+     │    └── InfraUnavailable  (core.infra) PostgreSQL / Redis down: retried, never used up
      ├── RateLimited           throttled: deferred until retry_after, not a failure
      ├── AuthError             expired / revoked token: reconnect_required, never retried
      ├── ConfigError           bad account id, bad parameters: error, never retried

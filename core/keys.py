@@ -83,6 +83,20 @@ def arq_in_progress(job_id: str) -> str:
     return in_progress_key_prefix + job_id
 
 
+#: Tries of a job given back because PostgreSQL or Redis was down (bounded, see core.sync.infra_retry).
+INFRA_RETRY_PREFIX = "metricx:infra-retry:"
+
+
+def infra_retries(job_id: str) -> str:
+    """How many tries of ``job_id`` were given back after an infrastructure fault."""
+    return f"{INFRA_RETRY_PREFIX}{job_id}"
+
+
+def unrecorded_runs(job_id: str) -> str:
+    """``sync_runs`` ids of ``job_id`` whose end could not be written (the database was down)."""
+    return f"{INFRA_RETRY_PREFIX}{job_id}:unrecorded"
+
+
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
     "CACHE_PREFIX",
@@ -90,6 +104,7 @@ __all__ = [
     "CRON_JOB_PREFIX",
     "FANOUT_PASSES_PREFIX",
     "FANOUT_SLOT_PREFIX",
+    "INFRA_RETRY_PREFIX",
     "RATE_LIMIT_PREFIX",
     "SCHEDULER_LAST_TICKS_PREFIX",
     "SCHEDULER_LEASE_PREFIX",
@@ -105,7 +120,9 @@ __all__ = [
     "fanout_passes",
     "fanout_slot",
     "in_progress_key_prefix",
+    "infra_retries",
     "job_key_prefix",
     "result_key_prefix",
+    "unrecorded_runs",
     "web_session",
 ]

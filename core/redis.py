@@ -35,9 +35,23 @@ def _database(path: str) -> int:
         raise ConfigError(f"REDIS_URL database must be a number, got {part!r}") from None
 
 
-def redis_settings(settings: Settings | None = None) -> RedisSettings:
-    """arq ``RedisSettings`` for ``REDIS_URL``; TLS verifies certificates unless told otherwise."""
+def redis_settings(settings: Settings | None = None, *, reconnect_forever: bool = False) -> RedisSettings:
+    """arq ``RedisSettings`` for ``REDIS_URL``; TLS verifies certificates unless told otherwise.
+
+    ``reconnect_forever`` (long-lived processes: the worker) makes every command wait for Redis
+    through an outage or restart (:class:`core.infra.ReconnectForever`) instead of raising.
+    """
     settings = settings or get_settings()
+    rs = _redis_settings(settings)
+    if reconnect_forever:
+        from core.infra import REDIS_RETRY_ERRORS, ReconnectForever
+
+        rs.retry = ReconnectForever()
+        rs.retry_on_error = list(REDIS_RETRY_ERRORS)
+    return rs
+
+
+def _redis_settings(settings: Settings) -> RedisSettings:
     url = settings.redis_url or "redis://localhost:6379/0"
     parsed = urlparse(url)
     common: dict[str, Any] = {

@@ -18,6 +18,7 @@ from core import jobs
 from core.config import get_settings
 from core.db.engine import dispose_engine
 from core.errors import ConfigError
+from core.infra import infra_error
 from core.logging import configure_logging
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
@@ -78,9 +79,22 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["startup_time"] = time.monotonic()
     # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.
     ctx["stats"] = {"jobs_processed": 0}
+    await _repair_stuck(ctx)
+
+
+async def _repair_stuck(ctx: dict[str, Any]) -> None:
     from core.fanout import repair_stuck
 
-    repaired = await repair_stuck(ctx)
+    try:
+        repaired = await repair_stuck(ctx)
+    except Exception as exc:
+        # A worker starting while PostgreSQL restarts still starts (and picks jobs up when it is
+        # back); the repair runs again on the next start. Anything else is a real defect.
+        fault = infra_error(exc)
+        if fault is None:
+            raise
+        log.warning("stuck_repair_skipped", error=fault.message)
+        return
     if repaired:
         log.warning("stuck_connections_repaired", count=repaired)
 
@@ -124,7 +138,7 @@ class WorkerSettings:
 
     functions = _functions_or_exit()
     cron_jobs: list[Any] = []  # the scheduler process enqueues cron work, never the workers
-    redis_settings = redis_settings(_settings)
+    redis_settings = redis_settings(_settings, reconnect_forever=True)  # rides through Redis restarts
     max_jobs = _settings.max_jobs
     job_timeout = _settings.job_timeout_s
     keep_result = _settings.keep_result_s

@@ -25,11 +25,13 @@ from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.enqueue import EnqueueResult, enqueue_sync_job, release_active
 from core.errors import AuthError, MetricxError, PermanentError, RateLimited, TransientError
+from core.infra import InfraUnavailable, infra_error
 from core.logging import redact_text
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
 from core.state import ConnectionStatus, RunStatus, SyncStatus
 from core.sync import locks, status
+from core.sync.infra_retry import close_unrecorded, forget_faults, give_back_try, remember_unrecorded
 from core.sync.loading import Loaded, account_ref
 from core.sync.throttle import defer_sharing, scope_keys
 
@@ -53,6 +55,8 @@ class SyncJob:
     active_for: str | None = None
     # Tries of work this job may use (None: the worker's max_tries); arq allows one more to close it.
     max_tries: int | None = None
+    # This try's sync_runs row, once recorded.
+    run_id: uuid.UUID | None = None
 
     @property
     def active_key(self) -> str:
@@ -110,7 +114,45 @@ async def run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, A
     check, entities, metrics for the mode's windows; a plugin job's own work through
     :mod:`core.sync.context`), with the same lock, status tracking, ``sync_runs``
     rows, retries and deferrals for all of them.
+
+    PostgreSQL or Redis failing anywhere (loading the connection, recording the start,
+    the outcome or the failure itself) ends in ``Retry``, never in a dropped job.
     """
+    try:
+        result = await _run_sync(ctx, job, work)
+    except Retry:
+        raise
+    except Exception as exc:
+        fault = infra_error(exc)
+        if fault is None:
+            raise
+        if job.run_id is not None:  # its sync_runs row says `running`: the next try closes it
+            await remember_unrecorded(ctx["redis"], job.job_id, job.run_id)
+        raise await _infra_retry(ctx, job, fault) from exc
+    if job.job_try > 1:  # the job ended (done or failed for good): its fault count starts over
+        await forget_faults(ctx["redis"], job.job_id)
+    return result
+
+
+async def _infra_retry(ctx: dict[str, Any], job: SyncJob, fault: InfraUnavailable) -> Retry:
+    """The ``Retry`` for a try PostgreSQL or Redis interrupted (the last try is given back)."""
+    settings: Settings = ctx["settings"]
+    faults = await give_back_try(ctx["redis"], settings, job.job_id, job.job_try, tries_of(job, settings))
+    if faults is None:
+        snapshot_log.error("sync_infra_retries_exhausted", error=fault.message, try_number=job.job_try)
+        return Retry(defer=settings.retry_max_s)  # arq's own try count decides from here
+    delay = backoff_s(faults, settings)
+    snapshot_log.warning(
+        "sync_infra_retry",
+        error=fault.message,
+        try_number=job.job_try,
+        faults=faults,
+        defer_s=round(delay, 2),
+    )
+    return Retry(defer=delay)
+
+
+async def _run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, Any]:
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
         job_id=job.job_id, connection_id=str(job.connection_id), workspace_id=str(job.workspace_id)
@@ -177,6 +219,9 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         run_id = await status.mark_started(
             session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode
         )
+        if job.job_try > 1:
+            await close_unrecorded(ctx["redis"], session, job.job_id)
+    job.run_id = run_id
     event = {
         "connection_id": str(job.connection_id),
         "workspace_id": str(job.workspace_id),
@@ -275,6 +320,22 @@ async def _handle_error(
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
+    fault = exc if isinstance(exc, InfraUnavailable) else None
+    if fault is None and not isinstance(exc, MetricxError):
+        fault = infra_error(exc)
+    if fault is not None:
+        # PostgreSQL or Redis failed under the sync: not the sync's fault. Retried (on the last
+        # try too); if recording this fails as well, run_sync retries without a record.
+        await _finish_failed(
+            ctx,
+            job,
+            run_id,
+            fault.kind,
+            fault.message,
+            sync_status=SyncStatus.queued,
+            run_status=RunStatus.retrying,
+        )
+        raise await _infra_retry(ctx, job, fault) from exc
     if isinstance(exc, MetricxError):
         kind, message = exc.kind, exc.message
     else:
