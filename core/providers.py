@@ -46,6 +46,10 @@ class Capabilities:
     backfill_slice_days: int = 7
     timezone_source: str = "account"
     realtime: bool = True
+    # How many days back the platform still revises numbers (late conversions, refunds): the
+    # nightly attribution re-reads the most recent ``attribution_window_days``, and a weekly deep
+    # tier re-reads the rest up to this horizon. Equal to the nightly window: no deep tier.
+    revision_days: int = 7
 
 
 @dataclass(frozen=True, slots=True)

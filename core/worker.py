@@ -31,6 +31,7 @@ CORE_JOBS = (
     jobs.scheduled_realtime_sync,
     jobs.scheduled_attribution_sync,
     jobs.scheduled_compaction,
+    jobs.scheduled_reconcile,
 )
 
 
@@ -80,6 +81,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     repaired = await repair_stuck(ctx)
     if repaired:
         log.warning("stuck_connections_repaired", count=repaired)
+    if settings.reconcile_on_startup:
+        from core.reconcile import queue_on_startup
+
+        # Gaps left while no worker ran (a lost backfill, yesterday unclosed) are queued now.
+        await queue_on_startup(ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

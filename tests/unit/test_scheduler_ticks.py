@@ -118,7 +118,14 @@ def test_plugin_entries_run_at_their_own_cadence() -> None:
         ScheduleEntry("shop.report", "5 4 * * *", "shop.report", description="nightly report"),
     )
     jobs = {j.name: j for j in load_entries(Settings(), registry)}
-    assert set(jobs) == {"realtime_sync", "attribution_sync", "compaction", "shop.sync", "shop.report"}
+    assert set(jobs) == {
+        "realtime_sync",
+        "attribution_sync",
+        "compaction",
+        "reconcile",
+        "shop.sync",
+        "shop.report",
+    }
     assert (jobs["shop.sync"].meaning, jobs["shop.sync"].pass_tick) == ("every 6 hours", False)
     assert (jobs["shop.report"].meaning, jobs["shop.report"].pass_tick) == ("nightly report", True)
     assert jobs["realtime_sync"].pass_tick

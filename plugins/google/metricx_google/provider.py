@@ -74,6 +74,8 @@ class GoogleAdsProvider:
             levels=LEVELS,
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
+            # Conversions keep arriving for the conversion window: 30 days by default (up to 90).
+            revision_days=max(30, self.settings.attribution_window_days),
         )
 
     # -- plumbing -------------------------------------------------------------------------------
