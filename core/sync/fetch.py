@@ -67,7 +67,7 @@ async def _fetch_window(
             )
 
 
-async def _plan(
+async def plan_windows(
     job: SyncJob, caps: Capabilities, conn: Connection, settings: Settings, now: datetime
 ) -> list[SyncWindow]:
     """The windows this sync fetches, decided by coverage (what is stored), not by past events."""
@@ -106,7 +106,7 @@ async def _sync_metrics(
     conn = loaded.connection
     now = datetime.now(UTC)
     caps = provider.capabilities
-    windows = await _plan(job, caps, conn, settings, now)
+    windows = await plan_windows(job, caps, conn, settings, now)
     total = len(windows)
     if job.mode == SyncMode.backfill:
         total = max(
