@@ -15,7 +15,10 @@ from core.enqueue import JobRequest, enqueue_many, enqueue_sync_job
 from core.sync.windows import end_of_day
 from tests.conftest import fetch_all, fetch_one
 
-DAYS = "SELECT count(DISTINCT metrics_date) AS n FROM metric_snapshots WHERE connection_id = :c AND metrics_date < :t"
+DAYS = (
+    "SELECT count(DISTINCT metrics_date) AS n FROM metric_snapshots "
+    "WHERE connection_id = :c AND metrics_date < :t"
+)
 RUNS = "SELECT mode, status, window_start, window_end, rows_written FROM sync_runs WHERE connection_id = :c "
 
 
