@@ -14,6 +14,9 @@ from core.db.engine import session_scope
 from core.enqueue import JobRequest, enqueue_many, enqueue_sync_job
 from core.sync.windows import end_of_day
 from tests.conftest import fetch_all, fetch_one
+from tests.integration.test_api_support import api, connect, tenant
+
+__all__ = ["api", "tenant"]  # fixtures
 
 DAYS = (
     "SELECT count(DISTINCT metrics_date) AS n FROM metric_snapshots "
@@ -176,3 +179,20 @@ async def test_the_reconciler_closes_yesterday_with_a_realtime_sync_and_skips_pa
     last = (await fetch_all(RUNS + "ORDER BY started_at", c=conn))[-1]
     assert (last.mode, last.status, last.window_start) == ("realtime", "complete", yesterday)
     assert (await coverage(conn)).complete
+
+
+async def test_the_api_shows_coverage_and_the_days_a_queued_backfill_will_fetch(
+    api: Any, tenant: Any, sim: Any, run_worker: Any
+) -> None:
+    conn = await connect(api, tenant, sim.url)
+    url = tenant.url(f"/connections/{conn['id']}")
+    empty = (await api.get(url + "/coverage", headers=tenant.headers)).json()
+    assert (empty["days_covered"], empty["days_total"], empty["summary"]) == (0, 90, "0/90 days")
+    sync = await api.post(url + "/sync", json={"mode": "backfill"}, headers=tenant.headers)
+    assert sync.status_code == 202
+    queued = (await api.get(url, headers=tenant.headers)).json()["coverage"]
+    assert queued["summary"] == "0/90 days, 90 queued" and queued["days_queued"] == 90
+    await run_worker()
+    done = (await api.get(url, headers=tenant.headers)).json()["coverage"]
+    assert done["summary"] == "90/90 days"
+    assert (done["days_missing"], done["oldest_missing"], done["days_revisable"]) == (0, None, 7)
