@@ -196,3 +196,44 @@ async def test_the_api_shows_coverage_and_the_days_a_queued_backfill_will_fetch(
     done = (await api.get(url, headers=tenant.headers)).json()["coverage"]
     assert done["summary"] == "90/90 days"
     assert (done["days_missing"], done["oldest_missing"], done["days_revisable"]) == (0, None, 7)
+
+
+async def test_a_starting_worker_reconciles_a_connection_whose_backfill_was_lost(
+    make_connection: Any, run_worker: Any, monkeypatch: Any
+) -> None:
+    from core.config import get_settings
+
+    _, conn = await make_connection()  # created, its backfill job lost (never ran)
+    await only(conn)
+    monkeypatch.setenv("METRICX_RECONCILE_ON_STARTUP", "true")
+    get_settings.cache_clear()
+    try:
+        # Bounded: the pass is queued during start-up, before the unbounded runner's first look.
+        await run_worker(max_burst_jobs=1)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    await run_worker()  # the backfill the pass queued
+    assert (await coverage(conn)).complete
+    runs = await fetch_all(RUNS, c=conn)
+    assert [(r.mode, r.status) for r in runs] == [("backfill", "complete")]
+
+
+async def test_attribution_adds_the_deep_tier_on_the_connections_weekday_only() -> None:
+    from metricx_meta.provider import MetaProvider
+
+    from core.config import Settings
+    from core.db.models import Connection
+    from core.sync.engine import SyncJob
+    from core.sync.fetch import plan_windows
+
+    now = datetime.now(UTC)
+    t = now.date()
+    caps = MetaProvider.capabilities
+    for offset, deep in ((0, True), (1, False)):
+        cid = uuid.UUID(int=(t.weekday() + offset) % 7 + 7 * 12345)
+        job = SyncJob(cid, uuid.uuid4(), "attribution", "job", 1)
+        windows = await plan_windows(job, caps, Connection(id=cid, timezone="UTC"), Settings(), now)
+        spans = [(w.start, w.end) for w in windows]
+        recent = (t - timedelta(days=7), t - timedelta(days=1))
+        assert spans == ([recent, (t - timedelta(days=28), t - timedelta(days=8))] if deep else [recent])
