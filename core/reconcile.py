@@ -21,7 +21,7 @@ connection twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypedDict
 
 import structlog
@@ -33,7 +33,7 @@ from core.coverage import Coverage, coverage_of
 from core.db.engine import session_scope
 from core.db.models import Connection
 from core.enqueue import JobRequest, enqueue_many, sync_request
-from core.fanout import slot_for
+from core.fanout import repair_stuck, slot_for
 from core.plugins import Registry
 from core.providers import SyncMode
 from core.state import BUSY, ConnectionStatus, SyncStatus
@@ -57,7 +57,7 @@ class ReconcileStats(TypedDict):
     skipped: dict[str, int]
 
 
-def gap_mode(coverage: Coverage, yesterday: Any, *, realtime: bool) -> SyncMode | None:
+def gap_mode(coverage: Coverage, yesterday: date, *, realtime: bool) -> SyncMode | None:
     """The sync that closes ``coverage``'s gaps: a backfill for older days, realtime for yesterday only."""
     if not coverage.missing:
         return None
@@ -119,6 +119,8 @@ async def reconcile(ctx: dict[str, Any], tick: str | None = None) -> ReconcileSt
     """One pass over every connection: queue the sync that closes its coverage gap, if any."""
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
+    # A connection left ``queued`` by a job that died would otherwise look busy forever.
+    await repair_stuck(ctx)
     now = datetime.now(UTC)
     skipped: dict[str, int] = {}
     todo: list[tuple[ConnRow, SyncMode]] = []

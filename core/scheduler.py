@@ -122,8 +122,12 @@ class Scheduler:
         self.leader = False
         self.ticks_in_db = ticks_in_db
 
-    async def last_ticks(self) -> dict[str, datetime]:
-        """The last tick handled per entry: the later of Redis's record and PostgreSQL's."""
+    async def last_ticks(self, now: datetime | None = None) -> dict[str, datetime]:
+        """The last tick handled per entry: the later of Redis's record and PostgreSQL's.
+
+        PostgreSQL is read only when Redis's record says some entry is due at ``now``
+        (a restart, a tick, or a Redis that lost or rolled back its data), not on every poll.
+        """
         raw = await self.redis.hgetall(self.last_key)  # type: ignore[misc]
         in_redis = {
             (k.decode() if isinstance(k, bytes) else k): datetime.fromtimestamp(int(v) / 1000, UTC)
@@ -131,13 +135,18 @@ class Scheduler:
         }
         if not self.ticks_in_db:
             return in_redis
+        if now is not None and all(
+            decide(j.cron, in_redis.get(j.name), now, self.settings.scheduler_max_lateness_s) is None
+            for j in self.jobs
+        ):
+            return in_redis
         return tick_store.merge(in_redis, await tick_store.load(self.queue))
 
     async def step(self) -> list[str]:
         """One pass over the entries as leader; returns the job ids it enqueued."""
         now = self.clock()
         self.check_api_sunsets(now.date())
-        last = await self.last_ticks()
+        last = await self.last_ticks(now)
         enqueued: list[str] = []
         for job in self.jobs:
             decision = decide(job.cron, last.get(job.name), now, self.settings.scheduler_max_lateness_s)
