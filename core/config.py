@@ -109,10 +109,21 @@ class Settings(BaseSettings):
         default="0 3 * * *", description="Cron (UTC) of scheduled_attribution_sync."
     )
     cron_compaction: str = Field(default="0 1 * * *", description="Cron (UTC) of scheduled_compaction.")
+    cron_reconcile: str = Field(
+        default="7,37 * * * *",
+        description="Cron (UTC) of scheduled_reconcile, which queues syncs closing coverage gaps "
+        "(off the realtime ticks so the two never land in the same second).",
+    )
+    reconcile_on_startup: bool = Field(
+        default=True,
+        description="A starting worker queues one reconcile pass (gaps left while no worker ran).",
+    )
     scheduler_lease_s: float = Field(default=30.0, description="Scheduler leadership lease in seconds.")
     scheduler_poll_s: float = Field(default=1.0, description="How often the scheduler checks its ticks.")
     scheduler_max_lateness_s: float = Field(
-        default=3600.0, description="A tick missed by more than this is skipped, not run late."
+        default=3600.0,
+        description="On a first start (no tick recorded), a tick missed by more than this is skipped. "
+        "Once an entry has run, its latest missed tick always runs once when the scheduler is back.",
     )
     fanout_spread_s: float = Field(
         default=0.0, description="Spread fan-out job start times over this many seconds (0: all now)."

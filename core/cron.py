@@ -20,7 +20,12 @@ from core.keys import CRON_JOB_PREFIX
 from core.plugins import Registry
 from core.providers import ScheduleEntry
 
-CORE_JOBS = ("scheduled_realtime_sync", "scheduled_attribution_sync", "scheduled_compaction")
+CORE_JOBS = (
+    "scheduled_realtime_sync",
+    "scheduled_attribution_sync",
+    "scheduled_compaction",
+    "scheduled_reconcile",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +41,12 @@ class CronJob:
 
 
 def core_entries(settings: Settings) -> list[ScheduleEntry]:
-    """The core's three entries, each cron overridable by a setting."""
+    """The core's entries, each cron overridable by a setting."""
     return [
         ScheduleEntry("realtime_sync", settings.cron_realtime, "scheduled_realtime_sync"),
         ScheduleEntry("attribution_sync", settings.cron_attribution, "scheduled_attribution_sync"),
         ScheduleEntry("compaction", settings.cron_compaction, "scheduled_compaction"),
+        ScheduleEntry("reconcile", settings.cron_reconcile, "scheduled_reconcile"),
     ]
 
 
@@ -124,13 +130,16 @@ def decide(
 
     ``None`` when its latest fire time is already handled; ``("enqueue", tick)``
     for the latest fire time not yet enqueued (every earlier missed one is
-    coalesced into it); ``("late", tick)`` when that tick is more than
-    ``max_lateness_s`` old and must be skipped.
+    coalesced into it). An entry that has run before runs its latest missed
+    tick however late the scheduler is back: that tick is within one period of
+    ``now`` by construction (a daily entry missed at 03:00 runs once at 05:00).
+    Only on a first start, with no tick recorded, is a tick more than
+    ``max_lateness_s`` old skipped (``("late", tick)``) rather than run.
     """
     tick = latest_fire(cron, now)
     if last is not None and tick <= last:
         return None
-    if (now - tick).total_seconds() > max_lateness_s:
+    if last is None and (now - tick).total_seconds() > max_lateness_s:
         return ("late", tick)
     return ("enqueue", tick)
 

@@ -15,6 +15,7 @@ from core.sync.fetch import default_work
 if TYPE_CHECKING:
     from core.compaction import CompactionStats
     from core.fanout import FanoutStats
+    from core.reconcile import ReconcileStats
 
 
 def parse_uuid(value: str, name: str) -> uuid.UUID:
@@ -80,3 +81,10 @@ async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> 
     from core.compaction import compact_all
 
     return await compact_all()
+
+
+async def scheduled_reconcile(ctx: dict[str, Any], tick: str | None = None) -> ReconcileStats:
+    """Queue the syncs that close coverage gaps (missed days, failed backfills, yesterday)."""
+    from core.reconcile import reconcile
+
+    return await reconcile(ctx, tick)

@@ -49,6 +49,10 @@ class Capabilities:
     # The level whose rows add up to the account's totals: what the metrics API shows when no
     # level is asked for. None: the first level (declare it; list order is not a meaning).
     primary_level: str | None = None
+    # How many days back the platform still revises numbers (late conversions, refunds): the
+    # nightly attribution re-reads the most recent ``attribution_window_days``, and a weekly deep
+    # tier re-reads the rest up to this horizon. Equal to the nightly window: no deep tier.
+    revision_days: int = 7
 
     def __post_init__(self) -> None:
         if self.primary_level is not None and self.primary_level not in self.levels:

@@ -11,8 +11,12 @@ It only enqueues; workers run the jobs. Singleton by construction:
 
 Fire times come from the cron expressions (croniter, UTC; a sixth field means
 seconds). A tick missed while no scheduler ran is enqueued once on start
-(coalesced: only the latest missed one), and only if it is at most
-``scheduler_max_lateness_s`` late.
+(coalesced: only the latest missed one), however late within its period (a
+daily tick missed by two hours runs when the scheduler is back); only on a
+first start, with no tick recorded, is one more than
+``scheduler_max_lateness_s`` late skipped. The last tick per entry is kept in
+Redis (atomically with the enqueue) and in PostgreSQL, so losing Redis's data
+does not run a tick twice.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import core.keys as keys
+import core.scheduler_ticks as tick_store
 from core.config import Settings, get_settings
 from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_fire
 from core.enqueue import Fence, JobRequest, enqueue_tick
@@ -102,6 +107,7 @@ class Scheduler:
         clock: Callable[[], datetime] = _utcnow,
         out: Callable[[str], None] | None = None,
         providers: Mapping[str, Provider] | None = None,
+        ticks_in_db: bool = True,
     ) -> None:
         self.redis = redis
         self.providers = dict(providers or {})
@@ -114,20 +120,33 @@ class Scheduler:
         self.lease = Lease(redis, LEASE_PREFIX + self.queue, settings.scheduler_lease_s)
         self.last_key = LAST_TICKS_PREFIX + self.queue
         self.leader = False
+        self.ticks_in_db = ticks_in_db
 
-    async def last_ticks(self) -> dict[str, datetime]:
-        """The last tick handled per entry, as recorded in Redis."""
+    async def last_ticks(self, now: datetime | None = None) -> dict[str, datetime]:
+        """The last tick handled per entry: the later of Redis's record and PostgreSQL's.
+
+        PostgreSQL is read only when Redis's record says some entry is due at ``now``
+        (a restart, a tick, or a Redis that lost or rolled back its data), not on every poll.
+        """
         raw = await self.redis.hgetall(self.last_key)  # type: ignore[misc]
-        return {
+        in_redis = {
             (k.decode() if isinstance(k, bytes) else k): datetime.fromtimestamp(int(v) / 1000, UTC)
             for k, v in raw.items()
         }
+        if not self.ticks_in_db:
+            return in_redis
+        if now is not None and all(
+            decide(j.cron, in_redis.get(j.name), now, self.settings.scheduler_max_lateness_s) is None
+            for j in self.jobs
+        ):
+            return in_redis
+        return tick_store.merge(in_redis, await tick_store.load(self.queue))
 
     async def step(self) -> list[str]:
         """One pass over the entries as leader; returns the job ids it enqueued."""
         now = self.clock()
         self.check_api_sunsets(now.date())
-        last = await self.last_ticks()
+        last = await self.last_ticks(now)
         enqueued: list[str] = []
         for job in self.jobs:
             decision = decide(job.cron, last.get(job.name), now, self.settings.scheduler_max_lateness_s)
@@ -138,6 +157,8 @@ class Scheduler:
             if result < 0:
                 self._lost_lease()
                 break
+            if self.ticks_in_db:
+                await tick_store.record(self.queue, job.name, tick)
             job_id = cron_job_id(job.name, tick)
             late_s = round((now - tick).total_seconds(), 3)
             if action == "late":
@@ -251,6 +272,9 @@ async def serve(
         await Scheduler(redis, jobs, settings, providers=providers).run(stop)
     finally:
         await redis.aclose()
+        from core.db.engine import dispose_engine
+
+        await dispose_engine()
     print("[SCHEDULER] Stopped", flush=True)
 
 

@@ -33,6 +33,7 @@ CORE_JOBS = (
     jobs.scheduled_realtime_sync,
     jobs.scheduled_attribution_sync,
     jobs.scheduled_compaction,
+    jobs.scheduled_reconcile,
 )
 
 
@@ -80,6 +81,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.
     ctx["stats"] = {"jobs_processed": 0}
     await _repair_stuck(ctx)
+    if settings.reconcile_on_startup:
+        from core.reconcile import queue_on_startup
+
+        # Gaps left while no worker ran (a lost backfill, yesterday unclosed) are queued now.
+        await queue_on_startup(ctx["redis"])
 
 
 async def _repair_stuck(ctx: dict[str, Any]) -> None:

@@ -146,6 +146,23 @@ class ConnectionPublic(BaseModel):
     backfill_completed_at: datetime | None
     current_job_id: str | None
     created_at: datetime
+    coverage: CoveragePublic | None = Field(
+        default=None, description="Data coverage; filled when one connection is read, not in lists."
+    )
+
+
+class CoveragePublic(BaseModel):
+    """Which local days of the backfill horizon hold final data (see ``core.coverage``)."""
+
+    days_total: int = Field(examples=[90])
+    days_covered: int = Field(examples=[87], description="Days whose final totals are stored.")
+    days_missing: int = Field(examples=[3])
+    days_queued: int = Field(examples=[3], description="Missing days a queued or running sync will fetch.")
+    days_revisable: int = Field(
+        examples=[28], description="Covered days the platform may still revise (re-read by attribution)."
+    )
+    oldest_missing: date | None = None
+    summary: str = Field(examples=["87/90 days, 3 queued"])
 
 
 class SyncRequest(BaseModel):

@@ -16,10 +16,43 @@ from core.errors import ConfigError
 from core.providers import SyncMode
 
 
+async def _coverage(rows: list[Any]) -> dict[Any, str]:
+    """Each connection's coverage summary (``87/90 days, 3 queued``)."""
+    from datetime import UTC, datetime
+
+    from core.coverage import connection_coverage
+    from core.db.engine import session_scope
+    from core.plugins import get_registry
+
+    providers = get_registry().providers
+    now = datetime.now(UTC)
+    out: dict[Any, str] = {}
+    async with session_scope() as session:
+        for c in rows:
+            cov = await connection_coverage(session, c, providers.get(c.provider), now)
+            out[c.id] = cov.summary()
+    return out
+
+
 def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> None:
-    """A table of connections and their sync status."""
-    rows = run_quiet(lambda: connection_rows(workspace))
-    table = Table("connection", "provider", "account", "status", "sync", "last synced", "syncs", "last error")
+    """A table of connections, their sync status and data coverage."""
+
+    async def body() -> tuple[list[Any], dict[Any, str]]:
+        rows = await connection_rows(workspace)
+        return rows, await _coverage(rows)
+
+    rows, coverage = run_quiet(body)
+    table = Table(
+        "connection",
+        "provider",
+        "account",
+        "status",
+        "sync",
+        "coverage",
+        "last synced",
+        "syncs",
+        "last error",
+    )
     colors = {"idle": "green", "queued": "cyan", "syncing": "cyan", "rate_limited": "yellow"}
     for c in rows:
         color = colors.get(c.sync_status, "red")
@@ -29,6 +62,7 @@ def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> 
             c.external_account_id,
             c.status,
             f"[{color}]{c.sync_status}[/{color}]",
+            coverage[c.id],
             when(c.last_sync_completed_at),
             f"{c.total_syncs_succeeded}/{c.total_syncs_attempted}",
             (c.last_sync_error or "-")[:60],

@@ -194,3 +194,29 @@ class SyncRun(Base):
     error_message: Mapped[str | None] = mapped_column(String(500))
     slices_done: Mapped[int] = mapped_column(Integer, server_default="0")
     slices_total: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class CoverageDay(Base):
+    """One local day of a connection's metrics and when it was last fetched.
+
+    A day is *closed* (final totals stored) once it was fetched after the
+    account-local midnight that ends it; coverage and the reconciler read this.
+    """
+
+    __tablename__ = "coverage_days"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SchedulerTick(Base):
+    """The last tick the scheduler handled per queue and entry: survives a Redis data loss."""
+
+    __tablename__ = "scheduler_ticks"
+
+    queue: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entry: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_tick: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,20 +7,30 @@ is open while the provider talks to its API.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from core.config import Settings
+from core.coverage import closed_days, horizon, record_fetched
 from core.db.engine import session_scope
-from core.providers import Provider, ProviderContext, SyncMode, SyncWindow
+from core.db.models import Connection
+from core.providers import Capabilities, Provider, ProviderContext, SyncMode, SyncWindow
 from core.sync import status
 from core.sync.engine import SyncJob
 from core.sync.loading import Loaded, account_ref, provider_context, refresh_account_facts, store_credentials
 from core.sync.throttle import record_verified
 from core.sync.upserts import upsert_entities, upsert_snapshots
-from core.sync.windows import total_backfill_slices, windows_for
+from core.sync.windows import (
+    attribution_window,
+    deep_tier_window,
+    is_deep_tier_day,
+    local_today,
+    realtime_window,
+    slices_of_days,
+    total_backfill_slices,
+)
 
 entity_log = structlog.get_logger(__name__, component="ENTITY_SYNC")
 snapshot_log = structlog.get_logger(__name__, component="SNAPSHOT_SYNC")
@@ -59,6 +69,34 @@ async def _fetch_window(
             )
 
 
+async def plan_windows(
+    job: SyncJob, caps: Capabilities, conn: Connection, settings: Settings, now: datetime
+) -> list[SyncWindow]:
+    """The windows this sync fetches, decided by coverage (what is stored), not by past events."""
+    tz = conn.timezone or "UTC"
+    mode = SyncMode(job.mode)
+    today = local_today(tz, now)
+    if mode is SyncMode.backfill:
+        first, last = horizon(tz, now, settings.backfill_days or caps.backfill_days)
+        async with session_scope() as session:
+            closed = await closed_days(session, conn.id, first, last, tz)
+        missing = [
+            d for d in (first + timedelta(days=i) for i in range((last - first).days + 1)) if d not in closed
+        ]
+        return slices_of_days(missing, settings.backfill_slice_days or caps.backfill_slice_days, tz)
+    if mode is SyncMode.realtime:
+        yesterday = today - timedelta(days=1)
+        async with session_scope() as session:
+            closed = await closed_days(session, conn.id, yesterday, yesterday, tz)
+        return [realtime_window(tz, now, conn.last_sync_completed_at, yesterday_closed=yesterday in closed)]
+    recent = settings.attribution_days or caps.attribution_window_days
+    windows = [attribution_window(tz, now, recent)]
+    deep = deep_tier_window(tz, now, recent, caps.revision_days)
+    if deep is not None and is_deep_tier_day(conn.id, today):
+        windows.append(deep)
+    return windows
+
+
 async def _sync_metrics(
     job: SyncJob,
     provider: Provider,
@@ -70,22 +108,15 @@ async def _sync_metrics(
     conn = loaded.connection
     now = datetime.now(UTC)
     caps = provider.capabilities
-    windows = windows_for(
-        SyncMode(job.mode),
-        caps,
-        conn.timezone or "UTC",
-        now,
-        last_completed_at=conn.last_sync_completed_at,
-        attribution_days=settings.attribution_days,
-        backfill_days=settings.backfill_days,
-        slice_days=settings.backfill_slice_days,
-        resume_before=conn.backfill_cursor if job.mode == SyncMode.backfill else None,
-    )
+    windows = await plan_windows(job, caps, conn, settings, now)
     total = len(windows)
     if job.mode == SyncMode.backfill:
-        total = total_backfill_slices(
-            settings.backfill_days or caps.backfill_days,
-            settings.backfill_slice_days or caps.backfill_slice_days,
+        total = max(
+            total,
+            total_backfill_slices(
+                settings.backfill_days or caps.backfill_days,
+                settings.backfill_slice_days or caps.backfill_slice_days,
+            ),
         )
     done = total - len(windows)
     async with session_scope() as session:
@@ -94,19 +125,25 @@ async def _sync_metrics(
             run_id,
             slices_total=total,
             slices_done=done,
-            window_start=windows[-1].start if windows else None,
-            window_end=windows[0].end if windows else None,
+            window_start=min((w.start for w in windows), default=None),
+            window_end=max((w.end for w in windows), default=None),
         )
     for window in windows:
         await _fetch_window(job, provider, pctx, loaded, window, now)
         done += 1
         async with session_scope() as session:
+            # The fetch started at ``now``: a day counts as closed only if ``now`` is past its end.
+            await record_fetched(session, conn.id, _days(window), now)
             await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
             if job.mode == SyncMode.backfill:
                 await status.set_backfill_cursor(session, conn.id, window.start)
         snapshot_log.info(
             "window_synced", window=str(window), rows=job.stats["rows"], slices=f"{done}/{total}"
         )
+
+
+def _days(window: SyncWindow) -> list[date]:
+    return [window.start + timedelta(days=i) for i in range((window.end - window.start).days + 1)]
 
 
 async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id: uuid.UUID) -> None:

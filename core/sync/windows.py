@@ -8,6 +8,8 @@ the account-local midnight that ends the day.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,11 +49,24 @@ def captured_at(day: date, timezone: str, now: datetime) -> datetime:
     return end_of_day(day, timezone)
 
 
-def realtime_window(timezone: str, now: datetime, last_completed_at: datetime | None) -> SyncWindow:
-    """Today; plus yesterday when the last finished sync was before the account's midnight."""
+def realtime_window(
+    timezone: str,
+    now: datetime,
+    last_completed_at: datetime | None,
+    *,
+    yesterday_closed: bool | None = None,
+) -> SyncWindow:
+    """Today; plus yesterday until it is closed (fetched after the account's midnight).
+
+    ``yesterday_closed`` comes from coverage (the data): any other job finishing
+    after midnight does not close yesterday. Without it, the last finished
+    sync's time decides (the seed's rule).
+    """
     today = local_today(timezone, now)
     start = today
-    if last_completed_at is None or local_today(timezone, last_completed_at) < today:
+    if yesterday_closed is None:
+        yesterday_closed = last_completed_at is not None and local_today(timezone, last_completed_at) >= today
+    if not yesterday_closed:
         start = today - timedelta(days=1)
     return SyncWindow(SyncMode.realtime, start, today, timezone)
 
@@ -81,6 +96,47 @@ def backfill_slices(
         slices.append(SyncWindow(SyncMode.backfill, start, end, timezone))
         end = start - timedelta(days=1)
     return slices
+
+
+def slices_of_days(days: Iterable[date], slice_days: int, timezone: str) -> list[SyncWindow]:
+    """Backfill windows covering exactly ``days``: runs of consecutive days cut in slices, newest first."""
+    slices: list[SyncWindow] = []
+    ordered = sorted(set(days), reverse=True)
+    i = 0
+    while i < len(ordered):
+        end = start = ordered[i]
+        i += 1
+        while (
+            i < len(ordered)
+            and ordered[i] == start - timedelta(days=1)
+            and (end - start).days + 1 < slice_days
+        ):
+            start = ordered[i]
+            i += 1
+        slices.append(SyncWindow(SyncMode.backfill, start, end, timezone))
+    return slices
+
+
+def is_deep_tier_day(connection_id: uuid.UUID, day: date) -> bool:
+    """Whether ``day`` is the connection's weekday for the deep revision tier (a stable hash).
+
+    Connections are spread evenly over the seven weekdays, so the fleet's deep
+    re-reads cost the same every night.
+    """
+    return connection_id.int % 7 == day.weekday()
+
+
+def deep_tier_window(timezone: str, now: datetime, recent_days: int, revision_days: int) -> SyncWindow | None:
+    """The revisable days older than the nightly ``recent_days``: days recent+1 .. revision_days ago."""
+    if revision_days <= recent_days:
+        return None
+    today = local_today(timezone, now)
+    return SyncWindow(
+        SyncMode.attribution,
+        today - timedelta(days=revision_days),
+        today - timedelta(days=recent_days + 1),
+        timezone,
+    )
 
 
 def total_backfill_slices(days: int, slice_days: int) -> int:

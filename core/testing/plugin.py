@@ -77,6 +77,8 @@ def metricx_env() -> Iterator[MetricxEnv]:
         "METRICX_RETRY_BASE_S": "0.5",
         "METRICX_RETRY_MAX_S": "3",
         "METRICX_LOG_LEVEL": "INFO",
+        # Tests queue exactly the syncs they assert on; the reconcile pass is tested on its own.
+        "METRICX_RECONCILE_ON_STARTUP": "false",
     }
     _flush_redis(redis_url)
     saved = {k: os.environ.get(k) for k in env}

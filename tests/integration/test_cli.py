@@ -80,6 +80,7 @@ def test_empty_database_to_finished_backfill_with_progress(
 
     status = cli(env, "status").stdout
     assert conn["id"] in status and "idle" in status and "1/1" in status
+    assert "90/90 days" in status  # coverage: every day of the backfill horizon is stored
 
 
 def test_bad_input_prints_one_line_and_exits_non_zero(metricx_env: Any) -> None:

@@ -28,6 +28,7 @@ FAST = {
     # Daily entries whose last fire is far beyond the allowed lateness: recorded as skipped, not run.
     "METRICX_CRON_ATTRIBUTION": "0 0 1 1 *",
     "METRICX_CRON_COMPACTION": "0 0 1 1 *",
+    "METRICX_CRON_RECONCILE": "0 0 1 1 *",
     "METRICX_SCHEDULER_MAX_LATENESS_S": "5",
     "METRICX_SCHEDULER_LEASE_S": "1.5",
     "METRICX_SCHEDULER_POLL_S": "0.1",
@@ -198,6 +199,42 @@ async def test_a_scheduler_that_lost_its_lease_cannot_enqueue(redis_client: Any,
     assert await fresh.step() == []
     assert await cron_jobs(redis_client, queue) == ["cron:realtime_sync:2030-01-01T10:15:00+00:00"]
     await fresh.lease.release()
+
+
+async def test_a_missed_daily_tick_runs_once_and_a_redis_data_loss_does_not_run_it_again(
+    redis_client: Any, queue: str
+) -> None:
+    settings = get_settings().model_copy(
+        update={"queue_name": queue, "scheduler_lease_s": 30.0, "cron_attribution": "0 3 * * *"}
+    )
+    jobs = [j for j in load_entries(settings, _empty_registry()) if j.name == "attribution_sync"]
+    # Attribution last ran yesterday at 03:00; the scheduler was down from 02:20 to 05:00 today.
+    yesterday = datetime(2030, 1, 1, 3, tzinfo=UTC)
+    await redis_client.hset(LAST_TICKS_PREFIX + queue, "attribution_sync", int(yesterday.timestamp() * 1000))
+    clock = datetime(2030, 1, 2, 5, 0, tzinfo=UTC)
+    tick_id = "cron:attribution_sync:2030-01-02T03:00:00+00:00"
+    first = Scheduler(redis_client, jobs, settings, clock=lambda: clock, out=lambda _: None)
+    await first.tend_lease()
+    assert await first.step() == [tick_id]
+    assert await first.step() == []
+    await first.lease.release()
+
+    # Redis comes back empty (no persistence): no tick record, no job, no result.
+    await redis_client.delete(LAST_TICKS_PREFIX + queue, queue, f"arq:job:{tick_id}")
+    second = Scheduler(redis_client, jobs, settings, clock=lambda: clock, out=lambda _: None)
+    await second.tend_lease()
+    assert await second.step() == []  # PostgreSQL remembers the 03:00 tick
+    assert await cron_jobs(redis_client, queue) == []
+    later = Scheduler(
+        redis_client,
+        jobs,
+        settings,
+        clock=lambda: datetime(2030, 1, 3, 3, 0, 1, tzinfo=UTC),
+        out=lambda _: None,
+    )
+    later.leader, later.lease = True, second.lease
+    assert await later.step() == ["cron:attribution_sync:2030-01-03T03:00:00+00:00"]
+    await second.lease.release()
 
 
 def _empty_registry() -> Any:

@@ -54,6 +54,20 @@ def test_a_tick_later_than_the_allowed_lateness_is_skipped() -> None:
     )
 
 
+def test_a_daily_tick_missed_by_two_hours_runs_once_when_the_scheduler_is_back() -> None:
+    # Attribution at 03:00; the scheduler was down 02:20-05:00 with its last tick the day before.
+    yesterday = datetime(2030, 2, 28, 3, tzinfo=UTC)
+    back = datetime(2030, 3, 1, 5, 0, tzinfo=UTC)
+    tick = datetime(2030, 3, 1, 3, tzinfo=UTC)
+    assert decide("0 3 * * *", yesterday, back, 3600) == ("enqueue", tick)
+    assert decide("0 3 * * *", tick, back + timedelta(minutes=1), 3600) is None
+    # Back a whole day later: still once, the latest missed tick only.
+    assert decide("0 3 * * *", yesterday, datetime(2030, 3, 2, 9, tzinfo=UTC), 3600) == (
+        "enqueue",
+        datetime(2030, 3, 2, 3, tzinfo=UTC),
+    )
+
+
 def test_simulated_hours_with_a_jittery_loop_enqueues_every_tick_exactly_once() -> None:
     """A loop waking at irregular times (as asyncio does) against the recorded last tick."""
     now, last = T0, None
@@ -118,7 +132,14 @@ def test_plugin_entries_run_at_their_own_cadence() -> None:
         ScheduleEntry("shop.report", "5 4 * * *", "shop.report", description="nightly report"),
     )
     jobs = {j.name: j for j in load_entries(Settings(), registry)}
-    assert set(jobs) == {"realtime_sync", "attribution_sync", "compaction", "shop.sync", "shop.report"}
+    assert set(jobs) == {
+        "realtime_sync",
+        "attribution_sync",
+        "compaction",
+        "reconcile",
+        "shop.sync",
+        "shop.report",
+    }
     assert (jobs["shop.sync"].meaning, jobs["shop.sync"].pass_tick) == ("every 6 hours", False)
     assert (jobs["shop.report"].meaning, jobs["shop.report"].pass_tick) == ("nightly report", True)
     assert jobs["realtime_sync"].pass_tick

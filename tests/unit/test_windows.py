@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
@@ -13,9 +14,12 @@ from core.sync.windows import (
     attribution_window,
     backfill_slices,
     captured_at,
+    deep_tier_window,
     end_of_day,
+    is_deep_tier_day,
     local_today,
     realtime_window,
+    slices_of_days,
     slot_start,
     windows_for,
 )
@@ -71,3 +75,38 @@ def test_provider_overrides_and_bad_timezone() -> None:
     assert w.days == 3
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         local_today("Mars/Olympus", LATE_UTC)
+
+
+def test_realtime_keeps_yesterday_until_coverage_says_it_is_closed() -> None:
+    # A store job finished after midnight (last_completed_at is today): yesterday is still open.
+    w = realtime_window("Asia/Tokyo", LATE_UTC, LATE_UTC, yesterday_closed=False)
+    assert (w.start, w.end) == (date(2026, 11, 28), date(2026, 11, 29))
+    w2 = realtime_window("Asia/Tokyo", LATE_UTC, None, yesterday_closed=True)
+    assert (w2.start, w2.end) == (date(2026, 11, 29), date(2026, 11, 29))
+
+
+def test_slices_cover_exactly_the_missing_days_newest_first() -> None:
+    today = date(2026, 11, 28)
+    missing = [today - timedelta(days=d) for d in (*range(1, 21), *range(51, 91))]
+    slices = slices_of_days(missing, 30, "UTC")
+    covered = {s.start + timedelta(days=i) for s in slices for i in range(s.days)}
+    assert covered == set(missing)
+    assert all(s.days <= 30 for s in slices) and all(a.start > b.end for a, b in pairwise(slices))
+    assert slices[0].end == today - timedelta(days=1)
+    assert slices_of_days([], 30, "UTC") == []
+
+
+def test_the_deep_tier_is_days_8_to_the_horizon_on_one_weekday_per_connection() -> None:
+    from metricx_meta.provider import MetaProvider
+
+    horizon = MetaProvider.capabilities.revision_days
+    assert horizon == 28
+    w = deep_tier_window("UTC", LATE_UTC, 7, horizon)
+    assert w is not None and (w.start, w.end) == (date(2026, 10, 31), date(2026, 11, 20))
+    assert w.days == 21  # days 8..28 before today
+    assert deep_tier_window("UTC", LATE_UTC, 7, 7) is None
+    ids = [uuid.UUID(int=n) for n in range(700)]
+    week = [date(2026, 11, 23) + timedelta(days=i) for i in range(7)]
+    # Each connection has exactly one deep day a week, and the fleet is spread evenly.
+    assert all(sum(is_deep_tier_day(c, d) for d in week) == 1 for c in ids)
+    assert {sum(is_deep_tier_day(c, d) for c in ids) for d in week} == {100}

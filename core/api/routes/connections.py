@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -15,14 +16,17 @@ from core.api.schemas import (
     ConnectionCreate,
     ConnectionCreated,
     ConnectionPublic,
+    CoveragePublic,
     Page,
     SyncEnqueued,
     SyncRequest,
     WorkspaceSyncResult,
 )
+from core.coverage import connection_coverage
 from core.db.models import Connection, Credential
 from core.errors import MetricxError
 from core.logging import REDACTED, SECRET_KEYS
+from core.plugins import get_registry
 from core.providers import Credentials, SyncMode
 from core.services import (
     ConnectionExists,
@@ -113,10 +117,24 @@ async def list_connections(
     return page.page([public(c) for c in rows], total)
 
 
+async def _coverage(session: SessionDep, connection: Connection) -> CoveragePublic:
+    provider = get_registry().providers.get(connection.provider)
+    cov = await connection_coverage(session, connection, provider, datetime.now(UTC))
+    return CoveragePublic.model_validate(cov.as_dict())
+
+
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
-async def get(connection: ConnectionDep) -> ConnectionPublic:
-    """One connection with its sync status fields."""
-    return public(connection)
+async def get(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
+    """One connection with its sync status fields and data coverage."""
+    out = public(connection)
+    out.coverage = await _coverage(session, connection)
+    return out
+
+
+@router.get("/connections/{connection_id}/coverage", response_model=CoveragePublic)
+async def coverage(connection: ConnectionDep, session: SessionDep) -> CoveragePublic:
+    """Which days of the backfill horizon hold final data, and how many a queued sync will fetch."""
+    return await _coverage(session, connection)
 
 
 async def _set_status(

@@ -77,6 +77,8 @@ class GoogleAdsProvider:
             primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
+            # Conversions keep arriving for the conversion window: 30 days by default (up to 90).
+            revision_days=max(30, self.settings.attribution_window_days),
         )
 
     # -- plumbing -------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class MetaProvider:
         primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
         attribution_window_days=7,
         backfill_days=90,
+        revision_days=28,  # Meta revises conversions for up to 28 days (its longest attribution window)
     )
 
     def __init__(self, settings: MetaSettings | None = None) -> None:

@@ -58,6 +58,9 @@ class ShopifyProvider:
         attribution_window_days=30,
         backfill_days=90,
         backfill_slice_days=30,
+        # Refunds land on the order's day: the nightly pass re-reads 30 days, the weekly deep
+        # tier the rest of a 60-day refund horizon.
+        revision_days=60,
     )
 
     def __init__(self, settings: ShopifySettings | None = None) -> None:
