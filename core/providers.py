@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.errors import PayloadError
 
@@ -38,6 +38,11 @@ class Capabilities:
     """What a provider can do; the engine derives windows from it.
 
     ``levels`` has no default: each provider names its own (core knows no platform's hierarchy).
+    ``total_level`` is the level whose rows cover all of the account's spend (and sales), the one
+    workspace totals read (default: the first level); totals never sum across levels, and a finer
+    level may miss spend (Google's Performance Max campaigns have no ad groups). ``kind`` says what
+    the numbers are: ``"ads"`` (spend and the revenue the platform attributes to it) or ``"store"``
+    (a shop's sales in ``revenue``, no spend), which workspace totals put beside ad spend (MER).
     """
 
     levels: tuple[str, ...]
@@ -46,6 +51,13 @@ class Capabilities:
     backfill_slice_days: int = 7
     timezone_source: str = "account"
     realtime: bool = True
+    total_level: str | None = None
+    kind: Literal["ads", "store"] = "ads"
+
+    @property
+    def primary_level(self) -> str:
+        """The level workspace totals read: ``total_level``, else the first level."""
+        return self.total_level or self.levels[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,8 @@ class GoogleAdsProvider:
             levels=LEVELS,
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
+            # Performance Max campaigns have no ad groups: only the campaign level covers all spend.
+            total_level="campaign",
         )
 
     # -- plumbing -------------------------------------------------------------------------------

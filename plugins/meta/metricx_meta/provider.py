@@ -49,7 +49,10 @@ class MetaProvider:
     name = "meta"
     display_name = "Meta Ads"
     capabilities = Capabilities(
-        levels=("campaign", "adset", "ad"), attribution_window_days=7, backfill_days=90
+        levels=("campaign", "adset", "ad"),
+        attribution_window_days=7,
+        backfill_days=90,
+        total_level="campaign",
     )
 
     def __init__(self, settings: MetaSettings | None = None) -> None:

@@ -57,6 +57,8 @@ class ShopifyProvider:
         attribution_window_days=30,
         backfill_days=90,
         backfill_slice_days=30,
+        total_level="store",
+        kind="store",
     )
 
     def __init__(self, settings: ShopifySettings | None = None) -> None:

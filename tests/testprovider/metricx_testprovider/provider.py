@@ -50,7 +50,11 @@ class TestProvider:
     name = "testprovider"
     display_name = "Test provider"
     capabilities = Capabilities(
-        levels=("campaign", "ad"), attribution_window_days=7, backfill_days=90, backfill_slice_days=30
+        levels=("campaign", "ad"),
+        attribution_window_days=7,
+        backfill_days=90,
+        backfill_slice_days=30,
+        total_level="campaign",
     )
     api_version = ApiVersion("v1", None)  # the simulator's only version; it publishes no sunset
 
