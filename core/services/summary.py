@@ -10,9 +10,9 @@ currencies: totals are per currency, and converted totals exist only with operat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -38,6 +38,7 @@ WITH wanted AS (
   JOIN wanted w ON w.provider = c.provider AND w.level = e.level
   WHERE s.workspace_id = :workspace_id AND c.workspace_id = :workspace_id
     AND s.metrics_date BETWEEN :since AND :until
+    AND (CAST(:connections AS uuid[]) IS NULL OR c.id = ANY(CAST(:connections AS uuid[])))
   ORDER BY s.entity_id, s.metrics_date, s.captured_at DESC
 )
 SELECT metrics_date, provider, currency, sum(spend) AS spend, sum(impressions) AS impressions,
@@ -45,6 +46,12 @@ SELECT metrics_date, provider, currency, sum(spend) AS spend, sum(impressions) A
 FROM latest GROUP BY metrics_date, provider, currency ORDER BY metrics_date, provider, currency
 """
 _PROVIDERS = "SELECT DISTINCT provider FROM connections WHERE workspace_id = :workspace_id ORDER BY provider"
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The range workspace totals cover unless told otherwise: the 7 days ending today (UTC)."""
+    until = today or datetime.now(UTC).date()
+    return until - timedelta(days=6), until
 
 
 def ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
@@ -259,11 +266,13 @@ async def workspace_summary(
     until: date,
     *,
     rates: CurrencyRates | None = None,
+    connection_ids: Sequence[uuid.UUID] | None = None,
 ) -> WorkspaceSummary:
     """Totals of every connection of the workspace over the accounts' days ``since..until``.
 
     Each connection counts at its provider's primary level; a day's value is its latest snapshot.
     With ``rates``, ``converted`` holds the totals in ``rates.target`` (labelled converted).
+    ``connection_ids`` narrows it to those connections (e.g. one account's "today so far").
     """
     registry = get_registry()
     present = [p for p in (await session.scalars(text(_PROVIDERS), {"workspace_id": workspace_id}))]
@@ -280,6 +289,7 @@ async def workspace_summary(
             "since": since,
             "until": until,
             "none": NO_CURRENCY,
+            "connections": [str(c) for c in connection_ids] if connection_ids is not None else None,
         },
     )
     days = tuple(DayTotals(r.metrics_date, r.provider, r.currency, _totals(r)) for r in result)

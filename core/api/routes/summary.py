@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,7 +12,7 @@ from core.api.csv import CSV_RESPONSE, AcceptHeader, FormatQuery, csv_response, 
 from core.api.deps import SessionDep, WorkspaceDep
 from core.api.errors import ApiError
 from core.api.summary_schemas import WorkspaceSummaryPublic
-from core.services.summary import rates_from_settings, workspace_summary
+from core.services.summary import default_range, rates_from_settings, workspace_summary
 
 router = APIRouter(prefix="/workspaces/{workspace_id}/metrics", tags=["data"])
 
@@ -31,9 +31,9 @@ DAY_COLUMNS = (
 
 def summary_range(since: date | None, until: date | None) -> tuple[date, date]:
     """The checked range: default the 7 days ending today (UTC), at most :data:`MAX_RANGE_DAYS`."""
-    until = until or datetime.now(UTC).date()
+    until = until or default_range()[1]
     try:
-        since = since or until - timedelta(days=6)
+        since = since or default_range(until)[0]
     except OverflowError:
         raise ApiError(422, "invalid_range", "until is too early for a default since; give since") from None
     if since > until:
