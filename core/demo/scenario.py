@@ -147,9 +147,12 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
     todo = [
         c for c in demo.connections if (await connection_states([c.id]))[c.id].backfill_completed_at is None
     ]
+    done = len(demo.connections) - len(todo)
     if not todo:
         console.print("  every connection is already backfilled (second run: data dir reused)")
         return
+    if done:
+        console.print(f"  skipped {done} connections already backfilled (data dir reused)")
     jobs = {
         c.id: (await enqueue_sync_job(str(c.id), str(demo.workspace_id), backfill=True, redis=redis))[
             "job_id"
@@ -187,11 +190,18 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
             await asyncio.sleep(0.4)
 
 
+def _counts(value: Any) -> str:
+    """``{"reconnect_required": 1}`` as "1 reconnect_required" (a number stays a number)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(value.items())) or "none"
+    return str(value or 0)
+
+
 async def realtime_cycle(console: Console, stack: Stack, redis: ArqRedis, demo: Demo) -> None:
     """Run the realtime fan-out the scheduler runs every 15 minutes, and show today's numbers."""
     job = await redis.enqueue_job("scheduled_realtime_sync", _job_id=f"demo:realtime:{int(time.time())}")
     stats = await job.result(timeout=60) if job else {}
-    console.print(f"  fan-out: enqueued {stats.get('enqueued')}, skipped {stats.get('skipped')}")
+    console.print(f"  fan-out: enqueued {stats.get('enqueued', 0)}, skipped {_counts(stats.get('skipped'))}")
     await wait_settled(stack, [c.id for c in demo.connections], timeout_s=120)
     for c in sorted(demo.connections, key=lambda c: c.name):
         await _today_so_far(console, demo.workspace_id, c)
