@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Query
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 CSV_MEDIA_TYPE = "text/csv"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FormatQuery = Annotated[
     Literal["json", "csv"] | None,
     Query(alias="format", description="csv: the same rows as CSV (also chosen by Accept: text/csv)."),
@@ -31,13 +33,26 @@ def wants_csv(fmt: str | None, accept: str | None) -> bool:
     return CSV_MEDIA_TYPE in (accept or "")
 
 
+def _cell(value: Any) -> Any:
+    """None as an empty field; text a spreadsheet would run as a formula (a campaign named
+    ``=HYPERLINK(...)``) gets a leading apostrophe. Numbers, negative ones included, stay as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        try:
+            Decimal(value)
+        except InvalidOperation:
+            return "'" + value
+    return value
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A header line and one line per row; None becomes an empty field."""
+    """A header line and one line per row (see :func:`_cell` for how fields are written)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([_cell(v) for v in row])
     return out.getvalue()
 
 

@@ -65,3 +65,5 @@ def test_csv_negotiation_and_quoting() -> None:
         ['Summer, "big" sale', "1.50"],
         ["", "2"],
     ]
+    risky = csv_text(("name", "spend"), [("=HYPERLINK(1)", "-1.50"), ("@x", "+2")])
+    assert list(csv.reader(io.StringIO(risky)))[1:] == [["'=HYPERLINK(1)", "-1.50"], ["'@x", "+2"]]
