@@ -138,6 +138,18 @@ class Settings(BaseSettings):
         default=12, description="Upper bound of those attribution re-runs per day (slot)."
     )
 
+    # --- workspace totals --------------------------------------------------------------
+    reporting_currency: str | None = Field(
+        default=None,
+        description="Also show workspace totals converted into this currency (e.g. USD) with "
+        "currency_rates, labelled as converted; totals per currency are always shown.",
+    )
+    currency_rates: str = Field(
+        default="",
+        description="Operator-supplied rates into reporting_currency: 'EUR=1.08,GBP=1.27' (one EUR is "
+        "1.08 of it), per day with 'EUR@2026-11-30=1.05'; a day without its own rate uses the undated one.",
+    )
+
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")
     log_level: str = Field(default="INFO", description="Root log level.")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.errors import PayloadError
 
@@ -38,6 +38,11 @@ class Capabilities:
     """What a provider can do; the engine derives windows from it.
 
     ``levels`` has no default: each provider names its own (core knows no platform's hierarchy).
+    ``total_level`` is the level whose rows cover all of the account's spend (and sales), the one
+    workspace totals read (default: the first level); totals never sum across levels, and a finer
+    level may miss spend (Google's Performance Max campaigns have no ad groups). ``kind`` says what
+    the numbers are: ``"ads"`` (spend and the revenue the platform attributes to it) or ``"store"``
+    (a shop's sales in ``revenue``, no spend), which workspace totals put beside ad spend (MER).
     """
 
     levels: tuple[str, ...]
@@ -53,6 +58,8 @@ class Capabilities:
     # nightly attribution re-reads the most recent ``attribution_window_days``, and a weekly deep
     # tier re-reads the rest up to this horizon. Equal to the nightly window: no deep tier.
     revision_days: int = 7
+    # "store" marks a shop's sales (shown beside ad spend, e.g. MER); "ads" an ad platform.
+    kind: Literal["ads", "store"] = "ads"
 
     def __post_init__(self) -> None:
         if self.primary_level is not None and self.primary_level not in self.levels:

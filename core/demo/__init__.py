@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from core.demo.report import api_summary, print_commands, print_totals
 from core.demo.scenario import (
     Demo,
     attribution,
@@ -43,6 +44,8 @@ async def _story(console: Console, stack: Stack, reset: bool) -> Demo:
     await upgrade_async(stack.database_url)
     registry = get_registry()
     demo = await setup_workspace(stack, registry, reset=reset)
+    if demo.reused:
+        console.print(f"Second run (data dir reused), not created again: {', '.join(demo.reused)}")
     redis = await get_arq_pool()
     console.rule("[bold]1. Backfill: 90 days per connection, newest slice first, checkpointed")
     await backfills(console, stack, redis, demo)
@@ -66,6 +69,7 @@ async def _summary(console: Console, stack: Stack, demo: Demo, api_url: str) -> 
     from sqlalchemy import text
 
     from core.db.engine import session_scope
+    from core.services.summary import default_range, rates_from_settings, workspace_summary
 
     console.rule("[bold]Summary")
     async with session_scope() as session:
@@ -90,12 +94,14 @@ async def _summary(console: Console, stack: Stack, demo: Demo, api_url: str) -> 
     for r in rows:
         if r.sync_status == "reconnect_required":
             console.print(f"  [red]{r.name}[/red] needs reconnecting: {r.last_sync_error}")
-    console.print(f"\nAPI: {api_url}   (OpenAPI: {api_url}/docs)")
-    console.print(f"API key for workspace {demo.workspace_id}: [bold]{demo.api_key}[/bold]")
-    console.print(
-        f"  curl -H 'Authorization: Bearer {demo.api_key}' "
-        f"{api_url}/v1/workspaces/{demo.workspace_id}/connections"
-    )
+    since, until = default_range()
+    async with session_scope() as session:
+        summary = await workspace_summary(
+            session, demo.workspace_id, since, until, rates=rates_from_settings()
+        )
+    body = await api_summary(api_url, demo.api_key, demo.workspace_id, since, until)
+    print_totals(console, summary, body, stack.data_dir)
+    print_commands(console, api_url, demo.workspace_id, demo.key, stack)
     console.print(f"Logs: {stack.data_dir / 'logs'}")
 
 

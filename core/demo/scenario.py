@@ -19,11 +19,13 @@ from sqlalchemy import delete, select, text
 
 from core.db.engine import session_scope
 from core.db.models import Connection, Workspace
+from core.demo.report import DemoKey, demo_api_key
 from core.demo.stack import Stack
 from core.enqueue import enqueue_sync_job
 from core.plugins import Registry
 from core.providers import SyncMode
-from core.services import create_api_key, create_connection, create_workspace
+from core.services import create_connection, create_workspace
+from core.services.summary import workspace_summary
 from core.state import SETTLED, TERMINAL_RUN, SyncStatus
 
 WORKSPACE = "metricx demo"
@@ -44,18 +46,29 @@ class DemoConn:
 @dataclass
 class Demo:
     workspace_id: uuid.UUID
-    api_key: str
+    key: DemoKey
     connections: list[DemoConn]
+    #: What a second run found already there (and so did not create again).
+    reused: list[str]
+
+    @property
+    def api_key(self) -> str:
+        return self.key.key
 
 
 async def setup_workspace(stack: Stack, registry: Registry, *, reset: bool) -> Demo:
-    """The demo workspace (reused on a second run), a fresh API key, and its connections."""
+    """The demo workspace, its API key and its connections, each reused on a second run."""
+    reused: list[str] = []
     async with session_scope() as session:
         if reset:
             await session.execute(delete(Workspace).where(Workspace.name == WORKSPACE))
         ws = await session.scalar(select(Workspace).where(Workspace.name == WORKSPACE))
+        if ws is not None:
+            reused.append(f"workspace {WORKSPACE!r}")
         ws = ws or await create_workspace(session, WORKSPACE)
-        _, key = await create_api_key(session, ws.id, "demo")
+        key = await demo_api_key(session, ws.id, stack.data_dir)
+        if key.reused:
+            reused.append("its API key")
         conns: list[DemoConn] = []
         for provider, spec in sorted(registry.simulators.items()):
             for demo in spec.demo_connections(stack.urls[provider]):
@@ -66,7 +79,9 @@ async def setup_workspace(stack: Stack, registry: Registry, *, reset: bool) -> D
                         Connection.external_account_id == demo.external_account_id,
                     )
                 )
-                if conn is None:
+                if conn is not None:
+                    reused.append(f"connection {demo.name!r}")
+                else:
                     conn = await create_connection(
                         session,
                         ws.id,
@@ -77,7 +92,7 @@ async def setup_workspace(stack: Stack, registry: Registry, *, reset: bool) -> D
                         config=dict(demo.config),
                     )
                 conns.append(DemoConn(conn.id, demo.name, provider, demo.role, demo.external_account_id))
-        return Demo(ws.id, key, conns)
+        return Demo(ws.id, key, conns, reused)
 
 
 async def _rows(sql: str, **params: Any) -> list[Any]:
@@ -132,9 +147,12 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
     todo = [
         c for c in demo.connections if (await connection_states([c.id]))[c.id].backfill_completed_at is None
     ]
+    done = len(demo.connections) - len(todo)
     if not todo:
         console.print("  every connection is already backfilled (second run: data dir reused)")
         return
+    if done:
+        console.print(f"  skipped {done} connections already backfilled (data dir reused)")
     jobs = {
         c.id: (await enqueue_sync_job(str(c.id), str(demo.workspace_id), backfill=True, redis=redis))[
             "job_id"
@@ -172,24 +190,47 @@ async def backfills(console: Console, stack: Stack, redis: ArqRedis, demo: Demo)
             await asyncio.sleep(0.4)
 
 
+def _counts(value: Any) -> str:
+    """``{"reconnect_required": 1}`` as "1 reconnect_required" (a number stays a number)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(value.items())) or "none"
+    return str(value or 0)
+
+
 async def realtime_cycle(console: Console, stack: Stack, redis: ArqRedis, demo: Demo) -> None:
     """Run the realtime fan-out the scheduler runs every 15 minutes, and show today's numbers."""
     job = await redis.enqueue_job("scheduled_realtime_sync", _job_id=f"demo:realtime:{int(time.time())}")
     stats = await job.result(timeout=60) if job else {}
-    console.print(f"  fan-out: enqueued {stats.get('enqueued')}, skipped {stats.get('skipped')}")
+    console.print(f"  fan-out: enqueued {stats.get('enqueued', 0)}, skipped {_counts(stats.get('skipped'))}")
     await wait_settled(stack, [c.id for c in demo.connections], timeout_s=120)
-    rows = await _rows(
-        "SELECT c.name, c.timezone, count(*) AS n, sum(s.spend) AS spend, max(s.captured_at) AS at "
-        "FROM metric_snapshots s JOIN connections c ON c.id = s.connection_id "
-        "WHERE c.workspace_id = :w AND s.metrics_date = (now() AT TIME ZONE c.timezone)::date "
-        "GROUP BY c.name, c.timezone ORDER BY c.name",
-        w=demo.workspace_id,
+    for c in sorted(demo.connections, key=lambda c: c.name):
+        await _today_so_far(console, demo.workspace_id, c)
+
+
+async def _today_so_far(console: Console, workspace_id: uuid.UUID, conn: DemoConn) -> None:
+    """One connection's day so far: its latest snapshot of today at its provider's primary level (the
+    value the API shows), never a sum of snapshots across time slots or levels."""
+    [state] = await _rows(
+        "SELECT c.timezone, (now() AT TIME ZONE c.timezone)::date AS today, "
+        "(SELECT max(captured_at) FROM metric_snapshots s WHERE s.connection_id = c.id "
+        " AND s.metrics_date = (now() AT TIME ZONE c.timezone)::date) AS at "
+        "FROM connections c WHERE c.id = :c",
+        c=conn.id,
     )
-    for r in rows:
-        console.print(
-            f"  {r.name:<38} today in {r.timezone:<20} {r.n:>4} snapshots, spend so far "
-            f"{r.spend:.2f} (slot {r.at:%H:%M} UTC)"
+    async with session_scope() as session:
+        summary = await workspace_summary(
+            session, workspace_id, state.today, state.today, connection_ids=[conn.id]
         )
+    if state.at is None or not summary.currencies:
+        console.print(f"  {conn.name:<38} today in {state.timezone:<20} no snapshot yet")
+        return
+    [totals] = summary.currencies
+    store = totals.ads.spend == 0 and totals.store_revenue != 0
+    what, money = ("sales so far", totals.store_revenue) if store else ("spend so far", totals.ads.spend)
+    console.print(
+        f"  {conn.name:<38} today in {state.timezone:<20} {what} {money:,.2f} {totals.currency} "
+        f"(latest snapshot {state.at:%H:%M} UTC)"
+    )
 
 
 _CONVERSIONS = """
@@ -210,7 +251,7 @@ async def _conversions(registry: Registry, conns: list[DemoConn]) -> dict[uuid.U
     """Each connection's (conversions, revenue) over the last 7 days, at its provider's top level."""
     out: dict[uuid.UUID, tuple[Decimal, Decimal]] = {}
     for c in conns:
-        level = registry.providers[c.provider].capabilities.levels[0]
+        level = registry.providers[c.provider].capabilities.default_level
         [row] = await _rows(_CONVERSIONS, c=c.id, level=level)
         out[c.id] = (row.conv or Decimal(0), row.revenue or Decimal(0))
     return out

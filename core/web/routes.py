@@ -21,6 +21,7 @@ from core.api.errors import ApiError
 from core.api.routes import connections as connection_routes
 from core.api.schemas import SyncRequest
 from core.db.models import Connection
+from core.services import summary
 from core.web import sessions, views
 from core.web.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebSession
 
@@ -112,9 +113,12 @@ async def dashboard(
     if web is None:
         return to_login()
     rows = await views.connection_rows(session, web.workspace_id, attention_only=attention)
-    # The lead wires core.services.summary.workspace_summary(...) here after the merge.
+    since, until = summary.default_range()
+    totals = await summary.workspace_summary(
+        session, web.workspace_id, since, until, rates=summary.rates_from_settings()
+    )
     return page(
-        request, "dashboard.html", {"web": web, "rows": rows, "attention": attention, "summary": None}
+        request, "dashboard.html", {"web": web, "rows": rows, "attention": attention, "summary": totals}
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.api.deps import PageParams
 from core.api.routes.data import daily_metrics
+from core.api.schemas import MetricsPage
 from core.db.models import Connection, SyncRun
 from core.providers import SyncMode
 from core.state import NEEDS_ATTENTION, ConnectionStatus, RunStatus, SyncStatus
@@ -164,8 +165,10 @@ async def charts(session: AsyncSession, connection: Connection) -> list[Chart]:
     end = account_today(connection)
     start = end - timedelta(days=CHART_DAYS - 1)
     page = await daily_metrics(
-        connection, session, PageParams(limit=200, offset=0), start, end, None, "level", None
+        connection, session, PageParams(limit=200, offset=0), start, end, None, "level", None, None, None
     )
+    if not isinstance(page, MetricsPage):  # only a CSV request answers a Response
+        raise TypeError("daily_metrics answered CSV to a JSON request")
     by_day = {row.metrics_date: row for row in page.items}
     days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
     currency = connection.currency or ""

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
+import httpx
 import pytest
 
 from core.testing.servers import create_database, drop_database
@@ -24,6 +30,69 @@ def other_redis_db(url: str) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{(own + 8) % 16}"))
 
 
+class RunningDemo:
+    """``metricx demo`` as a child process whose output is read while it runs."""
+
+    def __init__(self, args: list[str], env: dict[str, str], stderr: Path) -> None:
+        self.lines: list[str] = []
+        self.stderr_path = stderr
+        with stderr.open("w") as err:  # a file, not a pipe: a full pipe would block the demo
+            self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None, "".join(self.lines)[-3000:] + self.stderr()
+            assert time.monotonic() < deadline, "".join(self.lines)[-3000:]
+            time.sleep(0.2)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()[-3000:]
+
+    def finish(self, timeout_s: float) -> str:
+        self.proc.wait(timeout=timeout_s)
+        self.reader.join(timeout=5)
+        out = "".join(self.lines)
+        assert self.proc.returncode == 0, out[-3000:] + self.stderr()
+        return out
+
+
+def check_summary_against_the_api(out: str, data_dir: Path) -> None:
+    """The totals the demo printed (and saved) are what the running API returns for the same days."""
+    saved = json.loads((data_dir / "summary.json").read_text())
+    key = (data_dir / "api.key").read_text().strip()
+    assert (data_dir / "api.key").stat().st_mode & 0o077 == 0  # the key file is private
+    api_url = re.search(r"API: (http://127\.0\.0\.1:\d+)/v1", out)
+    workspace = re.search(r"API key for workspace ([0-9a-f-]{36})", out)
+    assert api_url and workspace, out[-3000:]
+    response = httpx.get(
+        f"{api_url.group(1)}/v1/workspaces/{workspace.group(1)}/metrics/summary",
+        params={"since": saved["since"], "until": saved["until"]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    api = {c["currency"]: c for c in body["currencies"]}
+    assert set(api) == set(saved["currencies"]) and api
+    for currency, numbers in saved["currencies"].items():
+        assert Decimal(numbers["spend"]) == Decimal(str(api[currency]["ads"]["spend"])), currency
+        assert Decimal(numbers["revenue"]) == Decimal(str(api[currency]["ads"]["revenue"])), currency
+        assert numbers["impressions"] == api[currency]["ads"]["impressions"], currency
+        assert Decimal(numbers["store_revenue"]) == Decimal(str(api[currency]["store_revenue"])), currency
+        # ...and the printed table shows the same spend
+        assert f"{Decimal(numbers['spend']):,.2f}" in out, currency
+    assert "the API's /metrics/summary returns these same totals" in out
+    assert any(Decimal(c["store_revenue"]) > 0 for c in body["currencies"])  # Shopify beside ad spend
+
+
 def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
     database = asyncio.run(create_database(metricx_env.server_url))
     redis_url = other_redis_db(metricx_env.redis_url)
@@ -31,11 +100,26 @@ def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
 
     redis.Redis.from_url(redis_url).flushdb()
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRICX_")}
-    env.update(DATABASE_URL=database, REDIS_URL=redis_url, COLUMNS="200")
+    # No scheduled realtime tick while the test compares the printed totals with the API's.
+    env.update(DATABASE_URL=database, REDIS_URL=redis_url, COLUMNS="200", METRICX_CRON_REALTIME="0 0 1 1 *")
     metricx = str(Path(sys.executable).parent / "metricx")
+    data_dir = tmp_path / "demo"
     try:
-        result = subprocess.run(
-            [metricx, "demo", "--data-dir", str(tmp_path / "demo"), "--exit-after", "1"],
+        demo = RunningDemo(
+            [metricx, "demo", "--data-dir", str(data_dir), "--exit-after", "20"], env, tmp_path / "stderr"
+        )
+        try:
+            demo.wait_for("Ready in", timeout_s=170)
+            check_summary_against_the_api("".join(demo.lines), data_dir)
+            out = demo.finish(timeout_s=60)
+        finally:
+            if demo.proc.poll() is None:
+                demo.proc.terminate()
+                demo.proc.wait(timeout=30)
+        # A second run reuses what the first made and says so.
+        env["COLUMNS"] = "60"  # a narrow terminal: commands must still be copy-pasteable
+        again = subprocess.run(
+            [metricx, "demo", "--data-dir", str(data_dir), "--exit-after", "1"],
             env=env,
             capture_output=True,
             text=True,
@@ -44,8 +128,19 @@ def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
     finally:
         asyncio.run(drop_database(metricx_env.server_url, urlparse(database).path.lstrip("/")))
         redis.Redis.from_url(redis_url).flushdb()
-    out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    key = (data_dir / "api.key").read_text().strip()
+    assert "not created again" in again.stdout and "its API key" in again.stdout
+    assert (
+        "connections already backfilled" in again.stdout
+        or "every connection is already backfilled" in again.stdout
+    )
+    assert f"  {key}\n" in again.stdout  # the same key, on one line
+    curl = [line for line in again.stdout.splitlines() if "curl -H" in line]
+    assert curl and all(f"Bearer {key}' \\" in line for line in curl)
+    assert "export DATABASE_URL=" in again.stdout and "metricx connections list" in again.stdout
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/ ", again.stdout) and "/login" in again.stdout
+    assert "{'" not in out + again.stdout  # no raw Python dicts
     for step in ("1. Backfill", "2. Realtime", "3. Attribution", "4. Rate limit", "Summary"):
         assert step in out
     assert "fan-out: enqueued" in out

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.api.csv import CSV_RESPONSE, AcceptHeader, FormatQuery, csv_response, models_csv, wants_csv
 from core.api.deps import ConnectionDep, PageDep, SessionDep
 from core.api.errors import ApiError
 from core.api.schemas import NO_NUL, EntityPublic, IntradayPoint, IntradaySeries, MetricRow, MetricsPage, Page
@@ -117,7 +119,11 @@ async def _count_rows(session: AsyncSession, params: dict[str, Any]) -> int:
     return int(total or 0)
 
 
-@router.get("/metrics", response_model=MetricsPage)
+METRIC_COLUMNS = ("spend", "impressions", "clicks", "conversions", "revenue")
+ENTITY_COLUMNS = ("entity_id", "external_id", "name")
+
+
+@router.get("/metrics", response_model=MetricsPage, responses=CSV_RESPONSE)
 async def daily_metrics(
     connection: ConnectionDep,
     session: SessionDep,
@@ -127,8 +133,13 @@ async def daily_metrics(
     level: Level = None,
     group_by: Annotated[Literal["level", "entity"], Query()] = "level",
     entity_id: EntityFilter = None,
-) -> MetricsPage:
-    """Daily totals over a date range (each day's latest snapshot), summed per level or per entity."""
+    fmt: FormatQuery = None,
+    accept: AcceptHeader = None,
+) -> MetricsPage | Response:
+    """Daily totals over a date range (each day's latest snapshot), summed per level or per entity.
+
+    As CSV (``?format=csv`` or ``Accept: text/csv``) every row of the query, without paging.
+    """
     end = end or _today(connection)
     try:
         start = start or end - timedelta(days=6)
@@ -141,6 +152,13 @@ async def daily_metrics(
     chosen = _level(connection, level)
     params = _params(connection, chosen, entity_id, start=start, end=end)
     sql = BY_ENTITY if group_by == "entity" else BY_LEVEL
+    if wants_csv(fmt, accept):
+        rows = [MetricRow.model_validate(dict(r._mapping)) for r in await session.execute(text(sql), params)]
+        columns = ("metrics_date", *(ENTITY_COLUMNS if group_by == "entity" else ()), *METRIC_COLUMNS)
+        body = models_csv(
+            rows, columns, connection_id=connection.id, level=chosen, currency=connection.currency
+        )
+        return csv_response(body, f"metrics-{connection.id}-{start}-{end}.csv")
     if group_by == "entity":
         total = await _count_rows(session, params)
     else:
@@ -164,7 +182,7 @@ async def daily_metrics(
     )
 
 
-@router.get("/metrics/intraday", response_model=IntradaySeries)
+@router.get("/metrics/intraday", response_model=IntradaySeries, responses=CSV_RESPONSE)
 async def intraday_metrics(
     connection: ConnectionDep,
     session: SessionDep,
@@ -173,16 +191,29 @@ async def intraday_metrics(
     ] = None,
     level: Level = None,
     entity_id: EntityFilter = None,
-) -> IntradaySeries:
-    """The day-so-far totals at each snapshot time of one day (15-minute or hourly points)."""
+    fmt: FormatQuery = None,
+    accept: AcceptHeader = None,
+) -> IntradaySeries | Response:
+    """The day-so-far totals at each snapshot time of one day (15-minute or hourly points); or CSV."""
     day = day or _today(connection)
     chosen = _level(connection, level)
     result = await session.execute(text(INTRADAY), _params(connection, chosen, entity_id, day=day))
+    points = [IntradayPoint.model_validate(dict(r._mapping)) for r in result]
+    if wants_csv(fmt, accept):
+        body = models_csv(
+            points,
+            ("captured_at", *METRIC_COLUMNS),
+            connection_id=connection.id,
+            level=chosen,
+            metrics_date=day,
+            currency=connection.currency,
+        )
+        return csv_response(body, f"intraday-{connection.id}-{day}.csv")
     return IntradaySeries(
         connection_id=connection.id,
         level=chosen,
         metrics_date=day,
         currency=connection.currency,
         timezone=connection.timezone,
-        points=[IntradayPoint.model_validate(dict(r._mapping)) for r in result],
+        points=points,
     )

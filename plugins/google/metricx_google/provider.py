@@ -74,7 +74,7 @@ class GoogleAdsProvider:
         )
         self.capabilities = Capabilities(
             levels=LEVELS,
-            primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
+            primary_level="campaign",  # the level that covers all spend (Performance Max has no ad groups)
             attribution_window_days=self.settings.attribution_window_days,
             backfill_days=self.settings.backfill_days,
             # Conversions keep arriving for the conversion window: 30 days by default (up to 90).

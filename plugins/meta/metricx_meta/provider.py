@@ -52,7 +52,7 @@ class MetaProvider:
     display_name = "Meta Ads"
     capabilities = Capabilities(
         levels=("campaign", "adset", "ad"),
-        primary_level="ad",  # every ad's row: they add up to the account (the API's default so far)
+        primary_level="campaign",  # the level that covers all spend: totals and the metrics default
         attribution_window_days=7,
         backfill_days=90,
         revision_days=28,  # Meta revises conversions for up to 28 days (its longest attribution window)

@@ -61,6 +61,7 @@ class ShopifyProvider:
         # Refunds land on the order's day: the nightly pass re-reads 30 days, the weekly deep
         # tier the rest of a 60-day refund horizon.
         revision_days=60,
+        kind="store",
     )
 
     def __init__(self, settings: ShopifySettings | None = None) -> None:

@@ -51,7 +51,7 @@ class TestProvider:
     display_name = "Test provider"
     capabilities = Capabilities(
         levels=("campaign", "ad"),
-        primary_level="ad",
+        primary_level="campaign",  # the level that covers all spend: totals and the metrics default
         attribution_window_days=7,
         backfill_days=90,
         backfill_slice_days=30,

@@ -2,12 +2,17 @@
 
 Fault switches: ``transient`` (count of 503s on metrics), ``rate_limit_s`` (429 on metrics),
 ``revoked`` (401 on every call, as for a token revoked on the platform), ``slow_s``, ``malformed``.
+Shape switches: ``campaign_rows`` (also report campaign-level rows, each the sum of its ads),
+``pmax_campaigns`` (campaigns without ads whose spend exists only at campaign level, like Google's
+Performance Max), ``currencies`` ({account: currency}). ``GET /_sim/truth?account=&since=&until=``
+gives the account's daily totals at campaign level (all its spend).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -45,9 +50,41 @@ class State:
         self.revision = 0
         self.paused: set[str] = set()
         self.calls = 0
+        self.campaign_rows = False
+        self.pmax_campaigns = 0
+        self.currencies: dict[str, str] = {}
 
     def ads(self) -> list[tuple[str, str]]:
         return [(f"c{c}", f"c{c}a{a}") for c in range(self.campaigns) for a in range(self.ads_per_campaign)]
+
+    def pmax(self) -> list[str]:
+        return [f"pmax{p}" for p in range(self.pmax_campaigns)]
+
+    def day_rows(self, account: str, day: date) -> list[dict[str, Any]]:
+        """Every metrics row of one day: ads, then (switched on) campaign rows and PMax campaigns."""
+        rows = [
+            {"level": "ad", "id": ad, "date": day.isoformat(), "parent": camp}
+            | ad_numbers(account, ad, day, self.revision)
+            for camp, ad in self.ads()
+        ]
+        if self.campaign_rows:
+            for c in range(self.campaigns):
+                ads = [r for r in rows if r.get("parent") == f"c{c}"]
+                rows.append({"level": "campaign", "id": f"c{c}", "date": day.isoformat()} | _sum(ads))
+        rows += [
+            {"level": "campaign", "id": p, "date": day.isoformat()}
+            | ad_numbers(account, p, day, self.revision)
+            for p in self.pmax()
+        ]
+        return rows
+
+
+def _sum(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows' numbers added, formatted like :func:`ad_numbers`."""
+    money = ("spend", "conversions", "revenue")
+    out: dict[str, Any] = {k: sum(int(r[k]) for r in rows) for k in ("impressions", "clicks")}
+    out.update({k: str(sum((Decimal(r[k]) for r in rows), Decimal(0))) for k in money})
+    return out
 
 
 def create_app() -> FastAPI:
@@ -77,7 +114,16 @@ def create_app() -> FastAPI:
         body = await request.json()
         if body.pop("reset", False):
             state.reset()
-        for key in ("campaigns", "ads_per_campaign", "timezone", "currency", "revision"):
+        for key in (
+            "campaigns",
+            "ads_per_campaign",
+            "timezone",
+            "currency",
+            "revision",
+            "campaign_rows",
+            "pmax_campaigns",
+            "currencies",
+        ):
             if key in body:
                 setattr(state, key, body.pop(key))
         if "pause" in body:
@@ -90,7 +136,7 @@ def create_app() -> FastAPI:
         return await fault(authorization, "account") or {
             "name": f"Account {account}",
             "timezone": state.timezone,
-            "currency": state.currency,
+            "currency": state.currencies.get(account, state.currency),
         }
 
     @app.get("/accounts/{account}/entities")
@@ -100,6 +146,9 @@ def create_app() -> FastAPI:
         rows: list[dict[str, Any]] = [
             {"level": "campaign", "id": f"c{c}", "name": f"Campaign {c}", "status": "ACTIVE"}
             for c in range(state.campaigns)
+        ]
+        rows += [
+            {"level": "campaign", "id": p, "name": f"PMax {p}", "status": "ACTIVE"} for p in state.pmax()
         ]
         rows += [
             {
@@ -123,22 +172,25 @@ def create_app() -> FastAPI:
         rows = []
         day = start
         while day <= end:
-            for camp, ad in state.ads():
-                rows.append(
-                    {
-                        "level": "ad",
-                        "id": ad,
-                        "date": day.isoformat(),
-                        "parent": camp,
-                        **ad_numbers(account, ad, day, state.revision),
-                    }
-                )
+            rows += state.day_rows(account, day)
             day += timedelta(days=1)
         if state.faults.get("malformed") and rows:
             rows[-1]["impressions"] = state.faults.get("malformed_value", "lots")
         chunk = rows[page * PAGE : (page + 1) * PAGE]
         more = (page + 1) * PAGE < len(rows)
         return {"data": chunk, "next": page + 1 if more else None}
+
+    @app.get("/_sim/truth")
+    async def truth(account: str, since: str, until: str) -> Any:
+        """Daily totals at campaign level (every campaign, PMax included): all the account's spend."""
+        start, end = date.fromisoformat(since), date.fromisoformat(until)
+        days = {}
+        for offset in range((end - start).days + 1):
+            day = start + timedelta(days=offset)
+            ads = [r for r in state.day_rows(account, day) if r["level"] == "ad"]
+            pmax = [r for r in state.day_rows(account, day) if r["id"] in state.pmax()]
+            days[day.isoformat()] = _sum(ads + pmax)
+        return {"currency": state.currencies.get(account, state.currency), "days": days}
 
     return app
 
