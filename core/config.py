@@ -111,6 +111,21 @@ class Settings(BaseSettings):
         default=12, description="Upper bound of those attribution re-runs per day (slot)."
     )
 
+    # --- metrics and alerts --------------------------------------------------------------
+    worker_metrics_port: int | None = Field(
+        default=None,
+        description="Serve this worker's Prometheus metrics on http://0.0.0.0:PORT/metrics (unset: off). "
+        "Each worker process serves its own registry: give workers on one host different ports.",
+    )
+    scheduler_metrics_port: int | None = Field(
+        default=None,
+        description="Serve the scheduler's Prometheus metrics (leadership, ticks) on this port (unset: off).",
+    )
+    metrics_bearer_token: SecretStr | None = Field(
+        default=None,
+        description="If set, the API's /metrics requires `Authorization: Bearer <this>` (unset: open).",
+    )
+
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")
     log_level: str = Field(default="INFO", description="Root log level.")

@@ -19,6 +19,7 @@ from core.config import get_settings
 from core.db.engine import dispose_engine
 from core.errors import ConfigError
 from core.logging import configure_logging
+from core.metrics import WORKER, serve_registry
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
 from core.sync.context import RUNNER_KEY
@@ -75,6 +76,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["startup_time"] = time.monotonic()
     # arq hands each job a shallow copy of ctx: keep counters in a shared object, not a plain int.
     ctx["stats"] = {"jobs_processed": 0}
+    if settings.worker_metrics_port is not None:
+        ctx["metrics_server"] = serve_registry(WORKER, settings.worker_metrics_port)
+        log.info("metrics_serving", port=settings.worker_metrics_port)
     from core.fanout import repair_stuck
 
     repaired = await repair_stuck(ctx)
@@ -90,6 +94,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     print(f"[ARQ] Uptime: {uptime:.0f}s", flush=True)
     if "http" in ctx:
         await ctx["http"].aclose()
+    if "metrics_server" in ctx:
+        ctx["metrics_server"].shutdown()
     await dispose_engine()
 
 

@@ -19,8 +19,9 @@ from core import __version__
 from core.api import errors
 from core.api.deps import Resources
 from core.api.errors import documented
-from core.api.routes import connections, data, health, jobs, providers, workspaces
+from core.api.routes import connections, data, health, jobs, prometheus, providers, workspaces
 from core.logging import configure_logging
+from core.metrics import api_latency
 from core.plugins import get_registry
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The route template (not the path) keeps the label set small: ids never become labels.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            api_latency.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
             log.info(
                 "request_finished",
                 method=scope["method"],
@@ -99,4 +103,5 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
+    app.include_router(prometheus.router)
     return app
