@@ -58,9 +58,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            # The route template (not the path) keeps the label set small: ids never become labels.
-            route = getattr(scope.get("route"), "path", "unmatched")
-            api_latency.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+            api_latency.labels(scope["method"], route_template(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
             log.info(
                 "request_finished",
                 method=scope["method"],
@@ -69,6 +69,21 @@ class RequestIdMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             structlog.contextvars.clear_contextvars()
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route as a template (``/v1/workspaces/{workspace_id}/connections``), or ``unmatched``.
+
+    Rebuilt from the path and its parameters, because FastAPI versions differ in whether the
+    matched route knows the prefixes it was included under. Ids never become metric labels.
+    """
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    names = {str(value): name for name, value in (scope.get("path_params") or {}).items()}
+    template = "/".join(f"{{{names[s]}}}" if s in names else s for s in scope["path"].split("/"))
+    own = getattr(route, "path", "")
+    return template if template.endswith(own) else own
 
 
 def _v1() -> APIRouter:
