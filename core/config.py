@@ -126,6 +126,20 @@ class Settings(BaseSettings):
         description="If set, the API's /metrics requires `Authorization: Bearer <this>` (unset: open).",
     )
 
+    alert_webhooks_allow_private: bool = Field(
+        default=False,
+        description="Allow alert webhook URLs over http:// and to private, loopback or link-local "
+        "addresses (development and tests only; production webhooks are https:// to public hosts).",
+    )
+    alert_delivery_timeout_s: float = Field(default=10.0, description="Timeout of one webhook delivery.")
+    alert_max_attempts: int = Field(default=6, description="Delivery attempts per event and webhook.")
+    alert_retry_base_s: float = Field(
+        default=30.0, description="First delivery retry delay; doubles each attempt (capped at one hour)."
+    )
+    alert_token_expiry_days: int = Field(
+        default=7, description="Announce a connection's token this many days before it expires."
+    )
+
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")
     log_level: str = Field(default="INFO", description="Root log level.")

@@ -30,6 +30,8 @@ FANOUT_PASSES_PREFIX = "metricx:fanout:passes:"
 SCHEDULER_LEASE_PREFIX = "metricx:scheduler:lease:"
 #: The last tick the scheduler handled per cron entry (a hash), per queue.
 SCHEDULER_LAST_TICKS_PREFIX = "metricx:scheduler:last:"
+#: Job ids of alert deliveries: ``alert:{delivery}:{attempt}``.
+ALERT_JOB_PREFIX = "alert:"
 #: Job ids of cron ticks: ``cron:{entry}:{tick}``.
 CRON_JOB_PREFIX = "cron:"
 
@@ -71,6 +73,7 @@ def arq_in_progress(job_id: str) -> str:
 
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
+    "ALERT_JOB_PREFIX",
     "CACHE_PREFIX",
     "CONNECTION_LOCK_PREFIX",
     "CRON_JOB_PREFIX",

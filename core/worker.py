@@ -15,6 +15,7 @@ import structlog
 from arq.worker import Function, func
 
 from core import jobs
+from core.alerts.delivery import deliver_alert
 from core.config import get_settings
 from core.db.engine import dispose_engine
 from core.errors import ConfigError
@@ -32,6 +33,7 @@ CORE_JOBS = (
     jobs.scheduled_realtime_sync,
     jobs.scheduled_attribution_sync,
     jobs.scheduled_compaction,
+    deliver_alert,
 )
 
 

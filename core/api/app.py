@@ -19,7 +19,7 @@ from core import __version__
 from core.api import errors
 from core.api.deps import Resources
 from core.api.errors import documented
-from core.api.routes import connections, data, health, jobs, prometheus, providers, workspaces
+from core.api.routes import alerts, connections, data, health, jobs, prometheus, providers, workspaces
 from core.logging import configure_logging
 from core.metrics import api_latency
 from core.plugins import get_registry
@@ -90,7 +90,7 @@ def _v1() -> APIRouter:
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
     v1.include_router(providers.router, responses=documented(401))
-    for module in (workspaces, connections, jobs, data):
+    for module in (workspaces, connections, jobs, data, alerts):
         v1.include_router(module.router, responses=ERRORS)
     for plugin, router in get_registry().routers:
         v1.include_router(router, prefix=f"/plugins/{plugin}", tags=[f"plugin:{plugin}"])

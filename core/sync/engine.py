@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 import core.keys as keys
 from core import metrics
+from core.alerts import events as alerts
 from core.config import Settings
 from core.crypto import decrypt
 from core.db.engine import session_scope
@@ -156,6 +157,10 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
     registry.notify("on_sync_started", **event)
     job.started_s = time.monotonic()
     metrics.jobs_started.labels(job.mode, provider).inc()
+    settings: Settings = ctx["settings"]
+    await alerts.token_checked(
+        ctx["redis"], loaded.connection, loaded.credentials.expires_at, settings.alert_token_expiry_days
+    )
     snapshot_log.info("sync_started", provider=provider, mode=job.mode, try_number=job.job_try)
     started = datetime.now(UTC)
     try:
@@ -169,7 +174,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         )
         raise
     except Exception as exc:
-        return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials)
+        return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials, loaded.connection)
     async with session_scope() as session:
         await status.mark_succeeded(session, job.connection_id, backfill=job.mode == SyncMode.backfill)
         await status.update_run(
@@ -184,6 +189,7 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         )
     await release_active(ctx["redis"], job.active_key, job.job_id)
     metrics.record_job_end(job.mode, provider, RunStatus.complete, job.started_s, job.stats)
+    await alerts.sync_succeeded(ctx["redis"], loaded.connection)  # records and enqueues only
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     registry.notify("on_sync_finished", **event, stats=dict(job.stats))
     snapshot_log.info(
@@ -249,6 +255,7 @@ async def _handle_error(
     exc: Exception,
     event: dict[str, Any],
     credentials: Credentials,
+    connection: Connection,
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
@@ -303,6 +310,7 @@ async def _handle_error(
     sync_status = SyncStatus.reconnect_required if isinstance(exc, AuthError) else SyncStatus.error
     await _finish_failed(ctx, job, run_id, kind, message, sync_status=sync_status)
     _count_failure(job, event["provider"], kind)
+    await alerts.sync_failed(ctx["redis"], connection, sync_status, kind, status.clip(message))
     if isinstance(exc, MetricxError):
         snapshot_log.error("sync_failed", error_kind=kind, error=message)
     else:
