@@ -157,10 +157,6 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
     registry.notify("on_sync_started", **event)
     job.started_s = time.monotonic()
     metrics.jobs_started.labels(job.mode, provider).inc()
-    settings: Settings = ctx["settings"]
-    await alerts.token_checked(
-        ctx["redis"], loaded.connection, loaded.credentials.expires_at, settings.alert_token_expiry_days
-    )
     snapshot_log.info("sync_started", provider=provider, mode=job.mode, try_number=job.job_try)
     started = datetime.now(UTC)
     try:
@@ -189,7 +185,14 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         )
     await release_active(ctx["redis"], job.active_key, job.job_id)
     metrics.record_job_end(job.mode, provider, RunStatus.complete, job.started_s, job.stats)
-    await alerts.sync_succeeded(ctx["redis"], loaded.connection)  # records and enqueues only
+    # Records and enqueues only. The token is checked after the sync, which may have refreshed it.
+    await alerts.sync_succeeded(ctx["redis"], loaded.connection)
+    await alerts.token_checked(
+        ctx["redis"],
+        loaded.connection,
+        loaded.credentials.expires_at,
+        ctx["settings"].alert_token_expiry_days,
+    )
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     registry.notify("on_sync_finished", **event, stats=dict(job.stats))
     snapshot_log.info(

@@ -212,3 +212,56 @@ async def test_webhook_api_shows_the_secret_once_and_the_delivery_log(
         assert (
             await client.delete(f"{base}/webhooks/{created.json()['id']}", headers=auth)
         ).status_code == 404
+
+
+def test_cli_alerts_add_list_deliveries_remove(metricx_env: Any) -> None:
+    import os
+
+    from tests.integration.test_cli import cli
+
+    env = {**os.environ, **metricx_env.env, "COLUMNS": "200"}
+    workspace = json.loads(cli(env, "workspaces", "create", "Alerts", "--json").stdout)["id"]
+    refused = cli(env, "alerts", "add", workspace, "http://127.0.0.1:9/hook", check=False)
+    assert refused.returncode == 1 and "https://" in refused.stderr  # production rules by default
+    added = json.loads(
+        cli({**env, **ALERT_ENV}, "alerts", "add", workspace, "http://127.0.0.1:9/hook", "--json").stdout
+    )
+    assert added["secret"].startswith("whsec_")
+    listed = json.loads(cli(env, "alerts", "list", workspace, "--json").stdout)
+    assert listed == [{"id": added["id"], "url": "http://127.0.0.1:9/hook", "description": None}]
+    assert json.loads(cli(env, "alerts", "deliveries", workspace, "--json").stdout) == []
+    assert "removed" in cli(env, "alerts", "remove", workspace, added["id"]).stdout
+    assert cli(env, "alerts", "remove", workspace, added["id"], check=False).returncode == 1
+
+
+async def test_a_token_expiring_soon_is_announced_once(
+    alert_env: dict[str, str], metricx_env: Any, sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    from core.db.engine import session_scope
+    from core.providers import Credentials
+    from core.services import create_connection, create_workspace
+
+    expires = datetime.now(UTC) + timedelta(days=3)
+    async with session_scope() as session:
+        ws = (await create_workspace(session, "expiring")).id
+        conn = (
+            await create_connection(
+                session,
+                ws,
+                "testprovider",
+                f"acct-{uuid.uuid4().hex[:8]}",
+                Credentials(access_token="tp-valid-token", expires_at=expires),
+                config={"base_url": sim.url},
+            )
+        ).id
+    receiver = Receiver()
+    with serve_app(receiver.app) as url:
+        _, secret = await register(ws, f"{url}/hook")
+        for _ in range(2):  # the second sync sees the same expiry: nothing new to say
+            await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+            await run_worker()
+        await eventually(lambda: _true(len(receiver.received) >= 1), timeout_s=10)
+        await asyncio.sleep(0.5)
+    (event,) = events(receiver, secret)
+    assert event["type"] == "connection.token_expiring"
+    assert datetime.fromisoformat(event["expires_at"]) == expires
