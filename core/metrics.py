@@ -186,6 +186,7 @@ async def refresh_cluster(
     queue_oldest_age.set(max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0)
     scheduler_leader_present.set(1 if await redis.exists(keys.SCHEDULER_LEASE_PREFIX + queue_name) else 0)
     ticks = await redis.hgetall(keys.SCHEDULER_LAST_TICKS_PREFIX + queue_name)  # type: ignore[misc]
+    scheduler_last_tick.clear()  # an entry no longer scheduled must not linger
     for entry, tick_ms in ticks.items():
         name = entry.decode() if isinstance(entry, bytes) else str(entry)
         scheduler_last_tick.labels(name).set(int(tick_ms) / 1000)

@@ -152,3 +152,48 @@ def test_metrics_bearer_token_guards_the_endpoint(metricx_env: Any, tmp_path: Pa
         assert httpx.get(f"{api}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = httpx.get(f"{api}/metrics", headers={"Authorization": "Bearer scrape-secret"})
         assert ok.status_code == 200 and "metricx_connections" in ok.text
+
+
+async def test_scheduler_leadership_and_last_ticks(
+    metricx_env: Any, redis_client: Any, tmp_path: Path
+) -> None:
+    import signal
+    import uuid
+
+    from tests.integration.test_scheduler import FAST, LAST_TICKS_PREFIX, LEASE_PREFIX, SchedulerProcess
+
+    queue = f"arq:queue:metrics:{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {**os.environ, **metricx_env.env, **FAST, "METRICX_QUEUE_NAME": queue}
+    scheduler = SchedulerProcess(
+        [sys.executable, "-m", "core.scheduler"],
+        {**env, "METRICX_SCHEDULER_METRICS_PORT": str(port)},
+        tmp_path / "scheduler.log",
+    )
+    try:
+        with api_process(metricx_env, tmp_path / "api.log", METRICX_QUEUE_NAME=queue) as api:
+            scheduler.wait_for("[SCHEDULER] Enqueued ")
+            own = scrape(f"http://127.0.0.1:{port}/metrics")
+            assert value(own, "metricx_scheduler_is_leader") == 1
+            assert value(own, "metricx_scheduler_ticks_enqueued_total", entry="realtime_sync") >= 1
+            cluster = scrape(f"{api}/metrics")
+            recorded = await redis_client.hgetall(LAST_TICKS_PREFIX + queue)
+            assert value(cluster, "metricx_scheduler_leader_present") == 1
+            ticks = {
+                dict(labels)["entry"]: v
+                for labels, v in cluster["metricx_scheduler_last_tick_timestamp_seconds"].items()
+            }
+            # The API read the hash a moment before the test did; the realtime entry may have ticked since.
+            assert "realtime_sync" in ticks and len(recorded) == len(ticks)
+            for entry, tick_ms in recorded.items():
+                if entry == b"realtime_sync":  # ticks every 2 s
+                    assert int(tick_ms) / 1000 - 5 <= ticks["realtime_sync"] <= int(tick_ms) / 1000
+                else:  # daily entries, recorded once at start
+                    assert ticks[entry.decode()] == int(tick_ms) / 1000
+            scheduler.stop(signal.SIGTERM)  # a clean exit releases the lease
+            assert value(scrape(f"{api}/metrics"), "metricx_scheduler_leader_present") == 0
+    finally:
+        scheduler.stop(signal.SIGKILL)
+        job_ids = [m.decode() for m in await redis_client.zrange(queue, 0, -1)]
+        stale = [f"arq:job:{j}" for j in job_ids] + [queue, LAST_TICKS_PREFIX + queue, LEASE_PREFIX + queue]
+        await redis_client.delete(*stale)
