@@ -60,3 +60,10 @@ async def test_production_rejects_insecure_and_internal_urls(url: str, why: str)
 async def test_a_public_https_address_is_accepted_and_the_setting_allows_loopback() -> None:
     await check_webhook_url("https://93.184.215.14/hook", allow_private=False)
     await check_webhook_url("http://127.0.0.1:8080/hook", allow_private=True)
+
+
+def test_signing_secrets_never_reach_the_logs() -> None:
+    from core.alerts.webhooks import SECRET_PREFIX
+    from core.logging import redact_text
+
+    assert redact_text(f"created {SECRET_PREFIX}Abc-123_xyz ok") == f"created {SECRET_PREFIX}[REDACTED] ok"
