@@ -150,6 +150,35 @@ class Settings(BaseSettings):
         "1.08 of it), per day with 'EUR@2026-11-30=1.05'; a day without its own rate uses the undated one.",
     )
 
+    # --- metrics and alerts --------------------------------------------------------------
+    worker_metrics_port: int | None = Field(
+        default=None,
+        description="Serve this worker's Prometheus metrics on http://0.0.0.0:PORT/metrics (unset: off). "
+        "Each worker process serves its own registry: give workers on one host different ports.",
+    )
+    scheduler_metrics_port: int | None = Field(
+        default=None,
+        description="Serve the scheduler's Prometheus metrics (leadership, ticks) on this port (unset: off).",
+    )
+    metrics_bearer_token: SecretStr | None = Field(
+        default=None,
+        description="If set, the API's /metrics requires `Authorization: Bearer <this>` (unset: open).",
+    )
+
+    alert_webhooks_allow_private: bool = Field(
+        default=False,
+        description="Allow alert webhook URLs over http:// and to private, loopback or link-local "
+        "addresses (development and tests only; production webhooks are https:// to public hosts).",
+    )
+    alert_delivery_timeout_s: float = Field(default=10.0, description="Timeout of one webhook delivery.")
+    alert_max_attempts: int = Field(default=6, description="Delivery attempts per event and webhook.")
+    alert_retry_base_s: float = Field(
+        default=30.0, description="First delivery retry delay; doubles each attempt (capped at one hour)."
+    )
+    alert_token_expiry_days: int = Field(
+        default=7, description="Announce a connection's token this many days before it expires."
+    )
+
     # --- logging ---------------------------------------------------------------------
     log_format: str = Field(default="console", description="console (development) or json (production).")
     log_level: str = Field(default="INFO", description="Root log level.")

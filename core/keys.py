@@ -32,6 +32,8 @@ FANOUT_PASSES_PREFIX = "metricx:fanout:passes:"
 SCHEDULER_LEASE_PREFIX = "metricx:scheduler:lease:"
 #: The last tick the scheduler handled per cron entry (a hash), per queue.
 SCHEDULER_LAST_TICKS_PREFIX = "metricx:scheduler:last:"
+#: Job ids of alert deliveries: ``alert:{delivery}:{attempt}``.
+ALERT_JOB_PREFIX = "alert:"
 #: Job ids of cron ticks: ``cron:{entry}:{tick}``.
 CRON_JOB_PREFIX = "cron:"
 #: A dashboard sign-in session, by the hash of its cookie value (core/web).
@@ -99,6 +101,7 @@ def unrecorded_runs(job_id: str) -> str:
 
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
+    "ALERT_JOB_PREFIX",
     "CACHE_PREFIX",
     "CONNECTION_LOCK_PREFIX",
     "CRON_JOB_PREFIX",

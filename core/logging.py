@@ -24,6 +24,7 @@ SECRET_PATTERNS = [
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I),
     re.compile(r"(redis(?:s)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(postgres(?:ql)?(?:\+asyncpg)?://[^:/@\s]*:)[^@\s]+(@)"),
+    re.compile(r"(whsec_)[A-Za-z0-9_-]+"),  # alert webhook signing secrets (core.alerts)
 ]
 REDACTED = "[REDACTED]"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -42,6 +42,7 @@ from core.cron import Action, CronJob, cron_job_id, decide, load_entries, next_f
 from core.enqueue import Fence, JobRequest, enqueue_tick
 from core.errors import MetricxError
 from core.lifecycle import SunsetNotice, warn_sunsets
+from core.metrics import SCHEDULER, scheduler_is_leader, scheduler_ticks, serve_registry
 from core.providers import Provider
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
@@ -165,6 +166,7 @@ class Scheduler:
                 log.warning("tick_skipped_late", entry=job.name, job_id=job_id, late_s=late_s)
             elif result == 1:
                 enqueued.append(job_id)
+                scheduler_ticks.labels(job.name).inc()
                 log.info("tick_enqueued", entry=job.name, job=job.job, job_id=job_id, late_s=late_s)
                 self.out(f"[SCHEDULER] Enqueued {job.job}: {job_id}")
             else:  # another scheduler (or a restart) already enqueued this tick
@@ -196,6 +198,7 @@ class Scheduler:
             log.warning("lease_lost", token=self.lease.token)
             self.out("[SCHEDULER] Lost the lease; standing by")
         self.leader = False
+        scheduler_is_leader.set(0)
 
     async def tend_lease(self) -> None:
         """Become leader if the lease is free; as leader, renew it (or notice it is gone)."""
@@ -205,6 +208,7 @@ class Scheduler:
             return
         if await self.lease.acquire():
             self.leader = True
+            scheduler_is_leader.set(1)
             log.info("lease_acquired", token=self.lease.token, queue=self.queue)
             self.out(f"[SCHEDULER] Leader: enqueuing cron jobs on {self.queue}")
 
@@ -246,6 +250,7 @@ class Scheduler:
             if self.leader:
                 await self.lease.release()
                 self.leader = False
+                scheduler_is_leader.set(0)
                 log.info("lease_released", token=self.lease.token)
 
 
@@ -268,10 +273,15 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     redis = await create_arq_pool(settings)
+    server = None
+    if settings.scheduler_metrics_port is not None:
+        server = serve_registry(SCHEDULER, settings.scheduler_metrics_port)
     try:
         await Scheduler(redis, jobs, settings, providers=providers).run(stop)
     finally:
         await redis.aclose()
+        if server is not None:
+            server.shutdown()
         from core.db.engine import dispose_engine
 
         await dispose_engine()

@@ -15,11 +15,13 @@ import structlog
 from arq.worker import Function, func
 
 from core import jobs
+from core.alerts.delivery import deliver_alert
 from core.config import get_settings
 from core.db.engine import dispose_engine
 from core.errors import ConfigError
 from core.infra import infra_error
 from core.logging import configure_logging
+from core.metrics import WORKER, serve_registry
 from core.plugins import get_registry
 from core.redis import deserialize, redis_settings, serialize
 from core.state import arq_max_tries
@@ -34,6 +36,7 @@ CORE_JOBS = (
     jobs.scheduled_attribution_sync,
     jobs.scheduled_compaction,
     jobs.scheduled_reconcile,
+    deliver_alert,
 )
 
 
@@ -87,6 +90,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         # Gaps left while no worker ran (a lost backfill, yesterday unclosed) are queued now.
         await queue_on_startup(ctx["redis"])
 
+    if settings.worker_metrics_port is not None:
+        ctx["metrics_server"] = serve_registry(WORKER, settings.worker_metrics_port)
+        log.info("metrics_serving", port=settings.worker_metrics_port)
+
 
 async def _repair_stuck(ctx: dict[str, Any]) -> None:
     from core.fanout import repair_stuck
@@ -113,6 +120,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     print(f"[ARQ] Uptime: {uptime:.0f}s", flush=True)
     if "http" in ctx:
         await ctx["http"].aclose()
+    if "metrics_server" in ctx:
+        ctx["metrics_server"].shutdown()
     await dispose_engine()
 
 

@@ -19,8 +19,19 @@ from core import __version__
 from core.api import errors
 from core.api.deps import Resources
 from core.api.errors import documented
-from core.api.routes import connections, data, health, jobs, providers, summary, workspaces
+from core.api.routes import (
+    alerts,
+    connections,
+    data,
+    health,
+    jobs,
+    prometheus,
+    providers,
+    summary,
+    workspaces,
+)
 from core.logging import configure_logging
+from core.metrics import api_latency
 from core.plugins import get_registry
 from core.web import mount as web_mount
 
@@ -58,6 +69,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            api_latency.labels(scope["method"], route_template(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
             log.info(
                 "request_finished",
                 method=scope["method"],
@@ -68,11 +82,26 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route as a template (``/v1/workspaces/{workspace_id}/connections``), or ``unmatched``.
+
+    Rebuilt from the path and its parameters, because FastAPI versions differ in whether the
+    matched route knows the prefixes it was included under. Ids never become metric labels.
+    """
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    names = {str(value): name for name, value in (scope.get("path_params") or {}).items()}
+    template = "/".join(f"{{{names[s]}}}" if s in names else s for s in scope["path"].split("/"))
+    own = getattr(route, "path", "")
+    return template if template.endswith(own) else own
+
+
 def _v1() -> APIRouter:
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
     v1.include_router(providers.router, responses=documented(401))
-    for module in (workspaces, connections, jobs, data, summary):
+    for module in (workspaces, connections, jobs, data, summary, alerts):
         v1.include_router(module.router, responses=ERRORS)
     for plugin, router in get_registry().routers:
         v1.include_router(router, prefix=f"/plugins/{plugin}", tags=[f"plugin:{plugin}"])
@@ -103,4 +132,5 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
     web_mount.install(app)
+    app.include_router(prometheus.router)
     return app

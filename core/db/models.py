@@ -220,3 +220,54 @@ class SchedulerTick(Base):
     queue: Mapped[str] = mapped_column(String(200), primary_key=True)
     entry: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_tick: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertWebhook(Base):
+    """A URL of a workspace that receives signed connection alerts (``core.alerts``)."""
+
+    __tablename__ = "alert_webhooks"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(200))
+    # The HMAC key, encrypted like the provider tokens; shown to the user once, at creation.
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now()
+
+
+class AlertDelivery(Base):
+    """One event sent (or being sent) to one webhook: the delivery log the API shows."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_workspace_created", "workspace_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("alert_webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class AlertState(Base):
+    """The last condition alerted per connection, so a condition is announced once, not every sync."""
+
+    __tablename__ = "alert_states"
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    condition: Mapped[str] = mapped_column(String(32))
+    # The token expiry already announced (a new token with a new expiry is announced again).
+    token_expiry_alerted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _now()

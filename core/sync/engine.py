@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+from core import metrics
+from core.alerts import events as alerts
 from core.config import Settings
 from core.crypto import decrypt
 from core.db.engine import session_scope
@@ -57,6 +60,8 @@ class SyncJob:
     max_tries: int | None = None
     # This try's sync_runs row, once recorded.
     run_id: uuid.UUID | None = None
+    # time.monotonic() when the try started (the duration metrics).
+    started_s: float = 0.0
 
     @property
     def active_key(self) -> str:
@@ -230,11 +235,14 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         "job_id": job.job_id,
     }
     registry.notify("on_sync_started", **event)
+    job.started_s = time.monotonic()
+    metrics.jobs_started.labels(job.mode, provider).inc()
     snapshot_log.info("sync_started", provider=provider, mode=job.mode, try_number=job.job_try)
     started = datetime.now(UTC)
     try:
         await work(job, ctx, loaded, run_id)
     except asyncio.CancelledError:
+        _count_failure(job, provider, "timeout")
         await asyncio.shield(
             _finish_failed(
                 ctx, job, run_id, "timeout", "the sync ran past the job timeout", sync_status=SyncStatus.error
@@ -256,6 +264,15 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
     await release_active(ctx["redis"], job.active_key, job.job_id)
+    metrics.record_job_end(job.mode, provider, RunStatus.complete, job.started_s, job.stats)
+    # Records and enqueues only. The token is checked after the sync, which may have refreshed it.
+    await alerts.sync_succeeded(ctx["redis"], loaded.connection)
+    await alerts.token_checked(
+        ctx["redis"],
+        loaded.connection,
+        loaded.credentials.expires_at,
+        ctx["settings"].alert_token_expiry_days,
+    )
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     registry.notify("on_sync_finished", **event, stats=dict(job.stats))
     snapshot_log.info(
@@ -301,6 +318,11 @@ async def _finish_failed(
         await release_active(ctx["redis"], job.active_key, job.job_id)
 
 
+def _count_failure(job: SyncJob, provider: str, kind: str) -> None:
+    metrics.jobs_failed.labels(job.mode, provider, kind).inc()
+    metrics.record_job_end(job.mode, provider, RunStatus.failed, job.started_s, job.stats)
+
+
 def scrub(message: str, credentials: Credentials) -> str:
     """``message`` without the connection's tokens or token-shaped secrets (it is stored and shown)."""
     for secret in (credentials.access_token, credentials.refresh_token):
@@ -316,7 +338,7 @@ async def _handle_error(
     exc: Exception,
     event: dict[str, Any],
     credentials: Credentials,
-    loaded: Loaded | None = None,
+    loaded: Loaded,
 ) -> dict[str, Any]:
     settings: Settings = ctx["settings"]
     registry: Registry = ctx["registry"]
@@ -354,6 +376,7 @@ async def _handle_error(
             sync_status=SyncStatus.queued,
             run_status=RunStatus.retrying,
         )
+        metrics.record_job_end(job.mode, event["provider"], RunStatus.retrying, job.started_s, job.stats)
         snapshot_log.warning("sync_retrying", error=message, try_number=job.job_try, defer_s=round(delay, 2))
         raise Retry(defer=delay) from exc
     if isinstance(exc, RateLimited):
@@ -368,16 +391,12 @@ async def _handle_error(
             rate_limited_until=until,
             run_status=RunStatus.deferred,
         )
-        if loaded is not None:  # every connection sharing the throttled scope waits too
-            conn = loaded.connection
-            scopes = scope_keys(
-                loaded.provider,
-                account_ref(conn),
-                credentials,
-                trusted=conn.throttle_scopes,
-                settings=settings,
-            )
-            await defer_sharing(ctx["redis"], scopes, exc, until=until, connection_id=job.connection_id)
+        # Every connection sharing the throttled scope waits too.
+        conn = loaded.connection
+        scopes = scope_keys(
+            loaded.provider, account_ref(conn), credentials, trusted=conn.throttle_scopes, settings=settings
+        )
+        await defer_sharing(ctx["redis"], scopes, exc, until=until, connection_id=job.connection_id)
         requeued = None
         if exc.retry_after_s <= settings.rate_limit_requeue_max_s:
             requeued = await (job.requeue or _requeue_sync(ctx, job))(exc.retry_after_s + 1)
@@ -386,6 +405,7 @@ async def _handle_error(
             retry_after_s=exc.retry_after_s,
             requeued=requeued["job_id"] if requeued else None,
         )
+        metrics.record_job_end(job.mode, event["provider"], RunStatus.deferred, job.started_s, job.stats)
         registry.notify("on_sync_failed", **fail)
         return {
             "status": RunStatus.deferred.value,
@@ -394,6 +414,8 @@ async def _handle_error(
         }
     sync_status = SyncStatus.reconnect_required if isinstance(exc, AuthError) else SyncStatus.error
     await _finish_failed(ctx, job, run_id, kind, message, sync_status=sync_status)
+    _count_failure(job, event["provider"], kind)
+    await alerts.sync_failed(ctx["redis"], loaded.connection, sync_status, kind, status.clip(message))
     if isinstance(exc, MetricxError):
         snapshot_log.error("sync_failed", error_kind=kind, error=message)
     else:

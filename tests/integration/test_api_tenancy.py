@@ -26,6 +26,7 @@ NOT_TENANT_SCOPED = {
     ("GET", "/v1/providers"),
     ("GET", "/v1/workspaces"),
     ("POST", "/v1/workspaces"),
+    ("GET", "/metrics"),  # counts only, no tenant data (tests/integration/test_metrics.py)
 }
 # The dashboard (core/web): its workspace comes from the session cookie, not the URL;
 # tests/integration/test_web.py walks its connection routes with another workspace's session.
@@ -48,6 +49,7 @@ BODIES = {
     },
     "/sync": {"mode": "realtime"},
     "/api-keys": {"name": "intruder"},
+    "/webhooks": {"url": "https://93.184.215.14/hook"},  # a public address literal: no DNS lookup
 }
 
 
@@ -77,10 +79,12 @@ async def test_every_workspace_route_hides_other_tenants_objects(
     sync = await api.post(owner.url(f"/connections/{conn['id']}/sync"), headers=owner.headers)
     await run_worker()
     key = await api.post(owner.url("/api-keys"), json={"name": "owner-key"}, headers=owner.headers)
+    hook = await api.post(owner.url("/alerts/webhooks"), json=BODIES["/webhooks"], headers=owner.headers)
     ids = {
         "connection_id": conn["id"],
         "job_id": sync.json()["job_id"],
         "key_id": key.json()["id"],
+        "webhook_id": hook.json()["id"],
     }
     secrets = [owner.workspace_id, conn["id"], "owner-secret-name", "acct-owner-secret", key.json()["prefix"]]
     app = api._transport.app  # type: ignore[attr-defined]
