@@ -118,8 +118,6 @@ def test_dashboard_in_chromium(api_server: str, sim: Any, worker_process: Any, c
     worker_process()
     ws, headers = tenant_over_http(api_server)
     base = f"{api_server}/v1/workspaces/{ws}"
-    # Campaign rows too: the test provider's primary level (what charts and totals read) is campaign.
-    sim.control(campaign_rows=True)
     fine = connect(base, headers, sim, "fine-account", backfill=False)
     assert sync_now(base, headers, fine)["status"] == "complete"
     broken = connect(base, headers, sim, "revoked-account", backfill=False)
