@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -144,17 +145,27 @@ def _ad_numbers(totals: Any) -> dict[str, Decimal]:
 
 
 async def test_totals_equal_the_simulators_truth_per_currency_with_mer_and_pmax(
-    simulators: dict[str, str], sim: Any, worker_process: Any, redis_client: Any, api: httpx.AsyncClient
+    simulators: dict[str, str],
+    sim: Any,
+    worker_process: Any,
+    redis_client: Any,
+    api: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from metricx_google.demo import worker_env as google_env
     from metricx_meta.demo import worker_env as meta_env
     from metricx_shopify.demo import worker_env as shopify_env
 
     from core.db.engine import session_scope
+    from core.plugins import get_registry
     from core.services import create_api_key, create_workspace
     from core.services.summary import CurrencyRates, workspace_summary
 
     sim.control(campaign_rows=True, pmax_campaigns=1, currencies=TP_ACCOUNTS)
+    # In this shape (campaign rows, a campaign with no ads) only the campaign level covers all
+    # spend, as with Google's Performance Max: the provider declares it, as Google's does.
+    provider = get_registry().providers["testprovider"]
+    monkeypatch.setattr(provider, "capabilities", replace(provider.capabilities, primary_level="campaign"))
     env = {
         **meta_env(simulators["meta"]),
         **google_env(simulators["google"]),

@@ -51,7 +51,8 @@ class TestProvider:
     display_name = "Test provider"
     capabilities = Capabilities(
         levels=("campaign", "ad"),
-        primary_level="campaign",  # the level that covers all spend: totals and the metrics default
+        # Its simulator reports ad rows (campaign rows only when switched on): ad covers all spend.
+        primary_level="ad",
         attribution_window_days=7,
         backfill_days=90,
         backfill_slice_days=30,
