@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
+from core.plugins import get_registry
 from tests.conftest import fetch_all
 from tests.integration.test_api_support import api, connect, tenant
 
@@ -74,9 +77,12 @@ async def test_metrics_csv_parses_and_matches_the_json(
 
 
 async def test_todays_total_is_the_latest_snapshot_not_a_sum(
-    api: httpx.AsyncClient, tenant: Any, sim: Any, run_worker: Any
+    api: httpx.AsyncClient, tenant: Any, sim: Any, run_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim.control(campaign_rows=True)
+    # With campaign rows the campaign level is what covers all spend: the provider declares it.
+    provider = get_registry().providers["testprovider"]
+    monkeypatch.setattr(provider, "capabilities", replace(provider.capabilities, primary_level="campaign"))
     conn = await connect(api, tenant, sim.url)
     await api.post(
         tenant.url(f"/connections/{conn['id']}/sync"), json={"mode": "realtime"}, headers=tenant.headers
