@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # --- worker ----------------------------------------------------------------------
     queue_name: str = Field(default="arq:queue", description="The arq queue every job goes to.")
     max_jobs: int = Field(default=10, description="Concurrent jobs per worker process.")
+    worker_poll_delay_s: float = Field(
+        default=0.02,
+        gt=0,
+        description="Seconds a worker waits between looks at the queue when it has a free slot: a "
+        "slot freed by a finished job is refilled within this delay (arq's default, 0.5 s, capped "
+        "a worker at max_jobs / 0.5 syncs per second). An idle worker costs one Redis call per look.",
+    )
     job_timeout_s: int = Field(default=600, description="Seconds a job may run before arq cancels it.")
     keep_result_s: int = Field(default=3600, description="Seconds arq keeps a job's result.")
     max_tries: int = Field(default=3, description="Tries per job, the first included.")

@@ -16,13 +16,14 @@ of a connection from what the provider verified, never from tenant input alone:
   then they fall back to ``token``, so a tenant cannot block another tenant's
   account by connecting to its id with a throttled token of its own.
 
-:meth:`AccountLimiter.acquire` honours every scope of the connection with one
-``MGET``.
+:meth:`AccountLimiter.acquire` honours every scope of the connection in one round
+trip: one ``MGET``, or with a steady rate one Lua call that also takes the rate's slot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
@@ -30,24 +31,41 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from core.errors import SCOPE_ACCOUNT, SCOPE_TOKEN, THROTTLE_SCOPES, RateLimited
 from core.keys import RATE_LIMIT_PREFIX
 
 log = structlog.get_logger(__name__)
 
-# GCRA: one request every `interval` seconds with a burst of `burst` requests.
-_GCRA = """
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+# Everything acquire() needs with a steady rate, in one round trip: the latest active block among
+# the scope keys (KEYS[1..n]); else the usage (KEYS[n+1]) when it calls for a slowdown not yet
+# waited; else a GCRA slot (KEYS[n+2]): one request every `interval` seconds with a burst of
+# `burst` requests. Returns {block index or 0, block end, usage, seconds to wait for the rate}.
+_PACED = """
+local n = #KEYS - 2
 local now = tonumber(ARGV[1])
+local best, index = 0, 0
+for i = 1, n do
+  local v = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if v > now and v > best then best, index = v, i end
+end
+if index > 0 then return {tostring(index), tostring(best), '', '0'} end
+local usage = redis.call('GET', KEYS[n + 1])
+if usage and ARGV[4] == '0' and tonumber(usage) >= tonumber(ARGV[5]) then
+  return {'0', '0', usage, '0'}
+end
+local gcra = KEYS[n + 2]
+local tat = tonumber(redis.call('GET', gcra) or ARGV[1])
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 if tat < now then tat = now end
 local allow_at = tat - (burst - 1) * interval
-if allow_at > now then return tostring(allow_at - now) end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil((tat + interval - now) * 1000) + 1000)
-return '0'
+if allow_at > now then return {'0', '0', '', tostring(allow_at - now)} end
+redis.call('SET', gcra, tostring(tat + interval), 'PX', math.ceil((tat + interval - now) * 1000) + 1000)
+return {'0', '0', '', '0'}
 """
+_PACED_SHA = hashlib.sha1(_PACED.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
 
 PREFIX = RATE_LIMIT_PREFIX
 # The last resort of a block nobody else may share: this connection only.
@@ -166,28 +184,58 @@ class AccountLimiter:
         return blocks, values[-1]
 
     async def acquire(self) -> None:
-        """Wait until one more request is allowed (blocks at any scope, usage slowdown, steady rate)."""
-        blocks, usage = await self._blocks()
-        if blocks:
-            until, scope = max(blocks)
-            await self._sleep(until - time.time(), f"{scope} blocked by the platform", scope)
-        if usage:
-            pct = float(usage)
-            if pct >= SLOWDOWN_FROM_PCT:
-                # Slow down progressively between 70% and 95%, as production connectors do.
-                await self._sleep(min(5.0, (pct - SLOWDOWN_FROM_PCT) / 5.0), f"usage at {pct:.0f}%")
-        if self.rate_per_s:
-            interval = 1.0 / self.rate_per_s
-            while True:
-                wait = float(
-                    await self._redis.eval(  # type: ignore[misc]
-                        _GCRA, 1, f"{self.key}:gcra", repr(time.time()), repr(interval), str(self.burst)
-                    )
-                )
-                if wait <= 0:
-                    break
+        """Wait until one more request is allowed (blocks at any scope, usage slowdown, steady rate).
+
+        One round trip per call when nothing is in the way: an ``MGET`` of the blocks and
+        the usage, or, with a steady rate configured, one Lua call that also takes the
+        rate's slot.
+        """
+        if not self.rate_per_s:
+            blocks, usage = await self._blocks()
+            if blocks:
+                until, scope = max(blocks)
+                await self._sleep(until - time.time(), f"{scope} blocked by the platform", scope)
+            if usage:
+                await self._slow_down(float(usage))
+            self.calls += 1
+            return
+        usage_waited = False
+        while True:
+            index, until, pct, wait = await self._paced(usage_waited)
+            if index:
+                scope = list(self.scopes.keys)[index - 1]
+                await self._sleep(until - time.time(), f"{scope} blocked by the platform", scope)
+            elif pct is not None and not usage_waited:
+                usage_waited = True
+                await self._slow_down(pct)
+            elif wait > 0:
                 await self._sleep(wait, "steady request rate")
+            else:
+                break
         self.calls += 1
+
+    async def _slow_down(self, pct: float) -> None:
+        if pct >= SLOWDOWN_FROM_PCT:
+            # Slow down progressively between 70% and 95%, as production connectors do.
+            await self._sleep(min(5.0, (pct - SLOWDOWN_FROM_PCT) / 5.0), f"usage at {pct:.0f}%")
+
+    async def _paced(self, usage_waited: bool) -> tuple[int, float, float | None, float]:
+        """(blocked scope's 1-based index or 0, its end, usage to slow down for, rate wait): one call."""
+        keys = [blocked_key(key, self._prefix) for key in self.scopes.keys.values()]
+        keys += [f"{self.key}:usage", f"{self.key}:gcra"]
+        args = [
+            repr(time.time()),
+            repr(1.0 / (self.rate_per_s or 1.0)),
+            str(self.burst),
+            "1" if usage_waited else "0",
+            repr(SLOWDOWN_FROM_PCT),
+        ]
+        try:
+            reply = await self._redis.evalsha(_PACED_SHA, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            reply = await self._redis.eval(_PACED, len(keys), *keys, *args)  # type: ignore[misc]
+        index, until, usage, wait = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+        return int(index), float(until), float(usage) if usage else None, float(wait)
 
     async def report_usage(self, pct: float, *, regain_s: float | None = None) -> None:
         """Record the platform's usage percentage (0-100) for this account.

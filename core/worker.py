@@ -155,6 +155,7 @@ class WorkerSettings:
     cron_jobs: list[Any] = []  # the scheduler process enqueues cron work, never the workers
     redis_settings = redis_settings(_settings, reconnect_forever=True)  # rides through Redis restarts
     max_jobs = _settings.max_jobs
+    poll_delay = _settings.worker_poll_delay_s
     job_timeout = _settings.job_timeout_s
     keep_result = _settings.keep_result_s
     retry_jobs = True

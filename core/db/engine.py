@@ -32,7 +32,10 @@ def database_url() -> str:
 def get_engine() -> AsyncEngine:
     global _engine, _sessionmaker
     if _engine is None:
-        _engine = create_async_engine(async_url(database_url()), pool_pre_ping=True, pool_size=10)
+        # No pre-ping (a BEGIN/SELECT/ROLLBACK before every checkout): a connection that died is
+        # found on error instead, where SQLAlchemy invalidates the pool's older connections, and the
+        # sync's try is retried (core.infra).
+        _engine = create_async_engine(async_url(database_url()), pool_size=10)
         _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
     return _engine
 

@@ -155,3 +155,27 @@ async def test_a_block_is_never_shortened(redis: CountingRedis) -> None:
     long_end = await block_key(redis, key, 600)
     assert await block_key(redis, key, 5) == long_end
     assert 590 < float(await redis.pttl(f"metricx:rl:{key}:blocked")) / 1000 <= 600
+
+
+async def test_a_steady_rate_costs_one_round_trip_and_still_honours_blocks(redis: CountingRedis) -> None:
+    paced = limiter(redis, WithApp("app-9"), ref("5009"), Credentials("t-9"), max_wait_s=1)
+    paced.configure(rate_per_s=1000, burst=5)
+    await paced.acquire()  # loads the script on first use
+    redis.commands.clear()
+    for _ in range(3):
+        await paced.acquire()
+    assert redis.commands == ["EVALSHA"] * 3 and paced.calls == 4
+    other = limiter(redis, WithApp("app-9"), ref("5010"), Credentials("t-10"))
+    assert await other.block(120, scope="app") == "app"
+    with pytest.raises(RateLimited) as caught:
+        await paced.acquire()
+    assert caught.value.scope == "app" and caught.value.retry_after_s > 100
+
+
+async def test_a_steady_rate_spaces_requests_beyond_the_burst(redis: CountingRedis) -> None:
+    paced = limiter(redis, Plain(), ref("5011"), Credentials("t-11"), max_wait_s=0.001)
+    paced.configure(rate_per_s=0.01, burst=2)  # two now, the third in 100 s
+    await paced.acquire()
+    await paced.acquire()
+    with pytest.raises(RateLimited):
+        await paced.acquire()
