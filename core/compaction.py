@@ -4,19 +4,24 @@ Values are cumulative, so each (entity, day, local hour) keeps its **latest**
 snapshot, never a column-wise MAX (that would hide a platform's downward
 correction). The kept row is the original one, so ``metrics_date``, currency
 and values stay exactly as synced; the day's final row (at the local midnight
-ending the day) is the only one in its hour and always survives.
+ending the day) is the only one of its day in its hour and always survives.
 
 Hours are the account's local hours: ``date_trunc('hour', captured_at, tz)``
 gives Asia/Kolkata hours starting at :30 UTC and keeps the two 01:00 hours of a
-DST fall-back apart. One (connection, day) per transaction, set-based and
-idempotent; every day still holding more than one snapshot in some hour is
-found again on the next run, so missed days are caught up.
+DST fall-back apart.
+
+The cost follows the days compacted, not the history stored: each connection
+keeps a watermark (``connections.compacted_through``), the last day folded. A
+day before the account's yesterday is only ever written at its end (one row per
+entity), so once folded it stays folded; each run reads the days after the
+watermark through the ``(connection_id, metrics_date)`` index, removes the
+surplus of all of them in one set-based statement per chunk of connections and
+moves the watermarks, in the same transaction. A connection that never ran (a
+missed night, a new account) is caught up the same way.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import date
 from typing import TypedDict
 
 import structlog
@@ -26,30 +31,48 @@ from core.db.engine import session_scope
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
-# Days before the account's yesterday that still hold more than one snapshot in some local hour.
-_PENDING = text(
-    """
-    SELECT s.connection_id, s.metrics_date, c.timezone, count(*) AS rows
-    FROM metric_snapshots s JOIN connections c ON c.id = s.connection_id
-    WHERE s.metrics_date < (now() AT TIME ZONE c.timezone)::date - 1
-    GROUP BY s.connection_id, s.metrics_date, c.timezone
-    HAVING count(*) > count(DISTINCT (s.entity_id, date_trunc('hour', s.captured_at, c.timezone)))
-    ORDER BY s.metrics_date, s.connection_id
-    """
-)
+# Connections per transaction: bounds the rows one statement deletes on a large fleet.
+CHUNK = 1000
 
-_COMPACT_DAY = text(
+_CONNECTIONS = text("SELECT id FROM connections ORDER BY id")
+
+# For the chunk's connections: rank the snapshots of the days after each watermark and before the
+# account's yesterday, delete all but the latest of each (entity, day, local hour), count per day,
+# and move the watermark to the day before yesterday. One statement, one snapshot of the data.
+_COMPACT = text(
     """
-    DELETE FROM metric_snapshots s
-    USING (
-        SELECT id, row_number() OVER (
-            PARTITION BY entity_id, date_trunc('hour', captured_at, :tz)
-            ORDER BY captured_at DESC, id DESC
+    WITH scope AS (
+        SELECT id, timezone, compacted_through,
+               (now() AT TIME ZONE timezone)::date - 1 AS yesterday
+        FROM connections WHERE id = ANY(:ids)
+    ),
+    ranked AS (
+        SELECT s.id, s.connection_id, s.metrics_date, row_number() OVER (
+            PARTITION BY s.entity_id, s.metrics_date, date_trunc('hour', s.captured_at, c.timezone)
+            ORDER BY s.captured_at DESC, s.id DESC
         ) AS rank
-        FROM metric_snapshots
-        WHERE connection_id = :connection_id AND metrics_date = :day
-    ) ranked
-    WHERE s.id = ranked.id AND ranked.rank > 1
+        FROM scope c
+        JOIN metric_snapshots s
+          ON s.connection_id = c.id
+         AND s.metrics_date > coalesce(c.compacted_through, '-infinity'::date)
+         AND s.metrics_date < c.yesterday
+    ),
+    days AS (
+        SELECT count(*) AS rows, count(*) FILTER (WHERE rank > 1) AS removed
+        FROM ranked GROUP BY connection_id, metrics_date
+        HAVING count(*) FILTER (WHERE rank > 1) > 0
+    ),
+    deleted AS (
+        DELETE FROM metric_snapshots s USING ranked r WHERE s.id = r.id AND r.rank > 1
+    ),
+    marked AS (
+        UPDATE connections c SET compacted_through = scope.yesterday - 1
+        FROM scope
+        WHERE c.id = scope.id AND c.compacted_through IS DISTINCT FROM scope.yesterday - 1
+          AND coalesce(c.compacted_through, '-infinity'::date) < scope.yesterday - 1
+    )
+    SELECT count(*) AS days, coalesce(sum(rows), 0) AS rows_before, coalesce(sum(removed), 0) AS removed
+    FROM days
     """
 )
 
@@ -63,32 +86,19 @@ class CompactionStats(TypedDict):
     rows_removed: int
 
 
-async def compact_day(connection_id: uuid.UUID, day: date, timezone: str) -> int:
-    """Compact one connection's day in one transaction; returns the rows removed."""
-    async with session_scope() as session:
-        result = await session.execute(
-            _COMPACT_DAY, {"connection_id": connection_id, "day": day, "tz": timezone}
-        )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def compact_all() -> CompactionStats:
+async def compact_all(chunk: int = CHUNK) -> CompactionStats:
     """Compact every pending day of every connection; report the rows before and after."""
     async with session_scope() as session:
-        pending = (await session.execute(_PENDING)).all()
-    before = sum(int(row.rows) for row in pending)
-    removed = 0
-    for row in pending:
-        day_removed = await compact_day(row.connection_id, row.metrics_date, row.timezone)
-        removed += day_removed
-        log.debug(
-            "day_compacted",
-            connection_id=str(row.connection_id),
-            metrics_date=row.metrics_date.isoformat(),
-            rows_removed=day_removed,
-        )
+        ids = list((await session.scalars(_CONNECTIONS)).all())
+    days = before = removed = 0
+    for i in range(0, len(ids), chunk):
+        async with session_scope() as session:
+            row = (await session.execute(_COMPACT, {"ids": ids[i : i + chunk]})).one()
+        days += int(row.days)
+        before += int(row.rows_before)
+        removed += int(row.removed)
     stats: CompactionStats = {
-        "days": len(pending),
+        "days": days,
         "rows_before": before,
         "rows_after": before - removed,
         "rows_removed": removed,

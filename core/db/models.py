@@ -106,6 +106,8 @@ class Connection(Base):
     # Keys of the rate-limit scopes this connection shares (keyed digests, never tokens), written
     # when a sync verified them; the account's key only once its credential reached the account.
     throttle_scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    # The last day compaction folded (see core.compaction); NULL until the first run.
+    compacted_through: Mapped[date | None] = mapped_column(Date)
 
 
 class Credential(Base):

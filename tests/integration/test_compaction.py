@@ -141,3 +141,28 @@ async def test_a_second_run_changes_nothing(accounts: dict[str, Any]) -> None:
     again = await scheduled_compaction({}, tick=None)
     assert again == {"days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
     assert {tz: await snapshot_rows(a["conn"]) for tz, a in accounts.items()} == before
+
+
+async def test_days_are_compacted_once_then_left_behind_the_watermark(accounts: dict[str, Any]) -> None:
+    from core.compaction import compact_all
+
+    # One connection per transaction: the same outcome as the whole fleet at once.
+    stats = await compact_all(chunk=1)
+    assert stats == {"days": 4, "rows_before": 776, "rows_after": 200, "rows_removed": 576}
+    for timezone, acct in accounts.items():
+        (row,) = await fetch_all("SELECT compacted_through FROM connections WHERE id = :c", c=acct["conn"])
+        # Everything before the account's yesterday is folded; yesterday is still being finalised.
+        assert row.compacted_through == acct["yesterday"] - timedelta(days=1), timezone
+    # A backfill rewriting an old day writes it at its end only: nothing to fold, nothing re-read.
+    acct = accounts["UTC"]
+    async with session_scope() as session:
+        await session.execute(
+            text(FINAL),
+            {
+                "c": acct["conn"],
+                "day": acct["missed"] - timedelta(days=1),
+                "at": end_of_day(acct["missed"] - timedelta(days=1), "UTC"),
+                "currency": "USD",
+            },
+        )
+    assert await compact_all() == {"days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
