@@ -288,7 +288,12 @@ class Provider(Protocol):
     capabilities: Capabilities
 
     def check_credentials(self, credentials: Credentials) -> None:
-        """Offline token check (no network): raise AuthError if the tokens cannot work."""
+        """Offline token check (no network): raise AuthError if the tokens cannot work.
+
+        Decide from the tokens and ``expires_at`` against now only: the fan-out skips the
+        check (and the decryption) while a connection's stored tokens are unchanged and
+        its expiry has not passed since the check last passed.
+        """
         ...
 
     async def validate_token(

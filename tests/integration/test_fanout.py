@@ -146,6 +146,29 @@ async def test_ten_thousand_connections_one_job_each_even_when_run_twice(
     assert len(await queued_jobs(redis_client)) == 10_001
 
 
+async def test_a_token_removed_after_a_passed_check_is_caught_on_the_next_cycle(
+    clean: Any, redis_client: Any
+) -> None:
+    ws = await insert_connections(3)
+    first = await fan_out(ctx_for(redis_client), SyncMode.realtime, TICK)
+    assert first["enqueued"] == 3
+    # The tokens are removed (a disconnect that left the connection active): the stored row changed,
+    # so the check runs again even though it passed a cycle ago.
+    async with session_scope() as session:
+        await session.execute(
+            text(
+                "UPDATE credentials SET access_token_enc = NULL WHERE connection_id IN "
+                "(SELECT id FROM connections WHERE workspace_id = :w)"
+            ),
+            {"w": ws},
+        )
+        await session.execute(
+            text("UPDATE connections SET sync_status = 'idle' WHERE workspace_id = :w"), {"w": ws}
+        )
+    later = await fan_out(ctx_for(redis_client), SyncMode.realtime, "2030-01-01T10:30:00+00:00")
+    assert later["enqueued"] == 0 and later["skipped"] == {"invalid_token": 3}
+
+
 async def test_spread_defers_starts_across_the_interval(clean: Any, redis_client: Any) -> None:
     await insert_connections(500)
     before_ms = datetime.now(UTC).timestamp() * 1000
