@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         default=None, description="Bearer key for operator endpoints (creating workspaces)."
     )
 
+    # --- API -------------------------------------------------------------------------
+    access_log_sample: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of API requests that write their access line (request_finished); server "
+        "errors always do. 1 logs every request.",
+    )
+
     # --- worker ----------------------------------------------------------------------
     queue_name: str = Field(default="arq:queue", description="The arq queue every job goes to.")
     max_jobs: int = Field(default=10, description="Concurrent jobs per worker process.")

@@ -5,6 +5,7 @@ Served by ``metricx api --host H --port P`` (uvicorn, ``create_app`` as factory)
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import uuid
@@ -30,6 +31,7 @@ from core.api.routes import (
     summary,
     workspaces,
 )
+from core.config import get_settings
 from core.logging import configure_logging
 from core.metrics import api_latency
 from core.plugins import get_registry
@@ -41,10 +43,16 @@ ERRORS = documented(401, 404, 422)
 
 
 class RequestIdMiddleware:
-    """Bind a request id (the caller's ``X-Request-ID`` or a new one) into every log line of the request."""
+    """Bind a request id (the caller's ``X-Request-ID`` or a new one) into every log line of the request.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Pure ASGI, and the outermost layer (see :class:`MetricxAPI`): the 500 handler's log line
+    and its response carry the id too. Writes the request's one access line
+    (``request_finished``), sampled by ``METRICX_ACCESS_LOG_SAMPLE``; errors always.
+    """
+
+    def __init__(self, app: ASGIApp, sample: float = 1.0) -> None:
         self.app = app
+        self.sample = sample
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,14 +80,22 @@ class RequestIdMiddleware:
             api_latency.labels(scope["method"], route_template(scope), str(status)).observe(
                 time.perf_counter() - started
             )
-            log.info(
-                "request_finished",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            if status >= 500 or self.sample >= 1.0 or random.random() < self.sample:
+                log.info(
+                    "request_finished",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
             structlog.contextvars.clear_contextvars()
+
+
+class MetricxAPI(FastAPI):
+    """FastAPI with :class:`RequestIdMiddleware` outside Starlette's server-error layer."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack(), get_settings().access_log_sample)
 
 
 def route_template(scope: Scope) -> str:
@@ -117,7 +133,7 @@ def create_app() -> FastAPI:
         yield
         await app.state.resources.aclose()
 
-    app = FastAPI(
+    app = MetricxAPI(
         title="metricx",
         version=__version__,
         description="Keep ad-platform and store data fresh for many workspaces. "
@@ -129,7 +145,6 @@ def create_app() -> FastAPI:
     )
     app.state.resources = Resources()
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
     web_mount.install(app)
     app.include_router(prometheus.router)

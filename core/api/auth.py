@@ -50,9 +50,14 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Prin
     token = bearer_token(authorization)
     if is_operator(token):
         return Principal(operator=True)
-    key = await session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None))
-    )
+    # Two columns, no ORM object: this runs on every request.
+    key = (
+        await session.execute(
+            select(ApiKey.workspace_id, ApiKey.id).where(
+                ApiKey.key_hash == hash_key(token), ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
     if key is None:
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
     return Principal(operator=False, workspace_id=key.workspace_id, key_id=key.id)

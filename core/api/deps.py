@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import httpx
@@ -126,12 +127,17 @@ WorkspaceDep = Annotated[Workspace, Depends(get_workspace)]
 WorkspaceAdminDep = Annotated[Workspace, Depends(get_workspace_or_operator)]
 
 
+ConnectionPath = Annotated[uuid.UUID, Path(description="The connection id.")]
+
+
 async def get_connection(
-    workspace: WorkspaceDep, session: SessionDep, connection_id: Annotated[uuid.UUID, Path()]
+    principal: PrincipalDep, session: SessionDep, workspace_id: WorkspacePath, connection_id: ConnectionPath
 ) -> Connection:
     """The connection in the URL, only within the caller's workspace (else 404)."""
+    # A workspace key exists only while its workspace does (deleted with it): no workspace read.
+    require_workspace(principal, workspace_id)
     connection = await session.scalar(
-        select(Connection).where(Connection.id == connection_id, Connection.workspace_id == workspace.id)
+        select(Connection).where(Connection.id == connection_id, Connection.workspace_id == workspace_id)
     )
     if connection is None:
         raise not_found("connection")
@@ -139,6 +145,35 @@ async def get_connection(
 
 
 ConnectionDep = Annotated[Connection, Depends(get_connection)]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRef:
+    """The few columns of a connection a hot route needs (no ORM object)."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    status: str
+
+
+async def get_connection_ref(
+    principal: PrincipalDep, session: SessionDep, workspace_id: WorkspacePath, connection_id: ConnectionPath
+) -> ConnectionRef:
+    """Like :func:`get_connection`, three columns only (``POST .../sync``)."""
+    require_workspace(principal, workspace_id)
+    row = (
+        await session.execute(
+            select(Connection.id, Connection.workspace_id, Connection.status).where(
+                Connection.id == connection_id, Connection.workspace_id == workspace_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found("connection")
+    return ConnectionRef(row.id, row.workspace_id, row.status)
+
+
+ConnectionRefDep = Annotated[ConnectionRef, Depends(get_connection_ref)]
 
 
 class PageParams:

@@ -36,7 +36,13 @@ def api(
 
     configure_logging()
     uvicorn.run(
-        "core.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=None
+        "core.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,  # the app writes one structured line per request (request_finished)
     )
 
 

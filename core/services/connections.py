@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import structlog
@@ -152,8 +152,18 @@ def _exists(provider: str, account: str) -> ConnectionExists:
     return ConnectionExists(f"this workspace already has a {provider} connection for account {account!r}")
 
 
+class SyncTarget(Protocol):
+    """What queuing a sync needs of a connection (an ORM ``Connection`` or a lean row)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def workspace_id(self) -> uuid.UUID: ...
+
+
 async def enqueue_syncs(
-    session: AsyncSession, redis: Redis, connections: Sequence[Connection], mode: SyncMode
+    session: AsyncSession, redis: Redis, connections: Sequence[SyncTarget], mode: SyncMode
 ) -> list[EnqueueResult]:
     """Claim each connection (``queued``), then enqueue its sync, or return the sync it already has.
 

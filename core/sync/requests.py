@@ -54,7 +54,7 @@ async def request_syncs(
     await _release([c for i, c in claims.items() if results[i]["status"] != "enqueued"])
     out = [results[i] for i in range(len(targets))]
     for (connection_id, _), result in zip(targets, out, strict=True):
-        log.info("sync_requested", connection_id=str(connection_id), mode=mode.value, **result)
+        log.debug("sync_requested", connection_id=str(connection_id), mode=mode.value, **result)
     return out
 
 

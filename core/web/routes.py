@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from core.api.deps import RedisDep, SessionDep
+from core.api.deps import ConnectionRef, RedisDep, SessionDep
 from core.api.errors import ApiError
 from core.api.routes import connections as connection_routes
 from core.api.schemas import SyncRequest
@@ -224,7 +224,8 @@ async def _perform(session: SessionDep, redis: RedisDep, connection: Connection,
         if action == "resume":
             await connection_routes.resume(connection, session)
             return "resumed"
-        result = await connection_routes.sync_connection(connection, session, redis, SyncRequest())
+        ref = ConnectionRef(connection.id, connection.workspace_id, connection.status)
+        result = await connection_routes.sync_connection(ref, session, redis, SyncRequest())
     except ApiError as exc:
         return exc.code
     if result.status == "already_queued":

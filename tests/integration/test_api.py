@@ -417,3 +417,26 @@ async def test_asking_for_another_mode_while_a_sync_is_queued_returns_that_sync(
         "mode": "backfill",
     }
     await run_worker()
+
+
+async def test_a_server_error_still_answers_with_the_request_id(metricx_env: Any) -> None:
+    import structlog
+
+    from core.api import create_app
+
+    app = create_app()
+    seen: dict[str, Any] = {}
+
+    async def boom() -> None:
+        seen.update(structlog.contextvars.get_contextvars())
+        raise RuntimeError("boom")
+
+    app.add_api_route("/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://metricx.test") as client:
+        answer = await client.get("/boom", headers={"X-Request-ID": "req-500"})
+    await app.state.resources.aclose()
+    # The 500 handler runs outside the routes: its answer (and its log line) keep the id.
+    assert answer.status_code == 500
+    assert answer.headers["x-request-id"] == "req-500" == answer.json()["error"]["request_id"]
+    assert seen["request_id"] == "req-500"

@@ -9,7 +9,15 @@ import structlog
 from fastapi import APIRouter, Body, Query, status
 from sqlalchemy import delete, func, select
 
-from core.api.deps import ConnectionDep, HttpDep, PageDep, RedisDep, SessionDep, WorkspaceDep
+from core.api.deps import (
+    ConnectionDep,
+    ConnectionRefDep,
+    HttpDep,
+    PageDep,
+    RedisDep,
+    SessionDep,
+    WorkspaceDep,
+)
 from core.api.errors import ApiError, conflict, documented, provider_error
 from core.api.schemas import (
     NO_NUL,
@@ -193,7 +201,7 @@ SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
     responses=documented(409),
 )
 async def sync_connection(
-    connection: ConnectionDep, session: SessionDep, redis: RedisDep, body: SyncBody
+    connection: ConnectionRefDep, session: SessionDep, redis: RedisDep, body: SyncBody
 ) -> SyncEnqueued:
     """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running."""
     if connection.status != ConnectionStatus.active:
