@@ -22,6 +22,7 @@ missed night, a new account) is caught up the same way.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TypedDict
 
 import structlog
@@ -43,7 +44,7 @@ _COMPACT = text(
     """
     WITH scope AS (
         SELECT id, timezone, compacted_through,
-               (now() AT TIME ZONE timezone)::date - 1 AS yesterday
+               (CAST(:now AS timestamptz) AT TIME ZONE timezone)::date - 1 AS yesterday
         FROM connections WHERE id = ANY(:ids)
     ),
     ranked AS (
@@ -86,14 +87,19 @@ class CompactionStats(TypedDict):
     rows_removed: int
 
 
-async def compact_all(chunk: int = CHUNK) -> CompactionStats:
-    """Compact every pending day of every connection; report the rows before and after."""
+async def compact_all(chunk: int = CHUNK, *, now: datetime | None = None) -> CompactionStats:
+    """Compact every pending day of every connection; report the rows before and after.
+
+    ``now`` (default: the current time) decides each account's yesterday; a simulation
+    of many nights passes its own.
+    """
+    at = now or datetime.now(UTC)
     async with session_scope() as session:
         ids = list((await session.scalars(_CONNECTIONS)).all())
     days = before = removed = 0
     for i in range(0, len(ids), chunk):
         async with session_scope() as session:
-            row = (await session.execute(_COMPACT, {"ids": ids[i : i + chunk]})).one()
+            row = (await session.execute(_COMPACT, {"ids": ids[i : i + chunk], "now": at})).one()
         days += int(row.days)
         before += int(row.rows_before)
         removed += int(row.removed)

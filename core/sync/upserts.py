@@ -73,7 +73,19 @@ FROM unnest($3::text[], $4::text[]) AS k(level, external_id)
 ON CONFLICT ON CONSTRAINT uq_entities_natural DO NOTHING
 """
 
-# Entities are resolved in the statement itself (it sees the placeholders inserted just before).
+# The batch is COPYed (binary) into a per-connection temporary table emptied at commit, then
+# written in one statement; entities are resolved in it (it sees the placeholders inserted before).
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS metricx_stage_snapshots (
+    level text, external_id text, metrics_date date, captured_at timestamptz, spend numeric,
+    impressions bigint, clicks bigint, conversions numeric, revenue numeric, currency text
+) ON COMMIT DELETE ROWS
+"""
+_STAGE_COLUMNS = (
+    "level", "external_id", "metrics_date", "captured_at", "spend",
+    "impressions", "clicks", "conversions", "revenue", "currency",
+)  # fmt: skip
+
 _UPSERT_SNAPSHOTS = """
 INSERT INTO metric_snapshots AS s (
     workspace_id, connection_id, entity_id, metrics_date, captured_at,
@@ -81,11 +93,7 @@ INSERT INTO metric_snapshots AS s (
 )
 SELECT $1, $2, e.id, r.metrics_date, r.captured_at,
        r.spend, r.impressions, r.clicks, r.conversions, r.revenue, r.currency
-FROM unnest(
-    $3::text[], $4::text[], $5::date[], $6::timestamptz[], $7::numeric[], $8::bigint[],
-    $9::bigint[], $10::numeric[], $11::numeric[], $12::text[]
-) AS r(level, external_id, metrics_date, captured_at, spend, impressions, clicks, conversions, revenue,
-       currency)
+FROM metricx_stage_snapshots r
 JOIN entities e ON e.connection_id = $2 AND e.level = r.level AND e.external_id = r.external_id
 ON CONFLICT ON CONSTRAINT uq_snapshots_natural DO UPDATE SET
     spend = excluded.spend,
@@ -102,6 +110,12 @@ async def _execute(session: AsyncSession, sql: str, *params: Any) -> Any:
     # and SQLAlchemy still runs it in the session's transaction and invalidates a dead connection.
     conn = await session.connection()
     return await conn.exec_driver_sql(sql, params)
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session (for COPY), inside its open transaction."""
+    raw = await (await session.connection()).get_raw_connection()
+    return raw.driver_connection
 
 
 def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -183,6 +197,10 @@ async def upsert_snapshots(
             r.currency or currency,
         )
     levels, externals = _columns({(k[0], k[1]) for k in rows}, 2)
+    # The first statement (through SQLAlchemy) opens the transaction the COPY then joins.
     await _execute(session, _ENSURE_ENTITIES, workspace_id, connection_id, levels, externals)
-    await _execute(session, _UPSERT_SNAPSHOTS, workspace_id, connection_id, *_columns(rows.values(), 10))
+    await _execute(session, _STAGE)
+    pg = await _driver(session)
+    await pg.copy_records_to_table("metricx_stage_snapshots", records=rows.values(), columns=_STAGE_COLUMNS)
+    await _execute(session, _UPSERT_SNAPSHOTS, workspace_id, connection_id)
     return len(rows)
