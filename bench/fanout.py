@@ -1,27 +1,26 @@
 """Fan-out throughput: N sync jobs through ``core.fanout.fan_out`` vs a loop of arq's ``enqueue_job``.
 
-    python bench/fanout.py                     # embedded PostgreSQL + Redis under .metricx/bench
-    python bench/fanout.py -n 50000 --database-url postgresql://... --redis-url redis://...
+    python -m bench.fanout                     # embedded PostgreSQL + Redis under .metricx/bench
+    python -m bench.fanout -n 50000 --database-url postgresql://... --redis-url redis://...
 
 Both paths run in the same process against the same Redis. The fan-out path is
 the whole realtime fan-out (page connections, decrypt and check tokens, claim
 them in SQL, pipelined Lua enqueues, record the slot); the plain loop only
 enqueues. The database is a scratch one created on the given server and dropped
 afterwards; the queue is a scratch one, emptied afterwards. Prints rates and
-their ratio (the target is at least 5x); it asserts nothing about speed.
+the median and spread of the paired ratios (interleaved rounds, never a best-of); it asserts
+nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
+from bench import common
 
 INSERT = """
 WITH new AS (
@@ -54,23 +53,12 @@ class BenchProvider:
             raise AuthError("no token")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-n", type=int, default=10_000, help="sync jobs per path (default 10,000)")
-    parser.add_argument("--database-url", help="PostgreSQL server URL (a scratch database is created)")
-    parser.add_argument("--redis-url", help="Redis URL (a scratch queue is used)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best of each is shown")
-    parser.add_argument("--data-dir", default=".metricx/bench", help="where embedded servers live")
-    return parser.parse_args()
-
-
-def servers(args: argparse.Namespace) -> tuple[str, str]:
-    from core.testing.servers import embedded_postgres, embedded_redis
-
-    data_dir = Path(args.data_dir)
-    pg = args.database_url or embedded_postgres(data_dir / "pg")
-    redis = args.redis_url or embedded_redis(data_dir / "redis")[0]
-    return pg, redis
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved pairs")
+    common.add_server_args(parser)
+    return parser.parse_args(argv)
 
 
 async def insert_connections(n: int) -> uuid.UUID:
@@ -170,68 +158,54 @@ async def run_enqueue_step(redis: Any, n: int, round_: int) -> float:
 
 async def bench(n: int, rounds: int) -> None:
     from core.config import get_settings
-    from core.db.engine import dispose_engine
     from core.redis import create_arq_pool
 
     await insert_connections(n)
     redis = await create_arq_pool()
     queue = get_settings().queue_name
-    fanout_times: list[float] = []
-    plain_times: list[float] = []
-    step_times: list[float] = []
+
+    def rate(run: Any) -> Any:
+        async def measured(round_: int) -> float:
+            await reset(redis, queue)
+            return n / await run(redis, n, round_)
+
+        return measured
+
     try:
-        # Interleaved rounds, best of each: the machine's other load hits both paths alike.
-        for round_ in range(rounds):
-            await reset(redis, queue)
-            fanout_times.append(await run_fanout(redis, n, round_))
-            await reset(redis, queue)
-            plain_times.append(await run_plain_loop(redis, n, round_))
-            await reset(redis, queue)
-            step_times.append(await run_enqueue_step(redis, n, round_))
+        await common.paired(
+            f"P1 realtime fan-out, {n:,} connections",
+            rate(run_fanout),
+            rate(run_plain_loop),
+            rounds,
+            unit="jobs/s",
+            goal=">= 10",
+            ours_label="fan_out",
+            base_label="loop of arq enqueue_job",
+        )
+        await common.paired(
+            f"P1b the fan-out's enqueue step alone, {n:,} jobs",
+            rate(run_enqueue_step),
+            rate(run_plain_loop),
+            rounds,
+            unit="jobs/s",
+            goal="(report)",
+            ours_label="enqueue_many",
+            base_label="loop of arq enqueue_job",
+        )
         await reset(redis, queue)
     finally:
         await redis.aclose()
-        await dispose_engine()
-    fanout_s, plain_s, step_s = min(fanout_times), min(plain_times), min(step_times)
-    print(f"jobs per path:              {n:,} (best of {rounds} interleaved rounds)")
-    for label, seconds in (
-        ("loop of arq enqueue_job:", plain_s),
-        ("fan-out, whole job:", fanout_s),
-        ("  its enqueue step alone:", step_s),
-    ):
-        print(f"{label:28s}{seconds:8.2f} s  {n / seconds:10,.0f} jobs/s  {plain_s / seconds:6.1f}x")
-    print("ratio = rate / the loop's rate (target >= 5x). The whole job also pages connections, decrypts and")
-    print("checks every token, and claims the connections in PostgreSQL.")
+        await common.reset_db_engine()
 
 
-def main() -> None:
-    args = parse_args()
-    server_url, redis_url = servers(args)
-    from core.config import get_settings
-    from core.testing.servers import create_database, drop_database, with_database
-
-    name = f"metricx_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_database(server_url, name))
-    database_url = with_database(server_url, name)
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "METRICX_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "METRICX_QUEUE_NAME": f"arq:queue:bench:{uuid.uuid4().hex[:8]}",
-            "METRICX_LOG_LEVEL": "WARNING",
-        }
-    )
-    get_settings.cache_clear()
-    from core.db.migrate import upgrade
-    from core.logging import configure_logging
-
-    configure_logging()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    env = common.setup(args)
     try:
-        upgrade(database_url)
         asyncio.run(bench(args.n, args.rounds))
     finally:
-        asyncio.run(drop_database(server_url, name))
+        common.teardown(env)
+    common.print_summary()
 
 
 if __name__ == "__main__":
