@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -180,7 +181,11 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---------------------------------------------------------------------
-    log_format: str = Field(default="console", description="console (development) or json (production).")
+    log_format: Literal["console", "json"] | None = Field(
+        default=None,
+        description="console (development) or json (production). Unset: console when stderr is a "
+        "terminal, json otherwise. Neither prints local variables; tracebacks are bounded.",
+    )
     log_level: str = Field(default="INFO", description="Root log level.")
 
     @property
