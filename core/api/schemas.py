@@ -6,12 +6,13 @@ No public schema has a field for a token: credentials are write-only.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.providers import SyncMode
 
@@ -19,9 +20,59 @@ T = TypeVar("T")
 # PostgreSQL text cannot hold NUL characters; reject them as invalid input instead of failing later.
 NO_NUL = r"^[^\x00]*$"
 MAX_CONFIG_BYTES = 16_384
+MAX_INPUT_DEPTH = 32
 WS_EXAMPLE = "6f1c2b7e-0d4a-4c35-9a57-3f1e0b8c2d11"
 CONN_EXAMPLE = "0b9e5c1a-7f62-4e0e-8d0f-5b2a6c9e4f73"
 JOB_EXAMPLE = f"sync:{CONN_EXAMPLE}:backfill:1767225600000"
+
+
+def check_storable(value: Any, where: str = "body", depth: int = 0) -> None:
+    """Raise ValueError (a 422 naming ``where``) for what JSON parsing accepts but PostgreSQL cannot
+    store: NaN, Infinity and overflowing numbers (1e999), lone surrogates, NUL, deep nesting."""
+    if depth > MAX_INPUT_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_INPUT_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{where}: numbers must be finite (NaN, Infinity and 1e999 are not valid JSON numbers)"
+        )
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where} must be valid Unicode text (it holds a lone surrogate escape)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, f"{where} key", depth + 1)
+            check_storable(item, f"{where}.{str(key).encode('utf-8', 'replace').decode()[:40]}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_storable(item, f"{where}[{i}]", depth + 1)
+
+
+class InputModel(BaseModel):
+    """A request body: refuses what PostgreSQL cannot store with a 422, before any handler runs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_storable(data, "body")
+        return data
+
+
+def check_token(value: str | None) -> str | None:
+    """A token goes into HTTP headers and URLs: no control characters, no surrounding whitespace."""
+    if value is None:
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("tokens must not contain control characters (CR, LF, tab): paste the token alone")
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("the token is blank")
+    return stripped
 
 
 class ErrorBody(BaseModel):
@@ -46,7 +97,7 @@ class Page(BaseModel, Generic[T]):
     next_offset: int | None
 
 
-class WorkspaceCreate(BaseModel):
+class WorkspaceCreate(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme Ltd"}]})
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
@@ -58,7 +109,7 @@ class WorkspacePublic(BaseModel):
     created_at: datetime
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "dashboard"}]})
     name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
@@ -77,7 +128,7 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="The key itself: shown once, only its hash is stored.")
 
 
-class CredentialsIn(BaseModel):
+class CredentialsIn(InputModel):
     """Tokens for the platform account; write-only (never returned)."""
 
     access_token: str | None = Field(default=None, max_length=8000, pattern=NO_NUL)
@@ -87,8 +138,13 @@ class CredentialsIn(BaseModel):
         default_factory=list, max_length=100
     )
 
+    @field_validator("access_token", "refresh_token")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        return check_token(value)
 
-class ConnectionCreate(BaseModel):
+
+class ConnectionCreate(InputModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -114,7 +170,7 @@ class ConnectionCreate(BaseModel):
     @field_validator("config")
     @classmethod
     def _storable_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        encoded = json.dumps(value)
+        encoded = json.dumps(value, allow_nan=False)
         if "\\u0000" in encoded:
             raise ValueError("config must not contain NUL characters")
         if len(encoded) > MAX_CONFIG_BYTES:
@@ -165,7 +221,7 @@ class CoveragePublic(BaseModel):
     summary: str = Field(examples=["87/90 days, 3 queued"])
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "realtime"}]})
     mode: SyncMode = SyncMode.realtime
 
