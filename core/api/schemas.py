@@ -6,7 +6,6 @@ No public schema has a field for a token: credentials are write-only.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,42 +14,15 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.providers import SyncMode
+from core.storable import check_storable
 
 T = TypeVar("T")
 # PostgreSQL text cannot hold NUL characters; reject them as invalid input instead of failing later.
 NO_NUL = r"^[^\x00]*$"
 MAX_CONFIG_BYTES = 16_384
-MAX_INPUT_DEPTH = 32
 WS_EXAMPLE = "6f1c2b7e-0d4a-4c35-9a57-3f1e0b8c2d11"
 CONN_EXAMPLE = "0b9e5c1a-7f62-4e0e-8d0f-5b2a6c9e4f73"
 JOB_EXAMPLE = f"sync:{CONN_EXAMPLE}:backfill:1767225600000"
-
-
-def check_storable(value: Any, where: str = "body", depth: int = 0) -> None:
-    """Raise ValueError (a 422 naming ``where``) for what JSON parsing accepts but PostgreSQL cannot
-    store: NaN, Infinity and overflowing numbers (1e999), lone surrogates, NUL, deep nesting."""
-    if depth > MAX_INPUT_DEPTH:
-        raise ValueError(f"{where} is nested more than {MAX_INPUT_DEPTH} levels deep")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(
-            f"{where}: numbers must be finite (NaN, Infinity and 1e999 are not valid JSON numbers)"
-        )
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where} must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(
-                f"{where} must be valid Unicode text (it holds a lone surrogate escape)"
-            ) from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_storable(key, f"{where} key", depth + 1)
-            check_storable(item, f"{where}.{str(key).encode('utf-8', 'replace').decode()[:40]}", depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            check_storable(item, f"{where}[{i}]", depth + 1)
 
 
 class InputModel(BaseModel):
