@@ -43,15 +43,16 @@ class Settings(BaseSettings):
     redis_conn_retries: int = Field(default=5, description="Redis connect retries before giving up.")
     data_dir: Path = Field(
         default=Path(".metricx"),
-        description="Where embedded PostgreSQL / Redis and the generated dev key live.",
+        description="Where embedded PostgreSQL / Redis (and the demo's key) live.",
     )
 
     # --- secrets ---------------------------------------------------------------------
     encryption_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by "
-        "prepending a new key, then `metricx keys rotate`). Unset: a key is generated in data_dir "
-        "(development only).",
+        "prepending a new key, then `metricx keys rotate`). Required: the API, worker, scheduler and "
+        "the commands that store tokens refuse to start without it (`metricx demo` makes its own "
+        "under its data dir).",
     )
     operator_key: SecretStr | None = Field(
         default=None, description="Bearer key for operator endpoints (creating workspaces)."

@@ -33,6 +33,7 @@ from core.api.routes import (
 from core.logging import configure_logging
 from core.metrics import api_latency
 from core.plugins import get_registry
+from core.preflight import require_encryption_keys
 from core.web import mount as web_mount
 
 log = structlog.get_logger(__name__)
@@ -109,8 +110,9 @@ def _v1() -> APIRouter:
 
 
 def create_app() -> FastAPI:
-    """Build the API (a new app each call; tests build their own)."""
+    """Build the API (a new app each call; tests build their own). Refuses without an encryption key."""
     configure_logging()
+    require_encryption_keys()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -29,10 +29,16 @@ def database_url() -> str:
     return url
 
 
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg engine for a ``postgresql://`` URL. Statement parameters stay out of error
+    messages (they hold customers' data, and errors reach logs)."""
+    return create_async_engine(async_url(url), pool_pre_ping=True, pool_size=pool_size, hide_parameters=True)
+
+
 def get_engine() -> AsyncEngine:
     global _engine, _sessionmaker
     if _engine is None:
-        _engine = create_async_engine(async_url(database_url()), pool_pre_ping=True, pool_size=10)
+        _engine = create_engine(database_url())
         _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False)
     return _engine
 

@@ -31,6 +31,23 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+async def table_names(database_url: str) -> set[str]:
+    """The tables of ``DATABASE_URL``'s current schema (what ``metricx db upgrade`` reports it created)."""
+    from sqlalchemy import text
+
+    from core.db.engine import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
+            return {str(name) for (name,) in rows}
+    finally:
+        await engine.dispose()
+
+
 async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     """:func:`upgrade` from async code (Alembic's env runs its own event loop)."""
     await asyncio.to_thread(upgrade, database_url, revision)
