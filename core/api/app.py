@@ -19,6 +19,7 @@ from core import __version__
 from core.api import errors
 from core.api.deps import Resources
 from core.api.errors import documented
+from core.api.guards import BodyLimitMiddleware
 from core.api.routes import (
     alerts,
     connections,
@@ -131,6 +132,7 @@ def create_app() -> FastAPI:
     )
     app.state.resources = Resources()
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # inside the request id: a 413 carries one too
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_v1())
     web_mount.install(app)
