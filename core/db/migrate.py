@@ -23,6 +23,7 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("version_locations", " ".join(locations))
     cfg.set_main_option("path_separator", "space")
     cfg.set_main_option("sqlalchemy.url", async_url(database_url).replace("%", "%%"))
+    cfg.attributes["database_url"] = database_url  # env.py builds its engine (TLS included) from it
     return cfg
 
 
