@@ -48,6 +48,7 @@ from core.providers import (
     SyncWindow,
 )
 from core.state import ConnectionStatus, RunStatus, SyncJobId, SyncStatus
+from core.storable import check_storable, load_json
 from core.sync.context import (
     SyncContext,
     SyncJobSpec,
@@ -109,9 +110,11 @@ __all__ = [
     "__version__",
     "accounts_due",
     "accounts_for",
+    "check_storable",
     "enqueue_plugin_sync",
     "enqueue_plugin_syncs",
     "hookimpl",
+    "load_json",
     "parse_retry_after",
     "plugin_session",
     "provider_context",

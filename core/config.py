@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OPERATOR_KEY_MIN_LENGTH = 16
 
 
 class Settings(BaseSettings):
     """Every setting of the core runtime. Plugins keep their own settings classes."""
 
-    model_config = SettingsConfigDict(env_prefix="METRICX_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a rejected value (a short operator key) never reaches an error or a log.
+    model_config = SettingsConfigDict(
+        env_prefix="METRICX_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     # --- connections -----------------------------------------------------------------
     database_url: str | None = Field(
@@ -42,18 +48,22 @@ class Settings(BaseSettings):
     redis_conn_retries: int = Field(default=5, description="Redis connect retries before giving up.")
     data_dir: Path = Field(
         default=Path(".metricx"),
-        description="Where embedded PostgreSQL / Redis and the generated dev key live.",
+        description="Where embedded PostgreSQL / Redis (and the demo's key) live.",
     )
 
     # --- secrets ---------------------------------------------------------------------
     encryption_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated Fernet keys; the first encrypts, all decrypt (rotate by "
-        "prepending a new key, then `metricx keys rotate`). Unset: a key is generated in data_dir "
-        "(development only).",
+        "prepending a new key, then `metricx keys rotate`). Required: the API, worker, scheduler and "
+        "the commands that store tokens refuse to start without it (`metricx demo` makes its own "
+        "under its data dir).",
     )
     operator_key: SecretStr | None = Field(
-        default=None, description="Bearer key for operator endpoints (creating workspaces)."
+        default=None,
+        description="Bearer key for operator endpoints (workspaces, their API keys); at least "
+        f"{OPERATOR_KEY_MIN_LENGTH} characters "
+        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`).",
     )
 
     # --- API -------------------------------------------------------------------------
@@ -64,6 +74,38 @@ class Settings(BaseSettings):
         description="Share of API requests that write their access line (request_finished); server "
         "errors always do. 1 logs every request.",
     )
+    # --- API limits ---------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest request body of the /v1 JSON routes (bytes): 413 above."
+    )
+    max_plugin_body_bytes: int = Field(
+        default=5_242_880,
+        gt=0,
+        description="Largest request body of plugin routes under /v1/plugins "
+        "(store webhooks carry whole orders).",
+    )
+    auth_max_failures: int = Field(
+        default=30,
+        gt=0,
+        description="Failed API-key attempts one client address may make per window; then 429 until it ends.",
+    )
+    auth_failure_window_s: float = Field(default=60.0, gt=0, description="That window, in seconds.")
+
+    @field_validator("operator_key")
+    @classmethod
+    def _long_operator_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < OPERATOR_KEY_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {OPERATOR_KEY_MIN_LENGTH} characters (it can create workspaces)"
+            )
+        return value
+
+    @field_validator("redis_ssl_cert_reqs")
+    @classmethod
+    def _known_cert_reqs(cls, value: str) -> str:
+        if value not in {"required", "optional", "none"}:
+            raise ValueError("must be required, optional or none")
+        return value
 
     # --- worker ----------------------------------------------------------------------
     queue_name: str = Field(default="arq:queue", description="The arq queue every job goes to.")
@@ -196,7 +238,11 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---------------------------------------------------------------------
-    log_format: str = Field(default="console", description="console (development) or json (production).")
+    log_format: Literal["console", "json"] | None = Field(
+        default=None,
+        description="console (development) or json (production). Unset: console when stderr is a "
+        "terminal, json otherwise. Neither prints local variables; tracebacks are bounded.",
+    )
     log_level: str = Field(default="INFO", description="Root log level.")
 
     @property

@@ -16,6 +16,8 @@ log = structlog.get_logger(__name__)
 
 
 def _dev_key(data_dir: Path) -> str:
+    """The demo's own key under its data dir (``metricx demo`` only: every other process needs the
+    operator's ``METRICX_ENCRYPTION_KEYS``, so no process writes a key of its own into the cwd)."""
     path = data_dir / "encryption.key"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -28,16 +30,18 @@ def _dev_key(data_dir: Path) -> str:
 
 
 def _keys(settings: Settings) -> list[str]:
-    raw = (
-        settings.encryption_keys.get_secret_value()
-        if settings.encryption_keys
-        else _dev_key(settings.data_dir)
-    )
-    return [k.strip() for k in raw.split(",") if k.strip()]
+    raw = settings.encryption_keys.get_secret_value() if settings.encryption_keys else ""
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    if not keys:
+        raise ConfigError(
+            "METRICX_ENCRYPTION_KEYS is not set: generate a key with `metricx keys generate` and give "
+            "the same value to the API, worker, scheduler and CLI (`metricx demo` makes its own)"
+        )
+    return keys
 
 
 def get_cipher(settings: Settings | None = None) -> MultiFernet:
-    """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (or the generated dev key)."""
+    """The MultiFernet built from ``METRICX_ENCRYPTION_KEYS`` (:class:`ConfigError` when unset)."""
     keys = _keys(settings or get_settings())
     try:
         return MultiFernet([Fernet(k) for k in keys])
@@ -70,7 +74,13 @@ def rotate(token: bytes | None, cipher: MultiFernet | None = None) -> bytes | No
     """Re-encrypt ``token`` under the current (first) key."""
     if token is None:
         return None
-    return (cipher or get_cipher()).rotate(bytes(token))
+    try:
+        return (cipher or get_cipher()).rotate(bytes(token))
+    except InvalidToken:
+        raise ConfigError(
+            "a stored credential cannot be decrypted with any key in METRICX_ENCRYPTION_KEYS: put the "
+            "key it was encrypted with back in the list (after the new one), then run `metricx keys rotate`"
+        ) from None
 
 
 def keyed_digest(value: str, *, purpose: str, settings: Settings | None = None) -> str:
@@ -81,7 +91,5 @@ def keyed_digest(value: str, *, purpose: str, settings: Settings | None = None) 
     uses so one digest never matches another's.
     """
     keys = _keys(settings or get_settings())
-    if not keys:
-        raise ConfigError("METRICX_ENCRYPTION_KEYS is empty; generate a key with `metricx keys generate`")
     mac = hmac.new(keys[0].encode(), f"{purpose}\x00{value}".encode(), hashlib.sha256)
     return mac.hexdigest()[:32]

@@ -63,6 +63,10 @@ class ConnectionLost(TransientError):
 #: what happened). The first row that matches wins, so subclasses come before their bases.
 TRANSPORT_ERRORS: tuple[tuple[type[httpx.RequestError], type[MetricxError], str], ...] = (
     (httpx.TimeoutException, TransientError, "did not answer in time"),
+    # The request could not even be built (a control character in a token, a base URL that is no
+    # URL): the caller's input, which no retry fixes.
+    (httpx.LocalProtocolError, ConfigError, "request could not be sent (a header or URL is malformed)"),
+    (httpx.UnsupportedProtocol, ConfigError, "request could not be sent (the URL is not http(s))"),
     (httpx.RemoteProtocolError, ConnectionLost, "closed the connection mid-answer"),
     (httpx.ReadError, ConnectionLost, "connection broke while reading the answer"),
     (httpx.WriteError, ConnectionLost, "connection broke while sending the request"),

@@ -85,6 +85,15 @@ def arq_in_progress(job_id: str) -> str:
     return in_progress_key_prefix + job_id
 
 
+#: Failed API-key attempts of one client address in the current window (core/api/guards.py).
+AUTH_FAILURES_PREFIX = "metricx:auth:failures:"
+
+
+def auth_failures(client: str) -> str:
+    """The counter of failed authentication attempts from ``client`` (an address)."""
+    return f"{AUTH_FAILURES_PREFIX}{client}"
+
+
 #: Tries of a job given back because PostgreSQL or Redis was down (bounded, see core.sync.infra_retry).
 INFRA_RETRY_PREFIX = "metricx:infra-retry:"
 
@@ -102,6 +111,7 @@ def unrecorded_runs(job_id: str) -> str:
 __all__ = [
     "ACTIVE_SYNC_PREFIX",
     "ALERT_JOB_PREFIX",
+    "AUTH_FAILURES_PREFIX",
     "CACHE_PREFIX",
     "CONNECTION_LOCK_PREFIX",
     "CRON_JOB_PREFIX",

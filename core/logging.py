@@ -1,9 +1,11 @@
 """Logging, configured once: structlog for our events, stdlib (arq, httpx, uvicorn) routed through it.
 
-JSON in production (``METRICX_LOG_FORMAT=json``), console in development. A
-redaction processor removes tokens from every event, whatever logged it: the generic
-OAuth and URL shapes below, plus what each plugin registers with the
-``register_secret_patterns`` hook (core names no provider).
+JSON in production (``METRICX_LOG_FORMAT=json``), console in development; unset, the
+format follows whether stderr is a terminal. A redaction processor removes tokens and
+e-mail addresses from every event, whatever logged it: the generic OAuth and URL shapes
+below, plus what each plugin registers with the ``register_secret_patterns`` hook (core
+names no provider). Tracebacks never show local variables (they held request bodies and
+tokens) and are bounded in size, in every format; their text is redacted too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -18,14 +21,22 @@ import structlog
 
 from core.config import Settings, get_settings
 
-SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api_key|apikey|cookie|credential)", re.I)
+SECRET_KEYS = re.compile(
+    r"(token|secret|password|authorization|api_key|apikey|cookie|credential|email|phone)", re.I
+)
 SECRET_PATTERNS = [
     re.compile(r"((?:access_token|refresh_token|client_secret|password)=)[^&\s'\"]+", re.I),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I),
     re.compile(r"(redis(?:s)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(postgres(?:ql)?(?:\+asyncpg)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(whsec_)[A-Za-z0-9_-]+"),  # alert webhook signing secrets (core.alerts)
+    # Personal data: customers' e-mail addresses (store webhooks and orders).
+    re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
 ]
+#: Frames and characters one logged traceback may take (a deep recursion must not flood the log).
+TRACEBACK_MAX_FRAMES = 30
+TRACEBACK_MAX_CHARS = 8000
+MAX_DEPTH = 6
 REDACTED = "[REDACTED]"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -67,8 +78,8 @@ def redact_text(text: str) -> str:
 def _redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
-    if depth > 4:
-        return value
+    if depth > MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+        return redact_text(repr(value))
     if isinstance(value, dict):
         return {
             k: (REDACTED if SECRET_KEYS.search(str(k)) and v else _redact(v, depth + 1))
@@ -97,6 +108,28 @@ def _component_from_logger(_: Any, __: str, event: MutableMapping[str, Any]) -> 
     return event
 
 
+def format_exception(exc_info: Any) -> str:
+    """A traceback without local variables, at most the last ``TRACEBACK_MAX_FRAMES`` frames and
+    ``TRACEBACK_MAX_CHARS`` characters, with secrets redacted."""
+    _, exc, tb = exc_info
+    frames = traceback.extract_tb(tb)
+    limit = -TRACEBACK_MAX_FRAMES if len(frames) > TRACEBACK_MAX_FRAMES else None
+    lines = traceback.format_exception(type(exc), exc, tb, limit=limit, chain=True)
+    text = "".join(lines)
+    if len(text) > TRACEBACK_MAX_CHARS:
+        half = TRACEBACK_MAX_CHARS // 2
+        text = f"{text[:half]}\n... ({len(text) - 2 * half} characters left out) ...\n{text[-half:]}"
+    return redact_text(text).rstrip("\n")
+
+
+def resolved_format(settings: Settings) -> str:
+    """``settings.log_format``, or, unset, console on a terminal and json otherwise."""
+    if settings.log_format is not None:
+        return settings.log_format
+    isatty = getattr(sys.stderr, "isatty", None)
+    return "console" if isatty is not None and isatty() else "json"
+
+
 _configured = False
 
 
@@ -116,8 +149,8 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        if resolved_format(settings) == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -131,7 +164,8 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info if settings.log_format == "json" else _noop,
+                # Every format: the bounded, redacted, locals-free text, before any renderer sees exc_info.
+                structlog.processors.ExceptionRenderer(format_exception),
                 renderer,
             ],
         )
@@ -142,7 +176,3 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True
-
-
-def _noop(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return event

@@ -6,11 +6,14 @@ must not mean code execution in the workers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import arq.connections
 import msgpack
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio.sentinel import Sentinel
 
 from core.config import Settings, get_settings
 from core.errors import ConfigError
@@ -23,6 +26,46 @@ def serialize(obj: dict[str, Any]) -> bytes:
 
 def deserialize(data: bytes) -> dict[str, Any]:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class SentinelTLS:
+    """TLS for ``rediss+sentinel://``, carried in ``RedisSettings.ssl`` (truthy) to :class:`TlsSentinel`."""
+
+    cert_reqs: str
+    ca_certs: str | None
+
+    def __bool__(self) -> bool:
+        return True
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": self.cert_reqs,
+            "ssl_ca_certs": self.ca_certs,
+            "ssl_check_hostname": self.cert_reqs == "required",
+        }
+
+
+class TlsSentinel(Sentinel):
+    """arq's Sentinel client with full TLS: the master's certificate is checked against
+    ``METRICX_REDIS_SSL_CA_CERTS`` including its host name, and the Sentinels are spoken to over
+    TLS with the same checks. (arq passes only ``ssl=True``: no CA, no host name check, and
+    plaintext to the Sentinels.)"""
+
+    def __init__(self, sentinels: Any, ssl: Any = False, **kwargs: Any) -> None:
+        options: dict[str, Any] = dict(kwargs)
+        if isinstance(ssl, SentinelTLS):
+            tls = ssl.connection_kwargs()
+            sockets = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+            options.update(tls, sentinel_kwargs={**sockets, **tls})
+        else:
+            options["ssl"] = ssl
+        super().__init__(sentinels, **options)  # type: ignore[no-untyped-call]
+
+
+# arq builds its Sentinel client by this module-level name, for the API's pool and the worker's alike.
+arq.connections.Sentinel = TlsSentinel  # type: ignore[attr-defined,assignment]
 
 
 def _database(path: str) -> int:
@@ -42,6 +85,8 @@ def redis_settings(settings: Settings | None = None, *, reconnect_forever: bool 
     through an outage or restart (:class:`core.infra.ReconnectForever`) instead of raising.
     """
     settings = settings or get_settings()
+    if settings.redis_ssl_cert_reqs not in {"required", "optional", "none"}:
+        raise ConfigError("METRICX_REDIS_SSL_CERT_REQS must be required, optional or none")
     rs = _redis_settings(settings)
     if reconnect_forever:
         from core.infra import REDIS_RETRY_ERRORS, ReconnectForever
@@ -75,8 +120,15 @@ def _redis_settings(settings: Settings) -> RedisSettings:
             sentinel=True,
             sentinel_master=pieces[0],
             database=_database(pieces[1] if len(pieces) > 1 else ""),
-            ssl=parsed.scheme.startswith("rediss"),
+            # Typed bool in arq; a truthy SentinelTLS reaches TlsSentinel with the checks to make.
+            ssl=(
+                SentinelTLS(settings.redis_ssl_cert_reqs, settings.redis_ssl_ca_certs)  # type: ignore[arg-type]
+                if parsed.scheme.startswith("rediss")
+                else False
+            ),
             ssl_cert_reqs=settings.redis_ssl_cert_reqs,
+            ssl_ca_certs=settings.redis_ssl_ca_certs,
+            ssl_check_hostname=settings.redis_ssl_cert_reqs == "required",
             **common,
         )
     if parsed.scheme not in {"redis", "rediss", "unix"}:
@@ -86,8 +138,6 @@ def _redis_settings(settings: Settings) -> RedisSettings:
     if parsed.scheme == "unix":
         return RedisSettings(unix_socket_path=parsed.path, **common)
     tls = parsed.scheme == "rediss"
-    if settings.redis_ssl_cert_reqs not in {"required", "optional", "none"}:
-        raise ConfigError("METRICX_REDIS_SSL_CERT_REQS must be required, optional or none")
     return RedisSettings(
         host=parsed.hostname or "localhost",
         port=parsed.port or 6379,

@@ -292,10 +292,12 @@ def main() -> None:
     """``python -m core.scheduler``: print the cron entries, then lead or stand by until stopped."""
     from core.logging import configure_logging
     from core.plugins import get_registry
+    from core.preflight import check_servers
 
     configure_logging()
     settings = get_settings()
     try:
+        asyncio.run(check_servers(settings))
         registry = get_registry()
         jobs = load_entries(settings, registry)
     except MetricxError as exc:

@@ -23,6 +23,7 @@ from core.infra import infra_error
 from core.logging import configure_logging
 from core.metrics import WORKER, serve_registry
 from core.plugins import get_registry
+from core.preflight import require_encryption_keys
 from core.redis import deserialize, redis_settings, serialize
 from core.state import arq_max_tries
 from core.sync.context import RUNNER_KEY
@@ -73,6 +74,7 @@ def startup_lines() -> list[str]:
 
 async def startup(ctx: dict[str, Any]) -> None:
     configure_logging()
+    require_encryption_keys()  # never run with a key no other process has (issue 19)
     settings = get_settings()
     for line in startup_lines():
         print(line, flush=True)

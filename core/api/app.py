@@ -20,6 +20,7 @@ from core import __version__
 from core.api import errors
 from core.api.deps import Resources
 from core.api.errors import documented
+from core.api.guards import BodyLimitMiddleware
 from core.api.routes import (
     alerts,
     connections,
@@ -35,6 +36,7 @@ from core.config import get_settings
 from core.logging import configure_logging
 from core.metrics import api_latency
 from core.plugins import get_registry
+from core.preflight import require_encryption_keys
 from core.web import mount as web_mount
 
 log = structlog.get_logger(__name__)
@@ -125,8 +127,9 @@ def _v1() -> APIRouter:
 
 
 def create_app() -> FastAPI:
-    """Build the API (a new app each call; tests build their own)."""
+    """Build the API (a new app each call; tests build their own). Refuses without an encryption key."""
     configure_logging()
+    require_encryption_keys()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,6 +148,7 @@ def create_app() -> FastAPI:
     )
     app.state.resources = Resources()
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # inside the request id (outermost): a 413 carries one too
     app.include_router(_v1())
     web_mount.install(app)
     app.include_router(prometheus.router)

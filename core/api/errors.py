@@ -124,7 +124,15 @@ async def _metricx_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("request_failed", error_type=type(exc).__name__)
+    # This handler runs outside the request-id middleware, whose log context is gone by now: name
+    # the id explicitly, so the id a user quotes from the response finds this line.
+    log.exception(
+        "request_failed",
+        error_type=type(exc).__name__,
+        request_id=getattr(request.state, "request_id", None),
+        method=request.method,
+        path=request.url.path,
+    )
     return JSONResponse(
         _body(request, "internal_error", "internal error; quote the request id when reporting it"),
         status_code=500,

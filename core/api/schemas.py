@@ -11,9 +11,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.providers import SyncMode
+from core.storable import check_storable
 
 T = TypeVar("T")
 # PostgreSQL text cannot hold NUL characters; reject them as invalid input instead of failing later.
@@ -22,6 +23,28 @@ MAX_CONFIG_BYTES = 16_384
 WS_EXAMPLE = "6f1c2b7e-0d4a-4c35-9a57-3f1e0b8c2d11"
 CONN_EXAMPLE = "0b9e5c1a-7f62-4e0e-8d0f-5b2a6c9e4f73"
 JOB_EXAMPLE = f"sync:{CONN_EXAMPLE}:backfill:1767225600000"
+
+
+class InputModel(BaseModel):
+    """A request body: refuses what PostgreSQL cannot store with a 422, before any handler runs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_storable(data, "body")
+        return data
+
+
+def check_token(value: str | None) -> str | None:
+    """A token goes into HTTP headers and URLs: no control characters, no surrounding whitespace."""
+    if value is None:
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("tokens must not contain control characters (CR, LF, tab): paste the token alone")
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("the token is blank")
+    return stripped
 
 
 class ErrorBody(BaseModel):
@@ -46,7 +69,7 @@ class Page(BaseModel, Generic[T]):
     next_offset: int | None
 
 
-class WorkspaceCreate(BaseModel):
+class WorkspaceCreate(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Acme Ltd"}]})
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
@@ -58,7 +81,7 @@ class WorkspacePublic(BaseModel):
     created_at: datetime
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "dashboard"}]})
     name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
@@ -77,7 +100,7 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="The key itself: shown once, only its hash is stored.")
 
 
-class CredentialsIn(BaseModel):
+class CredentialsIn(InputModel):
     """Tokens for the platform account; write-only (never returned)."""
 
     access_token: str | None = Field(default=None, max_length=8000, pattern=NO_NUL)
@@ -87,8 +110,13 @@ class CredentialsIn(BaseModel):
         default_factory=list, max_length=100
     )
 
+    @field_validator("access_token", "refresh_token")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        return check_token(value)
 
-class ConnectionCreate(BaseModel):
+
+class ConnectionCreate(InputModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -114,7 +142,7 @@ class ConnectionCreate(BaseModel):
     @field_validator("config")
     @classmethod
     def _storable_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        encoded = json.dumps(value)
+        encoded = json.dumps(value, allow_nan=False)
         if "\\u0000" in encoded:
             raise ValueError("config must not contain NUL characters")
         if len(encoded) > MAX_CONFIG_BYTES:
@@ -165,7 +193,7 @@ class CoveragePublic(BaseModel):
     summary: str = Field(examples=["87/90 days, 3 queued"])
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(InputModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "realtime"}]})
     mode: SyncMode = SyncMode.realtime
 

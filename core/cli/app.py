@@ -35,7 +35,15 @@ app.command()(processes.demo)
 
 def main() -> None:
     """Console-script entry point."""
+    from pydantic import ValidationError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except ValidationError as exc:  # a setting in the environment has the wrong form
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "a setting"
+        what = errors[0]["msg"] if errors else "invalid"
+        print(f"error: METRICX_{where.upper()}: {what}", file=sys.stderr)
+        sys.exit(1)

@@ -15,7 +15,8 @@ from rich.console import Console
 from core.errors import ConfigError, MetricxError
 
 console = Console()
-err = Console(stderr=True)
+# Errors are one line whatever the terminal's width (an operator greps them; tests count them).
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -37,19 +38,39 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
     try:
         return asyncio.run(body())
+    except typer.Exit:
+        raise
     except MetricxError as exc:
         raise fail(exc.message) from None
-    except OSError as exc:
-        raise fail(f"cannot reach a server: {exc}") from None
+    except Exception as exc:
+        message = operator_message(exc)
+        if message is None:
+            raise
+        raise fail(message) from None
+
+
+def operator_message(exc: BaseException) -> str | None:
+    """One line for a mistake the operator can fix (server down, wrong database or key), else None."""
+    from core.preflight import describe
+
+    try:
+        return describe(exc)
+    except Exception:  # a broken setting must not hide the original error
+        return None
 
 
 def run_quiet(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command body with logs on stderr, quiet unless METRICX_CLI_LOG_LEVEL says otherwise."""
+    import logging
+
     from core.config import get_settings
     from core.logging import configure_logging
 
     level = os.environ.get("METRICX_CLI_LOG_LEVEL", "WARNING")
     configure_logging(get_settings().model_copy(update={"log_level": level}), force=True)
+    if "METRICX_CLI_LOG_LEVEL" not in os.environ:
+        # arq warns on each Redis connect retry; a command that gives up says so in its one line.
+        logging.getLogger("arq.connections").setLevel(logging.ERROR)
     return run(coro_fn)
 
 

@@ -51,6 +51,9 @@ def connections_add(
     from core.services import add_connection, enqueue_syncs, validate_account
 
     async def body() -> dict[str, Any]:
+        from core.preflight import require_encryption_keys
+
+        require_encryption_keys()  # before the token travels anywhere: it is stored encrypted
         ws_id = parse_uuid(workspace, "workspace")
         settings = _config(config)
         creds = Credentials(access_token=token, refresh_token=refresh_token)

@@ -6,14 +6,22 @@ from pathlib import Path
 
 import typer
 
-from core.cli.common import fail
+from core.cli.common import fail, run
 from core.errors import MetricxError
+
+
+def _preflight() -> None:
+    """The encryption key is set, PostgreSQL and Redis answer: else one line and exit 1."""
+    from core.preflight import check_servers
+
+    run(check_servers)
 
 
 def worker() -> None:
     """Run a worker (the same as `arq core.worker.WorkerSettings`)."""
     from core.worker import main as worker_main
 
+    _preflight()
     worker_main()
 
 
@@ -33,7 +41,12 @@ def api(
     import uvicorn
 
     from core.logging import configure_logging
+    from core.preflight import require_encryption_keys
 
+    try:
+        require_encryption_keys()
+    except MetricxError as exc:
+        raise fail(exc.message) from None
     configure_logging()
     uvicorn.run(
         "core.api.app:create_app",

@@ -23,12 +23,30 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("version_locations", " ".join(locations))
     cfg.set_main_option("path_separator", "space")
     cfg.set_main_option("sqlalchemy.url", async_url(database_url).replace("%", "%%"))
+    cfg.attributes["database_url"] = database_url  # env.py builds its engine (TLS included) from it
     return cfg
 
 
 def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the database to the newest revision of every installed branch."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def table_names(database_url: str) -> set[str]:
+    """The tables of ``DATABASE_URL``'s current schema (what ``metricx db upgrade`` reports it created)."""
+    from sqlalchemy import text
+
+    from core.db.engine import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
+            return {str(name) for (name,) in rows}
+    finally:
+        await engine.dispose()
 
 
 async def upgrade_async(database_url: str, revision: str = "heads") -> None:

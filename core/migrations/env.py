@@ -22,9 +22,15 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = async_engine_from_config(
-        config.get_section(config.config_ini_section) or {}, prefix="sqlalchemy.", poolclass=pool.NullPool
-    )
+    url = config.attributes.get("database_url")
+    if url:
+        from core.db.engine import create_engine
+
+        engine = create_engine(url, poolclass=pool.NullPool)
+    else:
+        engine = async_engine_from_config(
+            config.get_section(config.config_ini_section) or {}, prefix="sqlalchemy.", poolclass=pool.NullPool
+        )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

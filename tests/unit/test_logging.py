@@ -48,3 +48,50 @@ def test_module_loggers_created_before_configuration_are_redacted(capsys: Any) -
         assert event["component"] == "ARQ-ENQUEUE" and "abc.secret" not in line
     finally:
         configure_logging(Settings(), force=True)
+
+
+def _fail_with_token_in_locals(depth: int) -> None:
+    access_token = "EAAB-local-secret-token"  # a local, as a request body's token was in the audit
+    customer = {"email": "jane.doe@example.com"}
+    if depth:
+        _fail_with_token_in_locals(depth - 1)
+    raise RuntimeError(f"insert failed for {customer['email']} ({len(access_token)})")
+
+
+def _log_failure(capsys: Any, log_format: str, depth: int = 0) -> str:
+    configure_logging(Settings(log_format=log_format), force=True)  # type: ignore[arg-type]
+    try:
+        try:
+            _fail_with_token_in_locals(depth)
+        except RuntimeError:
+            structlog.get_logger("t").exception("request_failed")
+        return str(capsys.readouterr().err)
+    finally:
+        configure_logging(Settings(), force=True)
+
+
+def test_tracebacks_never_show_locals_or_personal_data(capsys: Any) -> None:
+    for log_format in ("console", "json"):
+        err = _log_failure(capsys, log_format)
+        assert "request_failed" in err and "RuntimeError" in err and "_fail_with_token_in_locals" in err
+        assert "EAAB-local-secret-token" not in err, log_format
+        assert "jane.doe@example.com" not in err, log_format
+
+
+def test_tracebacks_are_bounded(capsys: Any) -> None:
+    for log_format in ("console", "json"):
+        err = _log_failure(capsys, log_format, depth=500)
+        assert "RuntimeError" in err
+        assert len(err) < 12_000, (log_format, len(err))
+
+
+def test_unset_format_follows_whether_stderr_is_a_terminal(capsys: Any) -> None:
+    from core.logging import resolved_format
+
+    assert Settings().log_format is None
+    assert resolved_format(Settings()) == "json"  # pytest's captured stderr is no terminal
+    assert resolved_format(Settings(log_format="console")) == "console"
+    configure_logging(Settings(), force=True)
+    structlog.get_logger("t").info("hello", n=1)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert json.loads(line)["event"] == "hello"

@@ -13,11 +13,12 @@ from core.alerts import webhooks
 from core.alerts.urls import WebhookUrlRejected
 from core.api.deps import SessionDep, WorkspaceDep
 from core.api.errors import ApiError, not_found
+from core.api.schemas import InputModel
 
 router = APIRouter(prefix="/workspaces/{workspace_id}/alerts", tags=["alerts"])
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(InputModel):
     """A URL that receives signed events (https to a public host in production)."""
 
     url: str = Field(max_length=2000, examples=["https://hooks.example.com/metricx"])

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from core import PayloadError
 
 Row = dict[str, Any]
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+MONEY_MAX = Decimal(10) ** 16  # the tables' Numeric(20, 4)
 
 
 def _id(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise PayloadError(f"{what}: id must be a number, got {str(value)[:40]!r}")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise PayloadError(f"{what}: id must be a number, got {str(value)[:40]!r}") from None
+    if not -BIGINT_MAX <= number <= BIGINT_MAX:
+        raise PayloadError(f"{what}: id {str(value)[:40]} is out of range")
+    return number
+
+
+def _count(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    number = _id(value, what)
+    if not -INT_MAX <= number <= INT_MAX:
+        raise PayloadError(f"{what}: count {number} is out of range")
+    return number
 
 
 def opt_id(value: object, what: str) -> int | None:
@@ -32,8 +47,8 @@ def money(value: object, what: str) -> Decimal | None:
         number = Decimal(str(value))
     except InvalidOperation:
         raise PayloadError(f"{what} must be an amount like '12.50', got {str(value)[:40]!r}") from None
-    if not number.is_finite():
-        raise PayloadError(f"{what} must be a finite amount, got {value!r}")
+    if not number.is_finite() or abs(number) >= MONEY_MAX:
+        raise PayloadError(f"{what} must be a finite amount below 10^16, got {str(value)[:40]!r}")
     return number
 
 
@@ -49,6 +64,12 @@ def timestamp(value: object, what: str) -> datetime | None:
         raise PayloadError(f"{what} must be an ISO 8601 timestamp, got {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise PayloadError(f"{what} has no UTC offset: {value[:40]!r}")
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not 1900 <= in_utc.year <= 9998:
+        raise PayloadError(f"{what} is outside the years 1900-9998: {value[:40]!r}")
     return parsed
 
 
@@ -97,7 +118,7 @@ def customer_row(payload: object) -> Row:
         "first_name": _text(c.get("first_name")),
         "last_name": _text(c.get("last_name")),
         "state": _text(c.get("state")),
-        "orders_count": _id(orders_count, what) if orders_count is not None else None,
+        "orders_count": _count(orders_count, what),
         "total_spent": money(c.get("total_spent"), f"{what} total_spent"),
         "currency": _text(c.get("currency")),
         **_common(c, what),
@@ -107,8 +128,14 @@ def customer_row(payload: object) -> Row:
 def refunded_amount(order: Row) -> Decimal:
     """Money refunded on an order: its successful refund transactions."""
     total = Decimal(0)
-    for refund in order.get("refunds") or []:
-        for tx in refund.get("transactions") or [] if isinstance(refund, dict) else []:
+    refunds = order.get("refunds") or []
+    if not isinstance(refunds, list):
+        raise PayloadError(f"order {str(order.get('id'))[:30]}: refunds is not a list")
+    for refund in refunds:
+        transactions = (refund.get("transactions") or []) if isinstance(refund, dict) else []
+        if not isinstance(transactions, list):
+            raise PayloadError(f"order {str(order.get('id'))[:30]}: refund transactions is not a list")
+        for tx in transactions:
             if (
                 isinstance(tx, dict)
                 and tx.get("kind") == "refund"
@@ -134,7 +161,7 @@ def line_item_rows(order: Row, what: str) -> list[Row]:
                 "variant_shopify_id": opt_id(li.get("variant_id"), li_what),
                 "title": _text(li.get("title")),
                 "sku": _text(li.get("sku")),
-                "quantity": _id(quantity, li_what) if quantity is not None else None,
+                "quantity": _count(quantity, li_what),
                 "price": money(li.get("price"), f"{li_what} price"),
                 "total_discount": money(li.get("total_discount"), f"{li_what} total_discount"),
                 "raw": li,

@@ -12,15 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
-from core import PayloadError, plugin_session
+from core import PayloadError, load_json, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.mapping import order_row
 from metricx_shopify.settings import get_shopify_settings
@@ -76,12 +76,23 @@ async def receive_webhook(request: Request) -> JSONResponse:
     if topic not in ORDER_TOPICS:
         return _answer(200, status="ignored", reason=f"topic {topic!r} is not handled")
     try:
-        order = order_row(json.loads(body))
+        order = order_row(load_json(body))
     except (ValueError, PayloadError) as exc:
-        # A signed but unreadable body will not improve on retry: acknowledge and log.
-        log.error("webhook_unreadable", topic=topic, shop=shop, error=str(exc)[:200])
-        return _answer(200, status="ignored", reason="unreadable order payload")
-    return await _apply(topic, shop, webhook_id, order)
+        # Signed but unreadable or unstorable (wrong types, deep nesting, huge numbers, NUL, year 1):
+        # the sender's mistake, a 422 naming it (issue 19), never a 500.
+        return _unreadable(topic, shop, str(exc))
+    try:
+        return await _apply(topic, shop, webhook_id, order)
+    except DBAPIError as exc:
+        # SQLSTATE class 22 (data exception): a value the table cannot hold, e.g. too long for its column.
+        if not str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+            raise
+        return _unreadable(topic, shop, str(exc.orig).splitlines()[0])
+
+
+def _unreadable(topic: str, shop: str, error: str) -> JSONResponse:
+    log.warning("webhook_unreadable", topic=topic, shop=shop, error=error[:200])
+    return _answer(422, detail=f"the order payload cannot be stored: {error[:200]}")
 
 
 async def _apply(topic: str, shop: str, webhook_id: str | None, order: Any) -> JSONResponse:
