@@ -18,6 +18,7 @@ from core import (
     ConfigError,
     Credentials,
     PayloadError,
+    PermanentError,
     ProviderContext,
     RateLimited,
     SyncMode,
@@ -134,17 +135,18 @@ async def test_failed_async_run_is_retried_then_split_then_succeeds(
 
     assert by_key(records) == truth_by_key(sim, "1001", win.start, win.end)
     modes = [run.mode for run in sim.runs.values()]
-    assert (
-        modes[:2] == [mode, mode] and len(modes) == 2 * 3 + 2 + 1
-    )  # 2 slices x 3 levels, +2 failed, +1 split
+    campaigns = len(sim.accounts["1001"].campaigns)
+    # 2 slices x 3 levels, +2 failed tries, then the failed campaign report split into one run per campaign
+    assert modes[:2] == [mode, mode] and len(modes) == 2 * 3 + 2 + campaigns - 1
 
 
-async def test_single_day_run_failing_twice_gives_up_as_transient(
+async def test_single_object_day_failing_gives_up_with_a_clear_error(
     provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
 ) -> None:
+    """Split account -> campaigns -> ad sets, then give up on the first ad set-day: no endless retries."""
     await sim_post("/_sim/faults", {"kind": "async", "mode": "stuck", "count": None})
     day = local_today(sim, "1001") - timedelta(days=3)
-    with pytest.raises(TransientError, match="stuck at 0%"):
+    with pytest.raises(PermanentError, match=r"report of campaign \d+ for .* even alone \(report run stuck"):
         await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
 
 

@@ -152,10 +152,6 @@ class Account:
         spread = (high - low) * scale + 1
         return int(low * scale + _hash(self.seed, ad.id, "aov")[0] % spread)
 
-    def reports_omni(self, ad: Entity) -> bool:
-        """Most ads report omni_purchase; every fourth (ad 3, 7, 11...) only purchase and the pixel type."""
-        return int(ad.id[-7:]) % 4 != 3
-
 
 def reported(account: Account, ad: Entity, day: date, now_local: datetime) -> Numbers | None:
     """What the API reports for one ad and day at ``now_local`` (the account's wall clock)."""
