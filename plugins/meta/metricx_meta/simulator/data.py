@@ -126,6 +126,11 @@ class Account:
                 return f"{item.level.upper()}_PAUSED"
         return "ACTIVE"
 
+    def hidden(self, entity: Entity) -> bool:
+        """Ad sets and ads of a deleted campaign: Meta no longer lists them (only by id, or in insights)."""
+        campaign = self.by_id.get(entity.campaign_id or "")
+        return entity.level != "campaign" and campaign is not None and campaign.status == "DELETED"
+
     def delivery_end(self, ad: Entity) -> date | None:
         stops = [item.stopped for item in self.chain(ad) if item.stopped]
         return min(stops) if stops else None

@@ -237,6 +237,8 @@ async def edge(call: Call) -> dict[str, Any]:
         raise GraphAPIError(100, f"(#100) Tried accessing nonexisting field ({name})")
     fields = call.params.get("fields", "id").split(",")
     entities = select(call.acct, level, parse_filters(call.params.get("filtering")), "effective_status")
+    # Meta stops listing the ad sets and ads of a deleted campaign: they are reachable by id only.
+    entities = [e for e in entities if not call.acct.hidden(e)]
     start = decode_cursor(call.params.get("after"))[1]
     rows = (((0, i), _entity_json(call.acct, e.id, fields)) for i, e in enumerate(entities) if i >= start)
     return _paged(call, rows)
@@ -336,7 +338,32 @@ def _run_status(run: ReportRun, polls_needed: int) -> tuple[str, int]:
     return ("Job Not Started", 0) if run.polls == 0 else ("Job Running", 100 * run.polls // polls_needed)
 
 
+def _entity_by_id(state: SimState, object_id: str) -> tuple[Account, str] | None:
+    for acct in state.accounts.values():
+        if object_id in acct.by_id:
+            return acct, object_id
+    return None
+
+
+async def by_ids(call: Call) -> dict[str, Any]:
+    """``GET /{version}/?ids=a,b&fields=..``: Graph's multi-object read, hidden children included."""
+    ids = [i for i in call.params.get("ids", "").split(",") if i]
+    if not ids:
+        raise invalid_parameter("Param ids is required when no object is named in the path")
+    fields = call.params.get("fields", "id").split(",")
+    out: dict[str, Any] = {}
+    for object_id in ids:
+        found = _entity_by_id(call.state, object_id)
+        if found is None:
+            raise unknown_object(object_id)
+        out[object_id] = _entity_json(found[0], object_id, fields)
+    return out
+
+
 async def report_run(call: Call) -> dict[str, Any]:
+    found = _entity_by_id(call.state, str(call.request.path_params["object_id"]))
+    if found is not None:  # an entity asked for by id (hidden or not)
+        return _entity_json(found[0], found[1], call.params.get("fields", "id").split(","))
     run = _run(call)
     status, percent = _run_status(run, call.state.async_polls_to_complete)
     run.polls += 1
@@ -365,6 +392,7 @@ def graph_routes(state: SimState) -> list[Route]:
     """The Graph API routes, to be mounted after the control routes."""
     return [
         Route("/{version}/me", graph(state, me)),
+        Route("/{version}/", graph(state, by_ids)),
         Route("/{version}/act_{account_id}", graph(state, account)),
         Route("/{version}/act_{account_id}/insights", graph(state, insights), methods=["GET", "POST"]),
         Route("/{version}/act_{account_id}/{edge}", graph(state, edge)),
