@@ -22,6 +22,11 @@ and Meta's own:
   the run fails with v25's ``error_code`` / ``error_message`` fields; ``level`` limits it to runs of
   that level, ``until_scope`` (``campaign``, ``adset``) spares runs filtered to one object that narrow
 - ``usage``: usage headers report ``pct`` and ``regain_minutes``
+- ``graph_error``: any envelope: ``code``, ``subcode``, ``message``, ``status`` (400), ``type``,
+  ``is_transient``, ``user_msg`` (e.g. permission 200 / 10 / 294, two-factor 415, token 190/459)
+- ``cursor_expired``: a page request carrying ``after`` is refused (code 100, unverified wording)
+
+A ``throttle`` fault without ``account`` hits every account: an app-wide limit (code 4) across accounts.
 """
 
 from __future__ import annotations
@@ -75,6 +80,17 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
     if (fault := state.take_fault("throttle", key, path, method)) is not None:
         code = int(fault.params.get("code", _CODE_OF_SCOPE[str(fault.params.get("scope", "account"))]))
         raise _throttle(code, fault.params.get("subcode"), _regain_minutes(fault))
+    if (fault := state.take_fault("graph_error", key, path, method)) is not None:
+        p = fault.params
+        raise GraphAPIError(
+            int(p.get("code", 1)),
+            str(p.get("message", "An unknown error occurred")),
+            status=int(p.get("status", 400)),
+            subcode=int(p["subcode"]) if p.get("subcode") is not None else None,
+            type=str(p.get("type", "OAuthException")),
+            is_transient=p.get("is_transient"),
+            user_msg=p.get("user_msg"),
+        )
     if (fault := state.take_fault("server_error", key, path, method)) is not None:
         if fault.params.get("html"):
             raise RawBody(b"<html><body>502 Bad Gateway</body></html>", status=502)

@@ -170,6 +170,10 @@ def graph(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Re
 
 
 def _paged(call: Call, rows: Iterator[tuple[tuple[int, int], dict[str, Any]]]) -> dict[str, Any]:
+    if call.params.get("after") and call.state.take_fault(
+        "cursor_expired", call.account.id if call.account else None, call.request.url.path, "GET"
+    ):
+        raise invalid_parameter("The 'after' cursor is invalid or has expired (unverified wording)")
     limit, next_position = call.limit(), None
     data: list[dict[str, Any]] = []
     first_position = None

@@ -17,7 +17,7 @@ from metricx_meta.simulator.data import Account, seed_account
 
 DEFAULT_TOKEN = "sim-valid-token"
 # Meta's own fault kinds, besides the shared ones (core.testing.simulator); see faults.py.
-META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage"})
+META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage", "graph_error", "cursor_expired"})
 
 
 def default_accounts(today: date) -> list[Account]:
