@@ -24,11 +24,11 @@ from sqlalchemy import text
 from test_meta_worker_e2e import assert_equal_to_truth, connection, stored
 
 from core import Credentials
-from core.sync.windows import is_deep_tier_day
 from core.testing.harness import (
     create_connection,
     create_workspace,
     enqueue_sync_job,
+    is_deep_tier_day,
     local_today,
     session_scope,
 )
