@@ -23,7 +23,7 @@ from core.plugins import get_registry, load_registry
 from core.services import create_connection, create_workspace
 from core.sync.loading import account_ref
 from core.sync.throttle import scope_keys, sync_limiter
-from core.sync.windows import local_today, slot_start
+from core.sync.windows import is_deep_tier_day, local_today, slot_start
 
 __all__ = [
     "Connection",
@@ -37,6 +37,7 @@ __all__ = [
     "get_registry",
     "get_settings",
     "hookspecs",
+    "is_deep_tier_day",
     "load_registry",
     "local_today",
     "next_fire",

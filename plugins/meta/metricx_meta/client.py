@@ -9,6 +9,8 @@ The access token travels in the ``Authorization`` header and is redacted from ev
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import structlog
 
-from core import MetricxError, ProviderAPI, ProviderHTTP, RetryPolicy, TransientError, Usage
+from core import SCOPE_APP, MetricxError, ProviderAPI, ProviderHTTP, RetryPolicy, TransientError, Usage
 from metricx_meta.errors import GraphError, ReduceDataError, map_graph_error, parse_usage, redact
 from metricx_meta.settings import MetaSettings
 
@@ -31,9 +33,10 @@ class MetaAPI(ProviderAPI):
 
     name = "Meta API"
 
-    def __init__(self, settings: MetaSettings, access_token: str) -> None:
+    def __init__(self, settings: MetaSettings, access_token: str, *secrets: str) -> None:
         self._settings = settings
         self._token = access_token
+        self._secrets = secrets
         self.policy = RetryPolicy(transient_retries=settings.max_retries, backoff_s=settings.retry_backoff_s)
 
     def classify(self, response: httpx.Response) -> MetricxError | None:
@@ -52,7 +55,7 @@ class MetaAPI(ProviderAPI):
             retry_after_s=usage.regain_s if usage else None,
             default_retry_s=self._settings.throttle_default_retry_s,
         )
-        exc.message = redact(exc.message, self._token)
+        exc.message = redact(exc.message, self._token, *self._secrets)
         exc.args = (exc.message,)
         log.warning(
             "meta_request_failed",
@@ -66,19 +69,24 @@ class MetaAPI(ProviderAPI):
         return exc
 
     def usage(self, response: httpx.Response) -> Usage | None:
-        """The highest of the three usage headers; at ``usage_block_pct`` the account is blocked."""
+        """The highest usage of the four usage headers; at ``usage_block_pct`` the account is blocked,
+        or, when the app's own usage (``X-App-Usage``, ``app_id_util_pct``) is that high, the app."""
         usage = parse_usage(response.headers)
         if usage is None:
             return None
-        block_s = None
-        if usage.max_pct >= self._settings.usage_block_pct:
+        pct = max(usage.account_pct, usage.app_pct)
+        block_s, scope = None, "account"
+        if pct >= self._settings.usage_block_pct:
             block_s = usage.regain_s or 60.0
-            log.info("meta_usage_high", pct=usage.max_pct, regain_s=usage.regain_s)
-        return Usage(pct=usage.max_pct, regain_s=usage.regain_s, block_s=block_s)
+            if usage.app_pct >= self._settings.usage_block_pct:
+                scope = SCOPE_APP
+            log.info("meta_usage_high", pct=pct, app_pct=usage.app_pct, regain_s=usage.regain_s, scope=scope)
+        return Usage(pct=pct, regain_s=usage.regain_s, block_s=block_s, scope=scope)
 
     def retry_in_request(self, error: MetricxError) -> bool:
         # Asking again for the same amount of data fails again: pages() shrinks the request instead.
-        return not isinstance(error, ReduceDataError)
+        # Code 1 at HTTP 500 may as well be Meta's generic transient: that one is retried first.
+        return not isinstance(error, ReduceDataError) or not error.certain
 
 
 class MetaClient:
@@ -86,7 +94,13 @@ class MetaClient:
 
     def __init__(self, http: ProviderHTTP, settings: MetaSettings, access_token: str) -> None:
         self._http = http
-        self._api = MetaAPI(settings, access_token)
+        secret = settings.app_secret.get_secret_value() if settings.app_secret else None
+        # appsecret_proof = HMAC-SHA256(key=app secret, message=access token), hex: Meta's
+        # "Securing Graph API requests" (developers.facebook.com/docs/graph-api/security).
+        self._proof = (
+            hmac.new(secret.encode(), access_token.encode(), hashlib.sha256).hexdigest() if secret else None
+        )
+        self._api = MetaAPI(settings, access_token, *(s for s in (secret, self._proof) if s))
         self._settings = settings
         self._token = access_token
         self._root = f"{settings.base_url.rstrip('/')}/{settings.api_version}"
@@ -96,7 +110,7 @@ class MetaClient:
         return self._settings
 
     def redact(self, text: str) -> str:
-        return redact(text, self._token)
+        return redact(text, self._token, self._proof)
 
     def scrub(self, exc: MetricxError) -> MetricxError:
         """Remove the token from an error raised while handling a response (records echo values)."""
@@ -144,7 +158,7 @@ class MetaClient:
             self._api,
             method,
             f"{self._root}/{path.lstrip('/')}",
-            params=dict(params),
+            params={**params, "appsecret_proof": self._proof} if self._proof else dict(params),
             headers={"Authorization": f"Bearer {self._token}"},
             timeout_s=self._settings.request_timeout_s,
         )

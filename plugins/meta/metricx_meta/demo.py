@@ -12,7 +12,11 @@ REVOKED_TOKEN = "demo-revoked-token"
 
 
 def worker_env(url: str) -> Mapping[str, str]:
-    return {"METRICX_META_BASE_URL": url, "METRICX_META_ASYNC_POLL_INTERVAL_S": "0.5"}
+    return {
+        "METRICX_META_BASE_URL": url,
+        "METRICX_META_ASYNC_FIRST_POLL_S": "0.25",
+        "METRICX_META_ASYNC_POLL_INTERVAL_S": "0.5",
+    }
 
 
 def demo_connections(url: str) -> Sequence[DemoConnection]:

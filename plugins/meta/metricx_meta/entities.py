@@ -72,8 +72,16 @@ def to_entity(edge: Edge, row: dict[str, Any]) -> EntityRecord:
     )
 
 
+# How far back insights are asked for the ids of a deleted campaign's children (Meta keeps 37 months).
+HIDDEN_CHILDREN_PRESET = "last_90d"
+_IDS_PER_CALL = 50  # Graph's ?ids= takes up to 50 ids
+
+
 async def iter_entities(client: MetaClient, account_id: str) -> AsyncIterator[list[EntityRecord]]:
-    """Yield one batch per page: every campaign, then every ad set, then every ad."""
+    """Yield one batch per page: every campaign, then every ad set, then every ad; then the ad sets
+    and ads of deleted campaigns, which Meta no longer lists (:func:`hidden_children`)."""
+    seen: set[str] = set()
+    deleted: list[str] = []
     for edge in EDGES:
         params: dict[str, str | int] = {
             "fields": edge.fields,
@@ -81,4 +89,44 @@ async def iter_entities(client: MetaClient, account_id: str) -> AsyncIterator[li
             "limit": client.settings.page_size,
         }
         async for page in client.pages(f"act_{account_id}/{edge.edge}", params):
-            yield [to_entity(edge, row) for row in page]
+            records = [to_entity(edge, row) for row in page]
+            seen.update(r.external_id for r in records)
+            deleted += [r.external_id for r in records if r.level == "campaign" and r.status == "DELETED"]
+            yield records
+    if deleted:
+        async for batch in hidden_children(client, account_id, deleted, seen):
+            yield batch
+
+
+async def hidden_children(
+    client: MetaClient, account_id: str, campaigns: list[str], seen: set[str]
+) -> AsyncIterator[list[EntityRecord]]:
+    """The ad sets and ads of deleted ``campaigns`` that the edges left out, read by id.
+
+    Their ids come from the insights rows of those campaigns (``adset_id`` / ``ad_id``, one
+    aggregated row per ad over ``HIDDEN_CHILDREN_PRESET``); ``GET /?ids=`` then reads each object,
+    so they get their names and parents instead of becoming nameless placeholders.
+    """
+    filters = json.loads(status_filter("ad.effective_status", "ad"))
+    filters.append({"field": "campaign.id", "operator": "IN", "value": campaigns})
+    params: dict[str, str | int] = {
+        "level": "ad",
+        "fields": "campaign_id,adset_id,ad_id",
+        "date_preset": HIDDEN_CHILDREN_PRESET,
+        "filtering": json.dumps(filters),
+        "limit": client.settings.page_size,
+    }
+    missing: dict[str, list[str]] = {"adset": [], "ad": []}
+    async for page in client.pages(f"act_{account_id}/insights", params):
+        for row in page:
+            for level in ("adset", "ad"):
+                object_id = str(row.get(f"{level}_id") or "")
+                if object_id and object_id not in seen:
+                    seen.add(object_id)
+                    missing[level].append(object_id)
+    for edge in EDGES[1:]:  # ad sets before ads: parents first
+        ids = missing[edge.level]
+        for start in range(0, len(ids), _IDS_PER_CALL):
+            chunk = ids[start : start + _IDS_PER_CALL]
+            body = await client.get("", {"ids": ",".join(chunk), "fields": edge.fields})
+            yield [to_entity(edge, body[i]) for i in chunk if isinstance(body.get(i), dict)]

@@ -1,8 +1,12 @@
 """Map Graph API responses (error envelope, usage headers) to the core error tree.
 
 Meta signals errors in the body envelope, not the HTTP status:
-``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``.
-Throttles and token errors usually come as HTTP 400, transients as 500.
+``{"error": {"message", "type", "code", "error_subcode", "is_transient", "error_user_title",
+"error_user_msg", "fbtrace_id"}}``. Decisions follow ``code`` / ``error_subcode`` /
+``is_transient`` only: ``error_user_msg`` is localised (and sometimes just "Unknown error"), so
+no English wording decides anything. The one exception is the ``appsecret_proof`` parameter name
+in the developer ``message`` (Meta gives those rejections the generic code 100).
+Each rule is pinned by a fixture under ``plugins/meta/fixtures/`` naming its public source.
 """
 
 from __future__ import annotations
@@ -24,22 +28,58 @@ from core import (
     TransientError,
 )
 
+# Throttles. 4 = the app's call count (4/1504022: the app's BUC quota), 17 = the user's token
+# (17/2446079), 32 = page, 613 (/1487742) and 80000-80014 (/2446079) the ad account's BUC quota.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
-# Who a throttle holds back: 4 = the whole app, 17 = the user's token; 32, 613, 80000-80014 the account.
 THROTTLE_SCOPE = {4: SCOPE_APP, 17: SCOPE_TOKEN}
+APP_THROTTLE_SUBCODE = 1504022
+# "Please reduce the amount of data you're asking for": 100/1487534 documented; seen as 1 at HTTP 500.
+REDUCE_DATA_SUBCODE = 1487534
+# Missing permission (10, 200-299 e.g. 200 "Requires ads_read", 294 "Managing advertisements
+# requires ads_management") and two-factor authentication required (415): the user must reconnect.
+PERMISSION_CODES = frozenset({10, 294, *range(200, 300)})
+TWO_FACTOR_CODE = 415
+TOKEN_CODE = 190
+# Code 190's subcodes, https://developers.facebook.com/docs/graph-api/guides/error-handling
+TOKEN_SUBCODES = {
+    458: "the user removed the Meta app (app not installed)",
+    459: "the user's Facebook account is checkpointed: they must log in at facebook.com to fix it",
+    460: "the user changed their Facebook password (or Meta reset the session)",
+    463: "the access token expired",
+    464: "the user's Facebook account is not confirmed (unconfirmed user)",
+    467: "the access token is invalid (the user logged out or Meta revoked it)",
+}
 TRANSIENT_CODES = frozenset({1, 2})
-CONFIG_CODES = frozenset({100, 200, 270, 294, 2635, 3018})
-REDUCE_DATA_TEXT = "reduce the amount of data"
+VERSION_SUNSET_CODE = 2635
+CONFIG_CODES = frozenset({100, 2635, 3018})
 
-_TOKEN_IN_TEXT = re.compile(r"(access_token=|Bearer\s+)[^&\s\"']+", re.IGNORECASE)
+_TOKEN_IN_TEXT = re.compile(r"(access_token=|appsecret_proof=|Bearer\s+)[^&\s\"']+", re.IGNORECASE)
+_PERMISSION_NAME = re.compile(r"\b((?:ads|business|pages|read|instagram|catalog)_[a-z_]+)\b")
 
 
 class ReduceDataError(TransientError):
-    """Meta asked for less data per request: retry with a smaller ``limit`` or a shorter range."""
+    """Meta asked for less data per request: retry with a smaller ``limit``, range or level.
+
+    ``certain`` is False for the undocumented shape (code 1 at HTTP 500 without subcode), which
+    is also Meta's generic "unknown error": retry it as is first, then shrink.
+    """
+
+    def __init__(self, message: str, *, certain: bool = True) -> None:
+        super().__init__(message)
+        self.certain = certain
 
 
 class ReportRunFailed(TransientError):
-    """An async report run failed, was skipped, stalled at 0% or never finished."""
+    """An async report run failed, was skipped, stalled at 0% or never finished.
+
+    ``split_now``: rerunning the same report cannot help (too much data, timeout): split it at once.
+    """
+
+    split_now = False
+
+
+class ReportRunRejected(PermanentError):
+    """An async report run failed with a permanent cause (its ``error_code`` says so): never rerun."""
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -59,24 +99,35 @@ class GraphError:
     message: str
     type: str | None
     fbtrace_id: str | None
+    is_transient: bool | None = None
+    user_msg: str | None = None
 
     @classmethod
     def from_body(cls, body: Any) -> GraphError | None:
         if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
             return None
-        error: dict[str, Any] = body["error"]
+        return cls.from_fields(body["error"])
+
+    @classmethod
+    def from_fields(cls, error: dict[str, Any]) -> GraphError:
         subcode = error.get("error_subcode")
+        user_msg = error.get("error_user_msg")
         return cls(
             code=_as_int(error.get("code")),
-            subcode=_as_int(subcode) if subcode is not None else None,
-            message=str(error.get("error_user_msg") or error.get("message") or "unknown error"),
+            subcode=_as_int(subcode) if subcode not in (None, "") else None,
+            message=str(error.get("message") or user_msg or "unknown error"),
             type=error.get("type"),
             fbtrace_id=error.get("fbtrace_id"),
+            is_transient=error["is_transient"] if isinstance(error.get("is_transient"), bool) else None,
+            user_msg=str(user_msg) if user_msg else None,
         )
 
     def describe(self) -> str:
         sub = f"/{self.subcode}" if self.subcode else ""
-        return f"Meta API error {self.code}{sub}: {self.message}"
+        text = f"Meta API error {self.code}{sub}: {self.message}"
+        if self.user_msg and self.user_msg not in self.message and self.user_msg != "Unknown error":
+            text += f" ({self.user_msg})"
+        return text
 
 
 def _as_int(value: Any) -> int:
@@ -84,6 +135,34 @@ def _as_int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def missing_permission(error: GraphError) -> str | None:
+    """The permission Meta names (``ads_read``, ``business_management``...), if it names one."""
+    found = _PERMISSION_NAME.search(f"{error.message} {error.user_msg or ''}")
+    return found.group(1) if found else None
+
+
+def _permission_error(error: GraphError, text: str) -> AuthError:
+    if error.code == TWO_FACTOR_CODE:
+        why = "Meta requires two-factor authentication for this user: turn it on at facebook.com"
+    elif (name := missing_permission(error)) is not None:
+        why = f"the token lacks the {name} permission"
+    elif error.code == 294:
+        why = "the token lacks the ads_management permission"
+    else:
+        why = "the token lacks a permission this call needs (ads_read for reporting)"
+    return AuthError(f"{text}. {why}: reconnect the Meta account and grant it.")
+
+
+def _appsecret_error(error: GraphError, text: str) -> ConfigError | None:
+    if error.code != 100 or "appsecret_proof" not in error.message:
+        return None
+    if "require" in error.message:
+        why = "this Meta app requires appsecret_proof: set METRICX_META_APP_SECRET to the app's secret"
+    else:
+        why = "appsecret_proof was rejected: METRICX_META_APP_SECRET is not the secret of the token's app"
+    return ConfigError(f"{text}. {why}.")
 
 
 def map_graph_error(
@@ -99,12 +178,25 @@ def map_graph_error(
         wait = retry_after_s if retry_after_s and retry_after_s > 0 else default_retry_s
         scope = THROTTLE_SCOPE.get(error.code, SCOPE_ACCOUNT)
         return RateLimited(f"{text} (throttled; retry in {wait:.0f}s)", wait, scope=scope)
-    if error.code == 190 or (error.type == "OAuthException" and error.code in (102, 104)):
-        return AuthError(f"{text}. The Meta access token is no longer valid: reconnect the Meta account.")
-    if REDUCE_DATA_TEXT in error.message.lower():
+    if error.code == TOKEN_CODE:
+        meaning = TOKEN_SUBCODES.get(error.subcode or 0, "the access token is no longer valid")
+        return AuthError(f"{text}. {meaning[0].upper()}{meaning[1:]}: reconnect the Meta account.")
+    if error.code in (102, 104):
+        return AuthError(f"{text}. No valid Meta access token was sent: reconnect the Meta account.")
+    if error.code in PERMISSION_CODES or error.code == TWO_FACTOR_CODE:
+        return _permission_error(error, text)
+    if error.subcode == REDUCE_DATA_SUBCODE:
         return ReduceDataError(text)
-    if error.code in TRANSIENT_CODES or status >= 500:
+    if error.code == 1 and status >= 500 and error.subcode is None:
+        return ReduceDataError(text, certain=False)
+    if error.is_transient or status >= 500:
         return TransientError(text)
+    if error.code in TRANSIENT_CODES and error.is_transient is not False:
+        return TransientError(text)
+    if (appsecret := _appsecret_error(error, text)) is not None:
+        return appsecret
+    if error.code == VERSION_SUNSET_CODE:
+        return ConfigError(f"{text}. Set METRICX_META_API_VERSION to a supported Marketing API version.")
     if error.code in CONFIG_CODES or status in (400, 403, 404):
         return ConfigError(text)
     return PermanentError(text)
@@ -125,6 +217,11 @@ def _pcts(entry: Any, keys: tuple[str, ...]) -> list[float]:
     out: list[float] = []
     for key in keys:
         value = entry.get(key)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append(float(value))
     return out
@@ -132,15 +229,25 @@ def _pcts(entry: Any, keys: tuple[str, ...]) -> list[float]:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """The highest usage percentage in the three usage headers and when access comes back."""
+    """Usage read from the headers: the account's and the app's highest percentage, and the wait."""
 
     max_pct: float
     regain_s: float | None
+    app_pct: float = 0.0
+
+    @property
+    def account_pct(self) -> float:
+        return self.max_pct
 
 
 def parse_usage(headers: Any) -> Usage | None:
-    """Read ``X-Business-Use-Case-Usage``, ``X-Ad-Account-Usage`` and ``X-App-Usage``."""
+    """Read ``X-Business-Use-Case-Usage``, ``X-Ad-Account-Usage``, ``X-App-Usage`` and
+    ``X-FB-Ads-Insights-Throttle`` (``app_id_util_pct`` / ``acc_id_util_pct``).
+
+    ``estimated_time_to_regain_access`` is in minutes, ``reset_time_duration`` in seconds.
+    """
     pcts: list[float] = []
+    app: list[float] = []
     regain: list[float] = []
     buc = _load(headers.get("x-business-use-case-usage"))
     if isinstance(buc, dict):
@@ -152,8 +259,11 @@ def parse_usage(headers: Any) -> Usage | None:
     pcts += _pcts(account, ("acc_id_util_pct",))
     if pcts and max(pcts) >= 100:
         regain += _pcts(account, ("reset_time_duration",))
-    pcts += _pcts(_load(headers.get("x-app-usage")), ("call_count", "total_cputime", "total_time"))
-    if not pcts and not regain:
+    insights = _load(headers.get("x-fb-ads-insights-throttle"))
+    pcts += _pcts(insights, ("acc_id_util_pct",))
+    app += _pcts(insights, ("app_id_util_pct",))
+    app += _pcts(_load(headers.get("x-app-usage")), ("call_count", "total_cputime", "total_time"))
+    if not pcts and not app and not regain:
         return None
     positive = [r for r in regain if r > 0]
-    return Usage(max(pcts, default=0.0), max(positive) if positive else None)
+    return Usage(max(pcts, default=0.0), max(positive) if positive else None, max(app, default=0.0))

@@ -3,7 +3,13 @@
 Rows carry every number as a string; they are passed to :class:`MetricRecord`
 unparsed so a malformed value raises :class:`~core.errors.PayloadError`.
 Purchases appear under several action types for the same conversion: one
-canonical type is chosen, never a sum.
+canonical type is chosen, never a sum: ``omni_purchase`` (Ads Manager's "Purchases" column, every
+channel: website, app, offline), else ``purchase``, else the pixel's own type.
+
+``clicks`` is Meta's ``inline_link_clicks`` (Ads Manager's "Link clicks", the base of its CPC);
+Meta's own ``clicks`` field is "Clicks (all)" (likes, shares, profile clicks too), read as
+:func:`clicks_all`. ``action_report_time`` and ``use_unified_attribution_setting`` are not sent:
+Meta ignores both since 2025-06-10 (insights use each ad set's attribution setting).
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ _ID_FIELDS = {
     "adset": ("campaign_id", "adset_id", "adset_name"),
     "ad": ("campaign_id", "adset_id", "ad_id", "ad_name"),
 }
-_METRIC_FIELDS = ("account_currency", "impressions", "clicks", "spend", "actions", "action_values")
+_METRIC_FIELDS = (
+    "account_currency",
+    "impressions",
+    "inline_link_clicks",
+    "clicks",
+    "spend",
+    "actions",
+    "action_values",
+)
 
 
 def insights_params(client: MetaClient, level: str, since: date, until: date) -> dict[str, str | int]:
@@ -39,8 +53,6 @@ def insights_params(client: MetaClient, level: str, since: date, until: date) ->
         "fields": ",".join((*_ID_FIELDS[level], *_METRIC_FIELDS)),
         "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
         "time_increment": 1,
-        "action_report_time": settings.action_report_time,
-        "use_unified_attribution_setting": "true",
         # Deleted and archived objects' rows are left out unless asked for.
         "filtering": status_filter(f"{level}.effective_status", level),
         "limit": settings.page_size,
@@ -71,11 +83,17 @@ def to_metric(level: str, row: dict[str, Any]) -> MetricRecord:
         metrics_date=row.get("date_start"),  # type: ignore[arg-type]
         spend=row.get("spend"),  # type: ignore[arg-type]
         impressions=row.get("impressions"),  # type: ignore[arg-type]
-        clicks=row.get("clicks"),  # type: ignore[arg-type]
+        # Meta leaves out inline_link_clicks on rows without any: zero link clicks.
+        clicks=row.get("inline_link_clicks", 0),
         conversions=conversions,
         revenue=revenue,
         currency=row.get("account_currency"),
     )
+
+
+def clicks_all(row: dict[str, Any]) -> int:
+    """Meta's "Clicks (all)" of a row (the ``clicks`` field), 0 when absent."""
+    return int(row.get("clicks") or 0)
 
 
 def to_metrics(level: str, rows: Iterable[dict[str, Any]]) -> list[MetricRecord]:

@@ -32,9 +32,18 @@ log = structlog.get_logger(__name__)
 
 ACCOUNT_FIELDS = "account_id,name,currency,timezone_name,timezone_offset_hours_utc,account_status"
 _ACTIVE_ACCOUNT = 1
-# Graph/Marketing API versions and the day each stops working ("Expiration Date"), from
-# https://developers.facebook.com/docs/graph-api/changelog/versions/ (read 2026-12-02).
-GRAPH_API_SUNSETS = {"v26.0": None, "v25.0": date(2028, 7, 29), "v24.0": date(2028, 2, 18)}
+# Marketing API versions and the day each stops working ("Expiration Date"), from
+# https://developers.facebook.com/documentation/ads-commerce/marketing-api/marketing-api-changelog/versions
+# (read 2026-12-02; fixtures/versions.json). Marketing versions expire sooner than the same Graph
+# versions (Graph v25.0 runs to 2028-07-29, Marketing v25.0 only to 2027-02-23): the Marketing dates
+# count. v26.0 (2026-07-29) and v27.0 (2026-11-04) have no published date yet.
+MARKETING_API_SUNSETS = {
+    "v27.0": None,
+    "v26.0": None,
+    "v25.0": date(2027, 2, 23),
+    "v24.0": date(2026, 11, 10),
+    "v23.0": date(2026, 6, 9),
+}
 
 
 def account_number(account: AccountRef) -> str:
@@ -53,7 +62,7 @@ class MetaProvider:
     capabilities = Capabilities(
         levels=("campaign", "adset", "ad"),
         primary_level="campaign",  # the level that covers all spend: totals and the metrics default
-        attribution_window_days=7,
+        attribution_window_days=7,  # nightly tier; the weekly deep tier re-reads days 8..28
         backfill_days=90,
         revision_days=28,  # Meta revises conversions for up to 28 days (its longest attribution window)
     )
@@ -61,7 +70,7 @@ class MetaProvider:
     def __init__(self, settings: MetaSettings | None = None) -> None:
         self.settings = settings or MetaSettings()
         self.api_version = ApiVersion(
-            self.settings.api_version, GRAPH_API_SUNSETS.get(self.settings.api_version)
+            self.settings.api_version, MARKETING_API_SUNSETS.get(self.settings.api_version)
         )
 
     def client(self, ctx: ProviderContext, credentials: Credentials) -> MetaClient:
@@ -127,16 +136,20 @@ class MetaProvider:
     ) -> AsyncIterator[list[MetricRecord]]:
         """Yield daily rows of every level for ``window`` (account days), one batch per page.
 
-        Backfill windows use async report runs; realtime and attribution
-        windows use paged GETs.
+        Backfill windows use async report runs of ``backfill_slice_days``; attribution windows
+        longer than that (the weekly deep tier's days 8..28) one async run per level for the whole
+        window; the nightly recent days and realtime windows (today, yesterday) paged GETs.
         """
         client = self.client(ctx, credentials)
         number = account_number(account)
         levels = self.capabilities.levels
         log.info("meta_fetch_metrics", account_id=number, window=str(window))
         try:
-            if window.mode == SyncMode.backfill:
-                async for batch in fetch_backfill(client, number, levels, window.start, window.end):
+            days = (window.end - window.start).days + 1
+            deep = window.mode == SyncMode.attribution and days > self.settings.backfill_slice_days
+            if window.mode == SyncMode.backfill or deep:
+                whole = days if deep else None
+                async for batch in fetch_backfill(client, number, levels, window.start, window.end, whole):
                     yield batch
                 return
             for level in levels:

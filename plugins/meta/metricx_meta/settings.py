@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +16,15 @@ class MetaSettings(BaseSettings):
         description="Graph API root, without the version (point it at the simulator for local runs).",
     )
     api_version: str = Field(
-        default="v25.0", description="Marketing API version; versions expire about every 12 months."
+        default="v26.0",
+        description="Marketing API version. Marketing versions expire sooner than the same Graph versions "
+        "(v24.0 on 2026-11-10, v25.0 on 2027-02-23); see MARKETING_API_SUNSETS in provider.py.",
+    )
+    app_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of the Meta app (App settings > Basic). When set, every call carries "
+        "appsecret_proof = HMAC-SHA256(app_secret, access_token), which apps with 'Require App Secret' "
+        "demand. Never logged.",
     )
     app_id: str | None = Field(
         default=None,
@@ -44,16 +52,22 @@ class MetaSettings(BaseSettings):
         description="Usage percentage (any usage header) at which the account is blocked until it regains "
         "access; the shared limiter also slows down progressively from 70%.",
     )
-    action_report_time: str = Field(
-        default="mixed", description="Insights `action_report_time`: impression | conversion | mixed."
-    )
     backfill_slice_days: int = Field(
         default=7, ge=1, description="Days per async report run during a backfill."
     )
-    async_poll_interval_s: float = Field(
+    async_first_poll_s: float = Field(
         default=5.0,
         ge=0,
-        description="Longest delay between two polls of an async report run (the first polls come sooner).",
+        description="Delay before the first poll of an async report run; it doubles up to "
+        "async_poll_interval_s. Every poll is a call that counts against the account's quota.",
+    )
+    async_poll_interval_s: float = Field(
+        default=60.0, ge=0, description="Longest delay between two polls of an async report run."
+    )
+    max_object_splits: int = Field(
+        default=200,
+        ge=1,
+        description="Most campaign / ad set report runs one failed account-level run may be split into.",
     )
     async_stuck_timeout_s: float = Field(
         default=300.0, ge=0, description="Fail a report run still at 0% after this many seconds."

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -68,3 +70,17 @@ def truth_by_key(sim: SimState, account_id: str, start: date, end: date) -> dict
                 Decimal(row["revenue"]),
             )
     return out
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """One fixture file: ``_source`` (its public origin), ``status``, ``headers``, ``body``."""
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    assert data.get("_source"), f"{name} names no public source"
+    return data
+
+
+def all_fixtures() -> list[str]:
+    return sorted(p.name for p in FIXTURES.glob("*.json"))

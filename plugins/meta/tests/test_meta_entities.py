@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -88,3 +89,48 @@ async def test_validate_token_returns_none_and_rejects_expired_tokens(
     with pytest.raises(AuthError, match="reconnect the Meta account") as caught:
         await provider.validate_token(ctx, ref(), Credentials(access_token=token))
     assert token not in str(caught.value)
+
+
+async def test_children_of_a_deleted_campaign_are_read_by_id(
+    provider: MetaProvider,
+    ctx: ProviderContext,
+    creds: Credentials,
+    sim: SimState,
+    sim_post: Any,
+    http: httpx.AsyncClient,
+) -> None:
+    """Meta stops listing a deleted campaign's ad sets and ads: the sync still names them and parents."""
+    account = sim.accounts["1001"]
+    campaign = account.campaigns[0]
+    await sim_post(f"/_sim/entities/{campaign.id}/status", {"status": "DELETED"})
+    children = {e.id for e in account.adsets + account.ads if e.campaign_id == campaign.id}
+    listed = await http.get(
+        "/v26.0/act_1001/ads",
+        params={
+            "access_token": "sim-valid-token",
+            "fields": "id",
+            "limit": 500,
+            "filtering": json.dumps(
+                [
+                    {
+                        "field": "effective_status",
+                        "operator": "IN",
+                        "value": ["ACTIVE", "PAUSED", "DELETED", "ARCHIVED"],
+                    }
+                ]
+            ),
+        },
+    )
+    assert children and not children & {row["id"] for row in listed.json()["data"]}  # hidden from the edge
+
+    records = await entities(provider, ctx, creds)
+    by_id = {r.external_id: r for r in records}
+    assert set(by_id) == set(account.by_id)
+    for child in children:
+        record = by_id[child]
+        assert record.name == account.by_id[child].name and record.status in ("DELETED", "ARCHIVED")
+        assert record.parent_external_id == account.by_id[child].parent_id
+    seen: set[str] = set()
+    for record in records:  # parents still come first
+        assert record.parent_external_id is None or record.parent_external_id in seen
+        seen.add(record.external_id)

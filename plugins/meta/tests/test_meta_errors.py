@@ -12,12 +12,14 @@ import structlog
 from meta_helpers import BASE_URL, by_key, collect, local_today, ref, truth_by_key, window
 from metricx_meta import MetaProvider, MetaSettings
 from metricx_meta.simulator import SimState
+from metricx_meta.simulator.graph import query_scope
 
 from core import (
     AuthError,
     ConfigError,
     Credentials,
     PayloadError,
+    PermanentError,
     ProviderContext,
     RateLimited,
     SyncMode,
@@ -134,17 +136,18 @@ async def test_failed_async_run_is_retried_then_split_then_succeeds(
 
     assert by_key(records) == truth_by_key(sim, "1001", win.start, win.end)
     modes = [run.mode for run in sim.runs.values()]
-    assert (
-        modes[:2] == [mode, mode] and len(modes) == 2 * 3 + 2 + 1
-    )  # 2 slices x 3 levels, +2 failed, +1 split
+    campaigns = len(sim.accounts["1001"].campaigns)
+    # 2 slices x 3 levels, +2 failed tries, then the failed campaign report split into one run per campaign
+    assert modes[:2] == [mode, mode] and len(modes) == 2 * 3 + 2 + campaigns - 1
 
 
-async def test_single_day_run_failing_twice_gives_up_as_transient(
+async def test_single_object_day_failing_gives_up_with_a_clear_error(
     provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
 ) -> None:
+    """Split account -> campaigns -> ad sets, then give up on the first ad set-day: no endless retries."""
     await sim_post("/_sim/faults", {"kind": "async", "mode": "stuck", "count": None})
     day = local_today(sim, "1001") - timedelta(days=3)
-    with pytest.raises(TransientError, match="stuck at 0%"):
+    with pytest.raises(PermanentError, match=r"report of campaign \d+ for .* even alone \(report run stuck"):
         await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
 
 
@@ -234,3 +237,45 @@ async def test_token_never_appears_in_errors_or_logs(
 
 def test_base_url_setting_points_the_client_anywhere(provider: MetaProvider) -> None:
     assert provider.settings.base_url == BASE_URL
+
+
+async def test_too_much_data_on_an_ad_level_day_splits_by_object_and_completes(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    """100/1487534 on every ad-level run broader than one ad set: account -> campaigns -> ad sets."""
+    await sim_post(
+        "/_sim/faults",
+        {"kind": "async", "error": "too_much_data", "level": "ad", "until_scope": "adset", "count": None},
+    )
+    day = local_today(sim, "1001") - timedelta(days=2)
+    win = window(SyncMode.backfill, day, day)
+    records = [r for b in await collect(provider.fetch_metrics(ctx, ref(), creds, win)) for r in b]
+
+    assert by_key(records) == truth_by_key(sim, "1001", day, day)
+    account = sim.accounts["1001"]
+    ad_runs = [run for run in sim.runs.values() if run.query.level == "ad"]
+    scopes = [query_scope(run.query) for run in ad_runs]
+    # too much data is not retried as is: one account run, one per campaign, one per ad set
+    assert scopes[0] == "account" and scopes.count("account") == 1
+    assert (scopes.count("campaign"), scopes.count("adset")) == (len(account.campaigns), len(account.adsets))
+    assert [run.mode for run in ad_runs].count("normal") == len(account.adsets)
+
+
+async def test_failed_run_with_a_permanent_cause_is_not_retried(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "async", "error": "invalid_breakdowns", "count": None})
+    day = local_today(sim, "1001") - timedelta(days=2)
+    with pytest.raises(PermanentError, match="1504041"):
+        await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
+    assert len(sim.runs) == 1
+
+
+async def test_failed_run_with_an_app_throttle_defers_the_app(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    await sim_post("/_sim/faults", {"kind": "async", "error": "app_throttle", "count": 1})
+    day = local_today(sim, "1001") - timedelta(days=2)
+    with pytest.raises(RateLimited, match="1504022") as raised:
+        await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
+    assert raised.value.scope == "app"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
-from meta_helpers import by_key, collect, local_today, ref, truth_by_key, window
+from meta_helpers import BASE_URL, by_key, collect, load_fixture, local_today, ref, truth_by_key, window
 from metricx_meta import MetaProvider, MetaSettings
-from metricx_meta.simulator import SimState
+from metricx_meta.insights import canonical_purchase, clicks_all, to_metric
+from metricx_meta.simulator import DEFAULT_TOKEN, SimState, create_app
+from metricx_meta.simulator.query import purchase_counts
 
 from core import AccountRef, ConfigError, Credentials, MetricRecord, ProviderContext, SyncMode, SyncWindow
 
@@ -79,21 +83,60 @@ async def test_backfill_90_days_via_async_runs_equals_truth(
     assert all(r.spend == r.spend.to_integral_value() for r in records)  # JPY has no minor unit
 
 
-async def test_purchases_use_one_canonical_type_never_a_sum(
+async def test_purchases_are_omni_purchase_and_clicks_are_link_clicks(
     provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState
 ) -> None:
+    """Pins the chosen purchase type: the simulator gives omni_purchase, purchase and the pixel type
+    different values, so counting `purchase`, the pixel's type or their sum fails here."""
     end = local_today(sim, "1001") - timedelta(days=30)
     start = end - timedelta(days=6)
     records = await fetch(provider, ctx, creds, window(SyncMode.attribution, start, end))
-    account = sim.accounts["1001"]
-    without_omni = {ad.id for ad in account.ads if not account.reports_omni(ad)}
-
     truth = truth_by_key(sim, "1001", start, end)
     converting = [r for r in records if r.conversions > 0]
     assert converting
-    assert any(r.entity_external_id in without_omni for r in converting)  # fell back to `purchase`
-    for r in converting:
-        assert r.conversions == truth[(r.level, r.entity_external_id, r.metrics_date.isoformat())][3]
+    others = 0
+    for r in records:
+        key = (r.level, r.entity_external_id, r.metrics_date.isoformat())
+        counts = purchase_counts(int(r.conversions))
+        assert r.conversions == truth[key][3] == counts["omni_purchase"]
+        assert r.revenue == truth[key][4]
+        assert r.clicks == truth[key][2]  # inline_link_clicks, not Meta's "clicks (all)"
+        if counts["purchase"] != counts["omni_purchase"]:
+            others += 1
+    assert others  # some rows have a different `purchase` / pixel count: the pin is not vacuous
+    raw = (await sim_rows(sim, start, end))[0]
+    assert int(raw["clicks"]) > int(raw["inline_link_clicks"])  # clicks (all) differ from link clicks
+
+
+async def sim_rows(sim: SimState, start: Any, end: Any) -> list[dict[str, Any]]:
+    transport = httpx.ASGITransport(app=create_app(sim))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        response = await client.get(
+            "/v26.0/act_1001/insights",
+            params={
+                "level": "ad",
+                "time_range": json.dumps({"since": start.isoformat(), "until": end.isoformat()}),
+                "time_increment": "1",
+                "fields": "ad_id,clicks,inline_link_clicks",
+                "access_token": DEFAULT_TOKEN,
+            },
+        )
+    return list(response.json()["data"])
+
+
+def test_purchase_fallback_order_from_fixture() -> None:
+    """omni_purchase first; without it `purchase`; without both the pixel's type: never a sum."""
+    row = load_fixture("insights_row_actions.json")["body"]["data"][0]
+    actions, values = row["actions"], row["action_values"]
+    assert canonical_purchase(actions, values) == ("5", "250.5")
+    without_omni = [a for a in actions if a["action_type"] != "omni_purchase"]
+    without_omni_v = [a for a in values if a["action_type"] != "omni_purchase"]
+    assert canonical_purchase(without_omni, without_omni_v) == ("4", "200.4")
+    pixel_only = [a for a in without_omni if a["action_type"] != "purchase"]
+    pixel_only_v = [a for a in without_omni_v if a["action_type"] != "purchase"]
+    assert canonical_purchase(pixel_only, pixel_only_v) == ("3", "150.3")
+    record = to_metric("ad", row)
+    assert (record.clicks, clicks_all(row)) == (int(row["inline_link_clicks"]), int(row["clicks"]))
 
 
 async def test_utc_plus_account_today_is_the_accounts_day(

@@ -32,4 +32,4 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     provider = MetaProvider()
     assert provider.settings.base_url == "http://127.0.0.1:8081"
     assert provider.settings.async_poll_interval_s == 0.01
-    assert provider.settings.api_version == "v25.0"
+    assert provider.settings.api_version == "v26.0"

@@ -204,3 +204,17 @@ async def test_late_conversions_follow_the_clock(http: httpx.AsyncClient, sim: S
     after = (await http.get("/_sim/truth", params=params)).json()["rows"]
     assert sum(r["conversions"] for r in after) > sum(r["conversions"] for r in before)
     assert [r["spend"] for r in after] == [r["spend"] for r in before]  # only conversions come late
+
+
+async def test_expired_cursor_and_unknown_version_are_refused(http: httpx.AsyncClient, sim_post: Any) -> None:
+    params = {"access_token": "sim-valid-token", "fields": "id", "limit": "1"}
+    first = (await http.get("/v26.0/act_1001/campaigns", params=params)).json()
+    await sim_post("/_sim/faults", {"kind": "cursor_expired"})
+    after = first["paging"]["cursors"]["after"]
+    expired = await http.get("/v26.0/act_1001/campaigns", params={**params, "after": after})
+    assert expired.status_code == 400 and expired.json()["error"]["code"] == 100
+    assert (await http.get("/v26.0/act_1001/campaigns", params={**params, "after": after})).status_code == 200
+    unknown = await http.get("/v99.0/act_1001", params=params)
+    assert unknown.json()["error"]["code"] == 2500
+    sunset = await http.get("/v24.0/act_1001", params=params)  # Marketing v24.0 ended 2026-11-10
+    assert sunset.json()["error"]["code"] == 2635

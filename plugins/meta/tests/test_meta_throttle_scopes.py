@@ -100,8 +100,13 @@ def calls_to(state: SimState, account: str) -> int:
     return len(state.calls.get(account, ()))
 
 
+@pytest.mark.parametrize(
+    "throttle",
+    [{"scope": "app"}, {"code": 4, "subcode": 1504022}],  # (#4) app limit; 4/1504022 the app's insights quota
+    ids=["4", "4-1504022"],
+)
 async def test_app_throttle_defers_the_apps_connections_not_another_apps(
-    meta_sim: Any, alone: None, run_worker: Any, redis_client: Any
+    meta_sim: Any, alone: None, run_worker: Any, redis_client: Any, throttle: dict[str, Any]
 ) -> None:
     state, url = meta_sim
     a1, a2, b1 = await connect("3001"), await connect("3002"), await connect("3003", TOKEN_B)
@@ -113,7 +118,7 @@ async def test_app_throttle_defers_the_apps_connections_not_another_apps(
 
     # Meta answers code 4 (application request limit) to one call of a1's next sync.
     httpx.post(
-        f"{url}/_sim/faults", json={"kind": "throttle", "scope": "app", "count": 1, "account": "3001"}
+        f"{url}/_sim/faults", json={"kind": "throttle", **throttle, "count": 1, "account": "3001"}
     ).raise_for_status()
     with app(APP_A):
         first = await sync(a1, run_worker, redis_client)

@@ -260,3 +260,39 @@ async def test_backfill_through_a_real_worker_process(
     assert_equal_to_truth(
         state, "2003", await stored(conn), today - timedelta(days=90), today - timedelta(days=1)
     )
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        ({"code": 200, "message": "(#200) Requires ads_read permission to manage the object"}, "ads_read"),
+        ({"code": 415, "message": "Two factor authentication required."}, "two-factor"),
+        ({"code": 190, "subcode": 459, "message": "Error validating access token"}, "checkpointed"),
+    ],
+)
+async def test_permission_2fa_and_token_codes_need_reconnect_naming_why(
+    meta_sim: Any, run_worker: Any, redis_client: Any, fault: dict[str, Any], says: str
+) -> None:
+    _, url, _ = meta_sim
+    httpx.post(
+        f"{url}/_sim/faults", json={"kind": "graph_error", **fault, "account": "2003"}
+    ).raise_for_status()
+    ws, conn = await connect("2003")
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    row = await connection(conn)
+    assert row.sync_status == "reconnect_required" and row.total_syncs_attempted == 1
+    assert says in row.last_sync_error and "reconnect" in row.last_sync_error
+
+
+async def test_is_transient_error_is_retried_then_completes(
+    meta_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    _, url, _ = meta_sim
+    fault = {"kind": "graph_error", "code": 1, "subcode": 99, "is_transient": True, "account": "2003"}
+    httpx.post(f"{url}/_sim/faults", json=fault).raise_for_status()
+    ws, conn = await connect("2003")
+    job = await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    tries = await rows("SELECT status FROM sync_runs WHERE job_id = :j ORDER BY try_number", j=job["job_id"])
+    assert [t.status for t in tries] == ["retrying", "complete"]

@@ -70,15 +70,24 @@ async def entity_status(state: SimState, request: Request) -> Any:
     raise SimulatorError(f"no entity {entity_id}")
 
 
+_CONFIG_KEYS = (
+    "async_polls_to_complete",
+    "async_failure_rate",
+    "usage_per_call_pct",
+    "min_version",
+    "max_version",
+)
+
+
 async def config(state: SimState, request: Request) -> Any:
+    """Tune the simulator; ``app_secret`` (a string, or null) makes every call require appsecret_proof."""
     body = await json_body(request)
-    for key in ("async_polls_to_complete", "async_failure_rate", "usage_per_call_pct", "min_version"):
+    for key in _CONFIG_KEYS:
         if key in body:
             setattr(state, key, type(getattr(state, key))(body[key]))
-    return {
-        k: getattr(state, k)
-        for k in ("async_polls_to_complete", "async_failure_rate", "usage_per_call_pct", "min_version")
-    }
+    if "app_secret" in body:
+        state.app_secret = str(body["app_secret"]) if body["app_secret"] else None
+    return {k: getattr(state, k) for k in _CONFIG_KEYS} | {"requires_appsecret_proof": bool(state.app_secret)}
 
 
 def control_routes(state: SimState) -> list[Route]:

@@ -126,6 +126,11 @@ class Account:
                 return f"{item.level.upper()}_PAUSED"
         return "ACTIVE"
 
+    def hidden(self, entity: Entity) -> bool:
+        """Ad sets and ads of a deleted campaign: Meta no longer lists them (only by id, or in insights)."""
+        campaign = self.by_id.get(entity.campaign_id or "")
+        return entity.level != "campaign" and campaign is not None and campaign.status == "DELETED"
+
     def delivery_end(self, ad: Entity) -> date | None:
         stops = [item.stopped for item in self.chain(ad) if item.stopped]
         return min(stops) if stops else None
@@ -151,10 +156,6 @@ class Account:
         scale = 10 ** currency_digits(self.currency)
         spread = (high - low) * scale + 1
         return int(low * scale + _hash(self.seed, ad.id, "aov")[0] % spread)
-
-    def reports_omni(self, ad: Entity) -> bool:
-        """Most ads report omni_purchase; every fourth (ad 3, 7, 11...) only purchase and the pixel type."""
-        return int(ad.id[-7:]) % 4 != 3
 
 
 def reported(account: Account, ad: Entity, day: date, now_local: datetime) -> Numbers | None:

@@ -18,6 +18,8 @@ class GraphAPIError(Exception):
         type: str = "OAuthException",
         user_title: str | None = None,
         regain_minutes: int | None = None,
+        is_transient: bool | None = None,
+        user_msg: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -27,6 +29,8 @@ class GraphAPIError(Exception):
         self.type = type
         self.user_title = user_title
         self.regain_minutes = regain_minutes  # a throttle: the usage headers say when access returns
+        self.is_transient = is_transient
+        self.user_msg = user_msg
 
     def body(self) -> dict[str, object]:
         error: dict[str, object] = {
@@ -39,6 +43,10 @@ class GraphAPIError(Exception):
             error["error_subcode"] = self.subcode
         if self.user_title:
             error["error_user_title"] = self.user_title
+        if self.user_msg:
+            error["error_user_msg"] = self.user_msg
+        if self.is_transient is not None:
+            error["is_transient"] = self.is_transient
         return {"error": error}
 
 

@@ -16,8 +16,17 @@ and Meta's own:
 
 - ``async``: the next report runs end as ``mode`` = ``stuck`` (0% forever), ``failed`` or ``skipped``
 - ``reduce_data``: "Please reduce the amount of data" when ``limit > max_limit`` or the range is longer
-  than ``max_days`` (both optional; neither = always)
+  than ``max_days`` (both optional; neither = always): code 100 / subcode 1487534 at HTTP 400, or with
+  ``shape: "code1"`` the undocumented code 1 at HTTP 500 without subcode
+- ``async`` with ``error`` (``too_much_data``, ``report_failed``, ``invalid_breakdowns``, ``app_throttle``):
+  the run fails with v25's ``error_code`` / ``error_message`` fields; ``level`` limits it to runs of
+  that level, ``until_scope`` (``campaign``, ``adset``) spares runs filtered to one object that narrow
 - ``usage``: usage headers report ``pct`` and ``regain_minutes``
+- ``graph_error``: any envelope: ``code``, ``subcode``, ``message``, ``status`` (400), ``type``,
+  ``is_transient``, ``user_msg`` (e.g. permission 200 / 10 / 294, two-factor 415, token 190/459)
+- ``cursor_expired``: a page request carrying ``after`` is refused (code 100, unverified wording)
+
+A ``throttle`` fault without ``account`` hits every account: an app-wide limit (code 4) across accounts.
 """
 
 from __future__ import annotations
@@ -71,6 +80,17 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
     if (fault := state.take_fault("throttle", key, path, method)) is not None:
         code = int(fault.params.get("code", _CODE_OF_SCOPE[str(fault.params.get("scope", "account"))]))
         raise _throttle(code, fault.params.get("subcode"), _regain_minutes(fault))
+    if (fault := state.take_fault("graph_error", key, path, method)) is not None:
+        p = fault.params
+        raise GraphAPIError(
+            int(p.get("code", 1)),
+            str(p.get("message", "An unknown error occurred")),
+            status=int(p.get("status", 400)),
+            subcode=int(p["subcode"]) if p.get("subcode") is not None else None,
+            type=str(p.get("type", "OAuthException")),
+            is_transient=p.get("is_transient"),
+            user_msg=p.get("user_msg"),
+        )
     if (fault := state.take_fault("server_error", key, path, method)) is not None:
         if fault.params.get("html"):
             raise RawBody(b"<html><body>502 Bad Gateway</body></html>", status=502)
@@ -85,7 +105,8 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
 
 
 def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str, str]:
-    """X-Business-Use-Case-Usage, X-Ad-Account-Usage and X-App-Usage (JSON strings)."""
+    """X-Business-Use-Case-Usage, X-Ad-Account-Usage, X-App-Usage and, on insights calls,
+    X-FB-Ads-Insights-Throttle (JSON strings)."""
     pct, regain = usage
     headers = {
         "x-app-usage": json.dumps({"call_count": round(pct / 4, 2), "total_time": 1, "total_cputime": 1})
@@ -101,6 +122,14 @@ def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str,
         "estimated_time_to_regain_access": regain,
     }
     headers["x-business-use-case-usage"] = json.dumps({account.id: [entry]})
+    if kind == "ads_insights":
+        headers["x-fb-ads-insights-throttle"] = json.dumps(
+            {
+                "app_id_util_pct": round(pct / 4, 2),
+                "acc_id_util_pct": pct,
+                "ads_api_access_tier": "standard_access",
+            }
+        )
     headers["x-ad-account-usage"] = json.dumps({"acc_id_util_pct": pct, "reset_time_duration": regain * 60})
     return headers
 
@@ -117,7 +146,9 @@ def reduce_data_check(state: SimState, account: Account, path: str, limit: int, 
     )
     if too_much:
         state.take_fault("reduce_data", account.id, path, "GET")
-        raise GraphAPIError(1, REDUCE_DATA_MESSAGE, status=500)
+        if fault.params.get("shape") == "code1":
+            raise GraphAPIError(1, REDUCE_DATA_MESSAGE, status=500)
+        raise GraphAPIError(100, REDUCE_DATA_MESSAGE, subcode=1487534, user_title="Too much data")
 
 
 def apply_malformed(state: SimState, account: Account, path: str, rows: list[dict[str, Any]]) -> None:

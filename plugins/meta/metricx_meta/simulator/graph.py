@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +18,13 @@ from starlette.routing import Route
 from core.testing.sim_app import note_account
 from metricx_meta.simulator.data import Account
 from metricx_meta.simulator.envelope import GraphAPIError, RawBody, invalid_parameter, unknown_object
-from metricx_meta.simulator.faults import apply_malformed, check_faults, reduce_data_check, usage_headers
+from metricx_meta.simulator.faults import (
+    REDUCE_DATA_MESSAGE,
+    apply_malformed,
+    check_faults,
+    reduce_data_check,
+    usage_headers,
+)
 from metricx_meta.simulator.query import (
     InsightsQuery,
     decode_cursor,
@@ -77,11 +85,29 @@ def _check_token(state: SimState, request: Request, params: dict[str, str], acco
         )
     if token_state != "valid":
         raise GraphAPIError(190, "Invalid OAuth access token - Cannot parse access token")
+    _check_proof(state, params, token)
+
+
+def _check_proof(state: SimState, params: dict[str, str], token: str) -> None:
+    """An app with "Require App Secret": appsecret_proof must be HMAC-SHA256(app secret, token), hex."""
+    if not state.app_secret:
+        return
+    proof = params.get("appsecret_proof")
+    if not proof:
+        raise GraphAPIError(
+            100, "API calls from the server require an appsecret_proof argument", type="GraphMethodException"
+        )
+    expected = hmac.new(state.app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(proof, expected):
+        raise GraphAPIError(
+            100, "Invalid appsecret_proof provided in the API argument", type="GraphMethodException"
+        )
 
 
 def _check_version(state: SimState, request: Request, version: str, account: str | None) -> None:
     match = _VERSION.match(version)
-    if match is None:
+    if match is None or int(match.group(1)) > state.max_version:
+        # (unverified) the shape Graph gives a path it cannot route
         raise GraphAPIError(2500, f"Unknown path components: /{version}", type="OAuthException")
     sunset = state.take_fault(
         "version_sunset",
@@ -144,6 +170,10 @@ def graph(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Re
 
 
 def _paged(call: Call, rows: Iterator[tuple[tuple[int, int], dict[str, Any]]]) -> dict[str, Any]:
+    if call.params.get("after") and call.state.take_fault(
+        "cursor_expired", call.account.id if call.account else None, call.request.url.path, "GET"
+    ):
+        raise invalid_parameter("The 'after' cursor is invalid or has expired (unverified wording)")
     limit, next_position = call.limit(), None
     data: list[dict[str, Any]] = []
     first_position = None
@@ -211,6 +241,8 @@ async def edge(call: Call) -> dict[str, Any]:
         raise GraphAPIError(100, f"(#100) Tried accessing nonexisting field ({name})")
     fields = call.params.get("fields", "id").split(",")
     entities = select(call.acct, level, parse_filters(call.params.get("filtering")), "effective_status")
+    # Meta stops listing the ad sets and ads of a deleted campaign: they are reachable by id only.
+    entities = [e for e in entities if not call.acct.hidden(e)]
     start = decode_cursor(call.params.get("after"))[1]
     rows = (((0, i), _entity_json(call.acct, e.id, fields)) for i, e in enumerate(entities) if i >= start)
     return _paged(call, rows)
@@ -225,14 +257,71 @@ def _insights_page(call: Call, query: InsightsQuery, account_: Account) -> dict[
     return body
 
 
+# How finely a run's filtering narrows it: a fault with ``until_scope`` spares runs at least that narrow.
+_SCOPE_RANK = {"account": 0, "campaign": 1, "adset": 2, "ad": 3}
+# The v25+ failure fields of a run that failed with each `error` of the async fault (error-codes page).
+RUN_ERRORS: dict[str, dict[str, Any]] = {
+    "too_much_data": {
+        "error_code": 100,
+        "error_subcode": 1487534,
+        "error_message": REDUCE_DATA_MESSAGE,
+        "error_user_title": "Too much data",
+        "error_user_msg": "Unknown error",
+    },
+    "report_failed": {
+        "error_code": -2,
+        "error_subcode": 2490547,
+        "error_message": "Generating the report failed. Try again later.",
+        "error_user_title": "Report Failed",
+        "error_user_msg": "Generating the report failed. Try again later.",
+    },
+    "invalid_breakdowns": {
+        "error_code": 2,
+        "error_subcode": 1504041,
+        "error_message": "No data is available for the requested metrics and breakdowns.",
+        "error_user_title": "Invalid Breakdowns",
+        "error_user_msg": "No data is available for the requested metrics and breakdowns.",
+    },
+    "app_throttle": {
+        "error_code": 4,
+        "error_subcode": 1504022,
+        "error_message": "Your app has exceeded the allowed number of API requests. Wait before retrying.",
+        "error_user_title": "Too Many API Requests",
+        "error_user_msg": "Your app has exceeded the allowed number of API requests. Wait before retrying.",
+    },
+}
+
+
+def query_scope(query: InsightsQuery) -> str:
+    """The narrowest object level the query's ``<level>.id`` filters name (``account`` without one)."""
+    named = [f.field.split(".")[0] for f in query.filters if f.field.endswith(".id")]
+    return max(named, key=lambda level: _SCOPE_RANK.get(level, 0), default="account")
+
+
+def _async_fault_applies(query: InsightsQuery) -> Callable[[Any], bool]:
+    def test(fault: Any) -> bool:
+        level, until_scope = fault.params.get("level"), fault.params.get("until_scope")
+        if level is not None and level != query.level:
+            return False
+        if until_scope is not None:
+            return _SCOPE_RANK[query_scope(query)] < _SCOPE_RANK[str(until_scope)]
+        return True
+
+    return test
+
+
 async def insights(call: Call) -> dict[str, Any]:
     query = parse_insights(call.params, call.state.local_now(call.acct))
     if call.request.method == "GET":
         return _insights_page(call, query, call.acct)
-    fault = call.state.take_fault("async", call.acct.id, call.request.url.path, "POST")
-    run = call.state.new_run(
-        call.acct.id, query, str(fault.params.get("mode", "stuck")) if fault else "normal"
+    fault = call.state.take_fault(
+        "async", call.acct.id, call.request.url.path, "POST", _async_fault_applies(query)
     )
+    mode = str(fault.params.get("mode", "stuck")) if fault else "normal"
+    error = RUN_ERRORS.get(str(fault.params.get("error"))) if fault else None
+    if error is not None and mode == "stuck":
+        mode = "failed"
+    run = call.state.new_run(call.acct.id, query, mode, error)
     return {"report_run_id": run.id}
 
 
@@ -253,12 +342,37 @@ def _run_status(run: ReportRun, polls_needed: int) -> tuple[str, int]:
     return ("Job Not Started", 0) if run.polls == 0 else ("Job Running", 100 * run.polls // polls_needed)
 
 
+def _entity_by_id(state: SimState, object_id: str) -> tuple[Account, str] | None:
+    for acct in state.accounts.values():
+        if object_id in acct.by_id:
+            return acct, object_id
+    return None
+
+
+async def by_ids(call: Call) -> dict[str, Any]:
+    """``GET /{version}/?ids=a,b&fields=..``: Graph's multi-object read, hidden children included."""
+    ids = [i for i in call.params.get("ids", "").split(",") if i]
+    if not ids:
+        raise invalid_parameter("Param ids is required when no object is named in the path")
+    fields = call.params.get("fields", "id").split(",")
+    out: dict[str, Any] = {}
+    for object_id in ids:
+        found = _entity_by_id(call.state, object_id)
+        if found is None:
+            raise unknown_object(object_id)
+        out[object_id] = _entity_json(found[0], object_id, fields)
+    return out
+
+
 async def report_run(call: Call) -> dict[str, Any]:
+    found = _entity_by_id(call.state, str(call.request.path_params["object_id"]))
+    if found is not None:  # an entity asked for by id (hidden or not)
+        return _entity_json(found[0], found[1], call.params.get("fields", "id").split(","))
     run = _run(call)
     status, percent = _run_status(run, call.state.async_polls_to_complete)
     run.polls += 1
     query: InsightsQuery = run.query
-    return {
+    body = {
         "id": run.id,
         "account_id": run.account_id,
         "async_status": status,
@@ -266,6 +380,9 @@ async def report_run(call: Call) -> dict[str, Any]:
         "date_start": query.since.isoformat(),
         "date_stop": query.until.isoformat(),
     }
+    if status == "Job Failed" and run.error:
+        body |= run.error  # v25.0+: why the run failed
+    return body
 
 
 async def report_insights(call: Call) -> dict[str, Any]:
@@ -279,6 +396,7 @@ def graph_routes(state: SimState) -> list[Route]:
     """The Graph API routes, to be mounted after the control routes."""
     return [
         Route("/{version}/me", graph(state, me)),
+        Route("/{version}/", graph(state, by_ids)),
         Route("/{version}/act_{account_id}", graph(state, account)),
         Route("/{version}/act_{account_id}/insights", graph(state, insights), methods=["GET", "POST"]),
         Route("/{version}/act_{account_id}/{edge}", graph(state, edge)),

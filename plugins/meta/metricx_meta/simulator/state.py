@@ -17,7 +17,7 @@ from metricx_meta.simulator.data import Account, seed_account
 
 DEFAULT_TOKEN = "sim-valid-token"
 # Meta's own fault kinds, besides the shared ones (core.testing.simulator); see faults.py.
-META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage"})
+META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage", "graph_error", "cursor_expired"})
 
 
 def default_accounts(today: date) -> list[Account]:
@@ -38,6 +38,7 @@ class ReportRun:
     query: Any
     mode: str = "normal"
     polls: int = 0
+    error: dict[str, Any] | None = None  # v25+ failure fields (error_code, error_message, ...)
 
 
 class SimState(Simulator):
@@ -62,7 +63,9 @@ class SimState(Simulator):
         self.usage_per_call_pct = 0.01
         self.async_polls_to_complete = 1
         self.async_failure_rate = 0.0
-        self.min_version = 24
+        self.min_version = 25  # Marketing API v24.0 expired on 2026-11-10
+        self.max_version = 27  # the newest published version (v27.0, 2026-11-04); above: unknown
+        self.app_secret: str | None = None  # set: every call needs appsecret_proof ("Require App Secret")
         self.rng = random.Random(0)
         self.accounts = {account.id: account for account in self._make_accounts(self.now().date())}
 
@@ -110,9 +113,11 @@ class SimState(Simulator):
         return max(1, int((calls[0] + 3600 - time.monotonic()) // 60))
 
     # --- report runs -------------------------------------------------------------------
-    def new_run(self, account_id: str, query: Any, mode: str) -> ReportRun:
+    def new_run(
+        self, account_id: str, query: Any, mode: str, error: dict[str, Any] | None = None
+    ) -> ReportRun:
         if mode == "normal" and self.async_failure_rate and self.rng.random() < self.async_failure_rate:
             mode = self.rng.choice(["failed", "skipped"])
-        run = ReportRun(str(next(self.run_ids)), account_id, query, mode)
+        run = ReportRun(str(next(self.run_ids)), account_id, query, mode, error=error)
         self.runs[run.id] = run
         return run
