@@ -30,7 +30,7 @@ from core import (
     TransientError,
 )
 from metricx_google.auth import RECONNECT, AccessTokens, BearerAuth
-from metricx_google.failures import Failure, parse_failure, to_error
+from metricx_google.failures import Failure, is_version_retired, parse_failure, to_error, version_retired
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
@@ -56,9 +56,10 @@ class GoogleAdsAPI(ProviderAPI):
 
     name = "Google Ads"
 
-    def __init__(self, customer_id: str, *, stream: bool) -> None:
+    def __init__(self, customer_id: str, *, stream: bool, version: str = "") -> None:
         self.customer_id = customer_id
         self.stream = stream
+        self.version = version
         # Quotas and 5xx go to the engine (retry with backoff, or deferral); a broken stream is
         # re-run once here, since only the request knows the slice.
         self.policy = RetryPolicy(transient_retries=1 if stream else 0, backoff_s=0.0, throttle_retries=0)
@@ -72,9 +73,16 @@ class GoogleAdsAPI(ProviderAPI):
         except TransientError as exc:
             return exc
         request_id = response.headers.get("request-id")
+        if response.status_code == 404 and not isinstance(payload, (dict, list)):
+            # Long after a sunset Google answers the retired version's paths with a plain-text 404.
+            log.warning("google_version_retired", customer_id=self.customer_id, version=self.version)
+            return version_retired(self.version, "HTTP 404 Not Found")
         failure = _failure_in(response.status_code, payload, request_id)
         if failure is None:
             return None
+        if is_version_retired(failure):
+            log.warning("google_version_retired", customer_id=self.customer_id, version=self.version)
+            return version_retired(self.version, failure.first_message().strip())
         if failure.is_authentication:
             log.warning("google_auth_rejected", customer_id=self.customer_id)
             return AuthError(f"Google Ads rejected a freshly minted access token. {RECONNECT}")
@@ -104,7 +112,10 @@ class GoogleAdsClient:
         self.customer_id = customer_id_of(account.external_account_id)
         login = account.config.get("login_customer_id") if account.config else None
         self.login_customer_id = customer_id_of(login, "login_customer_id") if login else None
-        self._apis = {stream: GoogleAdsAPI(self.customer_id, stream=stream) for stream in (False, True)}
+        self._apis = {
+            stream: GoogleAdsAPI(self.customer_id, stream=stream, version=settings.api_version)
+            for stream in (False, True)
+        }
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}

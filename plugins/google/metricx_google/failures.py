@@ -20,6 +20,7 @@ from core import SCOPE_DEVELOPER, ConfigError, MetricxError, PermanentError, Rat
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_RETRY_S = 30.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_DEPRECATED = re.compile(r"Version v\d+ is deprecated", re.IGNORECASE)
 _CONFIG_TYPES = ("authorizationError", "queryError", "requestError", "fieldError", "customerError")
 _TRANSIENT_CODES = ("INTERNAL_ERROR", "TRANSIENT_ERROR", "DEADLINE_EXCEEDED")
 
@@ -115,6 +116,27 @@ def seconds_until_pacific_midnight(now: datetime) -> float:
     local = now.astimezone(PACIFIC)
     midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=PACIFIC)
     return max(1.0, (midnight - local).total_seconds())
+
+
+def version_retired(version: str, detail: str = "") -> ConfigError:
+    """The one message for every answer Google gives a sunset API version (UNSUPPORTED_VERSION, the
+    older ``requestError: UNKNOWN`` "Version vN is deprecated", and later a plain-text 404)."""
+    seen = f" ({detail})" if detail else ""
+    return ConfigError(
+        f"Google Ads API version {version} has been retired by Google and every call to it fails{seen}. "
+        f"Set METRICX_GOOGLE_API_VERSION to a supported version (the plugin's default is current) "
+        f"and restart the workers."
+    )
+
+
+def is_version_retired(failure: Failure) -> bool:
+    """A GoogleAdsFailure that says the API version in the path is sunset."""
+    for error in failure.errors:
+        if error.kind == "requestError" and error.code == "UNSUPPORTED_VERSION":
+            return True
+        if error.kind == "requestError" and _DEPRECATED.search(error.message):
+            return True
+    return False
 
 
 def to_error(failure: Failure, customer_id: str, now: datetime) -> MetricxError:

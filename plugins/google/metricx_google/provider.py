@@ -39,9 +39,20 @@ from metricx_google.settings import GoogleSettings
 log = structlog.get_logger(__name__)
 
 # Google Ads API versions and their sunset (all requests fail from that day), from the sunset
-# reminders: https://developers.google.com/ads/blog/posts/2026/06/google-ads-api-v21-sunset-reminder
-# and https://developers.google.com/ads/blog/posts/2026/09/google-ads-api-v22-sunset-reminder.
-GOOGLE_ADS_API_SUNSETS = {"v21": date(2026, 8, 5), "v22": date(2026, 10, 7)}
+# reminders https://developers.google.com/ads/blog/posts/2026/04/google-ads-api-v20-sunset-reminder,
+# .../2026/06/google-ads-api-v21-sunset-reminder and .../2026/09/google-ads-api-v22-sunset-reminder.
+# v26 (released 2026-10-14, the version https://developers.google.com/google-ads/api/docs/sunset-dates
+# recommends starting with) has no published date yet; major versions live "around 12 months"
+# (same page), so its tentative sunset is declared a little under a year after release: the daily
+# lifecycle warning then starts in time even if Google publishes a slightly earlier date.
+GOOGLE_ADS_API_SUNSETS = {
+    "v20": date(2026, 6, 10),
+    "v21": date(2026, 8, 5),
+    "v22": date(2026, 10, 7),
+    "v26": date(2027, 10, 6),
+}
+#: The version new installations speak (the settings default).
+CURRENT_API_VERSION = "v26"
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ async def test_unsupported_version_is_a_config_error(settings, ctx, creds, http)
     from metricx_google import GoogleAdsProvider
 
     provider = GoogleAdsProvider(settings.model_copy(update={"api_version": "v19"}))
-    with pytest.raises(ConfigError, match="not supported"):
+    with pytest.raises(ConfigError, match="METRICX_GOOGLE_API_VERSION"):
         await provider.fetch_account(ctx, child(), creds)
 
 
@@ -157,7 +157,7 @@ async def test_headers_sent(settings, redis, creds, core_settings) -> None:
         client = GoogleAdsProvider(configured).client(ctx, child(login="100-000-0001"), creds)
         await client.search_stream(CUSTOMER_QUERY)
     api = seen[-1]
-    assert api.url.path == f"/v22/customers/{CHILD_NY_ID}/googleAds:searchStream"
+    assert api.url.path == f"/v26/customers/{CHILD_NY_ID}/googleAds:searchStream"
     assert api.headers["authorization"] == "Bearer ya29.t"
     assert api.headers["login-customer-id"] == MANAGER_ID
     assert api.headers["developer-token"] == "dev-tok"
