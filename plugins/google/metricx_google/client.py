@@ -166,6 +166,11 @@ class GoogleAdsClient:
             ) from None
         return [_rows(batch.get("results")) for batch in payload if isinstance(batch, dict)]
 
+    async def stream(self, query: str) -> AsyncIterator[list[Row]]:
+        """The batches of ``query`` via searchStream, one list of rows per batch."""
+        for batch in await self.search_stream(query):
+            yield batch
+
     async def list_accessible_customers(self) -> list[str]:
         """Customer ids the OAuth user can reach directly (managers and standalone accounts)."""
         payload = await self._request("GET", "customers:listAccessibleCustomers", None, stream=False)

@@ -29,7 +29,9 @@ from metricx_google.reports import (
     CUSTOMER_QUERY,
     ENTITY_QUERIES,
     LEVELS,
+    METRIC_LEVELS,
     Row,
+    ad_group_sums,
     entity_record,
     metric_record,
     metrics_query,
@@ -196,24 +198,31 @@ class GoogleAdsProvider:
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
     ) -> AsyncIterator[list[MetricRecord]]:
-        """Daily metrics for every level, one searchStream slice of ``metrics_slice_days`` at a time."""
+        """Daily metrics, one searchStream slice of ``metrics_slice_days`` at a time: two queries per
+        slice, ``campaign`` (every campaign type, Performance Max included) and ``ad_group_ad`` (the ad
+        level, whose sums per ad group give the ad-group level)."""
         client = self.client(ctx, account, credentials)
         step = timedelta(days=self.settings.metrics_slice_days)
-        for level in LEVELS:
-            start = window.start
-            while start <= window.end:
-                end = min(window.end, start + step - timedelta(days=1))
-                for rows in await client.search_stream(metrics_query(level, start, end)):
+        start = window.start
+        while start <= window.end:
+            end = min(window.end, start + step - timedelta(days=1))
+            for level in METRIC_LEVELS:
+                ads: list[MetricRecord] = []
+                async for rows in client.stream(metrics_query(level, start, end)):
                     if rows:
-                        yield [metric_record(level, row, account.currency) for row in rows]
-                log.debug(
-                    "google_metrics_slice_fetched",
-                    connection_id=account.connection_id,
-                    level=level,
-                    start=start.isoformat(),
-                    end=end.isoformat(),
-                )
-                start = end + timedelta(days=1)
+                        records = [metric_record(level, row, account.currency) for row in rows]
+                        if level == "ad":
+                            ads.extend(records)
+                        yield records
+                if ads:
+                    yield ad_group_sums(ads)
+            log.debug(
+                "google_metrics_slice_fetched",
+                connection_id=account.connection_id,
+                start=start.isoformat(),
+                end=end.isoformat(),
+            )
+            start = end + timedelta(days=1)
 
 
 def _opt(value: object) -> str | None:

@@ -1,5 +1,11 @@
 """GAQL queries the provider runs and the conversion of their rows into core records.
 
+Levels: ``campaign`` (the ``campaign`` resource: every campaign type, Performance Max included, so
+it is the level that covers all spend), ``ad_group`` and ``ad``. An ad is keyed by
+``{ad_group_id}~{ad_id}`` (Google's own ``adGroupAds`` key: an ad id is unique only within its ad
+group). Metrics take two queries per slice: ``campaign`` and ``ad_group_ad``; the ad-group level is
+the sum of its ads' rows (one query serving two levels).
+
 Money is exact: ``cost_micros`` is an int64 string turned into
 ``Decimal(micros).scaleb(-6)``; ``conversions`` / ``conversions_value`` arrive
 as JSON doubles and go through ``repr`` so ``3.47`` stays ``Decimal("3.47")``.
@@ -40,8 +46,10 @@ ENTITY_QUERIES = {
 _METRIC_SELECT = {
     "campaign": ("campaign.id", "campaign"),
     "ad_group": ("ad_group.id, campaign.id", "ad_group"),
-    "ad": ("ad_group_ad.ad.id, ad_group.id", "ad_group_ad"),
+    "ad": ("ad_group_ad.ad.id, ad_group.id, campaign.id", "ad_group_ad"),
 }
+#: The metric queries of one slice: the level each reads (the ad rows also give the ad-group level).
+METRIC_LEVELS = ("campaign", "ad")
 
 
 def metrics_query(level: str, start: date, end: date) -> str:
@@ -122,13 +130,19 @@ def _entity_fields(level: str, row: Row) -> tuple[str | None, str | None]:
     return _get(row, "adGroupAd", "ad", "name"), _get(row, "adGroupAd", "status")
 
 
+def external_id(level: str, row: Row) -> str:
+    """The entity's key at ``level``: its id, or for an ad ``{ad_group_id}~{ad_id}``."""
+    own = _required(row, *_SHAPES[level].id_path)
+    return f"{_required(row, 'adGroup', 'id')}~{own}" if level == "ad" else own
+
+
 def entity_record(level: str, row: Row) -> EntityRecord:
     """One entity row (campaign / ad_group / ad_group_ad query) as an EntityRecord with its parent link."""
     shape = _SHAPES[level]
     name, status = _entity_fields(level, row)
     return EntityRecord(
         level=level,
-        external_id=_required(row, *shape.id_path),
+        external_id=external_id(level, row),
         name=name,
         status=status,
         parent_level=shape.parent_level,
@@ -145,7 +159,7 @@ def metric_record(level: str, row: Row, currency: str | None) -> MetricRecord:
     m: dict[str, Any] = metrics or {}
     return MetricRecord(
         level=level,
-        entity_external_id=_required(row, *_SHAPES[level].id_path),
+        entity_external_id=external_id(level, row),
         metrics_date=_get(row, "segments", "date"),
         spend=micros_to_decimal(m.get("costMicros")),
         impressions=m.get("impressions", 0),
@@ -154,3 +168,24 @@ def metric_record(level: str, row: Row, currency: str | None) -> MetricRecord:
         revenue=double_to_decimal(m.get("conversionsValue"), "conversions_value"),
         currency=currency,
     )
+
+
+def ad_group_sums(records: list[MetricRecord]) -> list[MetricRecord]:
+    """The ad-group level of a slice from its ad rows (keys ``{ad_group_id}~{ad_id}``), per day."""
+    sums: dict[tuple[str, Any], MetricRecord] = {}
+    for r in records:
+        group = r.entity_external_id.split("~", 1)[0]
+        key = (group, r.metrics_date)
+        seen = sums.get(key)
+        sums[key] = MetricRecord(
+            level="ad_group",
+            entity_external_id=group,
+            metrics_date=r.metrics_date,
+            spend=r.spend + (seen.spend if seen else 0),
+            impressions=r.impressions + (seen.impressions if seen else 0),
+            clicks=r.clicks + (seen.clicks if seen else 0),
+            conversions=r.conversions + (seen.conversions if seen else 0),
+            revenue=r.revenue + (seen.revenue if seen else 0),
+            currency=r.currency,
+        )
+    return list(sums.values())

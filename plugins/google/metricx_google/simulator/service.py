@@ -54,7 +54,7 @@ class _Index:
         self.prefix = f"customers/{account.customer_id}"
         self.campaigns = {e.id: e for e in account.entities("campaign")}
         self.ad_groups = {e.id: e for e in account.entities("ad_group")}
-        self.ads = {e.id: e for e in account.entities("ad")}
+        self.ads = {e.key: e for e in account.entities("ad")}
 
     def values(self, level: str, entity: Entity) -> tuple[Values, Names]:
         values = _customer_values(self.account)
@@ -64,7 +64,7 @@ class _Index:
             "campaign.id": campaign.id,
             "campaign.name": campaign.name,
             "campaign.status": campaign.status,
-            "campaign.advertising_channel_type": "SEARCH",
+            "campaign.advertising_channel_type": campaign.channel,
             "campaign.resource_name": f"{self.prefix}/campaigns/{campaign.id}",
         }
         names["campaign"] = values["campaign.resource_name"]
