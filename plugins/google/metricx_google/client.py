@@ -30,7 +30,14 @@ from core import (
     TransientError,
 )
 from metricx_google.auth import RECONNECT, AccessTokens, BearerAuth
-from metricx_google.failures import Failure, is_version_retired, parse_failure, to_error, version_retired
+from metricx_google.failures import (
+    Failure,
+    account_auth_error,
+    is_version_retired,
+    parse_failure,
+    to_error,
+    version_retired,
+)
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
@@ -83,6 +90,10 @@ class GoogleAdsAPI(ProviderAPI):
         if is_version_retired(failure):
             log.warning("google_version_retired", customer_id=self.customer_id, version=self.version)
             return version_retired(self.version, failure.first_message().strip())
+        account_auth = account_auth_error(failure, self.customer_id)
+        if account_auth is not None:
+            log.warning("google_account_rejected", customer_id=self.customer_id, request_id=request_id)
+            return account_auth
         if failure.is_authentication:
             log.warning("google_auth_rejected", customer_id=self.customer_id)
             return AuthError(f"Google Ads rejected a freshly minted access token. {RECONNECT}")

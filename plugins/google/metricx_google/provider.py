@@ -67,6 +67,18 @@ class ChildAccount:
     status: str | None
     timezone: str | None
     currency: str | None
+    hidden: bool = False
+
+    @property
+    def syncable(self) -> bool:
+        """An enabled, visible client account (managers have no metrics; cancelled and hidden
+        clients are reported, not synced)."""
+        return not self.manager and not self.hidden and self.status in (None, "ENABLED")
+
+    def describe(self) -> str:
+        why = "manager" if self.manager else "hidden" if self.hidden else (self.status or "").lower()
+        name = self.name or "unnamed"
+        return f"{self.customer_id} ({name})" if self.syncable else f"{self.customer_id} ({name}, {why})"
 
 
 class GoogleAdsProvider:
@@ -147,11 +159,13 @@ class GoogleAdsProvider:
         customer: Row = rows[0]["customer"]
         if customer.get("manager") is True:
             children = await self.list_child_accounts(ctx, account, credentials)
-            names = ", ".join(f"{c.customer_id} ({c.name or 'unnamed'})" for c in children if not c.manager)
+            names = ", ".join(c.describe() for c in children if c.syncable)
+            skipped = ", ".join(c.describe() for c in children if not c.syncable)
             raise ConfigError(
                 f"Google Ads account {client.customer_id} is a manager account and has no metrics of its "
                 f"own. Connect one of its client accounts instead ({names or 'none found'}) with "
-                f"login_customer_id={client.customer_id}."
+                f"login_customer_id={client.customer_id}"
+                + (f"; not syncable: {skipped}." if skipped else ".")
             )
         timezone, currency = customer.get("timeZone"), customer.get("currencyCode")
         if not isinstance(timezone, str) or not isinstance(currency, str):
@@ -162,7 +176,8 @@ class GoogleAdsProvider:
     async def list_child_accounts(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> list[ChildAccount]:
-        """Client accounts directly under the manager ``account`` (the manager itself excluded)."""
+        """Accounts directly under the manager ``account`` (``customer_client.level <= 1``, the manager
+        itself excluded); hidden and cancelled ones are included and marked (``ChildAccount.syncable``)."""
         client = self.client(ctx, account, credentials)
         children: list[ChildAccount] = []
         for batch in await client.search_stream(CHILDREN_QUERY):
@@ -170,6 +185,8 @@ class GoogleAdsProvider:
                 cc = row.get("customerClient")
                 if not isinstance(cc, dict) or str(cc.get("id")) == client.customer_id:
                     continue
+                if str(cc.get("level", "1")) not in ("0", "1"):
+                    continue  # a grandchild (the filter is in the query; kept here for older answers)
                 children.append(
                     ChildAccount(
                         customer_id=str(cc.get("id")),
@@ -178,6 +195,7 @@ class GoogleAdsProvider:
                         status=_opt(cc.get("status")),
                         timezone=_opt(cc.get("timeZone")),
                         currency=_opt(cc.get("currencyCode")),
+                        hidden=cc.get("hidden") is True,
                     )
                 )
         return children

@@ -34,7 +34,7 @@ from core.testing.sim_app import note_account, simulator_app
 from core.testing.simulator import Fault
 from metricx_google.simulator import gaql
 from metricx_google.simulator.control import control_routes
-from metricx_google.simulator.service import corrupt_first_metric_row, execute
+from metricx_google.simulator.service import ancestors, corrupt_first_metric_row, execute
 from metricx_google.simulator.state import SimState
 from metricx_google.simulator.world import Account
 
@@ -294,7 +294,8 @@ class GoogleAdsSimulator:
             raise denied
         if login is None and account.manager_id is not None:
             raise denied
-        if login is not None and login != customer_id and account.manager_id != login:
+        # login-customer-id may name any manager above the account, not only its direct parent.
+        if login is not None and login != customer_id and login not in ancestors(account, state.accounts):
             raise denied
         if account.status != "ENABLED":
             raise ApiError(

@@ -40,6 +40,7 @@ def account_summary(account: Account) -> dict[str, Any]:
         "ads_per_ad_group": account.ads_per_ad_group,
         "pmax_campaigns": account.pmax_campaigns,
         "shared_ads": account.shared_ads,
+        "hidden": account.hidden,
     }
 
 

@@ -111,7 +111,14 @@ class SimState(Simulator):
         if manager_id is not None and not (manager_id in self.accounts and self.accounts[manager_id].manager):
             raise ValueError(f"manager_id {manager_id} is not a manager account")
         allowed = {"name", "time_zone", "currency_code", "manager", "manager_id", "status", "seed"}
-        allowed |= {"campaigns", "ad_groups_per_campaign", "ads_per_ad_group", "pmax_campaigns", "shared_ads"}
+        allowed |= {
+            "campaigns",
+            "ad_groups_per_campaign",
+            "ads_per_ad_group",
+            "pmax_campaigns",
+            "shared_ads",
+            "hidden",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown account fields: {sorted(unknown)}")

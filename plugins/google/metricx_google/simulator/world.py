@@ -60,6 +60,7 @@ class Account:
     ads_per_ad_group: int = 3
     pmax_campaigns: int = 0
     shared_ads: bool = False
+    hidden: bool = False
     status_overrides: dict[tuple[str, str], str] = field(default_factory=dict)
     _entities: dict[str, list[Entity]] | None = field(default=None, repr=False)
 
