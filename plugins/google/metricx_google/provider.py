@@ -31,7 +31,7 @@ from metricx_google.reports import (
     LEVELS,
     METRIC_LEVELS,
     Row,
-    ad_group_sums,
+    add_to_ad_groups,
     entity_record,
     metric_record,
     metrics_query,
@@ -225,15 +225,15 @@ class GoogleAdsProvider:
         while start <= window.end:
             end = min(window.end, start + step - timedelta(days=1))
             for level in METRIC_LEVELS:
-                ads: list[MetricRecord] = []
+                groups: dict[tuple[str, date], MetricRecord] = {}
                 async for rows in client.stream(metrics_query(level, start, end)):
                     if rows:
                         records = [metric_record(level, row, account.currency) for row in rows]
                         if level == "ad":
-                            ads.extend(records)
+                            add_to_ad_groups(groups, records)
                         yield records
-                if ads:
-                    yield ad_group_sums(ads)
+                if groups:
+                    yield list(groups.values())
             log.debug(
                 "google_metrics_slice_fetched",
                 connection_id=account.connection_id,

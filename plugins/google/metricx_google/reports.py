@@ -173,22 +173,28 @@ def metric_record(level: str, row: Row, currency: str | None) -> MetricRecord:
     )
 
 
-def ad_group_sums(records: list[MetricRecord]) -> list[MetricRecord]:
-    """The ad-group level of a slice from its ad rows (keys ``{ad_group_id}~{ad_id}``), per day."""
-    sums: dict[tuple[str, Any], MetricRecord] = {}
-    for r in records:
+def add_to_ad_groups(sums: dict[tuple[str, Any], MetricRecord], ads: list[MetricRecord]) -> None:
+    """Add a batch of ad rows (keys ``{ad_group_id}~{ad_id}``) to their ad group's day totals in ``sums``
+    (one entry per ad group and day: memory does not grow with the number of ads)."""
+    for r in ads:
         group = r.entity_external_id.split("~", 1)[0]
         key = (group, r.metrics_date)
         seen = sums.get(key)
-        sums[key] = MetricRecord(
-            level="ad_group",
-            entity_external_id=group,
-            metrics_date=r.metrics_date,
-            spend=r.spend + (seen.spend if seen else 0),
-            impressions=r.impressions + (seen.impressions if seen else 0),
-            clicks=r.clicks + (seen.clicks if seen else 0),
-            conversions=r.conversions + (seen.conversions if seen else 0),
-            revenue=r.revenue + (seen.revenue if seen else 0),
-            currency=r.currency,
-        )
-    return list(sums.values())
+        if seen is None:
+            sums[key] = MetricRecord(
+                level="ad_group",
+                entity_external_id=group,
+                metrics_date=r.metrics_date,
+                spend=r.spend,
+                impressions=r.impressions,
+                clicks=r.clicks,
+                conversions=r.conversions,
+                revenue=r.revenue,
+                currency=r.currency,
+            )
+            continue
+        seen.spend += r.spend
+        seen.impressions += r.impressions
+        seen.clicks += r.clicks
+        seen.conversions += r.conversions
+        seen.revenue += r.revenue

@@ -241,3 +241,20 @@ async def test_future_days_have_no_rows(provider, ctx, creds, sim) -> None:
     )
     assert await _metrics(provider, ctx, child(CHILD_BERLIN_ID), creds, window) == []
     assert isinstance(today, date)
+
+
+def test_revision_horizon_covers_googles_default_conversion_window() -> None:
+    from datetime import UTC, datetime
+
+    from metricx_google import GoogleSettings
+
+    from core.sync.windows import deep_tier_window
+
+    # Conversions are credited to the click date for the conversion window: 30 days by default.
+    default = GoogleAdsProvider(GoogleSettings()).capabilities
+    assert default.revision_days >= 30 and default.attribution_window_days == 7
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    deep = deep_tier_window("America/New_York", now, default.attribution_window_days, default.revision_days)
+    assert deep is not None and (deep.start, deep.end) == (date(2026, 11, 2), date(2026, 11, 24))
+    # A longer nightly window never shrinks the horizon.
+    assert GoogleAdsProvider(GoogleSettings(attribution_window_days=45)).capabilities.revision_days == 45
