@@ -209,7 +209,7 @@ async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
     google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
 ) -> None:
     """Performance Max spends at campaign level only: the API's default (primary) level is the total."""
-    from core.api import create_app
+    from core.testing.harness import create_api as create_app
 
     state, _, _ = google_sim
     ws, conn = connection
