@@ -110,6 +110,25 @@ class ProviderCache:
                 return False
         return bool(deleted[0])
 
+    async def incr(self, key: str, by: int = 1, *, ttl_s: float) -> int:
+        """Add ``by`` to the counter ``key`` (created at 0) and return the new value, atomically for
+        every worker; the counter expires ``ttl_s`` after it was created (e.g. a daily quota's reset)."""
+        if ttl_s <= 0:
+            raise ValueError("a cached value must expire: ttl_s must be > 0")
+        full = self._key(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(full, by)
+            pipe.pexpire(full, max(1, int(ttl_s * 1000)), nx=True)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """The plain (unencrypted) values of ``keys``, in order, in one round trip."""
+        if not keys:
+            return []
+        raw = await self._redis.mget([self._key(k) for k in keys])
+        return [self._decode(k, v, False) for k, v in zip(keys, raw, strict=True)]
+
     async def try_lock(self, key: str, *, ttl_s: float) -> CacheLock | None:
         """Take the lock ``key`` for at most ``ttl_s`` seconds; None when another holder has it."""
         token = secrets.token_hex(16)

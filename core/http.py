@@ -23,6 +23,11 @@ Where a failed call is retried (this module is the only place; plugins never loo
 
 Every try is one ``limiter.acquire()``, so ``limiter.calls`` (written to ``sync_runs.api_calls``)
 counts every request sent, retries included.
+
+:meth:`ProviderHTTP.stream` is the same call for answers too large to hold: a successful answer's
+body is left unread for the plugin to parse incrementally (``response.aiter_bytes()``); an error
+answer (HTTP status >= 400) is read, classified and retried exactly as above. A failure reported
+inside a successful body (e.g. an error after streamed batches) is the plugin's to detect.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -230,11 +236,39 @@ class ProviderHTTP:
         Raises the core error ``api.classify`` (or the transport table) gives once no retry is left.
         """
         call = _Call(method, url, params, json, data, headers, timeout_s, auth)
+        return await self._send(api, call, stream=False)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        api: ProviderAPI,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        auth: RequestAuth | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """:meth:`request` whose successful answer is not read: iterate its body inside the block.
+
+        Error answers (status >= 400) are read and handled as :meth:`request` handles them; the
+        connection is released when the block exits.
+        """
+        call = _Call(method, url, None, json, None, headers, timeout_s, auth)
+        response = await self._send(api, call, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _send(self, api: ProviderAPI, call: _Call, *, stream: bool) -> httpx.Response:
+        auth = call.auth
         policy = api.policy
         throttles = transients = 0
         refreshed = False
         while True:
-            outcome = await self._try(api, call)
+            outcome = await self._try(api, call, stream=stream)
             if isinstance(outcome, httpx.Response):
                 return outcome
             error = outcome
@@ -262,12 +296,14 @@ class ProviderHTTP:
                 continue
             raise error
 
-    async def _try(self, api: ProviderAPI, call: _Call) -> httpx.Response | MetricxError:
+    async def _try(
+        self, api: ProviderAPI, call: _Call, *, stream: bool = False
+    ) -> httpx.Response | MetricxError:
         await self.limiter.acquire()
         headers = {**(call.headers or {}), **(await call.auth.headers() if call.auth else {})}
         extra: dict[str, Any] = {} if call.timeout_s is None else {"timeout": call.timeout_s}
         try:
-            response = await self._client.request(
+            request = self._client.build_request(
                 call.method,
                 call.url,
                 params=call.params,
@@ -276,6 +312,13 @@ class ProviderHTTP:
                 headers=headers,
                 **extra,
             )
+            response = await self._client.send(request, stream=stream)
+            if stream and response.status_code < 400:
+                await self._feed(api.usage(response))
+                return response  # the body is the caller's to read (ProviderHTTP.stream)
+            if stream:
+                await response.aread()
+                await response.aclose()
         except httpx.RequestError as exc:
             return map_transport_error(exc, api.name, call.method, call.url)
         # httpx links a read response and its stream both ways; that cycle would keep every body

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from core.errors import PayloadError
 
@@ -376,3 +376,16 @@ class SimulatorSpec:
     module: str
     worker_env: Callable[[str], Mapping[str, str]]
     demo_connections: Callable[[str], Sequence[DemoConnection]]
+
+
+@runtime_checkable
+class PacesRealtime(Protocol):
+    """A provider that may skip a realtime tick for one connection (optional; see core/HOOKS.md)."""
+
+    async def realtime_pause(self, ctx: ProviderContext, account: AccountRef) -> str | None:
+        """None to sync this realtime tick; else why it is skipped (shown on the connection).
+
+        Asked only for a realtime sync whose windows are all today (a tick that closes yesterday
+        always runs), after the token check and before any metrics call.
+        """
+        ...

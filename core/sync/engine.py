@@ -69,6 +69,16 @@ class SyncJob:
         return self.active_for or str(self.connection_id)
 
 
+class SyncSkipped(Exception):
+    """Raised by a sync's work when the provider skips this realtime tick (``PacesRealtime``)."""
+
+    kind = "paced"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def backoff_s(job_try: int, settings: Settings) -> float:
     """Exponential backoff with jitter: base * 2^(try-1), capped, times 0.5-1.5."""
     delay = min(settings.retry_max_s, settings.retry_base_s * 2 ** max(0, job_try - 1))
@@ -241,6 +251,21 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
     started = datetime.now(UTC)
     try:
         await work(job, ctx, loaded, run_id)
+    except SyncSkipped as skip:
+        # The provider paced this realtime tick out (e.g. a daily quota running low): no API call was
+        # made; the connection stays idle and shows why until its next sync.
+        await _finish_failed(
+            ctx,
+            job,
+            run_id,
+            SyncSkipped.kind,
+            skip.reason,
+            sync_status=SyncStatus.idle,
+            run_status=RunStatus.deferred,
+        )
+        metrics.record_job_end(job.mode, provider, RunStatus.deferred, job.started_s, job.stats)
+        snapshot_log.info("sync_skipped", reason=skip.reason)
+        return {"status": RunStatus.deferred.value, "skipped": skip.reason}
     except asyncio.CancelledError:
         _count_failure(job, provider, "timeout")
         await asyncio.shield(

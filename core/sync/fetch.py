@@ -16,9 +16,9 @@ from core.config import Settings
 from core.coverage import closed_days, horizon, record_fetched
 from core.db.engine import session_scope
 from core.db.models import Connection
-from core.providers import Capabilities, Provider, ProviderContext, SyncMode, SyncWindow
+from core.providers import Capabilities, PacesRealtime, Provider, ProviderContext, SyncMode, SyncWindow
 from core.sync import status
-from core.sync.engine import SyncJob
+from core.sync.engine import SyncJob, SyncSkipped
 from core.sync.loading import Loaded, account_ref, provider_context, refresh_account_facts, store_credentials
 from core.sync.throttle import record_verified
 from core.sync.upserts import upsert_entities, upsert_snapshots
@@ -109,6 +109,12 @@ async def _sync_metrics(
     now = datetime.now(UTC)
     caps = provider.capabilities
     windows = await plan_windows(job, caps, conn, settings, now)
+    today = local_today(conn.timezone or "UTC", now)
+    if job.mode == SyncMode.realtime and isinstance(provider, PacesRealtime):
+        if all(w.start >= today for w in windows):  # a tick that closes yesterday always runs
+            reason = await provider.realtime_pause(pctx, account_ref(conn))
+            if reason:
+                raise SyncSkipped(reason)
     total = len(windows)
     if job.mode == SyncMode.backfill:
         total = max(

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import ijson  # type: ignore[import-untyped]
 import structlog
 
 from core import (
@@ -30,7 +31,14 @@ from core import (
     TransientError,
 )
 from metricx_google.auth import RECONNECT, AccessTokens, BearerAuth
-from metricx_google.failures import Failure, parse_failure, to_error
+from metricx_google.failures import (
+    Failure,
+    account_auth_error,
+    is_version_retired,
+    parse_failure,
+    to_error,
+    version_retired,
+)
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
@@ -56,9 +64,10 @@ class GoogleAdsAPI(ProviderAPI):
 
     name = "Google Ads"
 
-    def __init__(self, customer_id: str, *, stream: bool) -> None:
+    def __init__(self, customer_id: str, *, stream: bool, version: str = "") -> None:
         self.customer_id = customer_id
         self.stream = stream
+        self.version = version
         # Quotas and 5xx go to the engine (retry with backoff, or deferral); a broken stream is
         # re-run once here, since only the request knows the slice.
         self.policy = RetryPolicy(transient_retries=1 if stream else 0, backoff_s=0.0, throttle_retries=0)
@@ -71,10 +80,24 @@ class GoogleAdsAPI(ProviderAPI):
             return exc
         except TransientError as exc:
             return exc
-        request_id = response.headers.get("request-id")
-        failure = _failure_in(response.status_code, payload, request_id)
+        return self.error_for(response.status_code, payload, response.headers.get("request-id"))
+
+    def error_for(self, status: int, payload: Any, request_id: str | None) -> MetricxError | None:
+        """The core error of an answer's parsed body (or of an error element inside a stream)."""
+        if status == 404 and not isinstance(payload, (dict, list)):
+            # Long after a sunset Google answers the retired version's paths with a plain-text 404.
+            log.warning("google_version_retired", customer_id=self.customer_id, version=self.version)
+            return version_retired(self.version, "HTTP 404 Not Found")
+        failure = _failure_in(status, payload, request_id)
         if failure is None:
             return None
+        if is_version_retired(failure):
+            log.warning("google_version_retired", customer_id=self.customer_id, version=self.version)
+            return version_retired(self.version, failure.first_message().strip())
+        account_auth = account_auth_error(failure, self.customer_id)
+        if account_auth is not None:
+            log.warning("google_account_rejected", customer_id=self.customer_id, request_id=request_id)
+            return account_auth
         if failure.is_authentication:
             log.warning("google_auth_rejected", customer_id=self.customer_id)
             return AuthError(f"Google Ads rejected a freshly minted access token. {RECONNECT}")
@@ -82,7 +105,7 @@ class GoogleAdsAPI(ProviderAPI):
         log.warning(
             "google_api_failed",
             customer_id=self.customer_id,
-            http_status=response.status_code,
+            http_status=status,
             error_kind=error.kind,
             request_id=request_id,
         )
@@ -104,7 +127,10 @@ class GoogleAdsClient:
         self.customer_id = customer_id_of(account.external_account_id)
         login = account.config.get("login_customer_id") if account.config else None
         self.login_customer_id = customer_id_of(login, "login_customer_id") if login else None
-        self._apis = {stream: GoogleAdsAPI(self.customer_id, stream=stream) for stream in (False, True)}
+        self._apis = {
+            stream: GoogleAdsAPI(self.customer_id, stream=stream, version=settings.api_version)
+            for stream in (False, True)
+        }
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -144,22 +170,93 @@ class GoogleAdsClient:
                 return
 
     async def search_stream(self, query: str) -> list[list[Row]]:
-        """All batches of ``query`` via searchStream; a broken stream is re-run once."""
+        """All batches of ``query`` via searchStream (small answers: customer, hierarchy)."""
+        return [batch async for batch in self.stream(query)]
+
+    async def stream(self, query: str) -> AsyncIterator[list[Row]]:
+        """The batches of ``query`` via searchStream, parsed incrementally: one list of rows per batch
+        (at most 10,000 rows), so memory does not grow with the account. A stream that breaks before
+        its first batch is re-run once; one that breaks later fails the slice (the job re-reads it)."""
+        delivered = 0
+        for attempt in (1, 2):
+            try:
+                async for batch in self._stream_once(query):
+                    delivered += 1
+                    yield batch
+                return
+            except (BrokenStream, ConnectionLost) as exc:
+                log.warning("google_stream_broken", customer_id=self.customer_id, reason=exc.message)
+                if delivered or attempt == 2:
+                    what = f"after {delivered} batches" if delivered else "twice"
+                    raise TransientError(
+                        f"Google Ads account {self.customer_id}: searchStream broke {what} ({exc.message})"
+                    ) from None
+
+    async def _stream_once(self, query: str) -> AsyncIterator[list[Row]]:
         path = f"customers/{self.customer_id}/googleAds:searchStream"
-        try:
-            payload = await self._request("POST", path, {"query": query}, stream=True)
-        except (BrokenStream, ConnectionLost) as exc:
-            # ProviderHTTP already re-ran it once (GoogleAdsAPI.policy): say so to the user.
-            raise TransientError(
-                f"Google Ads account {self.customer_id}: searchStream broke twice ({exc.message})"
-            ) from None
-        return [_rows(batch.get("results")) for batch in payload if isinstance(batch, dict)]
+        api = self._apis[True]
+        async with self._ctx.http.stream(
+            api,
+            "POST",
+            f"{self._settings.api_root()}/{path}",
+            json={"query": query},
+            headers=self._headers(),
+            timeout_s=self._settings.request_timeout_s,
+            auth=BearerAuth(self._tokens),
+        ) as response:
+            request_id = response.headers.get("request-id")
+            reader = _ChunkReader(response.aiter_bytes())
+            try:
+                async for batch in ijson.items_async(reader, "item"):
+                    if not isinstance(batch, dict):
+                        raise BrokenStream("a batch is not a JSON object")
+                    if "error" in batch:
+                        err = batch["error"]
+                        code = int(err.get("code") or 500) if isinstance(err, dict) else 500
+                        error = api.error_for(code, [batch], request_id)
+                        raise error or TransientError("Google Ads searchStream reported an error")
+                    yield _rows(batch.get("results"))
+            except ijson.JSONError as exc:
+                raise BrokenStream(f"truncated or invalid JSON: {str(exc)[:80]}") from None
+            except httpx.RequestError as exc:
+                raise ConnectionLost(
+                    f"Google Ads searchStream connection broke: {type(exc).__name__}"
+                ) from None
+            if not reader.started:
+                raise BrokenStream("empty body")
+            if reader.first != b"[":
+                raise BrokenStream("body is not a JSON array")
 
     async def list_accessible_customers(self) -> list[str]:
         """Customer ids the OAuth user can reach directly (managers and standalone accounts)."""
         payload = await self._request("GET", "customers:listAccessibleCustomers", None, stream=False)
         names = payload.get("resourceNames") if isinstance(payload, dict) else None
         return [str(n).rsplit("/", 1)[-1] for n in names or []]
+
+
+class _ChunkReader:
+    """An async file-like view of a response's byte chunks, for ijson's incremental parser."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.started = False
+        self.first = b""
+
+    async def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                break
+            if chunk and not self.started:
+                self.started, self.first = True, chunk.lstrip()[:1]
+            self._buffer += chunk
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
 
 
 _PARSED = "metricx_google.json"

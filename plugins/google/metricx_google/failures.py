@@ -1,10 +1,16 @@
 """Parse Google Ads' GoogleAdsFailure error envelope and map it onto core's error tree.
 
-authenticationError                      -> refresh the token once, then AuthError
-quotaError RESOURCE_TEMPORARILY_EXHAUSTED -> RateLimited(retryDelay)
-quotaError RESOURCE_EXHAUSTED            -> RateLimited(until midnight Pacific), scope "developer"
-internalError, HTTP 5xx                  -> TransientError
-authorizationError, queryError, ...      -> ConfigError with Google's message
+authenticationError CUSTOMER_NOT_FOUND, CLIENT_CUSTOMER_ID_INVALID, NOT_ADS_USER,
+  TWO_STEP_VERIFICATION_NOT_ENROLLED      -> ConfigError, each with its own fix (not a token problem)
+other authenticationError, bare 401       -> refresh the token once, then AuthError (reconnect)
+requestError UNSUPPORTED_VERSION, plain 404 -> ConfigError naming METRICX_GOOGLE_API_VERSION
+quotaError RESOURCE_TEMPORARILY_EXHAUSTED,
+  EXCESSIVE_SHORT_TERM_...                -> RateLimited(retryDelay), account scope
+quotaError RESOURCE_EXHAUSTED             -> RateLimited(retryDelay, else to midnight Pacific), developer
+quotaError EXCESSIVE_LONG_TERM_...        -> RateLimited(at least LONG_TERM_BACKOFF_S), account scope
+quotaError ACCESS_PROHIBITED              -> PermanentError (the developer token / project is barred)
+internalError, HTTP 5xx                   -> TransientError
+authorizationError, queryError, ...       -> ConfigError with Google's message
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from core import SCOPE_DEVELOPER, ConfigError, MetricxError, PermanentError, Rat
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_RETRY_S = 30.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_DEPRECATED = re.compile(r"Version v\d+ is deprecated", re.IGNORECASE)
+#: How long an account rests after EXCESSIVE_LONG_TERM_QUERY_RESOURCE_CONSUMPTION (Google names no delay).
+LONG_TERM_BACKOFF_S = 6 * 3600.0
 _CONFIG_TYPES = ("authorizationError", "queryError", "requestError", "fieldError", "customerError")
 _TRANSIENT_CODES = ("INTERNAL_ERROR", "TRANSIENT_ERROR", "DEADLINE_EXCEEDED")
 
@@ -117,14 +126,71 @@ def seconds_until_pacific_midnight(now: datetime) -> float:
     return max(1.0, (midnight - local).total_seconds())
 
 
+def version_retired(version: str, detail: str = "") -> ConfigError:
+    """The one message for every answer Google gives a sunset API version (UNSUPPORTED_VERSION, the
+    older ``requestError: UNKNOWN`` "Version vN is deprecated", and later a plain-text 404)."""
+    seen = f" ({detail})" if detail else ""
+    return ConfigError(
+        f"Google Ads API version {version} has been retired by Google and every call to it fails{seen}. "
+        f"Set METRICX_GOOGLE_API_VERSION to a supported version (the plugin's default is current) "
+        f"and restart the workers."
+    )
+
+
+def is_version_retired(failure: Failure) -> bool:
+    """A GoogleAdsFailure that says the API version in the path is sunset."""
+    for error in failure.errors:
+        if error.kind == "requestError" and error.code == "UNSUPPORTED_VERSION":
+            return True
+        if error.kind == "requestError" and _DEPRECATED.search(error.message):
+            return True
+    return False
+
+
+# authenticationError values that are not about the token: reconnecting would not help.
+_ACCOUNT_AUTH_ERRORS = {
+    "CUSTOMER_NOT_FOUND": "{where} was not found: check the connection's customer id (10 digits, shown "
+    "top right in Google Ads) and, for a client account, its login_customer_id",
+    "CLIENT_CUSTOMER_ID_INVALID": "{where}: the customer id is not valid: use the 10-digit customer id "
+    "of a Google Ads account (hyphens allowed)",
+    "NOT_ADS_USER": "{where}: the Google user who authorised metricx is not a user of any Google Ads "
+    "account: add that user to the Google Ads account (or to a manager of it), then sync again",
+    "TWO_STEP_VERIFICATION_NOT_ENROLLED": "{where} requires 2-Step Verification: the Google user who "
+    "authorised metricx must turn on 2-Step Verification for their Google account, then sync again",
+}
+
+
+def account_auth_error(failure: Failure, customer_id: str) -> ConfigError | None:
+    """The clear config error for an authenticationError that is about the account, not the token."""
+    for error in failure.errors:
+        if error.kind == "authenticationError" and error.code in _ACCOUNT_AUTH_ERRORS:
+            suffix = f" (request-id {failure.request_id})" if failure.request_id else ""
+            text = _ACCOUNT_AUTH_ERRORS[error.code].format(where=f"Google Ads account {customer_id}")
+            return ConfigError(f"{text} [{error.code}]{suffix}")
+    return None
+
+
 def to_error(failure: Failure, customer_id: str, now: datetime) -> MetricxError:
-    """The core error a user should see for ``failure`` (authentication is handled by the caller)."""
+    """The core error a user should see for ``failure`` (token authentication is handled by the caller)."""
     where = f"Google Ads account {customer_id}"
     suffix = f" (request-id {failure.request_id})" if failure.request_id else ""
     message = failure.first_message()
+    account_auth = account_auth_error(failure, customer_id)
+    if account_auth is not None:
+        return account_auth
     for error in failure.errors:
         if error.kind != "quotaError":
             continue
+        if error.code == "ACCESS_PROHIBITED":
+            return PermanentError(
+                f"{where}: Google prohibits this developer token / cloud project from the Google Ads API "
+                f"(quotaError ACCESS_PROHIBITED): check its access level in the API Center{suffix}"
+            )
+        if error.code == "EXCESSIVE_LONG_TERM_QUERY_RESOURCE_CONSUMPTION":
+            wait = max(error.retry_delay_s or 0.0, LONG_TERM_BACKOFF_S)
+            return RateLimited(
+                f"{where}: too many expensive queries over a long period; resting {wait:.0f}s{suffix}", wait
+            )
         if error.code == "RESOURCE_EXHAUSTED":
             wait = error.retry_delay_s or seconds_until_pacific_midnight(now)
             return RateLimited(

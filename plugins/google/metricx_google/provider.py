@@ -29,7 +29,9 @@ from metricx_google.reports import (
     CUSTOMER_QUERY,
     ENTITY_QUERIES,
     LEVELS,
+    METRIC_LEVELS,
     Row,
+    add_to_ad_groups,
     entity_record,
     metric_record,
     metrics_query,
@@ -39,9 +41,20 @@ from metricx_google.settings import GoogleSettings
 log = structlog.get_logger(__name__)
 
 # Google Ads API versions and their sunset (all requests fail from that day), from the sunset
-# reminders: https://developers.google.com/ads/blog/posts/2026/06/google-ads-api-v21-sunset-reminder
-# and https://developers.google.com/ads/blog/posts/2026/09/google-ads-api-v22-sunset-reminder.
-GOOGLE_ADS_API_SUNSETS = {"v21": date(2026, 8, 5), "v22": date(2026, 10, 7)}
+# reminders https://developers.google.com/ads/blog/posts/2026/04/google-ads-api-v20-sunset-reminder,
+# .../2026/06/google-ads-api-v21-sunset-reminder and .../2026/09/google-ads-api-v22-sunset-reminder.
+# v26 (released 2026-10-14, the version https://developers.google.com/google-ads/api/docs/sunset-dates
+# recommends starting with) has no published date yet; major versions live "around 12 months"
+# (same page), so its tentative sunset is declared a little under a year after release: the daily
+# lifecycle warning then starts in time even if Google publishes a slightly earlier date.
+GOOGLE_ADS_API_SUNSETS = {
+    "v20": date(2026, 6, 10),
+    "v21": date(2026, 8, 5),
+    "v22": date(2026, 10, 7),
+    "v26": date(2027, 10, 6),
+}
+#: The version new installations speak (the settings default).
+CURRENT_API_VERSION = "v26"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,18 @@ class ChildAccount:
     status: str | None
     timezone: str | None
     currency: str | None
+    hidden: bool = False
+
+    @property
+    def syncable(self) -> bool:
+        """An enabled, visible client account (managers have no metrics; cancelled and hidden
+        clients are reported, not synced)."""
+        return not self.manager and not self.hidden and self.status in (None, "ENABLED")
+
+    def describe(self) -> str:
+        why = "manager" if self.manager else "hidden" if self.hidden else (self.status or "").lower()
+        name = self.name or "unnamed"
+        return f"{self.customer_id} ({name})" if self.syncable else f"{self.customer_id} ({name}, {why})"
 
 
 class GoogleAdsProvider:
@@ -134,11 +159,13 @@ class GoogleAdsProvider:
         customer: Row = rows[0]["customer"]
         if customer.get("manager") is True:
             children = await self.list_child_accounts(ctx, account, credentials)
-            names = ", ".join(f"{c.customer_id} ({c.name or 'unnamed'})" for c in children if not c.manager)
+            names = ", ".join(c.describe() for c in children if c.syncable)
+            skipped = ", ".join(c.describe() for c in children if not c.syncable)
             raise ConfigError(
                 f"Google Ads account {client.customer_id} is a manager account and has no metrics of its "
                 f"own. Connect one of its client accounts instead ({names or 'none found'}) with "
-                f"login_customer_id={client.customer_id}."
+                f"login_customer_id={client.customer_id}"
+                + (f"; not syncable: {skipped}." if skipped else ".")
             )
         timezone, currency = customer.get("timeZone"), customer.get("currencyCode")
         if not isinstance(timezone, str) or not isinstance(currency, str):
@@ -149,7 +176,8 @@ class GoogleAdsProvider:
     async def list_child_accounts(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> list[ChildAccount]:
-        """Client accounts directly under the manager ``account`` (the manager itself excluded)."""
+        """Accounts directly under the manager ``account`` (``customer_client.level <= 1``, the manager
+        itself excluded); hidden and cancelled ones are included and marked (``ChildAccount.syncable``)."""
         client = self.client(ctx, account, credentials)
         children: list[ChildAccount] = []
         for batch in await client.search_stream(CHILDREN_QUERY):
@@ -157,6 +185,8 @@ class GoogleAdsProvider:
                 cc = row.get("customerClient")
                 if not isinstance(cc, dict) or str(cc.get("id")) == client.customer_id:
                     continue
+                if str(cc.get("level", "1")) not in ("0", "1"):
+                    continue  # a grandchild (the filter is in the query; kept here for older answers)
                 children.append(
                     ChildAccount(
                         customer_id=str(cc.get("id")),
@@ -165,6 +195,7 @@ class GoogleAdsProvider:
                         status=_opt(cc.get("status")),
                         timezone=_opt(cc.get("timeZone")),
                         currency=_opt(cc.get("currencyCode")),
+                        hidden=cc.get("hidden") is True,
                     )
                 )
         return children
@@ -185,24 +216,31 @@ class GoogleAdsProvider:
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
     ) -> AsyncIterator[list[MetricRecord]]:
-        """Daily metrics for every level, one searchStream slice of ``metrics_slice_days`` at a time."""
+        """Daily metrics, one searchStream slice of ``metrics_slice_days`` at a time: two queries per
+        slice, ``campaign`` (every campaign type, Performance Max included) and ``ad_group_ad`` (the ad
+        level, whose sums per ad group give the ad-group level)."""
         client = self.client(ctx, account, credentials)
         step = timedelta(days=self.settings.metrics_slice_days)
-        for level in LEVELS:
-            start = window.start
-            while start <= window.end:
-                end = min(window.end, start + step - timedelta(days=1))
-                for rows in await client.search_stream(metrics_query(level, start, end)):
+        start = window.start
+        while start <= window.end:
+            end = min(window.end, start + step - timedelta(days=1))
+            for level in METRIC_LEVELS:
+                groups: dict[tuple[str, date], MetricRecord] = {}
+                async for rows in client.stream(metrics_query(level, start, end)):
                     if rows:
-                        yield [metric_record(level, row, account.currency) for row in rows]
-                log.debug(
-                    "google_metrics_slice_fetched",
-                    connection_id=account.connection_id,
-                    level=level,
-                    start=start.isoformat(),
-                    end=end.isoformat(),
-                )
-                start = end + timedelta(days=1)
+                        records = [metric_record(level, row, account.currency) for row in rows]
+                        if level == "ad":
+                            add_to_ad_groups(groups, records)
+                        yield records
+                if groups:
+                    yield list(groups.values())
+            log.debug(
+                "google_metrics_slice_fetched",
+                connection_id=account.connection_id,
+                start=start.isoformat(),
+                end=end.isoformat(),
+            )
+            start = end + timedelta(days=1)
 
 
 def _opt(value: object) -> str | None:

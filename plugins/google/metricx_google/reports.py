@@ -1,5 +1,11 @@
 """GAQL queries the provider runs and the conversion of their rows into core records.
 
+Levels: ``campaign`` (the ``campaign`` resource: every campaign type, Performance Max included, so
+it is the level that covers all spend), ``ad_group`` and ``ad``. An ad is keyed by
+``{ad_group_id}~{ad_id}`` (Google's own ``adGroupAds`` key: an ad id is unique only within its ad
+group). Metrics take two queries per slice: ``campaign`` and ``ad_group_ad``; the ad-group level is
+the sum of its ads' rows (one query serving two levels).
+
 Money is exact: ``cost_micros`` is an int64 string turned into
 ``Decimal(micros).scaleb(-6)``; ``conversions`` / ``conversions_value`` arrive
 as JSON doubles and go through ``repr`` so ``3.47`` stays ``Decimal("3.47")``.
@@ -25,10 +31,13 @@ CUSTOMER_QUERY = (
     "SELECT customer.id, customer.descriptive_name, customer.currency_code, customer.time_zone, "
     "customer.manager, customer.status FROM customer"
 )
+# customer_client returns the manager's whole hierarchy (itself at level 0): level <= 1 keeps the
+# manager and its direct children (https://developers.google.com/google-ads/api/docs/account-management/get-account-hierarchy).
 CHILDREN_QUERY = (
-    "SELECT customer_client.id, customer_client.descriptive_name, customer_client.manager, "
+    "SELECT customer_client.id, customer_client.client_customer, customer_client.descriptive_name, "
+    "customer_client.manager, "
     "customer_client.status, customer_client.time_zone, customer_client.currency_code, "
-    "customer_client.level FROM customer_client"
+    "customer_client.level, customer_client.hidden FROM customer_client WHERE customer_client.level <= 1"
 )
 ENTITY_QUERIES = {
     "campaign": "SELECT campaign.id, campaign.name, campaign.status, campaign.advertising_channel_type "
@@ -40,8 +49,10 @@ ENTITY_QUERIES = {
 _METRIC_SELECT = {
     "campaign": ("campaign.id", "campaign"),
     "ad_group": ("ad_group.id, campaign.id", "ad_group"),
-    "ad": ("ad_group_ad.ad.id, ad_group.id", "ad_group_ad"),
+    "ad": ("ad_group_ad.ad.id, ad_group.id, campaign.id", "ad_group_ad"),
 }
+#: The metric queries of one slice: the level each reads (the ad rows also give the ad-group level).
+METRIC_LEVELS = ("campaign", "ad")
 
 
 def metrics_query(level: str, start: date, end: date) -> str:
@@ -122,13 +133,19 @@ def _entity_fields(level: str, row: Row) -> tuple[str | None, str | None]:
     return _get(row, "adGroupAd", "ad", "name"), _get(row, "adGroupAd", "status")
 
 
+def external_id(level: str, row: Row) -> str:
+    """The entity's key at ``level``: its id, or for an ad ``{ad_group_id}~{ad_id}``."""
+    own = _required(row, *_SHAPES[level].id_path)
+    return f"{_required(row, 'adGroup', 'id')}~{own}" if level == "ad" else own
+
+
 def entity_record(level: str, row: Row) -> EntityRecord:
     """One entity row (campaign / ad_group / ad_group_ad query) as an EntityRecord with its parent link."""
     shape = _SHAPES[level]
     name, status = _entity_fields(level, row)
     return EntityRecord(
         level=level,
-        external_id=_required(row, *shape.id_path),
+        external_id=external_id(level, row),
         name=name,
         status=status,
         parent_level=shape.parent_level,
@@ -145,7 +162,7 @@ def metric_record(level: str, row: Row, currency: str | None) -> MetricRecord:
     m: dict[str, Any] = metrics or {}
     return MetricRecord(
         level=level,
-        entity_external_id=_required(row, *_SHAPES[level].id_path),
+        entity_external_id=external_id(level, row),
         metrics_date=_get(row, "segments", "date"),
         spend=micros_to_decimal(m.get("costMicros")),
         impressions=m.get("impressions", 0),
@@ -154,3 +171,30 @@ def metric_record(level: str, row: Row, currency: str | None) -> MetricRecord:
         revenue=double_to_decimal(m.get("conversionsValue"), "conversions_value"),
         currency=currency,
     )
+
+
+def add_to_ad_groups(sums: dict[tuple[str, Any], MetricRecord], ads: list[MetricRecord]) -> None:
+    """Add a batch of ad rows (keys ``{ad_group_id}~{ad_id}``) to their ad group's day totals in ``sums``
+    (one entry per ad group and day: memory does not grow with the number of ads)."""
+    for r in ads:
+        group = r.entity_external_id.split("~", 1)[0]
+        key = (group, r.metrics_date)
+        seen = sums.get(key)
+        if seen is None:
+            sums[key] = MetricRecord(
+                level="ad_group",
+                entity_external_id=group,
+                metrics_date=r.metrics_date,
+                spend=r.spend,
+                impressions=r.impressions,
+                clicks=r.clicks,
+                conversions=r.conversions,
+                revenue=r.revenue,
+                currency=r.currency,
+            )
+            continue
+        seen.spend += r.spend
+        seen.impressions += r.impressions
+        seen.clicks += r.clicks
+        seen.conversions += r.conversions
+        seen.revenue += r.revenue

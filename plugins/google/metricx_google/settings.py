@@ -17,8 +17,9 @@ class GoogleSettings(BaseSettings):
 
     base_url: str = "https://googleads.googleapis.com"
     """Google Ads REST API root, without the version."""
-    api_version: str = Field(default="v22", pattern=r"^v\d+$")
-    """API version in the path; versions sunset after ~12 months, so this is a setting."""
+    api_version: str = Field(default="v26", pattern=r"^v\d+$")
+    """API version in the path (``METRICX_GOOGLE_API_VERSION``); each major version sunsets ~12 months
+    after its release, so this is a setting: move it when the provider warns of a sunset."""
     token_url: str = "https://oauth2.googleapis.com/token"
     """OAuth 2.0 token endpoint used to mint access tokens from refresh tokens."""
     client_id: str = ""

@@ -61,14 +61,6 @@ class TestGoogleConformance(ProviderConformance):
         )
         return GoogleAdsProvider(settings)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the default v22 sunset on 2026-10-07 (every call fails); issue 14 moves Google to a "
-        "supported version, and this check then passes (strict: the xfail must be removed with it)",
-    )
-    def test_api_version_is_not_past_its_sunset(self) -> None:
-        super().test_api_version_is_not_past_its_sunset()
-
     def account(self) -> AccountRef:
         return account(CHILD_NY_ID)
 

@@ -94,7 +94,7 @@ async def test_entities_with_parents_and_all_statuses(provider, ctx, creds, sim)
     assert levels == sorted(levels, key=("campaign", "ad_group", "ad").index), "parents come first"
     account = sim.accounts[CHILD_BERLIN_ID]
     for level in ("campaign", "ad_group", "ad"):
-        expected = {e.id: e for e in account.entities(level)}
+        expected = {e.key: e for e in account.entities(level)}
         got = {r.external_id: r for r in records if r.level == level}
         assert set(got) == set(expected)
         for entity_id, record in got.items():
@@ -111,11 +111,16 @@ async def test_entities_with_parents_and_all_statuses(provider, ctx, creds, sim)
 
 
 async def test_pausing_an_ad_shows_up_in_the_next_entity_sync(provider, ctx, creds, sim, http) -> None:
-    ad_id = sim.accounts[CHILD_NY_ID].entities("ad")[0].id
-    response = await http.post(f"/_sim/accounts/{CHILD_NY_ID}/entities/ad/{ad_id}", json={"status": "PAUSED"})
+    ad = sim.accounts[CHILD_NY_ID].entities("ad")[0]
+    response = await http.post(
+        f"/_sim/accounts/{CHILD_NY_ID}/entities/ad/{ad.key}", json={"status": "PAUSED"}
+    )
     assert response.status_code == 200
     records = [r async for b in provider.sync_entities(ctx, child(), creds) for r in b]
-    assert next(r for r in records if r.external_id == ad_id).status == "PAUSED"
+    assert next(r for r in records if r.external_id == ad.key).status == "PAUSED"
+    # The ad with the same id in another ad group is another ad: it keeps its own status.
+    twins = [r for r in records if r.level == "ad" and r.external_id.endswith(f"~{ad.id}")]
+    assert len(twins) > 1 and {r.status for r in twins if r.external_id != ad.key} != {"PAUSED"}
 
 
 @pytest.mark.parametrize(
@@ -151,14 +156,53 @@ async def test_metrics_equal_ground_truth(provider, ctx, creds, sim, customer_id
     assert any(r.metrics_date == today for r in records), "today's partial numbers are fetched"
 
 
-async def test_level_totals_agree(provider, ctx, creds, sim) -> None:
-    window = _window(sim, CHILD_NY_ID, SyncMode.attribution, 7)
-    records = await _metrics(provider, ctx, child(), creds, window)
+async def test_level_totals_agree_without_performance_max(provider, ctx, creds, sim) -> None:
+    window = _window(sim, CHILD_BERLIN_ID, SyncMode.attribution, 7)
+    records = await _metrics(provider, ctx, child(CHILD_BERLIN_ID), creds, window)
     totals = {
         level: sum((r.spend for r in records if r.level == level), Decimal(0))
         for level in ("campaign", "ad_group", "ad")
     }
     assert totals["campaign"] == totals["ad_group"] == totals["ad"] > 0
+
+
+async def test_performance_max_spend_is_in_the_campaign_level_only(provider, ctx, creds, sim) -> None:
+    window = _window(sim, CHILD_NY_ID, SyncMode.attribution, 7)
+    records = await _metrics(provider, ctx, child(), creds, window)
+    account = sim.accounts[CHILD_NY_ID]
+    pmax = {c.id for c in account.entities("campaign") if c.channel == "PERFORMANCE_MAX"}
+    assert pmax
+    spend = {
+        level: sum((r.spend for r in records if r.level == level), Decimal(0))
+        for level in ("campaign", "ad_group", "ad")
+    }
+    in_pmax = sum((r.spend for r in records if r.entity_external_id in pmax), Decimal(0))
+    assert in_pmax > 0
+    # The campaign level (the primary level) covers every campaign; ad groups and ads miss PMax.
+    assert spend["campaign"] == spend["ad"] + in_pmax and spend["ad_group"] == spend["ad"]
+    assert provider.capabilities.default_level == "campaign"
+
+
+async def test_ads_sharing_an_id_in_two_ad_groups_stay_two_ads(provider, ctx, creds, sim) -> None:
+    window = _window(sim, CHILD_NY_ID, SyncMode.attribution, 7)
+    records = await _metrics(provider, ctx, child(), creds, window)
+    entities = [r async for b in provider.sync_entities(ctx, child(), creds) for r in b]
+    ads = [r for r in entities if r.level == "ad"]
+    by_ad_id: dict[str, set[str]] = {}
+    for r in ads:
+        by_ad_id.setdefault(r.external_id.split("~")[1], set()).add(r.parent_external_id or "")
+    shared = {ad_id: parents for ad_id, parents in by_ad_id.items() if len(parents) > 1}
+    assert shared, "the simulator repeats ad ids across ad groups"
+    # Each (ad group, ad) pair is its own entity with its own parent and its own numbers.
+    assert len({r.external_id for r in ads}) == len(ads)
+    assert all(r.external_id.split("~")[0] == r.parent_external_id for r in ads)
+    ad_id = next(iter(shared))
+    rows = [r for r in records if r.level == "ad" and r.entity_external_id.endswith(f"~{ad_id}")]
+    expected = truth(sim.accounts[CHILD_NY_ID], "ad", window.start, window.end, FROZEN_NOW)
+    assert {(r.entity_external_id, r.metrics_date) for r in rows} == {
+        k for k in expected if k[0].endswith(f"~{ad_id}")
+    }
+    assert len({r.entity_external_id for r in rows}) == len(shared[ad_id])
 
 
 async def test_attribution_repull_sees_late_conversions(provider, ctx, creds, sim, http) -> None:
@@ -179,8 +223,8 @@ async def test_window_is_sliced_and_never_held_whole(provider, ctx, creds, sim) 
     for batch in batches:
         days = {r.metrics_date for r in batch}
         assert max(days) - min(days) < timedelta(days=provider.settings.metrics_slice_days)
-    # 30 days in 7-day slices -> 5 searchStream calls per level.
-    assert sim.stats["calls_searchStream"] == 15
+    # 30 days in 7-day slices -> 5 slices of two searchStream calls (campaign, ad_group_ad).
+    assert sim.stats["calls_searchStream"] == 10
 
 
 async def test_malformed_row_is_a_payload_error(provider, ctx, creds, sim, http) -> None:
@@ -197,3 +241,18 @@ async def test_future_days_have_no_rows(provider, ctx, creds, sim) -> None:
     )
     assert await _metrics(provider, ctx, child(CHILD_BERLIN_ID), creds, window) == []
     assert isinstance(today, date)
+
+
+def test_revision_horizon_covers_googles_default_conversion_window() -> None:
+    from datetime import UTC, datetime
+
+    from metricx_google import GoogleSettings
+
+    # Conversions are credited to the click date for the conversion window: 30 days by default.
+    default = GoogleAdsProvider(GoogleSettings()).capabilities
+    assert default.revision_days >= 30 and default.attribution_window_days == 7
+    # The nightly tier re-reads 7 days; the deep tier the rest up to the horizon (revision_days > 7).
+    assert default.revision_days > default.attribution_window_days
+    assert isinstance(datetime.now(UTC), datetime)
+    # A longer nightly window never shrinks the horizon.
+    assert GoogleAdsProvider(GoogleSettings(attribution_window_days=45)).capabilities.revision_days == 45

@@ -78,7 +78,7 @@ async def test_token_endpoint_errors(http) -> None:
 
 
 async def test_search_rows_look_like_google(http) -> None:
-    response = await _call(http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", METRICS_QUERY)
+    response = await _call(http, f"/v26/customers/{CHILD_NY_ID}/googleAds:search", METRICS_QUERY)
     assert response.status_code == 200 and response.headers["request-id"]
     body = response.json()
     assert "nextPageToken" not in body
@@ -95,7 +95,7 @@ async def test_search_rows_look_like_google(http) -> None:
 async def test_zero_rows_are_omitted(http, sim) -> None:
     response = await _call(
         http,
-        f"/v22/customers/{CHILD_NY_ID}/googleAds:search",
+        f"/v26/customers/{CHILD_NY_ID}/googleAds:search",
         "SELECT ad_group_ad.ad.id, segments.date, metrics.impressions FROM ad_group_ad "
         "WHERE segments.date BETWEEN '2026-03-01' AND '2026-03-09'",
     )
@@ -109,23 +109,23 @@ async def test_zero_rows_are_omitted(http, sim) -> None:
 
 async def test_search_stream_batches_and_array_wrapped_errors(http) -> None:
     token = await _token(http)
-    ok = await _call(http, f"/v22/customers/{CHILD_NY_ID}/googleAds:searchStream", METRICS_QUERY, token=token)
+    ok = await _call(http, f"/v26/customers/{CHILD_NY_ID}/googleAds:searchStream", METRICS_QUERY, token=token)
     batches = ok.json()
     assert isinstance(batches, list) and batches[0]["requestId"] and batches[0]["results"]
     manager = await _call(
-        http, f"/v22/customers/{MANAGER_ID}/googleAds:searchStream", METRICS_QUERY, token=token, login=None
+        http, f"/v26/customers/{MANAGER_ID}/googleAds:searchStream", METRICS_QUERY, token=token, login=None
     )
     assert manager.status_code == 400
     error = manager.json()[0]["error"]
     assert error["status"] == "INVALID_ARGUMENT"
     failure = error["details"][0]
-    assert failure["@type"].endswith("v22.errors.GoogleAdsFailure")
+    assert failure["@type"].endswith("v26.errors.GoogleAdsFailure")
     assert failure["errors"][0]["errorCode"] == {"queryError": "REQUESTED_METRICS_FOR_MANAGER"}
 
 
 async def test_child_needs_the_managers_login_customer_id(http) -> None:
     token = await _token(http)
-    path = f"/v22/customers/{CHILD_BERLIN_ID}/googleAds:search"
+    path = f"/v26/customers/{CHILD_BERLIN_ID}/googleAds:search"
     query = "SELECT customer.id FROM customer"
     for login in (None, CHILD_NY_ID):
         denied = await _call(http, path, query, token=token, login=login)
@@ -146,7 +146,7 @@ async def test_page_tokens_are_bound_to_the_query(http) -> None:
         },
     )
     token = await _token(http)
-    path = "/v22/customers/5000000001/googleAds:search"
+    path = "/v26/customers/5000000001/googleAds:search"
     query = "SELECT ad_group_ad.ad.id FROM ad_group_ad"
     first = (await _call(http, path, query, token=token, login=None)).json()
     assert len(first["results"]) == 10_000 and first["nextPageToken"]
@@ -165,14 +165,14 @@ async def test_page_tokens_are_bound_to_the_query(http) -> None:
 
 
 async def test_list_accessible_customers(http) -> None:
-    response = await _call(http, "/v22/customers:listAccessibleCustomers", login=None)
+    response = await _call(http, "/v26/customers:listAccessibleCustomers", login=None)
     assert response.json() == {"resourceNames": [f"customers/{MANAGER_ID}"]}
 
 
 async def test_expired_and_unknown_access_tokens(http) -> None:
     token = await _token(http)
     await http.post("/_sim/expire_tokens")
-    path = f"/v22/customers/{CHILD_NY_ID}/googleAds:search"
+    path = f"/v26/customers/{CHILD_NY_ID}/googleAds:search"
     expired = await _call(http, path, "SELECT customer.id FROM customer", token=token)
     assert expired.status_code == 401
     code = expired.json()["error"]["details"][0]["errors"][0]["errorCode"]
@@ -186,7 +186,7 @@ async def test_expired_and_unknown_access_tokens(http) -> None:
 async def test_rate_limit_envelope(http) -> None:
     await http.post("/_sim/faults", json={"kind": "throttle", "count": 1, "retry_after_s": 37})
     response = await _call(
-        http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
+        http, f"/v26/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
     )
     assert response.status_code == 429
     error = response.json()["error"]["details"][0]["errors"][0]
@@ -301,7 +301,7 @@ def test_runs_as_a_real_server() -> None:
                 },
             ).json()["access_token"]
             response = http.post(
-                f"/v22/customers/{CHILD_BERLIN_ID}/googleAds:searchStream",
+                f"/v26/customers/{CHILD_BERLIN_ID}/googleAds:searchStream",
                 json={
                     "query": "SELECT customer.id, customer.time_zone, customer.currency_code FROM customer"
                 },
@@ -326,12 +326,12 @@ def _error_code(response: httpx.Response) -> dict[str, str]:
 
 async def test_shared_throttle_at_developer_scope_is_the_daily_quota(http) -> None:
     token = await _token(http)
-    path = f"/v22/customers/{CHILD_NY_ID}/googleAds:search"
+    path = f"/v26/customers/{CHILD_NY_ID}/googleAds:search"
     fault = {"kind": "throttle", "scope": "developer", "account": CHILD_NY_ID, "retry_after_s": 600}
     await http.post("/_sim/faults", json=fault)
     other = await _call(
         http,
-        f"/v22/customers/{CHILD_BERLIN_ID}/googleAds:search",
+        f"/v26/customers/{CHILD_BERLIN_ID}/googleAds:search",
         "SELECT customer.id FROM customer",
         token=token,
     )
@@ -345,7 +345,7 @@ async def test_shared_throttle_at_developer_scope_is_the_daily_quota(http) -> No
 
 
 async def test_shared_token_faults_and_expiry_in_simulated_time(http) -> None:
-    path, query = f"/v22/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
+    path, query = f"/v26/customers/{CHILD_NY_ID}/googleAds:search", "SELECT customer.id FROM customer"
     token = await _token(http)
     await http.post("/_sim/faults", json={"kind": "token_expired"})
     assert _error_code(await _call(http, path, query, token=token)) == {
@@ -377,4 +377,4 @@ async def test_shared_version_sunset_gets_googles_answers(http) -> None:
     await http.delete("/_sim/faults")
     await http.post("/_sim/faults", json={"kind": "version_sunset", "answer": "not_found"})
     gone = await _call(http, f"/v22/customers/{CHILD_NY_ID}/googleAds:search", query, token=token)
-    assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/html")
+    assert gone.status_code == 404 and gone.headers["content-type"].startswith("text/plain")

@@ -203,3 +203,50 @@ async def test_realtime_through_a_real_worker_process(
         await asyncio.sleep(0.2)
     today = local_today(TZ, state.now())
     assert_equal_to_truth(state, await stored(conn), today, today)
+
+
+async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
+    google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    """Performance Max spends at campaign level only: the API's default (primary) level is the total."""
+    from core.testing.harness import create_api as create_app
+
+    state, _, _ = google_sim
+    ws, conn = connection
+    account = state.accounts[CHILD_NY_ID]
+    assert any(c.channel == "PERFORMANCE_MAX" for c in account.entities("campaign"))
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    await enqueue_sync_job(str(conn), str(ws), redis=redis_client)  # today's realtime slot
+    await run_worker()
+    today = local_today(TZ, state.now())
+    start = today - timedelta(days=29)
+    # The account's truth per date: every campaign (PMax included) at campaign level.
+    truth_by_day: dict[date, Decimal] = {}
+    for (_, day), n in truth(account, "campaign", start, today, state.now()).items():
+        truth_by_day[day] = truth_by_day.get(day, Decimal(0)) + Decimal(n.cost_micros).scaleb(-6)
+    ad_by_day: dict[date, Decimal] = {}
+    for (_, day), n in truth(account, "ad", start, today, state.now()).items():
+        ad_by_day[day] = ad_by_day.get(day, Decimal(0)) + Decimal(n.cost_micros).scaleb(-6)
+
+    app = create_app()
+    operator = {"Authorization": "Bearer test-operator-key"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        key = await api.post(f"/v1/workspaces/{ws}/api-keys", json={"name": "t"}, headers=operator)
+        headers = {"Authorization": f"Bearer {key.json()['key']}"}
+        url = f"/v1/workspaces/{ws}/connections/{conn}/metrics"
+        params = {"start": start.isoformat(), "end": today.isoformat(), "limit": 100}
+        default = (await api.get(url, params=params, headers=headers)).json()
+        ads = (await api.get(url, params=params | {"level": "ad"}, headers=headers)).json()
+    await app.state.resources.aclose()
+    assert default["level"] == "campaign"  # the primary level: the one that covers all spend
+    got = {date.fromisoformat(r["metrics_date"]): Decimal(str(r["spend"])) for r in default["items"]}
+    assert set(got) == set(truth_by_day)
+    for day, spend in truth_by_day.items():
+        assert got[day].quantize(Decimal("0.01")) == spend.quantize(Decimal("0.01")), day
+    # Ad rows are labelled as the ad level and fall short of the account total: they never claim it.
+    assert ads["level"] == "ad"
+    ad_got = {date.fromisoformat(r["metrics_date"]): Decimal(str(r["spend"])) for r in ads["items"]}
+    assert ad_got == {d: s for d, s in ad_by_day.items()}
+    assert all(ad_got[d] <= truth_by_day[d] for d in ad_got)
+    assert sum(ad_got.values()) < sum(truth_by_day.values())

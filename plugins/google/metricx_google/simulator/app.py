@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import time
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,7 +34,7 @@ from core.testing.sim_app import note_account, simulator_app
 from core.testing.simulator import Fault
 from metricx_google.simulator import gaql
 from metricx_google.simulator.control import control_routes
-from metricx_google.simulator.service import corrupt_first_metric_row, execute
+from metricx_google.simulator.service import ancestors, corrupt_first_metric_row, execute
 from metricx_google.simulator.state import SimState
 from metricx_google.simulator.world import Account
 
@@ -140,7 +141,27 @@ def _read_page_token(token: str, binding: str) -> int:
     return offset
 
 
-_NOT_FOUND_PAGE = "<!DOCTYPE html><title>Error 404 (Not Found)!!1</title><p>The requested URL was not found."
+# What a long-retired version's path answers: plain text, no envelope (seen in
+# https://github.com/google-marketing-solutions/adios/issues/47: '"Not Found" is not valid JSON').
+_NOT_FOUND_TEXT = "Not Found"
+# Google's sunset dates, from its sunset reminders (developers.google.com/ads/blog/posts/2026/...):
+# from that day a version answers UNSUPPORTED_VERSION ("Version vN is deprecated. Requests to this
+# version will be blocked."), and some weeks later its paths are gone (plain-text 404).
+SUNSETS = {
+    "v19": date(2026, 2, 11),
+    "v20": date(2026, 6, 10),
+    "v21": date(2026, 8, 5),
+    "v22": date(2026, 10, 7),
+}
+GONE_AFTER_DAYS = 28
+
+
+def retired_answer(version: str, today: date) -> str | None:
+    """``"unsupported"`` from a version's sunset, ``"not_found"`` once it is long gone, else None."""
+    sunset = SUNSETS.get(version)
+    if sunset is None or today < sunset:
+        return None
+    return "not_found" if (today - sunset).days >= GONE_AFTER_DAYS else "unsupported"
 
 
 def _row_mode(fault: Fault) -> bool:
@@ -210,7 +231,7 @@ class GoogleAdsSimulator:
             state.stats[f"calls_customer_{match.group('cid')}"] += 1
             return await self._search(request, version, match.group("cid"), stream, request_id)
         except PlainNotFound:
-            return Response(_NOT_FOUND_PAGE, 404, media_type="text/html")
+            return Response(_NOT_FOUND_TEXT, 404, media_type="text/plain")
         except ApiError as exc:
             body: Any = exc.body(version, request_id)
             return JSONResponse(
@@ -224,10 +245,16 @@ class GoogleAdsSimulator:
         sunset = state.take_fault(
             "version_sunset", customer_id, path, method, lambda f: f.params.get("version") in (None, version)
         )
-        if sunset is not None and sunset.params.get("answer") == "not_found":
+        retired = retired_answer(version, state.now().date())
+        if (sunset is not None and sunset.params.get("answer") == "not_found") or retired == "not_found":
             raise PlainNotFound()
-        if sunset is not None or not found or int(found.group(1)) < state.min_version:
-            raise ApiError(400, "requestError", "UNSUPPORTED_VERSION", f"Version {version} is not supported.")
+        if sunset is not None or retired or not found or int(found.group(1)) < state.min_version:
+            raise ApiError(
+                400,
+                "requestError",
+                "UNSUPPORTED_VERSION",
+                f"Version {version} is deprecated. Requests to this version will be blocked.",
+            )
         auth = request.headers.get("authorization", "")
         code = state.check_access_token(auth[7:]) if auth.startswith("Bearer ") else "OAUTH_TOKEN_INVALID"
         if code is None and state.take_fault("token_revoked", customer_id, path, method):
@@ -267,7 +294,8 @@ class GoogleAdsSimulator:
             raise denied
         if login is None and account.manager_id is not None:
             raise denied
-        if login is not None and login != customer_id and account.manager_id != login:
+        # login-customer-id may name any manager above the account, not only its direct parent.
+        if login is not None and login != customer_id and login not in ancestors(account, state.accounts):
             raise denied
         if account.status != "ENABLED":
             raise ApiError(

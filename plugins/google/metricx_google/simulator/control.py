@@ -38,6 +38,9 @@ def account_summary(account: Account) -> dict[str, Any]:
         "campaigns": account.campaigns,
         "ad_groups_per_campaign": account.ad_groups_per_campaign,
         "ads_per_ad_group": account.ads_per_ad_group,
+        "pmax_campaigns": account.pmax_campaigns,
+        "shared_ads": account.shared_ads,
+        "hidden": account.hidden,
     }
 
 

@@ -31,6 +31,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "manager",
         "status",
         "level",
+        "hidden",
     ),
     "campaign": ("id", "name", "status", "advertising_channel_type", "resource_name"),
     "ad_group": ("id", "name", "status", "campaign", "resource_name"),

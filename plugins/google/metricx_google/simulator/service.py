@@ -23,8 +23,24 @@ def _customer_values(account: Account) -> Values:
     }
 
 
+def ancestors(account: Account, accounts: dict[str, Account]) -> list[str]:
+    """The managers above ``account``, nearest first."""
+    out: list[str] = []
+    manager = account.manager_id
+    while manager is not None and manager in accounts and manager not in out:
+        out.append(manager)
+        manager = accounts[manager].manager_id
+    return out
+
+
 def _client_rows(manager: Account, accounts: dict[str, Account]) -> list[tuple[Values, Names]]:
-    members = [(manager, 0)] + [(a, 1) for a in accounts.values() if a.manager_id == manager.customer_id]
+    """``customer_client`` from ``manager``: the whole hierarchy below it (itself at level 0), as
+    Google returns it; a query filters ``customer_client.level <= 1`` for direct children."""
+    members = [(manager, 0)]
+    for account in accounts.values():
+        chain = ancestors(account, accounts)
+        if manager.customer_id in chain:
+            members.append((account, chain.index(manager.customer_id) + 1))
     rows: list[tuple[Values, Names]] = []
     for account, level in members:
         values = {
@@ -36,6 +52,7 @@ def _client_rows(manager: Account, accounts: dict[str, Account]) -> list[tuple[V
             "customer_client.manager": account.manager,
             "customer_client.status": account.status,
             "customer_client.level": level,
+            "customer_client.hidden": account.hidden,
             **_customer_values(manager),
         }
         names = {
@@ -54,7 +71,7 @@ class _Index:
         self.prefix = f"customers/{account.customer_id}"
         self.campaigns = {e.id: e for e in account.entities("campaign")}
         self.ad_groups = {e.id: e for e in account.entities("ad_group")}
-        self.ads = {e.id: e for e in account.entities("ad")}
+        self.ads = {e.key: e for e in account.entities("ad")}
 
     def values(self, level: str, entity: Entity) -> tuple[Values, Names]:
         values = _customer_values(self.account)
@@ -64,7 +81,7 @@ class _Index:
             "campaign.id": campaign.id,
             "campaign.name": campaign.name,
             "campaign.status": campaign.status,
-            "campaign.advertising_channel_type": "SEARCH",
+            "campaign.advertising_channel_type": campaign.channel,
             "campaign.resource_name": f"{self.prefix}/campaigns/{campaign.id}",
         }
         names["campaign"] = values["campaign.resource_name"]

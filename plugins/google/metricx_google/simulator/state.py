@@ -32,7 +32,17 @@ def default_accounts() -> list[Account]:
     """A manager (Los Angeles, USD) with two clients: New York / USD and Berlin / EUR."""
     return [
         Account(MANAGER_ID, "Sim Manager", "America/Los_Angeles", "USD", manager=True, seed=1),
-        Account(CHILD_NY_ID, "Sim Shop NY", "America/New_York", "USD", manager_id=MANAGER_ID, seed=2),
+        # One Performance Max campaign (spend at campaign level only) and ads sharing ids across groups.
+        Account(
+            CHILD_NY_ID,
+            "Sim Shop NY",
+            "America/New_York",
+            "USD",
+            manager_id=MANAGER_ID,
+            seed=2,
+            pmax_campaigns=1,
+            shared_ads=True,
+        ),
         Account(
             CHILD_BERLIN_ID,
             "Sim Shop Berlin",
@@ -101,7 +111,14 @@ class SimState(Simulator):
         if manager_id is not None and not (manager_id in self.accounts and self.accounts[manager_id].manager):
             raise ValueError(f"manager_id {manager_id} is not a manager account")
         allowed = {"name", "time_zone", "currency_code", "manager", "manager_id", "status", "seed"}
-        allowed |= {"campaigns", "ad_groups_per_campaign", "ads_per_ad_group"}
+        allowed |= {
+            "campaigns",
+            "ad_groups_per_campaign",
+            "ads_per_ad_group",
+            "pmax_campaigns",
+            "shared_ads",
+            "hidden",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown account fields: {sorted(unknown)}")
