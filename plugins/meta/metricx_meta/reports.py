@@ -28,6 +28,7 @@ from metricx_meta.entities import status_filter
 from metricx_meta.errors import (
     THROTTLE_CODES,
     GraphError,
+    ReduceDataError,
     ReportRunFailed,
     ReportRunRejected,
     map_graph_error,
@@ -164,6 +165,11 @@ async def _completed_run(
             )
             if exc.split_now:
                 break
+        except ReduceDataError as exc:  # Meta refused to start the run: too much data asked for
+            failure = ReportRunFailed(exc.message)
+            failure.split_now = True
+            log.warning("meta_report_run_refused", level=level, scope=scope.describe(account_id))
+            break
     return None, failure
 
 

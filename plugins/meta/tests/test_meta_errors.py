@@ -279,3 +279,15 @@ async def test_failed_run_with_an_app_throttle_defers_the_app(
     with pytest.raises(RateLimited, match="1504022") as raised:
         await collect(provider.fetch_metrics(ctx, ref(), creds, window(SyncMode.backfill, day, day)))
     assert raised.value.scope == "app"
+
+
+async def test_report_refused_at_creation_for_too_much_data_is_split(
+    provider: MetaProvider, ctx: ProviderContext, creds: Credentials, sim: SimState, sim_post: Any
+) -> None:
+    """The POST starting a run answers 100/1487534 for over 3 days: the slice is split, not retried."""
+    await sim_post("/_sim/faults", {"kind": "reduce_data", "method": "POST", "max_days": 3, "count": None})
+    end = local_today(sim, "1001") - timedelta(days=1)
+    win = window(SyncMode.backfill, end - timedelta(days=6), end)
+    records = [r for b in await collect(provider.fetch_metrics(ctx, ref(), creds, win)) for r in b]
+    assert by_key(records) == truth_by_key(sim, "1001", win.start, win.end)
+    assert all((run.query.until - run.query.since).days < 3 for run in sim.runs.values())

@@ -134,9 +134,14 @@ def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str,
     return headers
 
 
-def reduce_data_check(state: SimState, account: Account, path: str, limit: int, query: Any) -> None:
-    """Answer code 1 / HTTP 500 "Please reduce the amount of data" when the fault's bounds are exceeded."""
-    fault = state.peek_fault("reduce_data", account.id, path, "GET")
+def reduce_data_check(
+    state: SimState, account: Account, path: str, limit: int, query: Any, method: str = "GET"
+) -> None:
+    """Answer "Please reduce the amount of data" when the fault's bounds are exceeded (a POST that
+    starts a report run only when the fault names ``"method": "POST"``)."""
+    fault = state.peek_fault(
+        "reduce_data", account.id, path, method, lambda f: method == "GET" or f.method == "POST"
+    )
     if fault is None:
         return
     max_limit, max_days = fault.params.get("max_limit"), fault.params.get("max_days")
@@ -145,7 +150,7 @@ def reduce_data_check(state: SimState, account: Account, path: str, limit: int, 
         (max_limit is not None and limit > int(max_limit)) or (max_days is not None and days > int(max_days))
     )
     if too_much:
-        state.take_fault("reduce_data", account.id, path, "GET")
+        state.take_fault("reduce_data", account.id, path, method, lambda f: f is fault)
         if fault.params.get("shape") == "code1":
             raise GraphAPIError(1, REDUCE_DATA_MESSAGE, status=500)
         raise GraphAPIError(100, REDUCE_DATA_MESSAGE, subcode=1487534, user_title="Too much data")

@@ -314,6 +314,7 @@ async def insights(call: Call) -> dict[str, Any]:
     query = parse_insights(call.params, call.state.local_now(call.acct))
     if call.request.method == "GET":
         return _insights_page(call, query, call.acct)
+    reduce_data_check(call.state, call.acct, call.request.url.path, call.limit(), query, "POST")
     fault = call.state.take_fault(
         "async", call.acct.id, call.request.url.path, "POST", _async_fault_applies(query)
     )
