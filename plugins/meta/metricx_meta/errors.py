@@ -159,9 +159,9 @@ def _appsecret_error(error: GraphError, text: str) -> ConfigError | None:
     if error.code != 100 or "appsecret_proof" not in error.message:
         return None
     if "require" in error.message:
-        why = "this Meta app requires appsecret_proof: set METRICX_META_APP_SECRET to the app's secret"
+        why = "this Meta app requires an appsecret_proof (set METRICX_META_APP_SECRET to the app's secret)"
     else:
-        why = "appsecret_proof was rejected: METRICX_META_APP_SECRET is not the secret of the token's app"
+        why = "Meta rejected the appsecret_proof (METRICX_META_APP_SECRET is not the token's app's secret)"
     return ConfigError(f"{text}. {why}.")
 
 
