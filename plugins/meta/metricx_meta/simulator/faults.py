@@ -38,7 +38,7 @@ from typing import Any
 from core.testing.simulator import Fault
 from metricx_meta.simulator.data import Account
 from metricx_meta.simulator.envelope import GraphAPIError, RawBody
-from metricx_meta.simulator.state import SimState
+from metricx_meta.simulator.state import APP_CALLS, SimState
 
 _THROTTLE_MESSAGES = {
     4: ("(#4) Application request limit reached", None),
@@ -99,18 +99,23 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
         raise GraphAPIError(code, text, status=int(fault.params.get("status", 500)), type="OAuthException")
     if (fault := state.take_fault("malformed", key, path, method, _not_row)) is not None:
         raise RawBody(b'{"data": [{"ad_id": "1' if fault.params["mode"] == "truncated" else b"")
+    if state.app_usage_per_call_pct:
+        # One quota for every account of the app: at 100% each of them gets code 4.
+        if state.record_call(APP_CALLS, state.app_usage_per_call_pct) >= 100:
+            raise _throttle(4, None, state.regain_minutes(APP_CALLS))
     if key and pct >= 100:
         raise _throttle(80000, None, state.regain_minutes(key))
     return usage
 
 
-def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str, str]:
+def usage_headers(
+    account: Account | None, usage: Usage, path: str, app_pct: float | None = None
+) -> dict[str, str]:
     """X-Business-Use-Case-Usage, X-Ad-Account-Usage, X-App-Usage and, on insights calls,
-    X-FB-Ads-Insights-Throttle (JSON strings)."""
+    X-FB-Ads-Insights-Throttle (JSON strings). ``app_pct``: the app's own usage, when modelled."""
     pct, regain = usage
-    headers = {
-        "x-app-usage": json.dumps({"call_count": round(pct / 4, 2), "total_time": 1, "total_cputime": 1})
-    }
+    app = round(pct / 4, 2) if app_pct is None else app_pct
+    headers = {"x-app-usage": json.dumps({"call_count": app, "total_time": 1, "total_cputime": 1})}
     if account is None:
         return headers
     kind = "ads_insights" if "insights" in path else "ads_management"
