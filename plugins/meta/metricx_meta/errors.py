@@ -73,9 +73,12 @@ class ReportRunFailed(TransientError):
     """An async report run failed, was skipped, stalled at 0% or never finished.
 
     ``split_now``: rerunning the same report cannot help (too much data, timeout): split it at once.
+    ``slow``: the run stalled or ran too long (Meta is slow, not the report too big): split by days
+    only, never into one run per object, and end as this transient error on a single day.
     """
 
     split_now = False
+    slow = False
 
 
 class ReportRunRejected(PermanentError):
