@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from core import EntityRecord
+from core import EntityRecord, ProviderCache
 from metricx_meta.client import MetaClient
 
 # The effective_status values each edge accepts in `filtering`. Deleted and archived
@@ -77,9 +78,16 @@ HIDDEN_CHILDREN_PRESET = "last_90d"
 _IDS_PER_CALL = 50  # Graph's ?ids= takes up to 50 ids
 
 
-async def iter_entities(client: MetaClient, account_id: str) -> AsyncIterator[list[EntityRecord]]:
+# Deleted objects do not change: their recovered rows are kept this long per connection.
+HIDDEN_CHILDREN_CACHE_S = 6 * 3600
+
+
+async def iter_entities(
+    client: MetaClient, account_id: str, cache: ProviderCache | None = None, connection_id: str = ""
+) -> AsyncIterator[list[EntityRecord]]:
     """Yield one batch per page: every campaign, then every ad set, then every ad; then the ad sets
-    and ads of deleted campaigns, which Meta no longer lists (:func:`hidden_children`)."""
+    and ads of deleted campaigns, which Meta no longer lists (:func:`hidden_children`, whose rows
+    are cached per connection for ``HIDDEN_CHILDREN_CACHE_S``: deleted objects do not change)."""
     seen: set[str] = set()
     deleted: list[str] = []
     for edge in EDGES:
@@ -93,9 +101,25 @@ async def iter_entities(client: MetaClient, account_id: str) -> AsyncIterator[li
             seen.update(r.external_id for r in records)
             deleted += [r.external_id for r in records if r.level == "campaign" and r.status == "DELETED"]
             yield records
-    if deleted:
-        async for batch in hidden_children(client, account_id, deleted, seen):
-            yield batch
+    if not deleted:
+        return
+    digest = hashlib.sha256(",".join(sorted(deleted)).encode()).hexdigest()[:16]
+    key = f"hidden-children:{connection_id}:{account_id}:{digest}"
+    cached = await cache.get(key) if cache is not None else None
+    if cached is not None:
+        rows: dict[str, list[dict[str, Any]]] = json.loads(cached)
+        for edge in EDGES[1:]:
+            records = [to_entity(edge, row) for row in rows.get(edge.level, []) if row.get("id") not in seen]
+            if records:
+                yield records
+        return
+    found: dict[str, list[dict[str, Any]]] = {"adset": [], "ad": []}
+    async for batch in hidden_children(client, account_id, deleted, seen):
+        for record in batch:
+            found[record.level].append(dict(record.raw or {}))
+        yield batch
+    if cache is not None:
+        await cache.set(key, json.dumps(found), ttl_s=HIDDEN_CHILDREN_CACHE_S)
 
 
 async def hidden_children(

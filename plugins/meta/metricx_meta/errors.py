@@ -73,9 +73,12 @@ class ReportRunFailed(TransientError):
     """An async report run failed, was skipped, stalled at 0% or never finished.
 
     ``split_now``: rerunning the same report cannot help (too much data, timeout): split it at once.
+    ``slow``: the run stalled or ran too long (Meta is slow, not the report too big): split by days
+    only, never into one run per object, and end as this transient error on a single day.
     """
 
     split_now = False
+    slow = False
 
 
 class ReportRunRejected(PermanentError):
@@ -159,9 +162,9 @@ def _appsecret_error(error: GraphError, text: str) -> ConfigError | None:
     if error.code != 100 or "appsecret_proof" not in error.message:
         return None
     if "require" in error.message:
-        why = "this Meta app requires appsecret_proof: set METRICX_META_APP_SECRET to the app's secret"
+        why = "this Meta app requires an appsecret_proof (set METRICX_META_APP_SECRET to the app's secret)"
     else:
-        why = "appsecret_proof was rejected: METRICX_META_APP_SECRET is not the secret of the token's app"
+        why = "Meta rejected the appsecret_proof (METRICX_META_APP_SECRET is not the token's app's secret)"
     return ConfigError(f"{text}. {why}.")
 
 

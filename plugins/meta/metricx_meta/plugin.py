@@ -30,5 +30,6 @@ def register_simulators(register: Callable[[SimulatorSpec], None]) -> None:
 
 @hookimpl
 def register_secret_patterns(register: Callable[[str | re.Pattern[str]], None]) -> None:
-    """Meta's token-exchange parameter (``fb_exchange_token=``) never reaches a log line."""
+    """Meta's token-exchange parameter and the app secret proof never reach a log line."""
     register("fb_exchange_token")
+    register("appsecret_proof")

@@ -126,7 +126,8 @@ class MetaProvider:
         """Yield campaigns, then ad sets, then ads, page by page, paused/deleted/archived included."""
         client = self.client(ctx, credentials)
         try:
-            async for batch in iter_entities(client, account_number(account)):
+            number = account_number(account)
+            async for batch in iter_entities(client, number, ctx.cache, account.connection_id):
                 yield batch
         except MetricxError as exc:
             raise client.scrub(exc) from None

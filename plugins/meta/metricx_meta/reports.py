@@ -4,7 +4,8 @@ One run per slice and level (a backfill's 7-day slices; a whole attribution wind
 that fails is retried once (``RUN_ATTEMPTS``) when its cause may pass, then split, as Meta advises
 and production connectors do: by object first (account -> each campaign -> each ad set, never finer
 than the report's level), then the finest object's days in halves. A single object-day that still
-fails gives up with a :class:`ReportRunRejected` naming it: no endless retries. From v25.0 a failed
+fails gives up with a :class:`ReportRunRejected` naming it: no endless retries. A run that stalls
+or runs too long (Meta is slow) is split by days only and ends as a transient error. From v25.0 a failed
 run says why (``error_code`` / ``error_subcode`` / ``error_message``): a permanent cause (invalid
 breakdowns or metrics, permissions) is raised at once, an app throttle (4/1504022) as RateLimited.
 """
@@ -28,6 +29,7 @@ from metricx_meta.entities import status_filter
 from metricx_meta.errors import (
     THROTTLE_CODES,
     GraphError,
+    ReduceDataError,
     ReportRunFailed,
     ReportRunRejected,
     map_graph_error,
@@ -94,7 +96,7 @@ async def fetch_report(
             yield to_metrics(level, page)
         return
     assert failure is not None
-    narrower = _next_object_level(scope, level)
+    narrower = None if failure.slow else _next_object_level(scope, level)
     if narrower is not None:
         children = await child_ids(client, account_id, narrower, scope)
         log.info(
@@ -113,6 +115,8 @@ async def fetch_report(
             async for batch in fetch_report(client, account_id, level, part_since, part_until, scope):
                 yield batch
         return
+    if failure.slow:
+        raise failure  # Meta is slow: transient, the engine retries the sync later
     raise ReportRunRejected(
         f"Meta could not build the {level} report of {scope.describe(account_id)} for {since.isoformat()} "
         f"even alone ({failure.message}); giving up on that day"
@@ -164,6 +168,11 @@ async def _completed_run(
             )
             if exc.split_now:
                 break
+        except ReduceDataError as exc:  # Meta refused to start the run: too much data asked for
+            failure = ReportRunFailed(exc.message)
+            failure.split_now = True
+            log.warning("meta_report_run_refused", level=level, scope=scope.describe(account_id))
+            break
     return None, failure
 
 
@@ -229,6 +238,12 @@ async def _wait_for(client: MetaClient, run_id: str) -> None:
             raise run_failure(body, default_retry_s=settings.throttle_default_retry_s)
         elapsed = time.monotonic() - started
         if percent <= 0 and elapsed >= settings.async_stuck_timeout_s:
-            raise ReportRunFailed(f"report run stuck at 0% for {elapsed:.0f}s")
+            raise _slow(f"report run stuck at 0% for {elapsed:.0f}s")
         if elapsed >= settings.async_max_wait_s:
-            raise ReportRunFailed(f"report run unfinished after {elapsed:.0f}s ({percent:.0f}%)")
+            raise _slow(f"report run unfinished after {elapsed:.0f}s ({percent:.0f}%)")
+
+
+def _slow(message: str) -> ReportRunFailed:
+    failed = ReportRunFailed(message)
+    failed.slow = True
+    return failed

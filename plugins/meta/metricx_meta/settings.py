@@ -64,11 +64,6 @@ class MetaSettings(BaseSettings):
     async_poll_interval_s: float = Field(
         default=60.0, ge=0, description="Longest delay between two polls of an async report run."
     )
-    max_object_splits: int = Field(
-        default=200,
-        ge=1,
-        description="Most campaign / ad set report runs one failed account-level run may be split into.",
-    )
     async_stuck_timeout_s: float = Field(
         default=300.0, ge=0, description="Fail a report run still at 0% after this many seconds."
     )

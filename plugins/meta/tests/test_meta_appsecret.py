@@ -41,7 +41,8 @@ async def test_syncs_need_the_app_secret_when_the_app_requires_it(
     row = await connection(conn)
     assert row.sync_status != "idle" and row.total_syncs_attempted == 1  # no retries: config, not transient
     assert row.last_error_kind == "config"
-    assert "requires appsecret_proof: set METRICX_META_APP_SECRET" in row.last_sync_error
+    assert "requires an appsecret_proof (set METRICX_META_APP_SECRET" in row.last_sync_error
+    assert "REDACTED" not in row.last_sync_error
 
     with plugin_environment(
         {**env, "METRICX_META_APP_SECRET": "not-the-secret"}, redis_url=metricx_env.redis_url
@@ -49,7 +50,7 @@ async def test_syncs_need_the_app_secret_when_the_app_requires_it(
         await enqueue_sync_job(str(conn), str(ws), redis=redis_client)
         await run_worker()
     row = await connection(conn)
-    assert row.last_error_kind == "config" and "is not the secret" in row.last_sync_error
+    assert row.last_error_kind == "config" and "is not the token's app's secret" in row.last_sync_error
     assert "not-the-secret" not in row.last_sync_error
 
     with plugin_environment({**env, "METRICX_META_APP_SECRET": SECRET}, redis_url=metricx_env.redis_url):

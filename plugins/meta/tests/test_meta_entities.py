@@ -134,3 +134,13 @@ async def test_children_of_a_deleted_campaign_are_read_by_id(
     for record in records:  # parents still come first
         assert record.parent_external_id is None or record.parent_external_id in seen
         seen.add(record.external_id)
+
+    # Deleted objects do not change: the next sync reuses them without asking insights again.
+    assert "insights" in str((await http.get("/_sim/requests")).json())  # the first sync asked
+    await http.delete("/_sim/requests")
+    again = await entities(provider, ctx, creds)
+    assert [(r.external_id, r.name, r.parent_external_id) for r in again] == [
+        (r.external_id, r.name, r.parent_external_id) for r in records
+    ]
+    log = (await http.get("/_sim/requests")).json()
+    assert "insights" not in str(log) and "ids=" not in str(log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -179,3 +180,37 @@ async def test_simulator_rows_runs_and_headers_have_the_fixture_shapes(
     headers = {k.lower() for k in load_fixture("headers_usage.json")["headers"]}
     assert headers - {"x-fb-ads-insights-throttle"} <= {k.lower() for k in page.headers}
     assert "x-fb-ads-insights-throttle" in page.headers  # insights calls carry it
+
+
+async def test_the_client_reads_a_report_run_made_of_fixtures(redis: Any) -> None:
+    """The real client, served the fixture bodies in order: start, poll (running, completed), pages."""
+    import itertools
+
+    from metricx_meta.reports import fetch_report
+
+    from core import Credentials, provider_context
+
+    polls = itertools.chain(["report_run_running.json"], itertools.repeat("report_run_completed.json"))
+    pages = iter(["insights_row_actions.json", "insights_last_page.json"])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST":
+            name = "report_run_started.json"
+        elif path.endswith("/insights"):
+            name = next(pages)
+        else:
+            name = next(polls)
+        fixture = load_fixture(name)
+        return httpx.Response(fixture["status"], headers=fixture["headers"], json=fixture["body"])
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url=BASE_URL) as http:
+        ctx = provider_context(redis=redis, client=http, provider="meta", account="1001")
+        settings = MetaSettings(base_url=BASE_URL, async_first_poll_s=0, async_poll_interval_s=0)
+        client = MetaProvider(settings).client(ctx, Credentials(access_token=TOKEN))
+        day = date(2026, 11, 1)
+        records = [r async for batch in fetch_report(client, "1001", "campaign", day, day) for r in batch]
+    assert [(r.entity_external_id, r.clicks, r.conversions, r.revenue) for r in records] == [
+        ("23000100000001", 61, 5, Decimal("250.5")),
+        ("23000100000002", 0, 0, 0),
+    ]

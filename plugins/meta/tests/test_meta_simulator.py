@@ -218,3 +218,17 @@ async def test_expired_cursor_and_unknown_version_are_refused(http: httpx.AsyncC
     assert unknown.json()["error"]["code"] == 2500
     sunset = await http.get("/v24.0/act_1001", params=params)  # Marketing v24.0 ended 2026-11-10
     assert sunset.json()["error"]["code"] == 2635
+
+
+async def test_app_quota_is_shared_by_every_account_of_the_app(
+    http: httpx.AsyncClient, sim_post: Any
+) -> None:
+    """With the app's quota modelled, calls on any account count; at 100% every account gets code 4."""
+    await sim_post("/_sim/config", {"app_usage_per_call_pct": 25})
+    params = {"access_token": "sim-valid-token", "fields": "account_id"}
+    answers = [await http.get(f"/v26.0/act_{n}", params=params) for n in ("1001", "2002", "3003", "1001")]
+    assert [a.status_code for a in answers] == [200, 200, 200, 400]
+    assert [json.loads(a.headers["x-app-usage"])["call_count"] for a in answers[:3]] == [25, 50, 75]
+    for account in ("2002", "3003"):
+        refused = (await http.get(f"/v26.0/act_{account}", params=params)).json()["error"]
+        assert refused["code"] == 4 and "Application request limit" in refused["message"]

@@ -74,6 +74,7 @@ _CONFIG_KEYS = (
     "async_polls_to_complete",
     "async_failure_rate",
     "usage_per_call_pct",
+    "app_usage_per_call_pct",
     "min_version",
     "max_version",
 )

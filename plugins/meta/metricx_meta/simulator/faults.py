@@ -38,7 +38,7 @@ from typing import Any
 from core.testing.simulator import Fault
 from metricx_meta.simulator.data import Account
 from metricx_meta.simulator.envelope import GraphAPIError, RawBody
-from metricx_meta.simulator.state import SimState
+from metricx_meta.simulator.state import APP_CALLS, SimState
 
 _THROTTLE_MESSAGES = {
     4: ("(#4) Application request limit reached", None),
@@ -99,18 +99,23 @@ def check_faults(state: SimState, account: Account | None, path: str, method: st
         raise GraphAPIError(code, text, status=int(fault.params.get("status", 500)), type="OAuthException")
     if (fault := state.take_fault("malformed", key, path, method, _not_row)) is not None:
         raise RawBody(b'{"data": [{"ad_id": "1' if fault.params["mode"] == "truncated" else b"")
+    if state.app_usage_per_call_pct:
+        # One quota for every account of the app: at 100% each of them gets code 4.
+        if state.record_call(APP_CALLS, state.app_usage_per_call_pct) >= 100:
+            raise _throttle(4, None, state.regain_minutes(APP_CALLS))
     if key and pct >= 100:
         raise _throttle(80000, None, state.regain_minutes(key))
     return usage
 
 
-def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str, str]:
+def usage_headers(
+    account: Account | None, usage: Usage, path: str, app_pct: float | None = None
+) -> dict[str, str]:
     """X-Business-Use-Case-Usage, X-Ad-Account-Usage, X-App-Usage and, on insights calls,
-    X-FB-Ads-Insights-Throttle (JSON strings)."""
+    X-FB-Ads-Insights-Throttle (JSON strings). ``app_pct``: the app's own usage, when modelled."""
     pct, regain = usage
-    headers = {
-        "x-app-usage": json.dumps({"call_count": round(pct / 4, 2), "total_time": 1, "total_cputime": 1})
-    }
+    app = round(pct / 4, 2) if app_pct is None else app_pct
+    headers = {"x-app-usage": json.dumps({"call_count": app, "total_time": 1, "total_cputime": 1})}
     if account is None:
         return headers
     kind = "ads_insights" if "insights" in path else "ads_management"
@@ -134,9 +139,14 @@ def usage_headers(account: Account | None, usage: Usage, path: str) -> dict[str,
     return headers
 
 
-def reduce_data_check(state: SimState, account: Account, path: str, limit: int, query: Any) -> None:
-    """Answer code 1 / HTTP 500 "Please reduce the amount of data" when the fault's bounds are exceeded."""
-    fault = state.peek_fault("reduce_data", account.id, path, "GET")
+def reduce_data_check(
+    state: SimState, account: Account, path: str, limit: int, query: Any, method: str = "GET"
+) -> None:
+    """Answer "Please reduce the amount of data" when the fault's bounds are exceeded (a POST that
+    starts a report run only when the fault names ``"method": "POST"``)."""
+    fault = state.peek_fault(
+        "reduce_data", account.id, path, method, lambda f: method == "GET" or f.method == "POST"
+    )
     if fault is None:
         return
     max_limit, max_days = fault.params.get("max_limit"), fault.params.get("max_days")
@@ -145,7 +155,7 @@ def reduce_data_check(state: SimState, account: Account, path: str, limit: int, 
         (max_limit is not None and limit > int(max_limit)) or (max_days is not None and days > int(max_days))
     )
     if too_much:
-        state.take_fault("reduce_data", account.id, path, "GET")
+        state.take_fault("reduce_data", account.id, path, method, lambda f: f is fault)
         if fault.params.get("shape") == "code1":
             raise GraphAPIError(1, REDUCE_DATA_MESSAGE, status=500)
         raise GraphAPIError(100, REDUCE_DATA_MESSAGE, subcode=1487534, user_title="Too much data")

@@ -159,12 +159,12 @@ def graph(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Re
         except GraphAPIError as err:
             if err.regain_minutes is not None:
                 usage = (100.0, err.regain_minutes)
-            return JSONResponse(
-                err.body(), status_code=err.status, headers=usage_headers(account, usage, path)
-            )
+            headers = usage_headers(account, usage, path, state.app_usage_pct())
+            return JSONResponse(err.body(), status_code=err.status, headers=headers)
         except RawBody as raw:
-            return Response(raw.content, status_code=raw.status, headers=usage_headers(account, usage, path))
-        return JSONResponse(body, headers=usage_headers(account, usage, path))
+            headers = usage_headers(account, usage, path, state.app_usage_pct())
+            return Response(raw.content, status_code=raw.status, headers=headers)
+        return JSONResponse(body, headers=usage_headers(account, usage, path, state.app_usage_pct()))
 
     return endpoint
 
@@ -314,6 +314,7 @@ async def insights(call: Call) -> dict[str, Any]:
     query = parse_insights(call.params, call.state.local_now(call.acct))
     if call.request.method == "GET":
         return _insights_page(call, query, call.acct)
+    reduce_data_check(call.state, call.acct, call.request.url.path, call.limit(), query, "POST")
     fault = call.state.take_fault(
         "async", call.acct.id, call.request.url.path, "POST", _async_fault_applies(query)
     )

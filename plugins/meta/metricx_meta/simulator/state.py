@@ -16,6 +16,7 @@ from core.testing.simulator import Simulator, SimulatorError
 from metricx_meta.simulator.data import Account, seed_account
 
 DEFAULT_TOKEN = "sim-valid-token"
+APP_CALLS = "__app__"  # the key of the app-wide call count in SimState.calls
 # Meta's own fault kinds, besides the shared ones (core.testing.simulator); see faults.py.
 META_FAULT_KINDS = frozenset({"async", "reduce_data", "usage", "graph_error", "cursor_expired"})
 
@@ -61,6 +62,9 @@ class SimState(Simulator):
         self.run_ids = itertools.count(6_000_000_000_000_001)
         self.calls: dict[str, deque[float]] = {}
         self.usage_per_call_pct = 0.01
+        # The app's own quota, shared by every account of the app (X-App-Usage, code 4 at 100%);
+        # 0 = not modelled (X-App-Usage then shows a quarter of the account's usage).
+        self.app_usage_per_call_pct = 0.0
         self.async_polls_to_complete = 1
         self.async_failure_rate = 0.0
         self.min_version = 25  # Marketing API v24.0 expired on 2026-11-10
@@ -97,14 +101,21 @@ class SimState(Simulator):
         return self.tokens.get(token or "", "invalid")
 
     # --- usage -------------------------------------------------------------------------
-    def record_call(self, account: str) -> float:
+    def record_call(self, account: str, per_call_pct: float | None = None) -> float:
         """Count one call against the account's hourly quota; return the usage percentage."""
         calls = self.calls.setdefault(account, deque())
         now = time.monotonic()
         calls.append(now)
         while calls and calls[0] < now - 3600:
             calls.popleft()
-        return min(100.0, round(len(calls) * self.usage_per_call_pct, 2))
+        rate = self.usage_per_call_pct if per_call_pct is None else per_call_pct
+        return min(100.0, round(len(calls) * rate, 2))
+
+    def app_usage_pct(self) -> float | None:
+        """The app's usage over every account (None when not modelled)."""
+        if not self.app_usage_per_call_pct:
+            return None
+        return min(100.0, round(len(self.calls.get(APP_CALLS, ())) * self.app_usage_per_call_pct, 2))
 
     def regain_minutes(self, account: str) -> int:
         calls = self.calls.get(account)
