@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import text
 
 from core.db.engine import session_scope
+from core.infra import infra_error
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
@@ -31,10 +32,20 @@ _PENDING = text(
     """
     SELECT s.connection_id, s.metrics_date, c.timezone, count(*) AS rows
     FROM metric_snapshots s JOIN connections c ON c.id = s.connection_id
-    WHERE s.metrics_date < (now() AT TIME ZONE c.timezone)::date - 1
+    WHERE c.timezone IN (SELECT name FROM pg_timezone_names)
+      AND s.metrics_date < (now() AT TIME ZONE c.timezone)::date - 1
     GROUP BY s.connection_id, s.metrics_date, c.timezone
     HAVING count(*) > count(DISTINCT (s.entity_id, date_trunc('hour', s.captured_at, c.timezone)))
     ORDER BY s.metrics_date, s.connection_id
+    """
+)
+
+# Connections whose stored zone PostgreSQL does not know (stored before zones were validated):
+# skipped and named in the log, instead of failing the whole run for every tenant.
+_UNKNOWN_ZONES = text(
+    """
+    SELECT id, timezone FROM connections
+    WHERE timezone NOT IN (SELECT name FROM pg_timezone_names)
     """
 )
 
@@ -58,6 +69,7 @@ class CompactionStats(TypedDict):
     """What one compaction run did; rows are counted over the days it compacted."""
 
     days: int
+    failed_days: int
     rows_before: int
     rows_after: int
     rows_removed: int
@@ -75,11 +87,26 @@ async def compact_day(connection_id: uuid.UUID, day: date, timezone: str) -> int
 async def compact_all() -> CompactionStats:
     """Compact every pending day of every connection; report the rows before and after."""
     async with session_scope() as session:
+        for bad in (await session.execute(_UNKNOWN_ZONES)).all():
+            log.warning("compaction_skipped", connection_id=str(bad.id), reason="unknown timezone")
         pending = (await session.execute(_PENDING)).all()
     before = sum(int(row.rows) for row in pending)
-    removed = 0
+    removed = failed = 0
     for row in pending:
-        day_removed = await compact_day(row.connection_id, row.metrics_date, row.timezone)
+        try:
+            day_removed = await compact_day(row.connection_id, row.metrics_date, row.timezone)
+        except Exception as exc:
+            if infra_error(exc) is not None:
+                raise  # PostgreSQL is down: the job is retried, nothing to isolate
+            # One connection's bad day must not stop every other tenant's compaction.
+            failed += 1
+            log.error(
+                "day_compaction_failed",
+                connection_id=str(row.connection_id),
+                metrics_date=row.metrics_date.isoformat(),
+                error_type=type(exc).__name__,
+            )
+            continue
         removed += day_removed
         log.debug(
             "day_compacted",
@@ -89,6 +116,7 @@ async def compact_all() -> CompactionStats:
         )
     stats: CompactionStats = {
         "days": len(pending),
+        "failed_days": failed,
         "rows_before": before,
         "rows_after": before - removed,
         "rows_removed": removed,

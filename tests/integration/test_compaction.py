@@ -103,7 +103,7 @@ async def test_each_hour_keeps_its_latest_snapshot(accounts: dict[str, Any], tim
     acct = accounts[timezone]
     stats = await scheduled_compaction({}, tick=None)
     # 2 accounts x 2 old days x 2 entities x (96 + final row) -> 24 + final row
-    assert stats == {"days": 4, "rows_before": 776, "rows_after": 200, "rows_removed": 576}
+    assert stats == {"days": 4, "failed_days": 0, "rows_before": 776, "rows_after": 200, "rows_removed": 576}
 
     rows = await snapshot_rows(acct["conn"])
     for day in (acct["missed"], acct["old"]):
@@ -139,5 +139,5 @@ async def test_a_second_run_changes_nothing(accounts: dict[str, Any]) -> None:
     await scheduled_compaction({}, tick=None)
     before = {tz: await snapshot_rows(a["conn"]) for tz, a in accounts.items()}
     again = await scheduled_compaction({}, tick=None)
-    assert again == {"days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
+    assert again == {"days": 0, "failed_days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
     assert {tz: await snapshot_rows(a["conn"]) for tz, a in accounts.items()} == before
