@@ -213,6 +213,7 @@ NOTICES = {
     "already_queued": "A sync is already queued or running.",
     "reconnect": "Retrying with the stored tokens (the connect flow for new tokens has not landed yet).",
     "connection_paused": "The connection is paused; resume it first.",
+    "reconnect_required": "The platform rejected the token: use Reconnect to retry it, or connect anew.",
     "connection_disconnected": "The connection was disconnected; connect the account again.",
 }
 
@@ -231,7 +232,9 @@ async def _perform(session: SessionDep, redis: RedisDep, connection: Connection,
         if action == "resume":
             await connection_routes.resume(connection, session)
             return "resumed"
-        result = await connection_routes.sync_connection(connection, session, redis, SyncRequest())
+        result = await connection_routes.sync_connection(
+            connection, session, redis, SyncRequest(), retry_rejected_token=action == "reconnect"
+        )
     except ApiError as exc:
         return exc.code
     if result.status == "already_queued":
