@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,6 +70,7 @@ async def test_failed_key_attempts_are_throttled_per_address(
     from core.config import get_settings
     from core.keys import auth_failures
 
+    before = os.environ.get("METRICX_AUTH_MAX_FAILURES")
     monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", "5")
     get_settings.cache_clear()
     app = create_app()
@@ -93,7 +95,10 @@ async def test_failed_key_attempts_are_throttled_per_address(
             assert (await other.get(url, headers=tenant.headers)).status_code == 200
     finally:
         await redis_client.delete(auth_failures("203.0.113.7"), auth_failures("203.0.113.8"))
-        monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
+        if before is None:
+            monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
+        else:
+            monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", before)
         get_settings.cache_clear()
         await app.state.resources.aclose()
 
