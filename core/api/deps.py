@@ -87,16 +87,15 @@ AuthHeader = Annotated[
 async def get_principal(request: Request, session: SessionDep, authorization: AuthHeader = None) -> Principal:
     """The caller; an address with too many failed attempts gets 429 before its key is even looked at."""
     from core.api.errors import ApiError
-    from core.api.guards import check_auth_failures, client_address, record_auth_failure
+    from core.api.guards import auth_guard
 
-    redis = await get_redis(request)
-    client = client_address(request.client and (request.client.host, request.client.port))
-    await check_auth_failures(redis, client)
+    guard = await auth_guard(request)
+    await guard.check()
     try:
         return await authenticate(session, authorization)
     except ApiError as exc:
         if exc.status_code == 401:
-            await record_auth_failure(redis, client)
+            await guard.record_failure()
         raise
 
 

@@ -114,3 +114,28 @@ def test_redis_cert_reqs_is_validated_in_every_mode() -> None:
     with pytest.raises(ValidationError, match="required, optional or none"):
         Settings(redis_ssl_cert_reqs="bogus", redis_url="rediss+sentinel://h:26379/m/0")
     assert json.dumps(Settings(redis_ssl_cert_reqs="optional").redis_ssl_cert_reqs) == '"optional"'
+
+
+async def test_the_throttle_fails_open_when_redis_is_down(
+    metricx_env: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Keys live in PostgreSQL: a Redis outage stops the counting (logged), not the API's reads."""
+    from core.api import create_app
+    from core.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("METRICX_REDIS_CONN_RETRIES", "0")
+    get_settings.cache_clear()
+    app = create_app()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            with caplog.at_level(logging.WARNING):
+                ok = await client.get(tenant.url("/connections"), headers=tenant.headers)
+                bad = await client.get(tenant.url("/connections"), headers={"Authorization": "Bearer nope"})
+        assert ok.status_code == 200 and bad.status_code == 401
+        assert "auth_throttle_unavailable" in caplog.text
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        await app.state.resources.aclose()
