@@ -23,19 +23,32 @@ missed night, a new account) is caught up the same way.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from core.db.engine import session_scope
+from core.infra import infra_error
 
 log = structlog.get_logger(__name__, component="SCHEDULER")
 
 # Connections per transaction: bounds the rows one statement deletes on a large fleet.
 CHUNK = 1000
 
-_CONNECTIONS = text("SELECT id FROM connections ORDER BY id")
+_CONNECTIONS = text(
+    "SELECT id FROM connections WHERE timezone IN (SELECT name FROM pg_timezone_names) ORDER BY id"
+)
+
+# Connections whose stored zone PostgreSQL does not know (stored before zones were validated):
+# skipped and named in the log, instead of failing the whole run for every tenant.
+_UNKNOWN_ZONES = text(
+    """
+    SELECT id, timezone FROM connections
+    WHERE timezone NOT IN (SELECT name FROM pg_timezone_names)
+    """
+)
+
 
 # For the chunk's connections: rank the snapshots of the days after each watermark and before the
 # account's yesterday, delete all but the latest of each (entity, day, local hour), count per day,
@@ -82,9 +95,16 @@ class CompactionStats(TypedDict):
     """What one compaction run did; rows are counted over the days it compacted."""
 
     days: int
+    failed_connections: int
     rows_before: int
     rows_after: int
     rows_removed: int
+
+
+async def _compact(ids: list[object], at: datetime) -> Row[Any]:
+    """Compact the days after the watermarks of ``ids`` in one transaction; the run's counts."""
+    async with session_scope() as session:
+        return (await session.execute(_COMPACT, {"ids": ids, "now": at})).one()
 
 
 async def compact_all(chunk: int = CHUNK, *, now: datetime | None = None) -> CompactionStats:
@@ -95,16 +115,39 @@ async def compact_all(chunk: int = CHUNK, *, now: datetime | None = None) -> Com
     """
     at = now or datetime.now(UTC)
     async with session_scope() as session:
+        for bad in (await session.execute(_UNKNOWN_ZONES)).all():
+            log.warning("compaction_skipped", connection_id=str(bad.id), reason="unknown timezone")
         ids = list((await session.scalars(_CONNECTIONS)).all())
-    days = before = removed = 0
+    days = before = removed = failed = 0
     for i in range(0, len(ids), chunk):
-        async with session_scope() as session:
-            row = (await session.execute(_COMPACT, {"ids": ids[i : i + chunk], "now": at})).one()
-        days += int(row.days)
-        before += int(row.rows_before)
-        removed += int(row.removed)
+        group = ids[i : i + chunk]
+        try:
+            results = [await _compact(group, at)]
+        except Exception as exc:
+            if infra_error(exc) is not None:
+                raise  # PostgreSQL is down: the job is retried, nothing to isolate
+            # One connection's bad data must not stop every other tenant's compaction: the chunk
+            # is rolled back, then compacted one connection at a time.
+            results = []
+            for connection_id in group:
+                try:
+                    results.append(await _compact([connection_id], at))
+                except Exception as one:
+                    if infra_error(one) is not None:
+                        raise
+                    failed += 1
+                    log.error(
+                        "connection_compaction_failed",
+                        connection_id=str(connection_id),
+                        error_type=type(one).__name__,
+                    )
+        for row in results:
+            days += int(row.days)
+            before += int(row.rows_before)
+            removed += int(row.removed)
     stats: CompactionStats = {
         "days": days,
+        "failed_connections": failed,
         "rows_before": before,
         "rows_after": before - removed,
         "rows_removed": removed,

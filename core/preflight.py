@@ -86,13 +86,13 @@ def describe(exc: BaseException, settings: Settings | None = None) -> str | None
 
 
 async def check_redis(settings: Settings | None = None) -> None:
-    """One quick connection to ``REDIS_URL`` (no retries); :class:`ConfigError` naming it on failure."""
+    """A connection to ``REDIS_URL`` (``redis_conn_retries`` tries, as a starting process waits for a
+    Redis starting beside it); :class:`ConfigError` naming it on failure."""
     from core.redis import create_arq_pool
 
     settings = settings or get_settings()
-    quick = settings.model_copy(update={"redis_conn_retries": 0, "redis_conn_timeout_s": 5})
     try:
-        pool = await create_arq_pool(quick)
+        pool = await create_arq_pool(settings)
         try:
             await pool.ping()
         finally:

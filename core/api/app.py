@@ -41,7 +41,7 @@ from core.web import mount as web_mount
 
 log = structlog.get_logger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ERRORS = documented(401, 404, 422)
+ERRORS = documented(401, 403, 404, 422)
 
 
 class RequestIdMiddleware:
@@ -140,8 +140,11 @@ def create_app() -> FastAPI:
         title="metricx",
         version=__version__,
         description="Keep ad-platform and store data fresh for many workspaces. "
-        "Authenticate with `Authorization: Bearer <key>`: a workspace API key, or the operator key "
-        "for creating workspaces. Another workspace's objects always answer 404.",
+        "Authenticate with `Authorization: Bearer <key>`. The operator key (METRICX_OPERATOR_KEY) "
+        "manages workspaces and their API keys (`/v1/workspaces`, `/v1/workspaces/{id}`, its "
+        "`/api-keys`); every other workspace route needs one of that workspace's API keys, and "
+        "answers the operator key with 403. "
+        "Another workspace's objects always answer 404. Failed keys are throttled per client address (429).",
         lifespan=lifespan,
         docs_url=None,  # served offline by core.web
         redoc_url=None,

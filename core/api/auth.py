@@ -71,8 +71,18 @@ def require_operator(principal: Principal) -> None:
 
 
 def require_workspace(principal: Principal, workspace_id: uuid.UUID, *, allow_operator: bool = False) -> None:
-    """The caller may act on ``workspace_id``; anyone else is told it does not exist."""
+    """The caller may act on ``workspace_id``; anyone else is told it does not exist.
+
+    The operator key manages workspaces and their API keys (``allow_operator``); a workspace's data
+    needs one of its own keys: the operator gets 403 there, the same on every such route.
+    """
     if principal.operator and allow_operator:
         return
+    if principal.operator:
+        raise ApiError(
+            403,
+            "workspace_key_required",
+            "the operator key manages workspaces and their API keys; use a workspace API key for this route",
+        )
     if principal.workspace_id != workspace_id:
         raise not_found("workspace")

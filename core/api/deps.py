@@ -88,16 +88,15 @@ AuthHeader = Annotated[
 async def get_principal(request: Request, session: SessionDep, authorization: AuthHeader = None) -> Principal:
     """The caller; an address with too many failed attempts gets 429 before its key is even looked at."""
     from core.api.errors import ApiError
-    from core.api.guards import check_auth_failures, client_address, record_auth_failure
+    from core.api.guards import auth_guard
 
-    redis = await get_redis(request)
-    client = client_address(request.client and (request.client.host, request.client.port))
-    await check_auth_failures(redis, client)
+    guard = await auth_guard(request)
+    await guard.check()
     try:
         return await authenticate(session, authorization)
     except ApiError as exc:
         if exc.status_code == 401:
-            await record_auth_failure(redis, client)
+            await guard.record_failure()
         raise
 
 
@@ -166,23 +165,24 @@ class ConnectionRef:
     id: uuid.UUID
     workspace_id: uuid.UUID
     status: str
+    sync_status: str
 
 
 async def get_connection_ref(
     principal: PrincipalDep, session: SessionDep, workspace_id: WorkspacePath, connection_id: ConnectionPath
 ) -> ConnectionRef:
-    """Like :func:`get_connection`, three columns only (``POST .../sync``)."""
+    """Like :func:`get_connection`, four columns only (``POST .../sync``)."""
     require_workspace(principal, workspace_id)
     row = (
         await session.execute(
-            select(Connection.id, Connection.workspace_id, Connection.status).where(
+            select(Connection.id, Connection.workspace_id, Connection.status, Connection.sync_status).where(
                 Connection.id == connection_id, Connection.workspace_id == workspace_id
             )
         )
     ).first()
     if row is None:
         raise not_found("connection")
-    return ConnectionRef(row.id, row.workspace_id, row.status)
+    return ConnectionRef(row.id, row.workspace_id, row.status, row.sync_status)
 
 
 ConnectionRefDep = Annotated[ConnectionRef, Depends(get_connection_ref)]

@@ -33,7 +33,7 @@ class ApiError(Exception):
 
 DESCRIPTIONS = {
     401: "Missing, unknown or revoked key",
-    403: "The operator key is required",
+    403: "Wrong kind of key: the operator key is required, or (with the operator key) a workspace API key is",
     404: "Not found (also another workspace's object)",
     409: "Conflicts with the object's state",
     422: "Invalid request, or the provider rejected the account",

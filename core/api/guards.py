@@ -15,6 +15,8 @@ import json
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.api.errors import ApiError
@@ -101,6 +103,43 @@ class BodyLimitMiddleware:
         except Exception:
             if not refused:
                 raise
+
+
+class AuthGuard:
+    """The failed-key throttle of one request's client address. Fails open: without Redis the API
+    still authenticates (keys are checked in PostgreSQL), it only stops counting, and says so."""
+
+    def __init__(self, redis: Redis | None, client: str) -> None:
+        self.redis = redis
+        self.client = client
+
+    async def check(self) -> None:
+        if self.redis is not None:
+            try:
+                await check_auth_failures(self.redis, self.client)
+            except (RedisError, OSError) as exc:
+                self._unavailable(exc)
+
+    async def record_failure(self) -> None:
+        if self.redis is not None:
+            try:
+                await record_auth_failure(self.redis, self.client)
+            except (RedisError, OSError) as exc:
+                self._unavailable(exc)
+
+    def _unavailable(self, exc: BaseException) -> None:
+        log.warning("auth_throttle_unavailable", client=self.client, error_type=type(exc).__name__)
+
+
+async def auth_guard(request: Request) -> AuthGuard:
+    """The :class:`AuthGuard` of ``request`` (on the app's Redis pool)."""
+    client = client_address(request.client and (request.client.host, request.client.port))
+    try:
+        redis: Redis | None = await request.app.state.resources.redis()
+    except (RedisError, OSError) as exc:
+        log.warning("auth_throttle_unavailable", client=client, error_type=type(exc).__name__)
+        redis = None
+    return AuthGuard(redis, client)
 
 
 def client_address(scope_client: tuple[str, int] | None) -> str:

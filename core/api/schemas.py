@@ -142,6 +142,14 @@ class ConnectionCreate(InputModel):
     @field_validator("config")
     @classmethod
     def _storable_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from core.logging import SECRET_KEYS
+
+        secret_named = sorted(k for k in value if SECRET_KEYS.search(str(k)))
+        if secret_named:
+            raise ValueError(
+                f"config.{secret_named[0]} looks like a secret: send tokens in credentials (stored "
+                "encrypted), never in config (stored and shown as is)"
+            )
         encoded = json.dumps(value, allow_nan=False)
         if "\\u0000" in encoded:
             raise ValueError("config must not contain NUL characters")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from core.cli.common import console, parse_uuid, print_json, run_quiet
 from core.errors import ConfigError
+from core.logging import SECRET_KEYS
 from core.providers import SyncMode
 
 connections_app = typer.Typer(help="Connections to platform accounts.", no_args_is_help=True)
@@ -23,6 +24,8 @@ def _config(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--config takes key=value, got {pair!r}")
+        if SECRET_KEYS.search(key):
+            raise ConfigError(f"--config {key} looks like a secret: pass tokens with --token/--refresh-token")
         config[key] = value
     return config
 

@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,6 +131,7 @@ async def add_connection(
     )
     if duplicate is not None:
         raise _exists(validated.provider.name, external_account_id)
+    await check_timezone(session, validated.provider.name, validated.info.timezone)
     try:
         connection = await create_connection(
             session,
@@ -146,6 +148,24 @@ async def add_connection(
         raise _exists(validated.provider.name, external_account_id) from None
     log.info("connection_created", connection_id=str(connection.id), provider=validated.provider.name)
     return connection
+
+
+async def check_timezone(session: AsyncSession, provider: str, zone: str) -> None:
+    """The account's zone must be one both Python (zoneinfo) and PostgreSQL know: day boundaries and
+    nightly compaction compute with it. :class:`ConfigError` (a 422) naming it otherwise."""
+    try:
+        known = bool(zone) and ZoneInfo(zone) is not None
+    except (ZoneInfoNotFoundError, ValueError):
+        known = False
+    if known:
+        known = bool(
+            await session.scalar(text("SELECT count(*) FROM pg_timezone_names WHERE name = :z"), {"z": zone})
+        )
+    if not known:
+        raise ConfigError(
+            f"the {provider} account reports the timezone {zone[:64]!r}, which is not an IANA zone "
+            "known to this server; fix the account's timezone on the platform, then connect again"
+        )
 
 
 def _exists(provider: str, account: str) -> ConnectionExists:

@@ -224,14 +224,18 @@ async def accounts_due(provider: str) -> list[AccountRef]:
 
 
 async def accounts_for(provider: str, external_account_id: str) -> list[AccountRef]:
-    """Every connection (not disconnected) of ``provider`` to this account id, compared case-insensitively."""
+    """Every active connection of ``provider`` to this account id, compared case-insensitively.
+
+    For data the platform pushes (webhooks). Paused connections are left out like disconnected
+    ones: pausing stops all data, pushed or pulled; the first sync after resuming catches up.
+    """
     async with session_scope() as session:
         rows = await session.scalars(
             select(Connection)
             .where(
                 Connection.provider == provider,
                 func.lower(Connection.external_account_id) == external_account_id.lower(),
-                Connection.status != ConnectionStatus.disconnected,
+                Connection.status == ConnectionStatus.active,
             )
             .order_by(Connection.id)
         )

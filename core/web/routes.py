@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from core.api.deps import ConnectionRef, RedisDep, SessionDep
 from core.api.errors import ApiError
-from core.api.guards import check_auth_failures, client_address, record_auth_failure
+from core.api.guards import auth_guard
 from core.api.routes import connections as connection_routes
 from core.api.schemas import SyncRequest
 from core.db.models import Connection
@@ -84,14 +84,14 @@ async def login(request: Request, session: SessionDep, redis: RedisDep) -> Respo
     fields = await form(request)
     if not sessions.csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), fields.get("csrf")):
         return _login_page(request, "The form expired; please sign in again.", 403)
-    client = client_address(request.client and (request.client.host, request.client.port))
+    guard = await auth_guard(request)
     try:
-        await check_auth_failures(redis, client)
+        await guard.check()
     except ApiError as exc:
         return _login_page(request, exc.message, 429)
     key = await sessions.key_for(session, fields.get("api_key", "").strip())
     if key is None:
-        await record_auth_failure(redis, client)
+        await guard.record_failure()
         return _login_page(request, "That API key is unknown or revoked.", 401)
     token = await sessions.start_session(redis, key)
     response = RedirectResponse("/dashboard", status_code=303)
@@ -213,6 +213,7 @@ NOTICES = {
     "already_queued": "A sync is already queued or running.",
     "reconnect": "Retrying with the stored tokens (the connect flow for new tokens has not landed yet).",
     "connection_paused": "The connection is paused; resume it first.",
+    "reconnect_required": "The platform rejected the token: use Reconnect to retry it, or connect anew.",
     "connection_disconnected": "The connection was disconnected; connect the account again.",
 }
 
@@ -231,8 +232,10 @@ async def _perform(session: SessionDep, redis: RedisDep, connection: Connection,
         if action == "resume":
             await connection_routes.resume(connection, session)
             return "resumed"
-        ref = ConnectionRef(connection.id, connection.workspace_id, connection.status)
-        result = await connection_routes.sync_connection(ref, session, redis, SyncRequest())
+        ref = ConnectionRef(connection.id, connection.workspace_id, connection.status, connection.sync_status)
+        result = await connection_routes.sync_connection(
+            ref, session, redis, SyncRequest(), retry_rejected_token=action == "reconnect"
+        )
     except ApiError as exc:
         return exc.code
     if result.status == "already_queued":

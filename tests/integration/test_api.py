@@ -89,8 +89,13 @@ async def test_connection_is_validated_by_its_provider_and_never_echoes_tokens(
         "provider": "testprovider",
         "external_account_id": "acct-validate",
         "credentials": {"access_token": "tp-valid-token", "refresh_token": "tp-refresh-secret"},
-        "config": {"base_url": sim.url, "client_secret": "do-not-echo"},
+        "config": {"base_url": sim.url},
     }
+    # A secret in config would be stored as is: refused, naming the key, without echoing the value.
+    in_config = {**body, "config": {"base_url": sim.url, "client_secret": "do-not-echo"}}
+    refused = await api.post(tenant.url("/connections"), json=in_config, headers=tenant.headers)
+    assert refused.status_code == 422 and "config.client_secret" in refused.json()["error"]["message"]
+    assert "do-not-echo" not in refused.text
     created = await api.post(tenant.url("/connections"), json=body, headers=tenant.headers)
     assert created.status_code == 201, created.text
     conn = created.json()

@@ -103,7 +103,13 @@ async def test_each_hour_keeps_its_latest_snapshot(accounts: dict[str, Any], tim
     acct = accounts[timezone]
     stats = await scheduled_compaction({}, tick=None)
     # 2 accounts x 2 old days x 2 entities x (96 + final row) -> 24 + final row
-    assert stats == {"days": 4, "rows_before": 776, "rows_after": 200, "rows_removed": 576}
+    assert stats == {
+        "days": 4,
+        "failed_connections": 0,
+        "rows_before": 776,
+        "rows_after": 200,
+        "rows_removed": 576,
+    }
 
     rows = await snapshot_rows(acct["conn"])
     for day in (acct["missed"], acct["old"]):
@@ -139,7 +145,7 @@ async def test_a_second_run_changes_nothing(accounts: dict[str, Any]) -> None:
     await scheduled_compaction({}, tick=None)
     before = {tz: await snapshot_rows(a["conn"]) for tz, a in accounts.items()}
     again = await scheduled_compaction({}, tick=None)
-    assert again == {"days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
+    assert again == {"days": 0, "failed_connections": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
     assert {tz: await snapshot_rows(a["conn"]) for tz, a in accounts.items()} == before
 
 
@@ -148,7 +154,13 @@ async def test_days_are_compacted_once_then_left_behind_the_watermark(accounts: 
 
     # One connection per transaction: the same outcome as the whole fleet at once.
     stats = await compact_all(chunk=1)
-    assert stats == {"days": 4, "rows_before": 776, "rows_after": 200, "rows_removed": 576}
+    assert stats == {
+        "days": 4,
+        "failed_connections": 0,
+        "rows_before": 776,
+        "rows_after": 200,
+        "rows_removed": 576,
+    }
     for timezone, acct in accounts.items():
         (row,) = await fetch_all("SELECT compacted_through FROM connections WHERE id = :c", c=acct["conn"])
         # Everything before the account's yesterday is folded; yesterday is still being finalised.
@@ -165,4 +177,10 @@ async def test_days_are_compacted_once_then_left_behind_the_watermark(accounts: 
                 "currency": "USD",
             },
         )
-    assert await compact_all() == {"days": 0, "rows_before": 0, "rows_after": 0, "rows_removed": 0}
+    assert await compact_all() == {
+        "days": 0,
+        "failed_connections": 0,
+        "rows_before": 0,
+        "rows_after": 0,
+        "rows_removed": 0,
+    }

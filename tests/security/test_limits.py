@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,6 +70,7 @@ async def test_failed_key_attempts_are_throttled_per_address(
     from core.config import get_settings
     from core.keys import auth_failures
 
+    before = os.environ.get("METRICX_AUTH_MAX_FAILURES")
     monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", "5")
     get_settings.cache_clear()
     app = create_app()
@@ -93,7 +95,10 @@ async def test_failed_key_attempts_are_throttled_per_address(
             assert (await other.get(url, headers=tenant.headers)).status_code == 200
     finally:
         await redis_client.delete(auth_failures("203.0.113.7"), auth_failures("203.0.113.8"))
-        monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
+        if before is None:
+            monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
+        else:
+            monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", before)
         get_settings.cache_clear()
         await app.state.resources.aclose()
 
@@ -109,3 +114,28 @@ def test_redis_cert_reqs_is_validated_in_every_mode() -> None:
     with pytest.raises(ValidationError, match="required, optional or none"):
         Settings(redis_ssl_cert_reqs="bogus", redis_url="rediss+sentinel://h:26379/m/0")
     assert json.dumps(Settings(redis_ssl_cert_reqs="optional").redis_ssl_cert_reqs) == '"optional"'
+
+
+async def test_the_throttle_fails_open_when_redis_is_down(
+    metricx_env: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Keys live in PostgreSQL: a Redis outage stops the counting (logged), not the API's reads."""
+    from core.api import create_app
+    from core.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("METRICX_REDIS_CONN_RETRIES", "0")
+    get_settings.cache_clear()
+    app = create_app()
+    try:
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            with caplog.at_level(logging.WARNING):
+                ok = await client.get(tenant.url("/connections"), headers=tenant.headers)
+                bad = await client.get(tenant.url("/connections"), headers={"Authorization": "Bearer nope"})
+        assert ok.status_code == 200 and bad.status_code == 401
+        assert "auth_throttle_unavailable" in caplog.text
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        await app.state.resources.aclose()

@@ -123,3 +123,19 @@ def test_db_upgrade_on_an_empty_database_says_what_it_created(env: dict[str, str
         assert "created" not in again and "database is up to date" in again
     finally:
         asyncio.run(drop_database(metricx_env.server_url, name))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "needle"),
+    [
+        ("METRICX_OPERATOR_KEY", "short", "at least 16 characters"),
+        ("METRICX_REDIS_SSL_CERT_REQS", "bogus", "required, optional or none"),
+        ("METRICX_LOG_FORMAT", "xml", "console"),
+    ],
+)
+def test_a_malformed_setting_is_one_line_naming_it(
+    env: dict[str, str], setting: str, value: str, needle: str
+) -> None:
+    env[setting] = value
+    line = one_line_error(cli(env, "status", check=False), setting, needle)
+    assert value not in line.replace(setting, "")  # a rejected value (a key) is never echoed

@@ -147,3 +147,29 @@ async def test_signed_malformed_webhooks_answer_4xx_with_a_reason(
 
     unsigned = await deliver(api, domain, b'{"id": 1}', secret="wrong")
     assert unsigned.status_code == 401
+
+
+async def test_a_webhook_reaches_only_its_shop(api: httpx.AsyncClient, shopify_secret: None) -> None:
+    """Tenants A and B have stores: a signed order for A's shop writes to A's connection only."""
+    from sqlalchemy import text
+
+    from core.db.engine import session_scope
+
+    shop_a = f"tenant-a-{uuid.uuid4().hex[:6]}.myshopify.com"
+    shop_b = f"tenant-b-{uuid.uuid4().hex[:6]}.myshopify.com"
+    await shop_connection(shop_a)
+    await shop_connection(shop_b)
+    response = await deliver(api, shop_a, json.dumps(ORDER).encode())
+    assert response.status_code == 200 and response.json()["written"] == 1
+    async with session_scope() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT c.external_account_id, count(o.id) FROM connections c "
+                    "LEFT JOIN shopify_orders o ON o.connection_id = c.id "
+                    "WHERE c.external_account_id IN (:a, :b) GROUP BY 1"
+                ),
+                {"a": shop_a, "b": shop_b},
+            )
+        ).all()
+    assert dict(rows) == {shop_a: 1, shop_b: 0}

@@ -30,7 +30,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
 def test_compose_topology() -> None:
     services = compose()["services"]
     assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "scheduler"}
-    assert services["worker"]["command"] == ["arq", "core.worker.WorkerSettings"]
+    assert services["worker"]["command"] == ["metricx", "worker"]
     assert services["scheduler"]["command"] == ["python", "-m", "core.scheduler"]
     assert services["migrate"]["command"] == ["metricx", "db", "upgrade"]
     # --scale worker=3 needs a worker without a fixed name or host port

@@ -44,7 +44,7 @@ from core.services import (
     job_mode,
     validate_account,
 )
-from core.state import ConnectionStatus
+from core.state import ConnectionStatus, SyncStatus
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
@@ -156,7 +156,8 @@ async def _set_status(
 
 @router.post("/connections/{connection_id}/pause", response_model=ConnectionPublic, responses=documented(409))
 async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
-    """Stop scheduled and manual syncs until resumed (a sync already running finishes)."""
+    """Stop scheduled and manual syncs, and pushed data (store webhooks), until resumed (a sync already
+    running finishes); the first sync after resuming catches up."""
     if connection.status == ConnectionStatus.disconnected:
         raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
     return await _set_status(session, connection, ConnectionStatus.paused)
@@ -201,12 +202,32 @@ SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
     responses=documented(409),
 )
 async def sync_connection(
-    connection: ConnectionRefDep, session: SessionDep, redis: RedisDep, body: SyncBody
+    connection: ConnectionRefDep,
+    session: SessionDep,
+    redis: RedisDep,
+    body: SyncBody,
+    retry_rejected_token: Annotated[
+        bool,
+        Query(
+            description="Sync a reconnect_required connection with its stored token anyway "
+            "(the token was fixed on the platform)."
+        ),
+    ] = False,
 ) -> SyncEnqueued:
-    """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running."""
+    """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running.
+
+    A connection whose token the platform rejected (``reconnect_required``) answers 409: it needs a
+    new token, unless ``retry_rejected_token`` says the stored one works again."""
     if connection.status != ConnectionStatus.active:
         raise conflict(
             f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
+        )
+    if connection.sync_status == SyncStatus.reconnect_required and not retry_rejected_token:
+        raise conflict(
+            "reconnect_required",
+            "the platform rejected this connection's token, so a sync would fail again: connect the "
+            "account with a new token, or, if the token was fixed on the platform, retry with "
+            "?retry_rejected_token=true",
         )
     await session.commit()
     [result] = await enqueue_syncs(session, redis, [connection], body.mode)

@@ -1,4 +1,5 @@
-"""No tenant reaches another's data: every workspace route, walked from ``app.routes``, answers 404."""
+"""No tenant reaches another's data: every route, walked from ``app.routes`` (plugin routers included, so
+a new route is covered or fails here), answers 404 to another workspace's key; job ids of every kind too."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import httpx
 from fastapi.routing import iter_route_contexts
 
 from tests.conftest import fetch_one
-from tests.integration.test_api_support import api, connect, new_tenant
-
-__all__ = ["api"]  # fixture
+from tests.integration.test_api_support import connect, new_tenant
 
 # Routes outside a workspace: public probes and documentation, the operator's workspace
 # endpoints, and the provider list (installed plugins, not tenant data).
@@ -27,6 +26,9 @@ NOT_TENANT_SCOPED = {
     ("GET", "/v1/workspaces"),
     ("POST", "/v1/workspaces"),
     ("GET", "/metrics"),  # counts only, no tenant data (tests/integration/test_metrics.py)
+    # Authenticated by the store's signature, routed by the signed shop domain: another tenant's
+    # store is never touched (tests/security/test_webhook_corpus.py::test_a_webhook_reaches_only_its_shop).
+    ("POST", "/v1/plugins/shopify/webhooks"),
 }
 # The dashboard (core/web): its workspace comes from the session cookie, not the URL;
 # tests/integration/test_web.py walks its connection routes with another workspace's session.
@@ -91,8 +93,6 @@ async def test_every_workspace_route_hides_other_tenants_objects(
 
     walked = []
     for method, path in routes(app):
-        if path.startswith("/v1/plugins/"):
-            continue  # a plugin's own router (e.g. signed webhooks): the plugin's tests cover it
         if "{workspace_id}" not in path:
             assert (method, path) in NOT_TENANT_SCOPED | DASHBOARD, (
                 f"{method} {path} is not workspace-scoped: add a test"
@@ -112,6 +112,19 @@ async def test_every_workspace_route_hides_other_tenants_objects(
                 assert secret not in response.text, f"{method} {url} leaked {secret!r}"
         walked.append((method, path))
     assert len(walked) >= 15
+    assert any(path.startswith("/v1/plugins/") for _, path in routes(app)), "plugin routes were not walked"
+
+    # Job ids of every kind, the owner's connection in them: none is the intruder's to read.
+    for job_id in (
+        f"sync:{conn['id']}:realtime:cron:scheduled_realtime_sync:1",
+        f"sync:{conn['id']}:backfill:1",
+        f"testprovider:{conn['id']}:sync",
+        "cron:scheduled_compaction:1",
+        "alert:1:1",
+    ):
+        response = await api.get(intruder.url(f"/jobs/{job_id}"), headers=intruder.headers)
+        assert response.status_code == 404, f"{job_id} -> {response.status_code}"
+        assert conn["id"] not in response.text.replace(job_id, "")
 
     # Nothing the intruder sent changed the owner's objects.
     row = await fetch_one("SELECT status FROM connections WHERE id = :c", c=conn["id"])
