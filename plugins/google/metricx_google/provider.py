@@ -143,7 +143,9 @@ class GoogleAdsProvider:
     async def realtime_pause(self, ctx: ProviderContext, account: AccountRef) -> str | None:
         """Skip this realtime tick while the developer token's pacing says this connection is not due
         (core.PacesRealtime); the reason names the budget and the interval in force."""
-        state = await self.budget(ctx).state()
+        budget = self.budget(ctx)
+        await budget.note_connection(account.connection_id)
+        state = await budget.state()
         if state.interval_s is None:
             return state.describe()
         last = await ctx.cache.get(f"realtime:{account.connection_id}")

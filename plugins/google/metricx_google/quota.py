@@ -7,10 +7,10 @@ atomic counter per token and Pacific day in the provider cache, so every worker 
 connection of that token spends from the same budget.
 
 Pacing: the realtime interval of the token's connections is the shortest of 15, 30, 60, 120 and
-240 minutes at which the token's recent burn rate (the previous hour's operations, scaled to
-15-minute syncs) lasts until the reset within the budget left after a reserve (kept for closing
-days, attribution and new backfills). When even 240 minutes would not fit, realtime pauses until
-the reset. A call that would go past the budget itself is refused here (``RateLimited`` at developer
+240 minutes at which the token's connections (those that asked for a realtime sync this hour or the
+last) can sync until the reset within the budget left after a reserve (kept for entity refreshes,
+closing days, attribution and new backfills). When even 240 minutes would not fit, realtime pauses
+until the reset. A call that would go past the budget itself is refused here (``RateLimited`` at developer
 scope until midnight Pacific) before Google has to answer ``RESOURCE_EXHAUSTED``.
 """
 
@@ -30,6 +30,9 @@ ACCESS_LEVELS: dict[str, int | None] = {"explorer": 2_880, "basic": 15_000, "sta
 INTERVALS_S = (900, 1_800, 3_600, 7_200, 14_400)
 #: Share of the daily budget realtime pacing leaves for closing days, attribution and backfills.
 RESERVE = 0.10
+#: Operations of one realtime sync: the campaign and ad_group_ad metric queries (entities and
+#: account facts are re-read hours apart; the reserve covers them).
+REALTIME_OPS = 2
 #: A connection is due this long before its interval is over (fan-out ticks are not exact).
 DUE_SLACK_S = 120
 
@@ -51,15 +54,15 @@ class BudgetState:
         return None if self.daily is None else max(0, self.daily - self.used)
 
     def describe(self) -> str:
-        budget = f"{self.used:,} of {self.daily:,}" if self.daily else f"{self.used:,} (no daily cap)"
+        """One line for the connection (its first 60 characters carry the numbers: `metricx status`)."""
+        budget = f"{self.used:,}/{self.daily:,}" if self.daily else f"{self.used:,} (no cap)"
+        head = f"developer token used {budget} Google Ads operations today"
         if self.interval_s is None:
             return (
-                f"Google Ads daily operations of this developer token: {budget} used; realtime paused "
-                f"until the quota resets at midnight Pacific (the rest is kept for closing days)"
+                f"{head}: realtime paused until the quota resets at midnight Pacific (the rest closes days)"
             )
         return (
-            f"Google Ads daily operations of this developer token: {budget} used; realtime every "
-            f"{self.interval_s // 60} min until the quota resets at midnight Pacific"
+            f"{head}: realtime every {self.interval_s // 60} min until the quota resets at midnight Pacific"
         )
 
 
@@ -76,25 +79,19 @@ class OperationBudget:
         local = now.astimezone(PACIFIC)
         return local.date().isoformat(), local.hour
 
-    def _keys(self, now: datetime) -> tuple[str, str, str, str]:
+    def _hour_key(self, what: str, now: datetime) -> str:
         day, hour = self._day_hour(now)
-        previous = now - timedelta(hours=1)
-        pday, phour = self._day_hour(previous)
-        base = f"ops:{self.token}"
-        return (
-            f"{base}:{day}",
-            f"{base}:{day}:h{hour}",
-            f"{base}:{pday}:h{phour}",
-            f"{base}:{pday}:c{phour}",
-        )
+        return f"{what}:{self.token}:{day}:h{hour}"
+
+    def _day_key(self, now: datetime) -> str:
+        return f"ops:{self.token}:{self._day_hour(now)[0]}"
 
     async def spend(self, operations: int = 1) -> int:
         """Count ``operations`` about to be sent; RateLimited (developer scope) past the budget."""
         now = self._clock()
-        day_key, hour_key, _, _ = self._keys(now)
+        day_key = self._day_key(now)
         reset_s = seconds_until_pacific_midnight(now)
         used = await self._cache.incr(day_key, operations, ttl_s=reset_s + 3600)
-        await self._cache.incr(hour_key, operations, ttl_s=3 * 3600)
         if self.daily is not None and used > self.daily:
             await self._cache.incr(day_key, -operations, ttl_s=reset_s + 3600)
             raise RateLimited(
@@ -105,38 +102,33 @@ class OperationBudget:
             )
         return used
 
+    async def note_connection(self, connection_id: str) -> None:
+        """Count ``connection_id`` among the token's connections syncing realtime this hour."""
+        now = self._clock()
+        seen = f"{self._hour_key('seen', now)}:{connection_id}"
+        if await self._cache.set(seen, "1", ttl_s=3 * 3600, only_if_absent=True):
+            await self._cache.incr(self._hour_key("conns", now), ttl_s=3 * 3600)
+
     async def state(self) -> BudgetState:
         """Today's use and the realtime interval it allows now."""
         now = self._clock()
-        day_key, hour_key, prev_key, prev_cadence_key = self._keys(now)
-        used_s, hour_s, prev_s, prev_cadence_s = await self._cache.get_many(
-            [day_key, hour_key, prev_key, prev_cadence_key]
-        )
+        keys = [
+            self._day_key(now),
+            self._hour_key("conns", now),
+            self._hour_key("conns", now - timedelta(hours=1)),
+        ]
+        used_s, this_hour, last_hour = await self._cache.get_many(keys)
         used = int(used_s or 0)
+        connections = max(int(this_hour or 0), int(last_hour or 0), 1)
         reset_s = seconds_until_pacific_midnight(now)
-        interval = self._interval(
-            used, int(prev_s or 0), int(prev_cadence_s or 900), int(hour_s or 0), now, reset_s
-        )
-        cadence_key = f"ops:{self.token}:{self._day_hour(now)[0]}:c{self._day_hour(now)[1]}"
-        await self._cache.set(cadence_key, str(interval or INTERVALS_S[-1] * 2), ttl_s=3 * 3600)
-        return BudgetState(self.token, self.daily, used, interval, reset_s)
+        return BudgetState(self.token, self.daily, used, self._interval(used, connections, reset_s), reset_s)
 
-    def _interval(
-        self, used: int, prev_hour: int, prev_cadence_s: int, this_hour: int, now: datetime, reset_s: float
-    ) -> int | None:
+    def _interval(self, used: int, connections: int, reset_s: float) -> int | None:
+        """The shortest interval at which the token's realtime syncs last until the reset."""
         if self.daily is None:
             return INTERVALS_S[0]
         left = self.daily * (1 - RESERVE) - used
-        if left <= 0:
-            return None
-        minutes = now.astimezone(PACIFIC).minute
-        # Operations per hour the token's connections would spend at 15-minute syncs.
-        if prev_hour:
-            full_rate = prev_hour * prev_cadence_s / INTERVALS_S[0]
-        else:
-            full_rate = this_hour * 60 / max(minutes, 15)
-        hours_left = reset_s / 3600
         for interval in INTERVALS_S:
-            if full_rate * INTERVALS_S[0] / interval * hours_left <= left:
+            if connections * REALTIME_OPS * reset_s / interval <= left:
                 return interval
         return None
