@@ -192,6 +192,7 @@ class GoogleAdsClient:
                 async for batch in self._stream_once(query):
                     delivered += 1
                     yield batch
+                    del batch
                 return
             except (BrokenStream, ConnectionLost) as exc:
                 log.warning("google_stream_broken", customer_id=self.customer_id, reason=exc.message)
@@ -226,7 +227,10 @@ class GoogleAdsClient:
                         code = int(err.get("code") or 500) if isinstance(err, dict) else 500
                         error = api.error_for(code, [batch], request_id)
                         raise error or TransientError("Google Ads searchStream reported an error")
-                    yield _rows(batch.get("results"))
+                    rows = _rows(batch.get("results"))
+                    del batch  # parse the next batch with this one released: one batch in memory
+                    yield rows
+                    del rows
             except ijson.JSONError as exc:
                 raise BrokenStream(f"truncated or invalid JSON: {str(exc)[:80]}") from None
             except httpx.RequestError as exc:

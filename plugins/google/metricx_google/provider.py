@@ -281,11 +281,13 @@ class GoogleAdsProvider:
             for level in METRIC_LEVELS:
                 groups: dict[tuple[str, date], MetricRecord] = {}
                 async for rows in client.stream(metrics_query(level, start, end)):
-                    if rows:
-                        records = [metric_record(level, row, account.currency) for row in rows]
+                    records = [metric_record(level, row, account.currency) for row in rows]
+                    del rows  # one batch in memory at a time (the next is parsed after this yield)
+                    if records:
                         if level == "ad":
                             add_to_ad_groups(groups, records)
                         yield records
+                    del records
                 if groups:
                     yield list(groups.values())
             log.debug(

@@ -250,3 +250,45 @@ async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
     assert ad_got == {d: s for d, s in ad_by_day.items()}
     assert all(ad_got[d] <= truth_by_day[d] for d in ad_got)
     assert sum(ad_got.values()) < sum(truth_by_day.values())
+
+
+async def test_a_paced_realtime_tick_makes_no_call_and_says_why(
+    google_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    """With the developer token's budget nearly spent, the next realtime tick is skipped by the engine
+    (core's PacesRealtime): no API call, the connection stays idle and shows the reason."""
+    _, url, env = google_sim
+    token = f"dev-paced-{uuid.uuid4().hex[:8]}"
+    with plugin_environment(
+        {**env, "METRICX_GOOGLE_DEVELOPER_TOKEN": token, "METRICX_GOOGLE_DAILY_OPERATIONS": "8"}
+    ):
+        async with session_scope() as session:
+            ws = await create_workspace(session, "google-paced")
+            conn = await create_connection(
+                session,
+                ws.id,
+                "google",
+                CHILD_NY_ID,
+                Credentials(refresh_token=DEFAULT_REFRESH_TOKEN),
+                config={"login_customer_id": MANAGER_ID},
+            )
+        await enqueue_sync_job(str(conn.id), str(ws.id), redis=redis_client)
+        await run_worker()
+        first = await status(conn.id)
+        assert first.sync_status == "idle" and first.last_error_kind is None, first.last_sync_error
+        calls = httpx.get(f"{url}/_sim/stats").json()["api_calls"]
+        await enqueue_sync_job(str(conn.id), str(ws.id), slot="next", redis=redis_client)
+        await run_worker()
+        second = await status(conn.id)
+    assert httpx.get(f"{url}/_sim/stats").json()["api_calls"] == calls
+    assert second.sync_status == "idle" and second.last_error_kind == "paced"
+    assert second.last_sync_error.startswith("developer token used 6/8 Google Ads operations today")
+    assert second.total_syncs_succeeded == 1 and second.last_sync_completed_at == first.last_sync_completed_at
+    async with session_scope() as session:
+        runs = (
+            await session.execute(
+                text("SELECT status, error_kind FROM sync_runs WHERE connection_id = :c ORDER BY started_at"),
+                {"c": conn.id},
+            )
+        ).all()
+    assert [(r.status, r.error_kind) for r in runs] == [("complete", None), ("deferred", "paced")]
