@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -20,6 +21,7 @@ from core import (
     EntityRecord,
     MetricRecord,
     PayloadError,
+    ProviderCache,
     ProviderContext,
     SyncMode,
     SyncWindow,
@@ -139,6 +141,24 @@ class GoogleAdsProvider:
     def _developer_identity(self) -> str:
         developer = self.settings.developer_token
         return developer.get_secret_value() if developer else self.settings.client_id
+
+    async def quota_status(self, cache: ProviderCache) -> list[dict[str, Any]]:
+        """The developer token's operations today (``/v1/providers``, ``metricx status``)."""
+        budget = OperationBudget(cache, self._developer_identity(), self.settings.daily_budget(), self.clock)
+        state = await budget.state()
+        return [
+            {
+                "name": "daily operations",
+                "scope": f"developer token {state.token}",
+                "access_level": self.settings.access_level,
+                "limit": state.daily,
+                "used": state.used,
+                "remaining": state.remaining,
+                "resets_in_s": round(state.resets_in_s),
+                "realtime_interval_s": state.interval_s,
+                "note": state.describe(),
+            }
+        ]
 
     async def realtime_pause(self, ctx: ProviderContext, account: AccountRef) -> str | None:
         """Skip this realtime tick while the developer token's pacing says this connection is not due

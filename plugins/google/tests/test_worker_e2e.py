@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from core import Credentials
 from core.testing.harness import (
+    create_api,
     create_connection,
     create_workspace,
     enqueue_sync_job,
@@ -209,7 +210,7 @@ async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
     google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
 ) -> None:
     """Performance Max spends at campaign level only: the API's default (primary) level is the total."""
-    from core.testing.harness import create_api as create_app
+    create_app = create_api
 
     state, _, _ = google_sim
     ws, conn = connection
@@ -280,6 +281,19 @@ async def test_a_paced_realtime_tick_makes_no_call_and_says_why(
         await enqueue_sync_job(str(conn.id), str(ws.id), slot="next", redis=redis_client)
         await run_worker()
         second = await status(conn.id)
+        # The budget itself, in the API (and `metricx status`, which prints the same quota lines).
+        app = create_api()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+            listed = await api.get("/v1/providers", headers={"Authorization": "Bearer test-operator-key"})
+        await app.state.resources.aclose()
+        quota = next(p for p in listed.json() if p["name"] == "google")["quotas"][0]
+        assert (quota["name"], quota["limit"], quota["used"], quota["access_level"]) == (
+            "daily operations",
+            8,
+            6,
+            "explorer",
+        )
+        assert token not in listed.text and quota["note"].startswith("developer token used 6/8")
     assert httpx.get(f"{url}/_sim/stats").json()["api_calls"] == calls
     assert second.sync_status == "idle" and second.last_error_kind == "paced"
     assert second.last_sync_error.startswith("developer token used 6/8 Google Ads operations today")
