@@ -389,3 +389,13 @@ class PacesRealtime(Protocol):
         always runs), after the token check and before any metrics call.
         """
         ...
+
+
+@runtime_checkable
+class ReportsQuotas(Protocol):
+    """A provider that reports the quotas it spends (optional; see core/HOOKS.md)."""
+
+    async def quota_status(self, cache: ProviderCache) -> Sequence[Mapping[str, Any]]:
+        """Each quota's state right now, e.g. ``{"name", "scope", "limit", "used", "resets_in_s",
+        "note"}`` (no secrets: a token by its digest); shown by ``/v1/providers`` and ``metricx status``."""
+        ...

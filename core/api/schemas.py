@@ -369,6 +369,8 @@ class ProviderPublic(BaseModel):
     timezone_source: str
     realtime: bool
     api_version: ApiVersionPublic
+    # What the provider's quotas stand at (providers with ``quota_status``; see core/HOOKS.md).
+    quotas: list[dict[str, Any]] = []
 
 
 class Health(BaseModel):

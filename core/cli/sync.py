@@ -37,11 +37,11 @@ async def _coverage(rows: list[Any]) -> dict[Any, str]:
 def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> None:
     """A table of connections, their sync status and data coverage."""
 
-    async def body() -> tuple[list[Any], dict[Any, str]]:
+    async def body() -> tuple[list[Any], dict[Any, str], list[str]]:
         rows = await connection_rows(workspace)
-        return rows, await _coverage(rows)
+        return rows, await _coverage(rows), await _quotas()
 
-    rows, coverage = run_quiet(body)
+    rows, coverage, quotas = run_quiet(body)
     table = Table(
         "connection",
         "provider",
@@ -71,6 +71,33 @@ def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> 
         console.print("no connections yet: `metricx connections add ...`")
         return
     console.print(table)
+    for line in quotas:
+        console.print(line)
+
+
+async def _quotas() -> list[str]:
+    """One line per quota a provider reports (``ReportsQuotas``), e.g. a developer token's budget."""
+    from core.cache import ProviderCache
+    from core.plugins import get_registry
+    from core.providers import ReportsQuotas
+    from core.redis import create_arq_pool
+
+    providers = {n: p for n, p in get_registry().providers.items() if isinstance(p, ReportsQuotas)}
+    if not providers:
+        return []
+    redis = await create_arq_pool()
+    try:
+        lines = []
+        for name, provider in sorted(providers.items()):
+            for q in await provider.quota_status(ProviderCache(redis, name)):
+                limit = q.get("limit")
+                used = f"{q.get('used', 0):,}/{limit:,}" if limit else f"{q.get('used', 0):,}"
+                lines.append(
+                    f"quota {name} {q.get('name', '')} ({q.get('scope', '')}): {used} {q.get('note', '')}"
+                )
+        return lines
+    finally:
+        await redis.aclose()
 
 
 def sync(

@@ -67,6 +67,7 @@ async def _fetch_window(
                 currency=conn.currency,
                 now=now,
             )
+        del batch  # released before the provider reads the next one: one batch in memory
 
 
 async def plan_windows(

@@ -39,6 +39,7 @@ from metricx_google.failures import (
     to_error,
     version_retired,
 )
+from metricx_google.quota import OperationBudget
 from metricx_google.settings import GoogleSettings
 
 log = structlog.get_logger(__name__)
@@ -119,9 +120,15 @@ class GoogleAdsClient:
     """Google Ads REST calls for one account (``account.external_account_id``)."""
 
     def __init__(
-        self, ctx: ProviderContext, settings: GoogleSettings, account: AccountRef, tokens: AccessTokens
+        self,
+        ctx: ProviderContext,
+        settings: GoogleSettings,
+        account: AccountRef,
+        tokens: AccessTokens,
+        budget: OperationBudget | None = None,
     ) -> None:
         self._ctx = ctx
+        self._budget = budget
         self._settings = settings
         self._tokens = tokens
         self.customer_id = customer_id_of(account.external_account_id)
@@ -142,6 +149,8 @@ class GoogleAdsClient:
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool) -> Any:
         """Send one call through ProviderHTTP and return the parsed JSON of the accepted answer."""
+        if self._budget is not None:
+            await self._budget.spend()  # one query = one operation of the developer token
         response = await self._ctx.http.request(
             self._apis[stream],
             method,
@@ -183,6 +192,7 @@ class GoogleAdsClient:
                 async for batch in self._stream_once(query):
                     delivered += 1
                     yield batch
+                    del batch
                 return
             except (BrokenStream, ConnectionLost) as exc:
                 log.warning("google_stream_broken", customer_id=self.customer_id, reason=exc.message)
@@ -195,6 +205,8 @@ class GoogleAdsClient:
     async def _stream_once(self, query: str) -> AsyncIterator[list[Row]]:
         path = f"customers/{self.customer_id}/googleAds:searchStream"
         api = self._apis[True]
+        if self._budget is not None:
+            await self._budget.spend()
         async with self._ctx.http.stream(
             api,
             "POST",
@@ -215,7 +227,10 @@ class GoogleAdsClient:
                         code = int(err.get("code") or 500) if isinstance(err, dict) else 500
                         error = api.error_for(code, [batch], request_id)
                         raise error or TransientError("Google Ads searchStream reported an error")
-                    yield _rows(batch.get("results"))
+                    rows = _rows(batch.get("results"))
+                    del batch  # parse the next batch with this one released: one batch in memory
+                    yield rows
+                    del rows
             except ijson.JSONError as exc:
                 raise BrokenStream(f"truncated or invalid JSON: {str(exc)[:80]}") from None
             except httpx.RequestError as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -19,11 +21,14 @@ from core import (
     EntityRecord,
     MetricRecord,
     PayloadError,
+    ProviderCache,
     ProviderContext,
+    SyncMode,
     SyncWindow,
 )
 from metricx_google.auth import RECONNECT, AccessTokens, TokenCache
 from metricx_google.client import GoogleAdsClient
+from metricx_google.quota import DUE_SLACK_S, INTERVALS_S, OperationBudget
 from metricx_google.reports import (
     CHILDREN_QUERY,
     CUSTOMER_QUERY,
@@ -94,6 +99,8 @@ class GoogleAdsProvider:
 
     def __init__(self, settings: GoogleSettings | None = None) -> None:
         self.settings = settings or GoogleSettings()
+        # What "now" is for the daily budget and pacing (tests drive it with the simulator's clock).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.api_version = ApiVersion(
             self.settings.api_version, GOOGLE_ADS_API_SUNSETS.get(self.settings.api_version)
         )
@@ -121,15 +128,61 @@ class GoogleAdsProvider:
         )
 
     def client(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> GoogleAdsClient:
-        """A REST client for ``account`` using the shared token cache."""
-        return GoogleAdsClient(ctx, self.settings, account, self.tokens(ctx, account, credentials))
+        """A REST client for ``account`` using the shared token cache, spending the token's budget."""
+        tokens = self.tokens(ctx, account, credentials)
+        return GoogleAdsClient(ctx, self.settings, account, tokens, self.budget(ctx))
+
+    def budget(self, ctx: ProviderContext) -> OperationBudget:
+        """The developer token's daily operation budget (shared by every worker through the cache)."""
+        return OperationBudget(
+            ctx.cache, self._developer_identity(), self.settings.daily_budget(), self.clock
+        )
+
+    def _developer_identity(self) -> str:
+        developer = self.settings.developer_token
+        return developer.get_secret_value() if developer else self.settings.client_id
+
+    async def quota_status(self, cache: ProviderCache) -> list[dict[str, Any]]:
+        """The developer token's operations today (``/v1/providers``, ``metricx status``)."""
+        budget = OperationBudget(cache, self._developer_identity(), self.settings.daily_budget(), self.clock)
+        state = await budget.state()
+        return [
+            {
+                "name": "daily operations",
+                "scope": f"developer token {state.token}",
+                "access_level": self.settings.access_level,
+                "limit": state.daily,
+                "used": state.used,
+                "remaining": state.remaining,
+                "resets_in_s": round(state.resets_in_s),
+                "realtime_interval_s": state.interval_s,
+                "note": state.describe(),
+            }
+        ]
+
+    async def realtime_pause(self, ctx: ProviderContext, account: AccountRef) -> str | None:
+        """Skip this realtime tick while the developer token's pacing says this connection is not due
+        (core.PacesRealtime); the reason names the budget and the interval in force."""
+        budget = self.budget(ctx)
+        await budget.note_connection(account.connection_id)
+        state = await budget.state()
+        if state.interval_s is None:
+            return state.describe()
+        last = await ctx.cache.get(f"realtime:{account.connection_id}")
+        if last is None:
+            return None
+        waited = (self.clock() - datetime.fromisoformat(last)).total_seconds()
+        if waited >= state.interval_s - DUE_SLACK_S:
+            return None
+        if state.interval_s == INTERVALS_S[0]:
+            return None  # full cadence: every tick runs
+        return f"{state.describe()}; last realtime sync {waited / 60:.0f} min ago"
 
     # -- Provider protocol ----------------------------------------------------------------------
 
     def throttle_scopes(self, account: AccountRef, credentials: Credentials) -> Mapping[str, str]:
         """The developer token (else the OAuth client's cloud project) from settings, and the customer."""
-        developer = self.settings.developer_token
-        project = developer.get_secret_value() if developer else self.settings.client_id
+        project = self._developer_identity()
         scopes = {"account": account.external_account_id.strip().replace("-", "")}
         if project:
             scopes["developer"] = project
@@ -150,7 +203,22 @@ class GoogleAdsProvider:
     async def fetch_account(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> AccountInfo:
-        """Name, time zone and currency; a manager account is refused with its children listed."""
+        """Name, time zone and currency (re-read every ``account_refresh_s``); a manager account is
+        refused with its children listed."""
+        key = f"account:{account.connection_id}:{account.external_account_id}"
+        cached = await ctx.cache.get(key) if self.settings.account_refresh_s else None
+        if cached is not None:
+            data = json.loads(cached)
+            return AccountInfo(name=data["name"], timezone=data["timezone"], currency=data["currency"])
+        info = await self._read_account(ctx, account, credentials)
+        if self.settings.account_refresh_s:
+            facts = {"name": info.name, "timezone": info.timezone, "currency": info.currency}
+            await ctx.cache.set(key, json.dumps(facts), ttl_s=self.settings.account_refresh_s)
+        return info
+
+    async def _read_account(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> AccountInfo:
         client = self.client(ctx, account, credentials)
         batches = await client.search_stream(CUSTOMER_QUERY)
         rows = [row for batch in batches for row in batch]
@@ -203,7 +271,11 @@ class GoogleAdsProvider:
     async def sync_entities(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> AsyncIterator[list[EntityRecord]]:
-        """Campaigns, then ad groups, then ads (enabled, paused and removed), one search page per batch."""
+        """Campaigns, then ad groups, then ads (enabled, paused and removed), one search page per batch;
+        at most every ``entity_refresh_s`` (three operations each time)."""
+        key = f"entities:{account.connection_id}:{account.external_account_id}"
+        if self.settings.entity_refresh_s and await ctx.cache.get(key) is not None:
+            return
         client = self.client(ctx, account, credentials)
         for level in LEVELS:
             count = 0
@@ -212,6 +284,8 @@ class GoogleAdsProvider:
                     count += len(rows)
                     yield [entity_record(level, row) for row in rows]
             log.info("google_entities_synced", connection_id=account.connection_id, level=level, count=count)
+        if self.settings.entity_refresh_s:
+            await ctx.cache.set(key, self.clock().isoformat(), ttl_s=self.settings.entity_refresh_s)
 
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
@@ -227,11 +301,13 @@ class GoogleAdsProvider:
             for level in METRIC_LEVELS:
                 groups: dict[tuple[str, date], MetricRecord] = {}
                 async for rows in client.stream(metrics_query(level, start, end)):
-                    if rows:
-                        records = [metric_record(level, row, account.currency) for row in rows]
+                    records = [metric_record(level, row, account.currency) for row in rows]
+                    del rows  # one batch in memory at a time (the next is parsed after this yield)
+                    if records:
                         if level == "ad":
                             add_to_ad_groups(groups, records)
                         yield records
+                    del records
                 if groups:
                     yield list(groups.values())
             log.debug(
@@ -241,6 +317,11 @@ class GoogleAdsProvider:
                 end=end.isoformat(),
             )
             start = end + timedelta(days=1)
+        if window.mode is SyncMode.realtime:
+            # When this connection last fetched today's numbers: realtime pacing counts from here.
+            await ctx.cache.set(
+                f"realtime:{account.connection_id}", self.clock().isoformat(), ttl_s=2 * 86400
+            )
 
 
 def _opt(value: object) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,6 +40,22 @@ class GoogleSettings(BaseSettings):
     """Days per searchStream request when fetching metrics (one slice is re-run if the stream breaks)."""
     request_timeout_s: float = Field(default=120.0, gt=0)
     """Timeout of one API request."""
+    access_level: Literal["explorer", "basic", "standard"] = "explorer"
+    """The developer token's access level: its daily operations (Explorer 2,880, Basic 15,000,
+    Standard unlimited), the budget every worker spends from and realtime pacing follows."""
+    daily_operations: int | None = Field(default=None, ge=1)
+    """Override of the access level's daily operations (e.g. a budget below Google's quota)."""
+    entity_refresh_s: int = Field(default=6 * 3600, ge=0)
+    """Entities (campaigns, ad groups, ads) are re-read at most this often (0: every sync); metrics
+    of an entity created in between are stored against a placeholder until then."""
+    account_refresh_s: int = Field(default=24 * 3600, ge=0)
+    """Account facts (name, time zone, currency) are re-read at most this often (0: every sync)."""
+
+    def daily_budget(self) -> int | None:
+        """The daily operations budget of the developer token (None: no cap)."""
+        from metricx_google.quota import ACCESS_LEVELS
+
+        return self.daily_operations or ACCESS_LEVELS[self.access_level]
 
     def api_root(self) -> str:
         """``{base_url}/{api_version}`` without a trailing slash."""

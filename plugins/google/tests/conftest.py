@@ -55,6 +55,9 @@ def settings() -> GoogleSettings:
         token_url=f"{BASE}/token",
         client_id=DEFAULT_CLIENT_ID,
         client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+        # Every call reaches the simulator (the realtime caches are tested on their own).
+        entity_refresh_s=0,
+        account_refresh_s=0,
     )
 
 

@@ -59,8 +59,7 @@ async def alone(metricx_env: Any, redis_client: Any) -> AsyncIterator[None]:
 
 @pytest.fixture
 def google_sim(metricx_env: Any) -> Iterator[tuple[SimState, str]]:
-    state = SimState()
-    state.frozen_now = datetime.now(UTC)
+    state = SimState(now=datetime.now(UTC))  # frozen: "today" stays the same day while the test runs
     with serve_app(create_app(state)) as url:
         env = {
             "METRICX_GOOGLE_BASE_URL": url,

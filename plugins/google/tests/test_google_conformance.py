@@ -58,6 +58,8 @@ class TestGoogleConformance(ProviderConformance):
             token_url=f"{self.sim.url}/token",
             client_id=DEFAULT_CLIENT_ID,
             client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
+            entity_refresh_s=0,  # the suite checks what each entity sync lists
+            account_refresh_s=0,
         )
         return GoogleAdsProvider(settings)
 

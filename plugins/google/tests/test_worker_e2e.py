@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from core import Credentials
 from core.testing.harness import (
+    create_api,
     create_connection,
     create_workspace,
     enqueue_sync_job,
@@ -209,7 +210,7 @@ async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
     google_sim: Any, connection: Any, run_worker: Any, redis_client: Any
 ) -> None:
     """Performance Max spends at campaign level only: the API's default (primary) level is the total."""
-    from core.testing.harness import create_api as create_app
+    create_app = create_api
 
     state, _, _ = google_sim
     ws, conn = connection
@@ -250,3 +251,58 @@ async def test_account_total_from_the_api_includes_performance_max_to_the_cent(
     assert ad_got == {d: s for d, s in ad_by_day.items()}
     assert all(ad_got[d] <= truth_by_day[d] for d in ad_got)
     assert sum(ad_got.values()) < sum(truth_by_day.values())
+
+
+async def test_a_paced_realtime_tick_makes_no_call_and_says_why(
+    google_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    """With the developer token's budget nearly spent, the next realtime tick is skipped by the engine
+    (core's PacesRealtime): no API call, the connection stays idle and shows the reason."""
+    _, url, env = google_sim
+    token = f"dev-paced-{uuid.uuid4().hex[:8]}"
+    with plugin_environment(
+        {**env, "METRICX_GOOGLE_DEVELOPER_TOKEN": token, "METRICX_GOOGLE_DAILY_OPERATIONS": "8"}
+    ):
+        async with session_scope() as session:
+            ws = await create_workspace(session, "google-paced")
+            conn = await create_connection(
+                session,
+                ws.id,
+                "google",
+                CHILD_NY_ID,
+                Credentials(refresh_token=DEFAULT_REFRESH_TOKEN),
+                config={"login_customer_id": MANAGER_ID},
+            )
+        await enqueue_sync_job(str(conn.id), str(ws.id), redis=redis_client)
+        await run_worker()
+        first = await status(conn.id)
+        assert first.sync_status == "idle" and first.last_error_kind is None, first.last_sync_error
+        calls = httpx.get(f"{url}/_sim/stats").json()["api_calls"]
+        await enqueue_sync_job(str(conn.id), str(ws.id), slot="next", redis=redis_client)
+        await run_worker()
+        second = await status(conn.id)
+        # The budget itself, in the API (and `metricx status`, which prints the same quota lines).
+        app = create_api()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+            listed = await api.get("/v1/providers", headers={"Authorization": "Bearer test-operator-key"})
+        await app.state.resources.aclose()
+        quota = next(p for p in listed.json() if p["name"] == "google")["quotas"][0]
+        assert (quota["name"], quota["limit"], quota["used"], quota["access_level"]) == (
+            "daily operations",
+            8,
+            6,
+            "explorer",
+        )
+        assert token not in listed.text and quota["note"].startswith("developer token used 6/8")
+    assert httpx.get(f"{url}/_sim/stats").json()["api_calls"] == calls
+    assert second.sync_status == "idle" and second.last_error_kind == "paced"
+    assert second.last_sync_error.startswith("developer token used 6/8 Google Ads operations today")
+    assert second.total_syncs_succeeded == 1 and second.last_sync_completed_at == first.last_sync_completed_at
+    async with session_scope() as session:
+        runs = (
+            await session.execute(
+                text("SELECT status, error_kind FROM sync_runs WHERE connection_id = :c ORDER BY started_at"),
+                {"c": conn.id},
+            )
+        ).all()
+    assert [(r.status, r.error_kind) for r in runs] == [("complete", None), ("deferred", "paced")]

@@ -264,6 +264,18 @@ class GoogleAdsSimulator:
         if code is not None:
             state.stats["auth_failures"] += 1
             raise ApiError(401, "authenticationError", code, "Authentication of the request failed.")
+        # Every query is one operation of the developer token (Explorer: 2,880 a day; /_sim/config).
+        developer = request.headers.get("developer-token") or "(no developer token)"
+        resets_in = state.spend_operation(developer)
+        if resets_in is not None:
+            raise ApiError(
+                429,
+                "quotaError",
+                "RESOURCE_EXHAUSTED",
+                f"Too many requests. Retry in {resets_in:.0f} seconds.",
+                retry_delay_s=round(resets_in),
+                rate_scope="DEVELOPER",
+            )
         slow = state.take_fault("timeout", customer_id, path, method)
         if slow is not None:
             await asyncio.sleep(float(slow.params.get("seconds", 1.0)))

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.testing.simulator import Fault, FaultTest, Simulator
 from metricx_google.simulator.world import Account
 
+PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_CLIENT_ID = "sim-client-id"
 DEFAULT_CLIENT_SECRET = "sim-client-secret"
 DEFAULT_REFRESH_TOKEN = "1//sim-refresh-token"
@@ -85,6 +87,9 @@ class SimState(Simulator):
         self.stats.clear()
         self.token_lifetime_s = 3599
         self.min_version = 20
+        # Google's daily operations per developer token (None: unlimited, the default).
+        self.daily_operations: int | None = None
+        self.operations: Counter[tuple[str, str]] = Counter()
 
     def take_fault(
         self, kind: str, account: str | None, path: str, method: str, when: FaultTest | None = None
@@ -130,6 +135,23 @@ class SimState(Simulator):
 
     def _next_id(self) -> str:
         return str(max([int(c) for c in self.accounts] + [2_000_000_000]) + 1)
+
+    def spend_operation(self, developer_token: str) -> float | None:
+        """Count one operation of ``developer_token`` today (Pacific); the seconds until the quota
+        resets when the day's operations are already used up (then nothing is counted)."""
+        local = self.now().astimezone(PACIFIC)
+        key = (developer_token, local.date().isoformat())
+        if self.daily_operations is not None and self.operations[key] >= self.daily_operations:
+            self.stats["quota_exhausted"] += 1
+            midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=PACIFIC)
+            return max(1.0, (midnight - local).total_seconds())
+        self.operations[key] += 1
+        self.stats["operations"] += 1
+        return None
+
+    def operations_today(self, developer_token: str) -> int:
+        """Operations ``developer_token`` has used today (Pacific)."""
+        return self.operations[(developer_token, self.now().astimezone(PACIFIC).date().isoformat())]
 
     # -- OAuth ----------------------------------------------------------------------------------
 
