@@ -14,6 +14,8 @@ import pytest
 
 from tests.integration.test_api_support import Tenant
 
+# No request may take a second (one once froze the API for a minute). The machines are shared: a
+# request over the bound is sent again, and only one slow both times fails.
 MAX_S = 1.0
 
 
@@ -113,7 +115,12 @@ async def _timed(
 ) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = await api.request(method, url, **kwargs)
-    return response, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if elapsed > MAX_S:  # a busy machine, or a slow input? Slow again is the input.
+        started = time.perf_counter()
+        await api.request(method, url, **kwargs)
+        elapsed = min(elapsed, time.perf_counter() - started)
+    return response, elapsed
 
 
 def _check(failures: list[str], label: str, response: httpx.Response, elapsed: float) -> None:
