@@ -428,6 +428,16 @@ class ProviderConformance:
             f"{long_rows} for {self.long_backfill_days})"
         )
         ratio = long_peak / max(1, short_peak)
+        if ratio >= self.memory_ratio_bound:
+            # tracemalloc sees the whole process (an in-process simulator thread, a late collection):
+            # measure again; a provider that collects the window grows both times.
+            short_peak = min(
+                short_peak, (await self._peak_bytes(conformance_ctx, account, self.short_backfill_days))[0]
+            )
+            long_peak = min(
+                long_peak, (await self._peak_bytes(conformance_ctx, account, self.long_backfill_days))[0]
+            )
+            ratio = long_peak / max(1, short_peak)
         assert ratio < self.memory_ratio_bound, (
             f"peak memory grew {ratio:.2f}x from a {self.short_backfill_days}-day to a "
             f"{self.long_backfill_days}-day backfill ({short_peak} -> {long_peak} bytes): "
