@@ -11,6 +11,8 @@ upserts. Records validate themselves: a malformed value raises
 from __future__ import annotations
 
 import enum
+import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -193,6 +195,21 @@ def _money(value: object, name: str) -> Decimal:
     return number
 
 
+EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_EXTRA = 16
+
+
+def _extra(values: Mapping[str, object]) -> dict[str, Decimal]:
+    if len(values) > MAX_EXTRA:
+        raise PayloadError(f"record field 'extra' holds {len(values)} metrics; at most {MAX_EXTRA}")
+    out: dict[str, Decimal] = {}
+    for name, value in values.items():
+        if not isinstance(name, str) or not EXTRA_NAME.match(name):
+            raise PayloadError(f"record field 'extra' has an invalid metric name {str(name)[:40]!r}")
+        out[name] = _money(value, f"extra.{name}")
+    return out
+
+
 def _day(value: object, name: str) -> date:
     if isinstance(value, datetime):
         return value.date()
@@ -246,6 +263,10 @@ class MetricRecord:
     conversions: Decimal = Decimal(0)
     revenue: Decimal = Decimal(0)
     currency: str | None = None
+    #: The platform's own daily totals beside the five above, by name (``[a-z][a-z0-9_]*``, at most
+    #: 16): kept with the snapshot and summed per name by the metrics API (e.g. Meta's
+    #: ``clicks_all``, "Clicks (all)", where ``clicks`` is its link clicks). Cumulative like the rest.
+    extra: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         self.level = _text(self.level, "level") or ""
@@ -256,6 +277,13 @@ class MetricRecord:
         self.clicks = _count(self.clicks, "clicks")
         self.conversions = _money(self.conversions, "conversions")
         self.revenue = _money(self.revenue, "revenue")
+        self.extra = _extra(self.extra) if self.extra else None
+
+    def extra_json(self) -> str | None:
+        """``extra`` as a JSON object of exact numbers (how it is stored), or None."""
+        if not self.extra:
+            return None
+        return "{" + ",".join(f"{json.dumps(name)}:{value}" for name, value in self.extra.items()) + "}"
 
 
 @dataclass(slots=True)

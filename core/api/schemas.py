@@ -317,6 +317,18 @@ class MetricRow(BaseModel):
     clicks: int
     conversions: Decimal
     revenue: Decimal
+    extra: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="The platform's own totals beside the five, by name (e.g. Meta's clicks_all, "
+        "'Clicks (all)', where clicks is link clicks); see each plugin's README.",
+    )
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _no_extra(cls, value: object) -> object:
+        if isinstance(value, str):  # a driver without a JSON codec
+            return json.loads(value)
+        return value or {}
 
 
 class MetricsPage(Page[MetricRow]):

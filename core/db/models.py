@@ -168,6 +168,8 @@ class MetricSnapshot(Base):
     conversions: Mapped[Decimal] = mapped_column(Numeric(20, 6), server_default="0")
     revenue: Mapped[Decimal] = mapped_column(Numeric(20, 6), server_default="0")
     currency: Mapped[str | None] = mapped_column(String(8))
+    # A platform's own totals beside the five (MetricRecord.extra), e.g. {"clicks_all": 812}.
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class SyncRun(Base):

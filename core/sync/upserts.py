@@ -78,21 +78,21 @@ ON CONFLICT ON CONSTRAINT uq_entities_natural DO NOTHING
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS metricx_stage_snapshots (
     level text, external_id text, metrics_date date, captured_at timestamptz, spend numeric,
-    impressions bigint, clicks bigint, conversions numeric, revenue numeric, currency text
+    impressions bigint, clicks bigint, conversions numeric, revenue numeric, currency text, extra jsonb
 ) ON COMMIT DELETE ROWS
 """
 _STAGE_COLUMNS = (
     "level", "external_id", "metrics_date", "captured_at", "spend",
-    "impressions", "clicks", "conversions", "revenue", "currency",
+    "impressions", "clicks", "conversions", "revenue", "currency", "extra",
 )  # fmt: skip
 
 _UPSERT_SNAPSHOTS = """
 INSERT INTO metric_snapshots AS s (
     workspace_id, connection_id, entity_id, metrics_date, captured_at,
-    spend, impressions, clicks, conversions, revenue, currency
+    spend, impressions, clicks, conversions, revenue, currency, extra
 )
 SELECT $1, $2, e.id, r.metrics_date, r.captured_at,
-       r.spend, r.impressions, r.clicks, r.conversions, r.revenue, r.currency
+       r.spend, r.impressions, r.clicks, r.conversions, r.revenue, r.currency, r.extra
 FROM metricx_stage_snapshots r
 JOIN entities e ON e.connection_id = $2 AND e.level = r.level AND e.external_id = r.external_id
 ON CONFLICT ON CONSTRAINT uq_snapshots_natural DO UPDATE SET
@@ -101,7 +101,8 @@ ON CONFLICT ON CONSTRAINT uq_snapshots_natural DO UPDATE SET
     clicks = excluded.clicks,
     conversions = excluded.conversions,
     revenue = excluded.revenue,
-    currency = excluded.currency
+    currency = excluded.currency,
+    extra = excluded.extra
 """
 
 
@@ -195,6 +196,7 @@ async def upsert_snapshots(
             r.conversions,
             r.revenue,
             r.currency or currency,
+            r.extra_json(),
         )
     levels, externals = _columns({(k[0], k[1]) for k in rows}, 2)
     # The first statement (through SQLAlchemy) opens the transaction the COPY then joins.

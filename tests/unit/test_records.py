@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -69,3 +70,27 @@ def test_entity_parent_needs_a_level() -> None:
 def test_credentials_never_show_tokens() -> None:
     creds = Credentials(access_token="EAAB-secret-token", refresh_token="1//refresh-secret")
     assert "secret" not in repr(creds) and "secret" not in str(creds)
+
+
+def test_extra_metrics_are_exact_numbers_stored_as_json() -> None:
+    record = MetricRecord("ad", "1", "2026-11-01", extra={"clicks_all": "812", "video_p25": 0.1})
+    assert record.extra == {"clicks_all": Decimal(812), "video_p25": Decimal("0.1")}
+    assert json.loads(record.extra_json() or "", parse_float=Decimal) == {
+        "clicks_all": 812,
+        "video_p25": Decimal("0.1"),
+    }
+    assert MetricRecord("ad", "1", "2026-11-01").extra_json() is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"Clicks All": 1}, "invalid metric name"),
+        ({"clicks_all": "NaN"}, "finite"),
+        ({"clicks_all": "many"}, "must be a number"),
+        ({f"m{i}": 1 for i in range(17)}, "at most 16"),
+    ],
+)
+def test_malformed_extra_metrics_raise_payload_error(extra: dict[str, object], message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        MetricRecord("ad", "1", "2026-11-01", extra=extra)

@@ -34,7 +34,7 @@ SUMS = (
 LATEST = """
 WITH latest AS (
   SELECT DISTINCT ON (s.entity_id, s.metrics_date)
-         s.entity_id, s.metrics_date, s.spend, s.impressions, s.clicks, s.conversions, s.revenue
+         s.entity_id, s.metrics_date, s.spend, s.impressions, s.clicks, s.conversions, s.revenue, s.extra
   FROM metric_snapshots s JOIN entities e ON e.id = s.entity_id
   WHERE s.connection_id = :connection_id AND s.workspace_id = :workspace_id
     AND s.metrics_date BETWEEN :start AND :end AND e.level = :level
@@ -42,10 +42,19 @@ WITH latest AS (
   ORDER BY s.entity_id, s.metrics_date, s.captured_at DESC
 )
 """
-BY_LEVEL = LATEST + f"SELECT metrics_date, {SUMS} FROM latest GROUP BY metrics_date ORDER BY metrics_date"
+# A platform's extras summed per name over the day's entities (None when it reports none).
+EXTRA_SUMS = (
+    "(SELECT jsonb_object_agg(x.name, x.total) FROM (SELECT kv.key AS name, sum(kv.value::numeric) AS total "
+    "FROM latest l2 CROSS JOIN LATERAL jsonb_each_text(l2.extra) kv "
+    "WHERE l2.metrics_date = latest.metrics_date GROUP BY kv.key) x) AS extra"
+)
+BY_LEVEL = (
+    LATEST
+    + f"SELECT metrics_date, {SUMS}, {EXTRA_SUMS} FROM latest GROUP BY metrics_date ORDER BY metrics_date"
+)
 BY_ENTITY = (
     LATEST + "SELECT l.metrics_date, l.entity_id, e.external_id, e.name, l.spend, l.impressions, l.clicks, "
-    "l.conversions, l.revenue FROM latest l JOIN entities e ON e.id = l.entity_id "
+    "l.conversions, l.revenue, l.extra FROM latest l JOIN entities e ON e.id = l.entity_id "
     "ORDER BY l.metrics_date, e.external_id"
 )
 INTRADAY = f"""

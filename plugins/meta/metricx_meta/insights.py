@@ -88,6 +88,7 @@ def to_metric(level: str, row: dict[str, Any]) -> MetricRecord:
         conversions=conversions,
         revenue=revenue,
         currency=row.get("account_currency"),
+        extra={"clicks_all": clicks_all(row)},
     )
 
 

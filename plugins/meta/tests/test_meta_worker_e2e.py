@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from core import Credentials
 from core.testing.harness import (
+    create_api,
     create_connection,
     create_workspace,
     enqueue_sync_job,
@@ -296,3 +297,38 @@ async def test_is_transient_error_is_retried_then_completes(
     await run_worker()
     tries = await rows("SELECT status FROM sync_runs WHERE job_id = :j ORDER BY try_number", j=job["job_id"])
     assert [t.status for t in tries] == ["retrying", "complete"]
+
+
+async def test_the_api_reports_link_clicks_as_clicks_and_clicks_all_beside_them(
+    meta_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    """`clicks` is Ads Manager's link clicks; Meta's "Clicks (all)" stays available as extra.clicks_all,
+    per ad and summed per day, each equal to what the simulator reports."""
+    state, _, _ = meta_sim
+    ws, conn = await connect("2001")
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    today = local_today("America/Los_Angeles", state.now())
+    start, end = today - timedelta(days=10), today - timedelta(days=1)
+    ads = {(t["entity_id"], t["date"]): t for t in truth(state, "2001", "ad", start, end)}
+    assert any(t["clicks_all"] > t["clicks"] for t in ads.values())  # the two differ
+
+    app = create_api()
+    operator = {"Authorization": "Bearer test-operator-key"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+        key = await api.post(f"/v1/workspaces/{ws}/api-keys", json={"name": "t"}, headers=operator)
+        headers = {"Authorization": f"Bearer {key.json()['key']}"}
+        url = f"/v1/workspaces/{ws}/connections/{conn}/metrics"
+        params = {"start": start.isoformat(), "end": end.isoformat(), "level": "ad", "limit": 200}
+        per_ad = (await api.get(url, params=params | {"group_by": "entity"}, headers=headers)).json()
+        per_day = (await api.get(url, params=params, headers=headers)).json()
+    await app.state.resources.aclose()
+    got = {(r["external_id"], r["metrics_date"]): r for r in per_ad["items"]}
+    assert set(got) == set(ads)
+    for key, t in ads.items():
+        assert got[key]["clicks"] == t["clicks"], key
+        assert Decimal(str(got[key]["extra"]["clicks_all"])) == t["clicks_all"], key
+    for row in per_day["items"]:
+        day = [t for (_, d), t in ads.items() if d == row["metrics_date"]]
+        assert row["clicks"] == sum(t["clicks"] for t in day)
+        assert Decimal(str(row["extra"]["clicks_all"])) == sum(t["clicks_all"] for t in day)

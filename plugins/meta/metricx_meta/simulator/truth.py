@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from typing import TypedDict
 
 from metricx_meta.simulator.data import totals
-from metricx_meta.simulator.query import money
+from metricx_meta.simulator.query import clicks_all, money
 from metricx_meta.simulator.state import SimState
 
 
@@ -18,7 +18,8 @@ class TruthRow(TypedDict):
     date: str
     spend: str
     impressions: int
-    clicks: int
+    clicks: int  # link clicks (inline_link_clicks, Ads Manager's "Link clicks")
+    clicks_all: int  # Meta's ``clicks``: "Clicks (all)"
     conversions: int
     revenue: str
 
@@ -46,6 +47,7 @@ def truth(state: SimState, account_id: str, level: str, since: date, until: date
                     spend=money(numbers.spend, account.currency),
                     impressions=numbers.impressions,
                     clicks=numbers.clicks,
+                    clicks_all=clicks_all(numbers),
                     conversions=numbers.purchases,
                     revenue=money(numbers.revenue, account.currency),
                 )
