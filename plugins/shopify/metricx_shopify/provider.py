@@ -35,8 +35,6 @@ from metricx_shopify.client import ShopifyClient, shop_domain
 from metricx_shopify.mapping import money, refunded_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
 
-ORDER_FIELDS = "id,created_at,total_price,refunds,test,currency"
-
 
 def supported_until(version: str) -> date | None:
     """Shopify supports each stable version ``YYYY-MM`` for at least 12 months from its release on
@@ -88,7 +86,7 @@ class ShopifyProvider:
     async def validate_token(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> Credentials | None:
-        """``shop.json`` with the token; a 401 is an AuthError. Offline tokens are not refreshed."""
+        """The ``shop`` query with the token; a 401 is an AuthError. Offline tokens are not refreshed."""
         await self.client(ctx, account, credentials).fetch_shop()
         return None
 
@@ -124,19 +122,14 @@ class ShopifyProvider:
         """Daily orders, net sales and refunds of every day of ``window`` (zeros for quiet days)."""
         client = self.client(ctx, account, credentials)
         tz = ZoneInfo(window.timezone)
-        filters = {
-            "status": "any",
-            "created_at_min": datetime.combine(window.start, time.min, tz).isoformat(),
-            "created_at_max": (
-                datetime.combine(window.end, time.min, tz) + timedelta(days=1, seconds=-1)
-            ).isoformat(),
-            "fields": ORDER_FIELDS,
-        }
+        start = datetime.combine(window.start, time.min, tz).isoformat()
+        end = (datetime.combine(window.end, time.min, tz) + timedelta(days=1, seconds=-1)).isoformat()
+        search = f"created_at:>='{start}' AND created_at:<='{end}'"
         orders: dict[object, int] = defaultdict(int)
         gross: dict[object, Decimal] = defaultdict(Decimal)
         refunds: dict[object, Decimal] = defaultdict(Decimal)
         refunded_orders: dict[object, int] = defaultdict(int)
-        async for page in client.iterate("orders", filters):
+        async for page in client.iterate("order_metrics", search, sort="CREATED_AT"):
             for order in page.rows:
                 if order.get("test") is True:
                     continue

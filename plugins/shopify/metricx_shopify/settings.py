@@ -21,7 +21,9 @@ class ShopifySettings(BaseSettings):
     api_version: str = Field(
         default="2026-10", description="Admin API version (quarterly: YYYY-01/04/07/10)."
     )
-    page_size: int = Field(default=250, ge=1, le=250, description="`limit` of every list request (max 250).")
+    page_size: int = Field(
+        default=250, ge=1, le=250, description="`first` of a page before it is fitted to the cost bucket."
+    )
     request_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
     max_retries: int = Field(
         default=2, ge=0, description="In-request retries of 5xx / network errors before raising them."

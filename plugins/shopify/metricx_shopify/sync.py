@@ -1,11 +1,10 @@
 """The store sync: products, customers and orders, incrementally by ``updated_at``, checkpointed per page.
 
-Each resource keeps one ``shopify_sync_state`` row. A run reads
-``updated_at`` in [watermark - overlap, run start] in ascending ``updated_at``
-order with ``status=any``; every page is upserted in the same transaction that
-records its cursor (the next ``page_info`` and the newest ``updated_at``
-stored), so a killed worker's retry continues where the last committed page
-ended. A rejected cursor falls back to ``updated_at_min`` = newest stored.
+Each resource keeps one ``shopify_sync_state`` row. A run reads (GraphQL, ``sortKey: UPDATED_AT``)
+``updated_at`` in [watermark - overlap, run start]; every page is upserted in the same transaction
+that records its cursor (the ``endCursor`` in ``page_info`` and the newest ``updated_at`` stored),
+so a killed worker's retry continues where the last committed page ended. A rejected cursor falls
+back to ``updated_at:>=`` the newest stored.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from metricx_shopify.store import upsert_orders, upsert_rows
 log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
 
 RESOURCES: tuple[str, ...] = ("products", "customers", "orders")
-_EXTRA: dict[str, dict[str, str]] = {"orders": {"status": "any"}}
 _TABLES: dict[str, Table] = {"products": tables.products, "customers": tables.customers}
 _MAPPERS: dict[str, Callable[[object], Row]] = {"products": product_row, "customers": customer_row}
 
@@ -38,11 +36,12 @@ def _now_s() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _filters(resource: str, since: datetime | None, until: datetime) -> dict[str, Any]:
-    filters: dict[str, Any] = {"updated_at_max": until.isoformat(), "order": "updated_at asc"}
+def search(since: datetime | None, until: datetime) -> str:
+    """Shopify's search syntax for ``updated_at`` in [since, until] (GraphQL lists every order status)."""
+    terms = [f"updated_at:<='{until.isoformat()}'"]
     if since is not None:
-        filters["updated_at_min"] = since.isoformat()
-    return {**filters, **_EXTRA.get(resource, {})}
+        terms.insert(0, f"updated_at:>='{since.isoformat()}'")
+    return " AND ".join(terms)
 
 
 async def _load_state(connection_id: uuid.UUID, resource: str) -> dict[str, Any] | None:
@@ -121,9 +120,7 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
     rows = 0
     while True:
         try:
-            pages = client.iterate(
-                resource, _filters(resource, last or run_min, run_max), page_info=page_info
-            )
+            pages = client.iterate(resource, search(last or run_min, run_max), page_info=page_info)
             async for page in pages:
                 last = _newest_updated(page.rows, last)
                 async with plugin_session() as session:

@@ -46,6 +46,7 @@ def shopify_sim(_shopify_server: ShopifySim) -> Iterator[ShopifySim]:
     state = _shopify_server.state
     state.clear_faults()
     state.configure_bucket(40, 20.0)
+    state.configure_points(2000, 5000.0)  # GraphQL cost bucket: restored fast unless a test slows it
     state.stats.clear()
     state.max_level.clear()
     yield _shopify_server

@@ -88,30 +88,29 @@ async def test_store_metrics_match_the_shops_daily_truth(
     assert all(store[d].conversions == 0 for d in quiet)
 
 
-async def test_pacing_never_overflows_a_40_request_bucket_and_survives_injected_429s(
+async def test_cost_pacing_never_empties_the_bucket_and_survives_injected_throttles(
     new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
 ) -> None:
-    # 48 requests of 10 rows, more than the bucket holds, against a bucket that drains slower (4/s)
-    # than the test settings' scaled-down pauses assume: only the pacing keeps it from overflowing.
-    shopify_sim.control("bucket", size=40, leak_per_s=4.0)
+    # pages of up to 10 orders cost far more than the bucket restores in a second: only pacing by
+    # the answers' throttleStatus (shared limiter) keeps every query within the bucket
+    shopify_sim.control("points", maximum=1000, restore_rate=400)
     spec = new_shop(products=100, customers=120, orders=250)
     ws, conn = await shop_connection(spec)
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
-    stats = shopify_sim.stats()
-    assert stats["stats"]["requests"] >= 48
-    assert stats["stats"].get("bucket_429", 0) == 0, stats
-    assert 20 <= stats["max_level"][spec.domain] <= 40, stats
+    stats = shopify_sim.stats()["stats"]
+    assert stats["graphql"] >= 48
+    assert stats.get("throttled", 0) == 0, stats
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
     run = (await fetch_all(RUNS, c=conn))[-1]
     assert run.status == "complete" and run.seconds_throttled > 0  # it did pace itself
 
-    # the simulator now answers 429 to the next three requests: honoured, then the sync completes
-    shopify_sim.control("faults", kind="throttle", count=3, retry_after_s=0.3)
+    # THROTTLED inside an HTTP 200 for the next three queries: waited out, then the sync completes
+    shopify_sim.control("faults", kind="throttle", count=3)
     shopify_sim.state.refund(spec.domain, min(shopify_sim.state.shops[spec.domain].orders))
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
-    assert shopify_sim.stats()["stats"]["injected_429"] == 3
+    assert shopify_sim.stats()["stats"]["throttled"] == 3
     run = (await fetch_all(RUNS, c=conn))[-1]
     assert (run.status, run.try_number, run.rows_written) == ("complete", 1, 1)
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))

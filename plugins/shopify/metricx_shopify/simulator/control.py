@@ -35,6 +35,12 @@ class Control:
         self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
         return JSONResponse({"size": self.state.bucket_size, "leak_per_s": self.state.leak_per_s})
 
+    async def points(self, request: Request) -> JSONResponse:
+        """The GraphQL cost bucket of every shop: ``maximum`` points, ``restore_rate`` per second."""
+        body = await _body(request)
+        self.state.configure_points(body.get("maximum"), body.get("restore_rate"))
+        return JSONResponse({"maximum": self.state.point_max, "restore_rate": self.state.point_restore})
+
     async def stats(self, request: Request) -> JSONResponse:
         return JSONResponse(
             {

@@ -35,6 +35,9 @@ class ShopSpec:
     timezone: str = "America/New_York"
     currency: str = "USD"
     name: str | None = None
+    #: The access scopes granted to the app; without ``read_all_orders`` only orders created in the
+    #: last 60 days are visible (https://shopify.dev/docs/api/usage/access-scopes#orders-permissions).
+    scopes: tuple[str, ...] = ("read_orders", "read_all_orders", "read_products", "read_customers")
 
     @property
     def token(self) -> str:

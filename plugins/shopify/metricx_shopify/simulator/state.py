@@ -16,10 +16,12 @@ from zoneinfo import ZoneInfo
 
 from core.testing.simulator import Simulator, SimulatorError
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
+from metricx_shopify.simulator.graphql import PointBucket
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
 # A return comes some days after the purchase (delivery, then the customer's decision).
 RETURN_AFTER = timedelta(days=3)
+ORDER_WINDOW = timedelta(days=60)
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -80,6 +82,9 @@ class SimState(Simulator):
         self.buckets: dict[str, Bucket] = {}
         self.stats: Counter[str] = Counter()
         self.max_level: dict[str, float] = {}
+        # The Standard plan: 100 points/s (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)
+        self.point_max, self.point_restore = 2000.0, 100.0
+        self.point_buckets: dict[str, PointBucket] = {}
         for spec in shops:
             self.add_shop(spec)
 
@@ -93,13 +98,39 @@ class SimState(Simulator):
         self.shops[spec.domain] = shop
         self.tokens[spec.token] = spec.domain
         self.buckets[spec.domain] = Bucket(self.bucket_size, self.leak_per_s)
+        self.point_buckets.pop(spec.domain, None)
         return shop
+
+    def token_shop(self, token: str) -> str | None:
+        """The shop an access token belongs to (None: unknown or expired)."""
+        return self.tokens.get(token)
+
+    def point_bucket(self, domain: str) -> PointBucket:
+        """The shop's GraphQL cost bucket (``point_max`` points, ``point_restore`` per second)."""
+        with self.lock:
+            bucket = self.point_buckets.get(domain)
+            if bucket is None:
+                bucket = PointBucket(self.point_max, self.point_restore, self.point_max)
+                self.point_buckets[domain] = bucket
+            return bucket
+
+    def configure_points(self, maximum: float | None = None, restore_rate: float | None = None) -> None:
+        self.point_max = float(maximum or self.point_max)
+        self.point_restore = float(restore_rate or self.point_restore)
+        self.point_buckets = {}
+
+    def visible(self, domain: str, resource: str, row: dict[str, Any]) -> bool:
+        """Without ``read_all_orders`` an app sees only orders created in the last 60 days."""
+        if resource != "orders" or "read_all_orders" in self.shops[domain].spec.scopes:
+            return True
+        return datetime.fromisoformat(row["created_at"]) >= self.now() - ORDER_WINDOW
 
     def on_reset(self) -> None:
         """Regenerate every shop; clear buckets and counters."""
         specs = [shop.spec for shop in self.shops.values()]
         self.shops, self.tokens, self.buckets = {}, {}, {}
         self.stats, self.max_level = Counter(), {}
+        self.point_buckets = {}
         for spec in specs:
             self.add_shop(spec)
 
