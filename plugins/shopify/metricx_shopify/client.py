@@ -42,12 +42,12 @@ from core import (
     ProviderAPI,
     ProviderContext,
     RateLimited,
-    RequestAuth,
     RetryPolicy,
     TransientError,
     Usage,
 )
 from metricx_shopify import queries
+from metricx_shopify.auth import ShopifyAuth
 from metricx_shopify.settings import ShopifySettings
 
 log = structlog.get_logger(__name__)
@@ -208,7 +208,8 @@ class ShopifyAPI(ProviderAPI):
 class ShopifyClient:
     """Talks to one shop for one sync; cheap to create.
 
-    ``auth`` (a :class:`core.RequestAuth`) supplies the token header and refreshes an expiring token
+    ``auth`` (:class:`~metricx_shopify.auth.ShopifyAuth`, a :class:`core.RequestAuth`) supplies the
+    token header and refreshes an expiring token
     when Shopify rejects it; without it the credentials' access token is sent as it is.
     """
 
@@ -218,13 +219,14 @@ class ShopifyClient:
         account: AccountRef,
         credentials: Credentials,
         settings: ShopifySettings,
-        auth: RequestAuth | None = None,
+        auth: ShopifyAuth | None = None,
     ) -> None:
-        if not credentials.access_token and auth is None:
+        if not (credentials.access_token or credentials.refresh_token) and auth is None:
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
         self._http = ctx.http
         self._token = credentials.access_token
         self._auth = auth
+        self.auth = auth
         self.settings = settings
         self.shop = shop_domain(account)
         self._api = ShopifyAPI(settings, self.shop)

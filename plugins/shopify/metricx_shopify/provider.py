@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core import (
@@ -31,6 +32,7 @@ from core import (
     ProviderContext,
     SyncWindow,
 )
+from metricx_shopify.auth import ShopifyAuth
 from metricx_shopify.client import ShopifyClient, shop_domain
 from metricx_shopify.mapping import money, refunded_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
@@ -43,6 +45,22 @@ def supported_until(version: str) -> date | None:
     if not (year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
         return None  # "unstable" or a release candidate: no support promise
     return date(int(year) + 1, int(month), 1)
+
+
+async def verified_shop(client: ShopifyClient) -> dict[str, Any]:
+    """The shop the token proves (``shop.myshopify_domain``), refused unless it is the client's shop.
+
+    A tenant cannot create (or keep) a connection to another tenant's shop by naming it while
+    authenticating with its own token: webhooks route by the stored shop, so it must be the proven one.
+    """
+    shop = await client.fetch_shop()
+    proven = shop.get("myshopify_domain")
+    if proven != client.shop:
+        raise AuthError(
+            f"The access token belongs to the shop {str(proven)[:80]!r}, not {client.shop!r}: "
+            "connect the store with its own token."
+        )
+    return shop
 
 
 class ShopifyProvider:
@@ -75,19 +93,31 @@ class ShopifyProvider:
         return ApiVersion(self.settings.api_version, supported_until(self.settings.api_version))
 
     def client(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> ShopifyClient:
-        """A client of the account's shop (base URL from settings, else ``https://{shop_domain}``)."""
-        return ShopifyClient(ctx, account, credentials, self.settings)
+        """A client of the account's shop (base URL from settings, else ``https://{shop_domain}``) whose
+        token is refreshed when it expires (:mod:`metricx_shopify.auth`)."""
+        auth = ShopifyAuth(ctx, account, credentials, self.settings, shop_domain(account))
+        return ShopifyClient(ctx, account, credentials, self.settings, auth=auth)
 
     def check_credentials(self, credentials: Credentials) -> None:
         """No token, no call: the user must reconnect the store."""
-        if not credentials.access_token:
+        if not (credentials.access_token or credentials.refresh_token):
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
 
     async def validate_token(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> Credentials | None:
-        """The ``shop`` query with the token; a 401 is an AuthError. Offline tokens are not refreshed."""
-        await self.client(ctx, account, credentials).fetch_shop()
+        """The ``shop`` query with the token (refreshed first when it expires): the shop the token
+        proves must be the connection's shop. A 401 that no refresh cures is an AuthError.
+
+        Returns None when the credentials are unchanged or were already stored by the refresh
+        (``ctx.credentials``); the new credentials when a refresh happened without a store (a
+        connection being created), for the caller to store.
+        """
+        client = self.client(ctx, account, credentials)
+        await verified_shop(client)
+        auth = client.auth
+        if auth is not None and auth.rotated and ctx.credentials is None:
+            return auth.credentials
         return None
 
     async def fetch_account(

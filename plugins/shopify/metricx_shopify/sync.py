@@ -22,7 +22,7 @@ from core import ConfigError, SyncContext, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.client import InvalidPageInfo, ShopifyClient
 from metricx_shopify.mapping import Row, customer_row, order_row, product_row
-from metricx_shopify.provider import ShopifyProvider
+from metricx_shopify.provider import ShopifyProvider, verified_shop
 from metricx_shopify.store import upsert_orders, upsert_rows
 
 log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
@@ -170,7 +170,7 @@ async def store_work(sctx: SyncContext) -> None:
     full = bool(sctx.options.get("full", False))
     provider.check_credentials(sctx.credentials)
     client = provider.client(sctx.provider_context, sctx.account, sctx.credentials)
-    shop = await client.fetch_shop()
+    shop = await verified_shop(client)
     await sctx.update_account(
         name=shop.get("name"), timezone=shop["iana_timezone"], currency=shop["currency"]
     )

@@ -83,7 +83,9 @@ async def shop_connection(metricx_env: Any, shopify_env: dict[str, str]) -> Any:
     from core import Credentials
     from core.testing.harness import create_connection, create_workspace, session_scope
 
-    async def make(spec: ShopSpec, token: str | None = "") -> tuple[uuid.UUID, uuid.UUID]:
+    async def make(
+        spec: ShopSpec, token: str | None = "", credentials: Credentials | None = None
+    ) -> tuple[uuid.UUID, uuid.UUID]:
         async with session_scope() as session:
             ws = await create_workspace(session, f"ws-{uuid.uuid4().hex[:6]}")
             conn = await create_connection(
@@ -91,7 +93,7 @@ async def shop_connection(metricx_env: Any, shopify_env: dict[str, str]) -> Any:
                 ws.id,
                 "shopify",
                 spec.domain,
-                Credentials(access_token=spec.token if token == "" else token),
+                credentials or Credentials(access_token=spec.token if token == "" else token),
                 config={"shop_domain": spec.domain},
             )
             return ws.id, conn.id

@@ -39,6 +39,7 @@ async def test_the_migration_created_the_plugin_tables(metricx_env: Any) -> None
         "shopify_orders",
         "shopify_products",
         "shopify_sync_state",
+        "shopify_tokens",
         "shopify_webhook_deliveries",
     ]
 

@@ -20,6 +20,7 @@ import base64
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -113,7 +114,7 @@ class AdminApi:
         st = self.state
         st.stats["requests"] += 1
         version = request.path_params["version"]
-        domain = st.tokens.get(request.headers.get("X-Shopify-Access-Token", ""))
+        domain = st.token_shop(request.headers.get("X-Shopify-Access-Token", ""))
         note_account(request, domain)
         path, method = request.url.path, request.method
         sunset = st.take_fault(
@@ -440,3 +441,36 @@ class GraphQLApi:
             "nodes": nodes,
         }
         return gql.project(body, sel.fields), (len(page) + 1) / (first + 1)
+
+
+async def access_token(request: Request) -> Response:
+    """``POST /admin/oauth/access_token``: ``refresh_token`` (rotates) and ``client_credentials`` grants.
+
+    The shop is the request's host (``{shop}.myshopify.com``); behind a base-URL override, the
+    ``X-Shopify-Shop-Domain`` header the client sends names it.
+    """
+    st: SimState = request.app.state.sim
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+    domain = request.headers.get("X-Shopify-Shop-Domain") or request.url.hostname or ""
+    note_account(request, domain)
+    if domain not in st.shops:
+        return JSONResponse({"error": "shop_not_found"}, status_code=404)
+    if form.get("client_id") != st.client_id or form.get("client_secret") != st.client_secret:
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": "Client authentication failed"}, status_code=401
+        )
+    grant = form.get("grant_type")
+    if grant == "client_credentials":
+        return JSONResponse(st.issue_tokens(domain, with_refresh=False))
+    if grant == "refresh_token":
+        body = st.use_refresh_token(domain, str(form.get("refresh_token") or ""))
+        if body is None:
+            return JSONResponse(
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The refresh token is invalid, expired or was already used.",
+                },
+                status_code=400,
+            )
+        return JSONResponse(body)
+    return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)

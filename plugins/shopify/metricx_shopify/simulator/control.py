@@ -67,6 +67,13 @@ class Control:
             return JSONResponse({"error": "no such shop"}, status_code=404)
         return JSONResponse(self.state.shop_truth(domain))
 
+    async def tokens(self, request: Request) -> JSONResponse:
+        """Install the app with expiring offline tokens: a 60-minute access token and a refresh token."""
+        domain = self._shop(request)
+        if domain is None:
+            return JSONResponse({"error": "no such shop"}, status_code=404)
+        return JSONResponse(self.state.issue_tokens(domain))
+
     async def order(self, request: Request) -> JSONResponse:
         domain = self._shop(request)
         order = self.state.shops[domain].orders.get(int(request.path_params["order_id"])) if domain else None

@@ -4,6 +4,7 @@ bucket per shop, counters, ground truth."""
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,13 @@ from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
 from metricx_shopify.simulator.graphql import PointBucket
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
+SIM_CLIENT_ID = "sim-client-id"
+SIM_CLIENT_SECRET = "sim-client-secret"
+#: Expiring offline tokens live 60 minutes, their refresh tokens 90 days; client-credentials tokens 24 h
+#: (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens).
+ACCESS_TTL_S = 3600
+REFRESH_TTL_S = 90 * 86400
+CLIENT_CREDENTIALS_TTL_S = 86399
 # A return comes some days after the purchase (delivery, then the customer's decision).
 RETURN_AFTER = timedelta(days=3)
 ORDER_WINDOW = timedelta(days=60)
@@ -85,6 +93,11 @@ class SimState(Simulator):
         # The Standard plan: 100 points/s (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)
         self.point_max, self.point_restore = 2000.0, 100.0
         self.point_buckets: dict[str, PointBucket] = {}
+        self.client_id, self.client_secret = SIM_CLIENT_ID, SIM_CLIENT_SECRET
+        #: expiring access tokens and live refresh tokens: token -> (shop, expires at, simulated time)
+        self.expiring: dict[str, tuple[str, datetime]] = {}
+        self.refresh_tokens: dict[str, tuple[str, datetime]] = {}
+        self.access_ttl_s = ACCESS_TTL_S
         for spec in shops:
             self.add_shop(spec)
 
@@ -103,7 +116,41 @@ class SimState(Simulator):
 
     def token_shop(self, token: str) -> str | None:
         """The shop an access token belongs to (None: unknown or expired)."""
-        return self.tokens.get(token)
+        if token in self.tokens:
+            return self.tokens[token]
+        with self.lock:
+            entry = self.expiring.get(token)
+        if entry is None or entry[1] <= self.now():
+            return None
+        return entry[0]
+
+    def issue_tokens(self, domain: str, *, with_refresh: bool = True) -> dict[str, Any]:
+        """A new expiring access token (and refresh token) for the shop, as the token endpoint answers."""
+        now = self.now()
+        access = f"shpat_exp_{secrets.token_hex(12)}"
+        ttl = self.access_ttl_s if with_refresh else CLIENT_CREDENTIALS_TTL_S
+        with self.lock:
+            self.expiring[access] = (domain, now + timedelta(seconds=ttl))
+            body: dict[str, Any] = {
+                "access_token": access,
+                "scope": ",".join(self.shops[domain].spec.scopes),
+                "expires_in": ttl,
+            }
+            if with_refresh:
+                refresh = f"shprt_{secrets.token_hex(16)}"
+                self.refresh_tokens[refresh] = (domain, now + timedelta(seconds=REFRESH_TTL_S))
+                body.update(refresh_token=refresh, refresh_token_expires_in=REFRESH_TTL_S)
+        return body
+
+    def use_refresh_token(self, domain: str, refresh: str) -> dict[str, Any] | None:
+        """Rotate: the refresh token dies with its use; None when it is unknown, used or expired."""
+        with self.lock:
+            entry = self.refresh_tokens.pop(refresh, None)
+            if entry is None or entry[0] != domain or entry[1] <= self.now():
+                self.stats["invalid_grant"] += 1
+                return None
+            self.stats["rotations"] += 1
+        return self.issue_tokens(domain)
 
     def point_bucket(self, domain: str) -> PointBucket:
         """The shop's GraphQL cost bucket (``point_max`` points, ``point_restore`` per second)."""
@@ -131,6 +178,7 @@ class SimState(Simulator):
         self.shops, self.tokens, self.buckets = {}, {}, {}
         self.stats, self.max_level = Counter(), {}
         self.point_buckets = {}
+        self.expiring, self.refresh_tokens = {}, {}
         for spec in specs:
             self.add_shop(spec)
 
