@@ -1,14 +1,18 @@
 """The Shopify provider: token check, shop facts, the shop as an entity, daily store metrics.
 
-Metric mapping (one record per account-local day, by the day an order was created):
+Metric mapping (one record per shop-local day), as Shopify's sales reports count:
 
-- level ``store``: ``conversions`` = orders placed that day (test orders excluded),
-  ``revenue`` = net sales = sum(total_price) - refunds of those orders, ``spend`` = 0;
-- level ``store_refunds``: ``revenue`` = money refunded on that day's orders,
-  ``conversions`` = how many of them have a refund.
+- level ``store``: ``conversions`` = sales processed that day (test orders, pending, authorized-only
+  and voided orders excluded), ``revenue`` = net sales = their ``total_price`` (current, after edits)
+  minus every refund *made* that day, in the shop's currency, ``spend`` = 0;
+- level ``store_refunds``: ``revenue`` = money refunded that day (shop currency),
+  ``conversions`` = orders refunded that day;
+- level ``store_pending``: orders processed that day whose payment is pending or only authorized,
+  and their total (not sales until paid).
 
-Refunds are attributed to the day of the sale (so a day's net sales keep
-falling as refunds arrive); the 30-day attribution window re-reads them.
+A refund is credited on the day it was made (``processedAt`` of its transaction), not on the
+sale's day, so a stored day changes only when a late refund is *made* on it; the revision
+horizon (``revision_days`` 60) re-reads the last 60 days.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from core import (
 )
 from metricx_shopify.auth import ShopifyAuth
 from metricx_shopify.client import ShopifyClient, shop_domain
-from metricx_shopify.mapping import money, refunded_amount, timestamp
+from metricx_shopify.mapping import money, shop_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
 
 
@@ -63,19 +67,25 @@ async def verified_shop(client: ShopifyClient) -> dict[str, Any]:
     return shop
 
 
+#: Payment not (yet) taken: reported apart from sales (``store_pending``).
+UNPAID = frozenset({"pending", "authorized", "partially_paid"})
+#: Never sales: the authorization was voided or expired.
+NOT_SALES = frozenset({"voided", "expired"})
+
+
 class ShopifyProvider:
     """Implements ``core.Provider`` for Shopify stores (REST Admin API)."""
 
     name = "shopify"
     display_name = "Shopify"
     capabilities = Capabilities(
-        levels=("store", "store_refunds"),
+        levels=("store", "store_refunds", "store_pending"),
         primary_level="store",  # net sales; store_refunds is a detail series, not the total
         attribution_window_days=30,
         backfill_days=90,
         backfill_slice_days=30,
-        # Refunds land on the order's day: the nightly pass re-reads 30 days, the weekly deep
-        # tier the rest of a 60-day refund horizon.
+        # Refunds land on the day they are made: the nightly pass re-reads 30 days, the weekly
+        # deep tier the rest of a 60-day horizon (see the README's revenue rule).
         revision_days=60,
         kind="store",
     )
@@ -144,43 +154,80 @@ class ShopifyProvider:
                 parent_level="store",
                 parent_external_id=domain,
             ),
+            EntityRecord(
+                level="store_pending",
+                external_id=domain,
+                name=f"{name} pending payments",
+                status="active",
+                parent_level="store",
+                parent_external_id=domain,
+            ),
         ]
+
+    async def first_visible_day(self, client: ShopifyClient, tz: ZoneInfo) -> date | None:
+        """The first shop-local day whose orders the app can read in full: None with ``read_all_orders``,
+        else the first whole day of the last 60 days (https://shopify.dev/docs/api/usage/access-scopes)."""
+        if "read_all_orders" in await client.access_scopes():
+            return None
+        oldest = datetime.now(tz) - timedelta(days=ORDER_WINDOW_DAYS)
+        return oldest.date() + timedelta(days=1)
 
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
     ) -> AsyncIterator[list[MetricRecord]]:
-        """Daily orders, net sales and refunds of every day of ``window`` (zeros for quiet days)."""
+        """Daily sales of every day of ``window`` as Shopify's reports count them (zeros for quiet days).
+
+        Orders changed since the window's first day are read (a refund of an older order changes it),
+        so every sale processed and every refund made in the window is seen.
+        """
         client = self.client(ctx, account, credentials)
         tz = ZoneInfo(window.timezone)
         start = datetime.combine(window.start, time.min, tz).isoformat()
-        end = (datetime.combine(window.end, time.min, tz) + timedelta(days=1, seconds=-1)).isoformat()
-        search = f"created_at:>='{start}' AND created_at:<='{end}'"
-        orders: dict[object, int] = defaultdict(int)
+        days = set(window.dates())
+        visible_from = await self.first_visible_day(client, tz)
+        if visible_from is not None:
+            # Without read_all_orders Shopify shows only the last 60 days of orders: older days are
+            # not written at all (no row = not available), never as zero sales.
+            days = {d for d in days if d >= visible_from}
+        sales: dict[object, int] = defaultdict(int)
         gross: dict[object, Decimal] = defaultdict(Decimal)
         refunds: dict[object, Decimal] = defaultdict(Decimal)
         refunded_orders: dict[object, int] = defaultdict(int)
-        async for page in client.iterate("order_metrics", search, sort="CREATED_AT"):
+        pending: dict[object, int] = defaultdict(int)
+        pending_total: dict[object, Decimal] = defaultdict(Decimal)
+        async for page in client.iterate("order_metrics", f"updated_at:>='{start}'"):
             for order in page.rows:
                 if order.get("test") is True:
                     continue
-                created = timestamp(order.get("created_at"), f"order {order.get('id')} created_at")
-                if created is None:
-                    continue
-                day = created.astimezone(tz).date()
-                orders[day] += 1
-                gross[day] += money(order.get("total_price"), f"order {order.get('id')} total_price") or 0
-                refunded = refunded_amount(order)
-                refunds[day] += refunded
-                refunded_orders[day] += 1 if refunded > 0 else 0
+                what = f"order {str(order.get('id'))[:30]}"
+                processed = timestamp(
+                    order.get("processed_at") or order.get("created_at"), f"{what} processed_at"
+                )
+                day = processed.astimezone(tz).date() if processed else None
+                status = str(order.get("financial_status") or "")
+                total = money(order.get("total_price"), f"{what} total_price") or Decimal(0)
+                if day in days and status in UNPAID:
+                    pending[day] += 1
+                    pending_total[day] += total
+                elif day in days and status not in NOT_SALES:
+                    sales[day] += 1
+                    gross[day] += total
+                refund_days = set()
+                for refund_day, amount in refund_amounts(order, tz):
+                    if refund_day in days:
+                        refunds[refund_day] += amount
+                        refund_days.add(refund_day)
+                for refund_day in refund_days:
+                    refunded_orders[refund_day] += 1
         domain, currency = shop_domain(account), account.currency
         records: list[MetricRecord] = []
-        for day in window.dates():
+        for day in sorted(days):
             records.append(
                 MetricRecord(
                     level="store",
                     entity_external_id=domain,
                     metrics_date=day,
-                    conversions=Decimal(orders[day]),
+                    conversions=Decimal(sales[day]),
                     revenue=gross[day] - refunds[day],
                     currency=currency,
                 )
@@ -195,4 +242,32 @@ class ShopifyProvider:
                     currency=currency,
                 )
             )
+            records.append(
+                MetricRecord(
+                    level="store_pending",
+                    entity_external_id=domain,
+                    metrics_date=day,
+                    conversions=Decimal(pending[day]),
+                    revenue=pending_total[day],
+                    currency=currency,
+                )
+            )
         yield records
+
+
+ORDER_WINDOW_DAYS = 60
+
+
+def refund_amounts(order: dict[str, Any], tz: ZoneInfo) -> list[tuple[Any, Decimal]]:
+    """(shop-local day, amount in the shop's currency) of each successful refund transaction."""
+    what = f"order {str(order.get('id'))[:30]}"
+    out = []
+    for refund in order.get("refunds") or []:
+        for tx in (refund.get("transactions") or []) if isinstance(refund, dict) else []:
+            if not isinstance(tx, dict) or tx.get("kind") != "refund" or tx.get("status") != "success":
+                continue
+            at = timestamp(tx.get("processed_at") or refund.get("created_at"), f"{what} refund processed_at")
+            amount = money(shop_amount(tx), f"{what} refund amount") or Decimal(0)
+            if at is not None:
+                out.append((at.astimezone(tz).date(), amount))
+    return out

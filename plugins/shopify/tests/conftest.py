@@ -51,6 +51,7 @@ def shopify_sim(_shopify_server: ShopifySim) -> Iterator[ShopifySim]:
     state.max_level.clear()
     yield _shopify_server
     state.clear_faults()
+    state.clock.run_real()  # a test that let simulated days pass must not move the next test's shops
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from metricx_shopify.provider import ShopifyProvider
 from shopify_helpers import fetch_all, fetch_one
 
 from core import Credentials, provider_context
-from core.sync.loading import ConnectionCredentials, load_credentials
+from core.testing.harness import ConnectionCredentials, account_ref, load_credentials
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CONN = "SELECT * FROM connections WHERE id = :c"
@@ -63,7 +63,6 @@ async def test_two_workers_refreshing_at_once_rotate_once_and_keep_the_shop(
     before = shopify_sim.stats()["stats"].get("rotations", 0)
     provider = ShopifyProvider()
     account_row = await fetch_one(CONN, c=conn)
-    from core.sync.loading import account_ref
 
     async def one_worker() -> Credentials:
         # each "worker" has its own HTTP client, provider context and stale copy of the credentials
@@ -149,8 +148,6 @@ async def test_a_token_of_another_shop_is_refused(
 async def _refresh_in_this_process(redis_client: Any, spec: Any, conn: uuid.UUID) -> Credentials:
     """What another worker does when it needs the shop: load the stored pair, call Shopify (refreshing
     under the connection's lock when the token has expired)."""
-    from core.sync.loading import account_ref
-
     row = await fetch_one(CONN, c=conn)
     async with httpx.AsyncClient() as http:
         ctx = provider_context(

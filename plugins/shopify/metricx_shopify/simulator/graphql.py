@@ -369,7 +369,7 @@ def render_customer(row: Node, currency: str) -> Node:
 
 def _transaction(tx: Node, currency: str) -> Node:
     presentment = (tx["amount"], tx.get("currency") or currency)
-    shop_amount = tx.get("shop_amount", tx["amount"])
+    shop_amount = tx.get("shop_amount", tx["amount"])  # the REST amount is the presentment one
     return {
         "id": gid("OrderTransaction", tx["id"]),
         "kind": str(tx["kind"]).upper(),

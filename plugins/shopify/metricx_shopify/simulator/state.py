@@ -30,6 +30,10 @@ CLIENT_CREDENTIALS_TTL_S = 86399
 # A return comes some days after the purchase (delivery, then the customer's decision).
 RETURN_AFTER = timedelta(days=3)
 ORDER_WINDOW = timedelta(days=60)
+#: Payment not (yet) taken: reported apart from sales.
+UNPAID = frozenset({"pending", "authorized", "partially_paid"})
+#: Never sales: the authorization was voided or expired.
+NOT_SALES = frozenset({"voided", "expired"})
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -199,6 +203,7 @@ class SimState(Simulator):
             o
             for o in self.shops[domain].orders.values()
             if not (o["test"] or o["cancelled_at"] or o["refunds"])
+            and o["financial_status"] not in UNPAID | NOT_SALES
             and datetime.fromisoformat(o["created_at"]) <= now - RETURN_AFTER
         ]
         return max(candidates, key=lambda o: (datetime.fromisoformat(o["created_at"]), o["id"]), default=None)
@@ -237,25 +242,64 @@ class SimState(Simulator):
         return order
 
     def shop_truth(self, domain: str) -> dict[str, Any]:
-        """Ground truth: row counts and the daily store metrics (shop-local days, test orders excluded)."""
+        """Ground truth from the simulator's own order model (shop-local days, test orders excluded),
+        as Shopify's sales reports count: an order is a sale on the day it was processed unless its
+        payment is pending, only authorized, or was voided (then it is reported apart, or not at
+        all); each refund is deducted, in the shop's currency, on the day it was made."""
         shop = self.shops[domain]
         tz = ZoneInfo(shop.spec.timezone)
         daily: dict[str, dict[str, Any]] = {}
+
+        def entry(day: str) -> dict[str, Any]:
+            return daily.setdefault(
+                day,
+                {
+                    "orders": 0,
+                    "gross_sales": Decimal(0),
+                    "refunds": Decimal(0),
+                    "refunded_orders": 0,
+                    "pending_orders": 0,
+                    "pending_sales": Decimal(0),
+                },
+            )
+
         for order in shop.orders.values():
             if order["test"]:
                 continue
-            day = datetime.fromisoformat(order["created_at"]).astimezone(tz).date().isoformat()
-            entry = daily.setdefault(day, {"orders": 0, "net_sales": Decimal(0), "refunds": Decimal(0)})
-            refunded = _refunded(order)
-            entry["orders"] += 1
-            entry["net_sales"] += Decimal(order["total_price"]) - refunded
-            entry["refunds"] += refunded
+            day = datetime.fromisoformat(order["processed_at"]).astimezone(tz).date().isoformat()
+            status = order["financial_status"]
+            if status in UNPAID:
+                entry(day)["pending_orders"] += 1
+                entry(day)["pending_sales"] += Decimal(order["total_price"])
+            elif status not in NOT_SALES:
+                entry(day)["orders"] += 1
+                entry(day)["gross_sales"] += Decimal(order["total_price"])
+            refund_days = set()
+            for refund in order["refunds"]:
+                for tx in refund["transactions"]:
+                    if tx["kind"] == "refund" and tx.get("status", "success") == "success":
+                        rday = datetime.fromisoformat(tx["created_at"]).astimezone(tz).date().isoformat()
+                        entry(rday)["refunds"] += Decimal(tx.get("shop_amount") or tx["amount"])
+                        refund_days.add(rday)
+            for rday in refund_days:
+                entry(rday)["refunded_orders"] += 1
+        for values in daily.values():
+            values["net_sales"] = values["gross_sales"] - values["refunds"]
         return {
             "products": len(shop.products),
             "customers": len(shop.customers),
             "orders": len(shop.orders),
             "line_items": sum(len(o["line_items"]) for o in shop.orders.values()),
             "refunded_orders": sum(1 for o in shop.orders.values() if o["refunds"]),
+            "kinds": {
+                "cancelled": sum(1 for o in shop.orders.values() if o["cancelled_at"]),
+                "voided": sum(1 for o in shop.orders.values() if o["financial_status"] == "voided"),
+                "pending": sum(1 for o in shop.orders.values() if o["financial_status"] in UNPAID),
+                "edited": sum(1 for o in shop.orders.values() if o["tags"] == "edited"),
+                "multi_currency_refunded": sum(
+                    1 for o in shop.orders.values() if o["refunds"] and o.get("presentment_currency")
+                ),
+            },
             "daily": {
                 day: {k: str(v) if isinstance(v, Decimal) else v for k, v in entry.items()}
                 for day, entry in sorted(daily.items())
@@ -264,9 +308,10 @@ class SimState(Simulator):
 
 
 def _refunded(order: dict[str, Any]) -> Decimal:
+    """What was refunded on an order, in the shop's currency."""
     return sum(
         (
-            Decimal(tx["amount"])
+            Decimal(tx.get("shop_amount") or tx["amount"])
             for r in order["refunds"]
             for tx in r["transactions"]
             if tx["kind"] == "refund"
