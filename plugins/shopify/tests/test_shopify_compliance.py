@@ -184,3 +184,54 @@ async def test_a_connection_to_another_tenants_shop_is_refused(
         listed = await api.get(f"/v1/workspaces/{wid}/connections", headers=headers)
         assert listed.json() in ([], {"items": []}) or not listed.json().get("items")
     await app.state.resources.aclose()
+
+
+async def test_every_webhook_fixture_is_accepted_and_applied(
+    new_shop: Any, shop_connection: Any, hooks: Any
+) -> None:
+    from pathlib import Path
+
+    spec = new_shop(orders=2)
+    _ws, conn = await shop_connection(spec)
+    prefix = spec.domain.split(".")[0]
+    fixtures = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("webhook_*.json"))
+    topics = set()
+    # the uninstall last: it disconnects the shop
+    for path in sorted(fixtures, key=lambda p: "app_uninstalled" in p.name):
+        fx = json.loads(path.read_text().replace("{shop}", prefix))
+        topics.add(fx["topic"])
+        response = await hooks.post(
+            URL,
+            content=json.dumps(fx["body"]).encode(),
+            headers={
+                "X-Shopify-Topic": fx["topic"],
+                "X-Shopify-Hmac-Sha256": _sign(json.dumps(fx["body"]).encode()),
+                "X-Shopify-Shop-Domain": spec.domain,
+                "X-Shopify-Event-Id": str(uuid.uuid4()),
+            },
+        )
+        assert response.status_code == 200 and response.json()["status"] == "ok", (path.name, response.text)
+        if fx["topic"] == "orders/create":
+            row = await fetch_one(
+                "SELECT tags, financial_status, test FROM shopify_orders "
+                "WHERE connection_id = :c AND shopify_id = :o",
+                c=conn,
+                o=fx["body"]["id"],
+            )
+            assert (row.tags, row.financial_status, row.test) == ("tag1, tag2", "voided", True)
+    assert topics >= {
+        "orders/create",
+        "orders/delete",
+        "products/delete",
+        "app/uninstalled",
+        "customers/redact",
+        "customers/data_request",
+        "shop/redact",
+    }
+    assert (await fetch_one("SELECT status FROM connections WHERE id = :c", c=conn)).status == "disconnected"
+
+
+def _sign(body: bytes) -> str:
+    from metricx_shopify.webhooks import sign
+
+    return sign(body, WEBHOOK_SECRET)
