@@ -339,6 +339,25 @@ class ShopifyClient:
             info = more.get("pageInfo") or {}
         lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
 
+    async def ids(self, resource: str, search: str | None) -> set[int]:
+        """The numeric ids of every ``resource`` matching ``search`` that exists now."""
+        found: set[int] = set()
+        after: str | None = None
+        while True:
+            data = await self.graphql(queries.IDS[resource], {"first": 250, "after": after, "query": search})
+            connection = data.get(resource)
+            if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
+                raise PayloadError(f"the {resource} id query has no {resource}.nodes list")
+            for node in connection["nodes"]:
+                value = node.get("legacyResourceId") if isinstance(node, dict) else None
+                if not (isinstance(value, str) and value.isdigit()):
+                    raise PayloadError(f"a {resource} node has no numeric legacyResourceId")
+                found.add(int(value))
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return found
+            after = info.get("endCursor")
+
     async def iterate(
         self, resource: str, search: str | None, *, page_info: str | None = None, sort: str = "UPDATED_AT"
     ) -> AsyncIterator[Page]:

@@ -82,6 +82,16 @@ LIST = {
     "customers": _list_query("Customers", "customers", CUSTOMER_FIELDS, "CustomerSortKeys"),
 }
 
+#: Only the ids, 250 a page (2 + 250 x 1 points): the deletion reconciliation lists what still exists.
+IDS = {
+    resource: (
+        f"query Ids($first: Int!, $after: String, $query: String) {{ "
+        f"{resource}(first: $first, after: $after, query: $query) {{ "
+        "pageInfo { hasNextPage endCursor } nodes { legacyResourceId } } }"
+    )
+    for resource in ("orders", "products", "customers")
+}
+
 ORDER_LINE_ITEMS = (
     "query OrderLineItems($id: ID!, $after: String) { order(id: $id) { "
     "lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor } "

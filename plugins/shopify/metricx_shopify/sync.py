@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core import ConfigError, SyncContext, plugin_session
@@ -159,6 +159,49 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
     return rows
 
 
+RECONCILE_EVERY = timedelta(hours=24)
+#: Without read_all_orders only orders of the last 60 days are visible: reconcile within 59 of them.
+VISIBLE_ORDERS = timedelta(days=59)
+
+
+async def reconcile_deletions(client: ShopifyClient, sctx: SyncContext, *, force: bool) -> dict[str, int]:
+    """Delete stored rows Shopify no longer has (a missed ``*/delete`` webhook), at most once a day.
+
+    Lists the ids that exist now and deletes the stored rows of this connection that are not among
+    them and were stored before the listing began (a row a webhook adds meanwhile stays). Without
+    ``read_all_orders`` only orders created in the visible window are compared.
+    """
+    state = await _load_state(sctx.connection_id, "reconcile")
+    started = datetime.now(UTC)
+    if not force and state and state["watermark"] and state["watermark"] > started - RECONCILE_EVERY:
+        return {}
+    scopes = await client.access_scopes()
+    deleted: dict[str, int] = {}
+    for resource, table in (
+        ("products", tables.products),
+        ("customers", tables.customers),
+        ("orders", tables.orders),
+    ):
+        where = [table.c.connection_id == sctx.connection_id, table.c.synced_at < started]
+        search = None
+        if resource == "orders" and "read_all_orders" not in scopes:
+            since = (started - VISIBLE_ORDERS).replace(microsecond=0)
+            search = f"created_at:>='{since.isoformat()}'"
+            where.append(table.c.created_at >= since)
+        existing = await client.ids(resource, search)
+        async with plugin_session() as session:
+            gone = select(table.c.id).where(*where, table.c.shopify_id.notin_(existing))
+            if resource == "orders":
+                li = tables.line_items
+                await session.execute(delete(li).where(li.c.order_id.in_(gone)))
+            result = await session.execute(delete(table).where(table.c.id.in_(gone)))
+            deleted[resource] = int(getattr(result, "rowcount", 0) or 0)
+    async with plugin_session() as session:
+        await _save_state(session, sctx, "reconcile", watermark=started)
+    log.info("deletions_reconciled", **deleted)
+    return deleted
+
+
 async def store_work(sctx: SyncContext) -> None:
     """The store sync's work inside the core's sync engine: shop facts, then each resource with progress.
 
@@ -178,3 +221,4 @@ async def store_work(sctx: SyncContext) -> None:
     for done, resource in enumerate(RESOURCES, start=1):
         await sync_resource(client, sctx, resource, full=full)
         await sctx.progress(done=done)
+    await reconcile_deletions(client, sctx, force=full)

@@ -235,3 +235,28 @@ def _sign(body: bytes) -> str:
     from metricx_shopify.webhooks import sign
 
     return sign(body, WEBHOOK_SECRET)
+
+
+async def test_deletions_missed_by_webhooks_are_reconciled_by_the_store_sync(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    spec, ws, conn = await _synced(new_shop, shop_connection, run_worker, redis_client)
+    shop = shopify_sim.state.shops[spec.domain]
+    order_id, product_id, customer_id = max(shop.orders), max(shop.products), max(shop.customers)
+    del shop.orders[order_id], shop.products[product_id], shop.customers[customer_id]
+    await enqueue_store_sync(str(conn), str(ws), full=True, redis=redis_client)  # full: reconcile now
+    await run_worker()
+    counts = await fetch_one(
+        "SELECT (SELECT count(*) FROM shopify_orders WHERE connection_id = :c) AS o, "
+        "(SELECT count(*) FROM shopify_products WHERE connection_id = :c) AS p, "
+        "(SELECT count(*) FROM shopify_customers WHERE connection_id = :c) AS cu, "
+        "(SELECT count(*) FROM shopify_order_line_items li JOIN shopify_orders o ON o.id = li.order_id "
+        " WHERE o.connection_id = :c) AS li",
+        c=conn,
+    )
+    truth = shopify_sim.truth(spec.domain)
+    assert (counts.o, counts.p, counts.cu) == (truth["orders"], truth["products"], truth["customers"])
+    lines = await fetch_one(
+        "SELECT count(*) AS n FROM shopify_order_line_items WHERE connection_id = :c", c=conn
+    )
+    assert lines.n == counts.li == truth["line_items"]

@@ -403,9 +403,13 @@ class GraphQLApi:
 
     def _connection(self, domain: str, sel: gql.Selection, currency: str) -> tuple[dict[str, Any], float]:
         shop = self.state.shops[domain]
-        self.state.stats[f"list_{sel.name}"] += 1
-        if sel.args.get("after"):
-            self.state.stats["page_info_requests"] += 1
+        nodes_sel = next((s for s in sel.fields if s.name == "nodes"), None)
+        if nodes_sel is not None and [f.name for f in nodes_sel.fields] == ["legacyResourceId"]:
+            self.state.stats[f"ids_{sel.name}"] += 1  # an id listing (deletion reconciliation)
+        else:
+            self.state.stats[f"list_{sel.name}"] += 1
+            if sel.args.get("after"):
+                self.state.stats["page_info_requests"] += 1
         first = int(sel.args.get("first") or 0)
         sort = str(sel.args.get("sortKey") or "ID")
         terms = gql.search_filter(sel.args.get("query"))
