@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from core.cache import ProviderCache
 from core.config import Settings
 from core.http import ProviderHTTP
-from core.providers import AccountRef, Credentials, Provider, ProviderContext
+from core.providers import AccountRef, Credentials, CredentialStore, Provider, ProviderContext
 from core.ratelimit import AccountLimiter
 from core.sync.throttle import sync_limiter
 
@@ -26,6 +26,7 @@ def provider_context(
     max_wait_s: float | None = None,
     credentials: Credentials | None = None,
     stored: Collection[str] = (),
+    credential_store: CredentialStore | None = None,
 ) -> ProviderContext:
     """What the core lends ``provider`` for calls on ``account`` (a connection, or its external id).
 
@@ -34,7 +35,8 @@ def provider_context(
     ``throttle_scopes`` (empty for a connection not yet created: its account scope is not trusted).
     ``limiter`` replaces the default one (tests isolating their rate-limit keys); ``max_wait_s``
     bounds how long the limiter sleeps before raising RateLimited (short while validating a new
-    connection); ``settings`` supplies the encryption keys of the cache (default: the process's).
+    connection); ``settings`` supplies the encryption keys of the cache (default: the process's);
+    ``credential_store`` reads and writes the connection's stored credentials (syncs pass one).
     """
     name = provider if isinstance(provider, str) else provider.name
     external_id = account if isinstance(account, str) else account.external_account_id
@@ -49,4 +51,5 @@ def provider_context(
         http=ProviderHTTP(client, limiter),
         limiter=limiter,
         cache=ProviderCache(redis, name, settings=settings),
+        credentials=credential_store,
     )

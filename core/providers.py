@@ -292,12 +292,27 @@ class ProviderContext:
 
     ``http`` sends every call (limiter, error mapping, usage, retries: see ``core.http``);
     ``limiter`` is the account's shared rate limiter that ``http`` acquires; ``cache`` is the
-    provider's namespaced, optionally encrypted cache (``core.cache``).
+    provider's namespaced, optionally encrypted cache (``core.cache``); ``credentials`` reads and
+    writes the stored credentials of the connection (None while a connection is being created):
+    a provider whose refresh token rotates stores each new pair before using it.
     """
 
     http: ProviderHTTP
     limiter: AccountLimiter
     cache: ProviderCache
+    credentials: CredentialStore | None = None
+
+
+class CredentialStore(Protocol):
+    """The stored (encrypted) credentials of one connection, for providers that rotate them."""
+
+    async def load(self) -> Credentials:
+        """The credentials as stored now (another worker may have rotated them)."""
+        ...
+
+    async def save(self, credentials: Credentials) -> None:
+        """Store ``credentials`` (every token encrypted) in one statement."""
+        ...
 
 
 class Provider(Protocol):

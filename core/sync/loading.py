@@ -10,10 +10,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from core.context import provider_context as build_provider_context
-from core.crypto import encrypt
+from core.crypto import decrypt, encrypt
 from core.db.engine import session_scope
 from core.db.models import Connection, Credential
 from core.providers import AccountRef, Credentials, Provider, ProviderContext
@@ -56,6 +56,7 @@ def provider_context(ctx: dict[str, Any], loaded: Loaded) -> ProviderContext:
         settings=ctx.get("settings"),
         credentials=loaded.credentials,
         stored=conn.throttle_scopes or (),
+        credential_store=ConnectionCredentials(conn.id),
     )
 
 
@@ -73,6 +74,33 @@ async def store_credentials(connection_id: uuid.UUID, creds: Credentials) -> Non
                 updated_at=status.utcnow(),
             )
         )
+
+
+async def load_credentials(connection_id: uuid.UUID) -> Credentials:
+    """A connection's stored credentials, decrypted (empty when it has none)."""
+    async with session_scope() as session:
+        cred = await session.scalar(select(Credential).where(Credential.connection_id == connection_id))
+    if cred is None:
+        return Credentials()
+    return Credentials(
+        access_token=decrypt(cred.access_token_enc),
+        refresh_token=decrypt(cred.refresh_token_enc),
+        expires_at=cred.expires_at,
+        scopes=tuple((cred.scopes or "").split()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCredentials:
+    """``ProviderContext.credentials`` of a sync: the connection's row in ``credentials``."""
+
+    connection_id: uuid.UUID
+
+    async def load(self) -> Credentials:
+        return await load_credentials(self.connection_id)
+
+    async def save(self, credentials: Credentials) -> None:
+        await store_credentials(self.connection_id, credentials)
 
 
 async def refresh_account_facts(

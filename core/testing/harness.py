@@ -21,12 +21,13 @@ from core.enqueue import enqueue_sync_job
 from core.fanout import fan_out
 from core.plugins import get_registry, load_registry
 from core.services import create_connection, create_workspace
-from core.sync.loading import account_ref
+from core.sync.loading import ConnectionCredentials, account_ref, load_credentials
 from core.sync.throttle import scope_keys, sync_limiter
 from core.sync.windows import is_deep_tier_day, local_today, slot_start
 
 __all__ = [
     "Connection",
+    "ConnectionCredentials",
     "Settings",
     "account_ref",
     "create_api",
@@ -38,6 +39,7 @@ __all__ = [
     "get_settings",
     "hookspecs",
     "is_deep_tier_day",
+    "load_credentials",
     "load_registry",
     "local_today",
     "next_fire",

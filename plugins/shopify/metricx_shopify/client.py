@@ -1,12 +1,24 @@
-"""Client of the Shopify Admin REST API over the core's ProviderHTTP: auth, Link pagination, pacing, errors.
+"""Client of the Shopify GraphQL Admin API over the core's ProviderHTTP: auth, cursor pages, cost throttling.
 
-:class:`ShopifyAPI` tells :class:`core.ProviderHTTP` how to read Shopify. Pacing comes from
-``X-Shopify-Shop-Api-Call-Limit`` (``used/capacity``) and lives in the shared limiter, so every
-worker syncing the shop paces together: the bucket's drain rate (``capacity / 20`` per second on
-every plan, or ``drain_per_s``) becomes the limiter's steady rate with a burst of ``burst_pct`` of
-the bucket, and the bucket's fill is reported as usage (the limiter slows down from 70% and stops
-at 95% until the bucket has drained to half). A 429 still honours ``Retry-After``: waited out in
-the request up to ``max_throttle_wait_s`` (``max_throttle_retries`` times), else the sync is deferred.
+Every call is ``POST {root}/admin/api/{version}/graphql.json``. :class:`ShopifyAPI` tells
+:class:`core.ProviderHTTP` how to read the answers:
+
+- **cost throttling** (https://shopify.dev/docs/api/usage/limits): every answer carries
+  ``extensions.cost`` with ``throttleStatus { maximumAvailable currentlyAvailable restoreRate }``.
+  The bucket's fill is reported to the shared limiter as usage (slow down from 70 %, pause at 95 %
+  until it is half full again) and its restore rate, divided by the cost of the last query, is the
+  steady request rate every worker syncing the shop paces at. ``THROTTLED`` arrives *inside an HTTP
+  200* (``errors[].extensions.code``): a RateLimited for the time the bucket needs to hold the
+  requested cost, waited out in the request up to ``max_throttle_wait_s``, else the sync is deferred;
+- ``MAX_COST_EXCEEDED`` (a single query above 1000 points) is :class:`MaxCostExceeded`: the client
+  shrinks the page (``first``) by the ratio the error names and asks again;
+- an unknown field or another validation error is a ConfigError (the query is wrong for the
+  version served), a refused cursor :class:`InvalidPageInfo`, 401 an AuthError, 5xx transient.
+
+Nodes are normalised into the REST/webhook shape that :mod:`metricx_shopify.mapping` reads (numeric
+ids from ``legacyResourceId``, money from ``shopMoney`` of the ``*Set`` fields, lower-case statuses),
+so one mapping serves the sync and the webhooks. Nested connections are paged: an order with more
+line items than the inline page reads the rest with ``order(id:) { lineItems(after:) }``.
 """
 
 from __future__ import annotations
@@ -15,7 +27,6 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import structlog
@@ -34,24 +45,33 @@ from core import (
     RetryPolicy,
     TransientError,
     Usage,
-    parse_retry_after,
 )
+from metricx_shopify import queries
+from metricx_shopify.auth import ShopifyAuth
 from metricx_shopify.settings import ShopifySettings
 
 log = structlog.get_logger(__name__)
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 TOKEN_HEADER = "X-Shopify-Access-Token"
-CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
+VERSION_HEADER = "X-Shopify-API-Version"
 
 
 class InvalidPageInfo(PermanentError):
-    """Shopify refused a ``page_info`` cursor (expired, or sent with filters)."""
+    """Shopify refused a pagination cursor (expired, or from another sort)."""
+
+
+class MaxCostExceeded(PermanentError):
+    """One query asked for more than the single-query maximum cost; ``ratio`` = max / requested."""
+
+    def __init__(self, message: str, ratio: float) -> None:
+        super().__init__(message)
+        self.ratio = ratio
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One list response: its rows and the cursor of the next page (None on the last page)."""
+    """One page of a connection: its rows (REST-shaped) and the cursor after it (None on the last page)."""
 
     rows: list[dict[str, Any]]
     next_page_info: str | None
@@ -68,17 +88,32 @@ def shop_domain(account: AccountRef) -> str:
     return domain
 
 
-def _error_text(response: httpx.Response) -> str:
+def _body(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    body = _body(response)
+    if body is None:
         return response.text[:200]
     errors = body.get("errors", body) if isinstance(body, dict) else body
     return str(errors)[:300]
 
 
+def _cost(body: Any) -> Mapping[str, Any]:
+    cost = body.get("extensions", {}).get("cost") if isinstance(body, dict) else None
+    return cost if isinstance(cost, dict) else {}
+
+
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 class ShopifyAPI(ProviderAPI):
-    """How ProviderHTTP reads the Admin REST API of one shop."""
+    """How ProviderHTTP reads the GraphQL Admin API of one shop."""
 
     name = "Shopify"
 
@@ -93,33 +128,33 @@ class ShopifyAPI(ProviderAPI):
         )
 
     def usage(self, response: httpx.Response) -> Usage | None:
-        """The leaky bucket from the call-limit header: steady rate, burst and fill for the limiter."""
-        header = response.headers.get(CALL_LIMIT_HEADER)
-        used_text, _, capacity_text = (header or "").partition("/")
-        try:
-            used, capacity = float(used_text), max(1.0, float(capacity_text))
-        except ValueError:
-            if header:
-                log.warning("shopify_call_limit_unreadable", header=header[:40])
+        """The cost bucket from ``extensions.cost.throttleStatus``: fill, regain time and steady rate."""
+        cost = _cost(_body(response))
+        status = cost.get("throttleStatus")
+        if not isinstance(status, dict):
             return None
-        # The bucket drains capacity/20 per second on every plan (40 -> 2/s, 80 -> 4/s, 400 -> 20/s).
-        drain_per_s = self._settings.drain_per_s or capacity / 20
+        maximum = max(1.0, _number(status.get("maximumAvailable"), 1000.0))
+        available = _number(status.get("currentlyAvailable"), maximum)
+        restore = max(0.1, _number(status.get("restoreRate"), 50.0))
+        # A query runs only when the bucket holds its *requested* cost: that is what paces.
+        query_cost = max(
+            1.0, _number(cost.get("requestedQueryCost"), _number(cost.get("actualQueryCost"), 1.0))
+        )
         return Usage(
-            pct=100.0 * used / capacity,
-            regain_s=max(0.0, used - capacity / 2) / drain_per_s,
-            rate_per_s=drain_per_s,
-            burst=max(1, int(capacity * self._settings.burst_pct / 100)),
+            pct=100.0 * (1 - available / maximum),
+            regain_s=max(0.0, maximum / 2 - available) / restore,
+            # the bucket refills `restore` points a second: that many queries of this cost
+            rate_per_s=restore / query_cost,
+            burst=max(1, int(maximum * self._settings.burst_pct / 100 / query_cost)),
         )
 
     def classify(self, response: httpx.Response) -> MetricxError | None:
         status = response.status_code
         if status == 200:
-            return None
+            return self._graphql_errors(response)
         text = _error_text(response)
-        if status == 429:
-            retry_after = parse_retry_after(response, 2.0)
-            log.info("shopify_throttled", shop=self.shop, retry_after_s=retry_after)
-            return RateLimited(f"Shopify throttled the shop {self.shop}: {text}", retry_after)
+        if status == 429:  # REST-style throttle (GraphQL throttles inside a 200, below)
+            return RateLimited(f"Shopify throttled the shop {self.shop}: {text}", 2.0)
         if status >= 500:
             return TransientError(f"Shopify answered {status}: {text}")
         if status == 401:
@@ -131,88 +166,206 @@ class ShopifyAPI(ProviderAPI):
         if status == 403:
             return ConfigError(f"The app lacks an access scope on {self.shop} (403): {text}; re-install it")
         if status == 404:
-            return ConfigError(f"Shopify has no such shop or resource ({self.shop}, 404)")
+            return ConfigError(f"Shopify has no such shop ({self.shop}, 404)")
         if status == 423:
             return PermanentError(f"The shop {self.shop} is locked (423): {text}")
-        if status == 400 and "page_info" in response.request.url.params:
-            return InvalidPageInfo(f"Shopify refused the page cursor (400): {text}")
         return ConfigError(f"Shopify answered {status}: {text}")
+
+    def _graphql_errors(self, response: httpx.Response) -> MetricxError | None:
+        body = _body(response)
+        if not isinstance(body, dict):
+            return PayloadError(
+                f"Shopify answered with a body that is not a JSON object: {response.text[:80]!r}"
+            )
+        errors = body.get("errors")
+        if not errors:
+            return None
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+        code = str((first.get("extensions") or {}).get("code") or "")
+        message = str(first.get("message") or errors)[:300]
+        if code == "THROTTLED":
+            cost = _cost(body)
+            status = cost.get("throttleStatus") or {}
+            need = _number(cost.get("requestedQueryCost"), 1.0) - _number(
+                status.get("currentlyAvailable"), 0.0
+            )
+            wait = max(0.5, need / max(0.1, _number(status.get("restoreRate"), 50.0)))
+            log.info("shopify_throttled", shop=self.shop, retry_after_s=round(wait, 2))
+            return RateLimited(f"Shopify throttled the shop {self.shop} (query cost bucket empty)", wait)
+        if code == "MAX_COST_EXCEEDED":
+            ext = first.get("extensions") or {}
+            ratio = _number(ext.get("maxCost"), 1000.0) / max(1.0, _number(ext.get("cost"), 2000.0))
+            return MaxCostExceeded(f"Shopify refused a query above its cost limit: {message[:120]}", ratio)
+        if code in ("INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"):
+            return TransientError(f"Shopify failed the query ({code}): {message}")
+        if code == "ACCESS_DENIED":
+            return ConfigError(f"The app lacks an access scope on {self.shop}: {message}; re-install it")
+        if "cursor" in message.lower():
+            return InvalidPageInfo(f"Shopify refused the page cursor: {message}")
+        return ConfigError(f"Shopify refused the query ({code or 'invalid'}): {message}")
 
 
 class ShopifyClient:
-    """Talks to one shop for one sync; cheap to create."""
+    """Talks to one shop for one sync; cheap to create.
+
+    ``auth`` (:class:`~metricx_shopify.auth.ShopifyAuth`, a :class:`core.RequestAuth`) supplies the
+    token header and refreshes an expiring token
+    when Shopify rejects it; without it the credentials' access token is sent as it is.
+    """
 
     def __init__(
-        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, settings: ShopifySettings
+        self,
+        ctx: ProviderContext,
+        account: AccountRef,
+        credentials: Credentials,
+        settings: ShopifySettings,
+        auth: ShopifyAuth | None = None,
     ) -> None:
-        if not credentials.access_token:
+        if not (credentials.access_token or credentials.refresh_token) and auth is None:
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
         self._http = ctx.http
         self._token = credentials.access_token
+        self._auth = auth
+        self.auth = auth
         self.settings = settings
         self.shop = shop_domain(account)
         self._api = ShopifyAPI(settings, self.shop)
         root = (settings.base_url or f"https://{self.shop}").rstrip("/")
-        self.api_root = f"{root}/admin/api/{settings.api_version}"
+        self.endpoint = f"{root}/admin/api/{settings.api_version}/graphql.json"
+        self.page_size = settings.page_size
+        #: The version the server answered with (``X-Shopify-API-Version``): may differ from the one asked.
+        self.served_version: str | None = None
+        #: ``extensions.cost`` of the last answer (requested cost and the bucket's state).
+        self.last_cost: Mapping[str, Any] = {}
 
-    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
-        """GET ``{api_root}/{path}`` through ProviderHTTP (paced, 429 and 5xx handled); the 200 answer."""
-        return await self._http.get(
+    async def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One query through ProviderHTTP (paced, throttles and 5xx handled); its ``data``."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._auth is None:
+            headers[TOKEN_HEADER] = self._token or ""
+        response = await self._http.post(
             self._api,
-            f"{self.api_root}/{path}",
-            params=dict(params or {}),
-            headers={TOKEN_HEADER: self._token, "Accept": "application/json"},
+            self.endpoint,
+            json={"query": query, "variables": dict(variables or {})},
+            headers=headers,
             timeout_s=self.settings.request_timeout_s,
+            auth=self._auth,
         )
+        served = response.headers.get(VERSION_HEADER)
+        if served and served != self.served_version:
+            if served != self.settings.api_version:
+                log.warning("shopify_version_served", asked=self.settings.api_version, served=served)
+            self.served_version = served
+        body = _body(response)
+        self.last_cost = _cost(body)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise PayloadError("Shopify answered a query without data")
+        return data
 
     # --- resources ----------------------------------------------------------------------
 
     async def fetch_shop(self) -> dict[str, Any]:
-        """``shop.json``: the shop's name, ``iana_timezone`` and currency (also checks the token)."""
-        body = _json(await self.get("shop.json"))
-        shop = body.get("shop")
-        if not isinstance(shop, dict) or not shop.get("iana_timezone") or not shop.get("currency"):
-            raise PayloadError("shop.json has no shop.iana_timezone / shop.currency")
-        return shop
+        """The shop's name, ``iana_timezone``, currency and ``myshopify_domain`` (also checks the token)."""
+        shop = (await self.graphql(queries.SHOP)).get("shop")
+        if not isinstance(shop, dict) or not shop.get("ianaTimezone") or not shop.get("currencyCode"):
+            raise PayloadError("the shop query has no ianaTimezone / currencyCode")
+        return {
+            "id": queries.legacy_id(shop.get("id")),
+            "name": shop.get("name"),
+            "iana_timezone": shop["ianaTimezone"],
+            "currency": shop["currencyCode"],
+            "myshopify_domain": str(shop.get("myshopifyDomain") or "").lower() or None,
+        }
 
-    async def list_page(self, resource: str, params: Mapping[str, Any]) -> Page:
-        """One page of ``{resource}.json`` (the rows under the resource's key) and the next cursor."""
-        response = await self.get(f"{resource}.json", params)
-        rows = _json(response).get(resource)
-        if not isinstance(rows, list):
-            raise PayloadError(f"{resource}.json has no {resource!r} list")
-        nxt = response.links.get("next", {}).get("url")
-        page_info = parse_qs(urlparse(nxt).query).get("page_info", [None])[0] if nxt else None
-        return Page(rows=rows, next_page_info=page_info)
+    async def access_scopes(self) -> set[str]:
+        """The scopes granted to the app on this shop (``currentAppInstallation.accessScopes``)."""
+        data = await self.graphql(queries.ACCESS_SCOPES)
+        scopes = (data.get("currentAppInstallation") or {}).get("accessScopes") or []
+        return {str(s.get("handle")) for s in scopes if isinstance(s, dict)}
+
+    async def list_page(self, resource: str, search: str | None, after: str | None, sort: str) -> Page:
+        """One page of ``resource`` matching ``search`` after the cursor ``after``.
+
+        A page Shopify finds too expensive is asked again smaller (the smaller size is kept).
+        """
+        while True:
+            variables = {"first": self.page_size, "after": after, "query": search, "sortKey": sort}
+            try:
+                data = await self.graphql(queries.LIST[resource], variables)
+            except MaxCostExceeded as exc:
+                smaller = max(1, min(self.page_size - 1, int(self.page_size * exc.ratio)))
+                if self.page_size == 1:
+                    raise
+                log.info("shopify_page_shrunk", resource=resource, first=self.page_size, to=smaller)
+                self.page_size = smaller
+                continue
+            break
+        self._fit_page(resource)
+        field = "orders" if resource == "order_metrics" else resource
+        connection = data.get(field)
+        if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
+            raise PayloadError(f"the {field} query has no {field}.nodes list")
+        rows = []
+        for node in connection["nodes"]:
+            if field == "orders" and isinstance(node, dict):
+                await self._complete_line_items(node)
+            rows.append(queries.TO_REST[resource](node))
+        info = connection.get("pageInfo") or {}
+        return Page(rows=rows, next_page_info=info.get("endCursor") if info.get("hasNextPage") else None)
+
+    def _fit_page(self, resource: str) -> None:
+        """Keep a page's requested cost within ``burst_pct`` of the bucket, so pages pace smoothly."""
+        requested = _number(self.last_cost.get("requestedQueryCost"), 0.0)
+        status = self.last_cost.get("throttleStatus") or {}
+        budget = _number(status.get("maximumAvailable"), 0.0) * self.settings.burst_pct / 100
+        if requested > budget > 0 and self.page_size > 1:
+            smaller = max(1, int(self.page_size * budget / requested))
+            log.info("shopify_page_fitted", resource=resource, first=self.page_size, to=smaller)
+            self.page_size = smaller
+
+    async def _complete_line_items(self, order: dict[str, Any]) -> None:
+        """Read the rest of an order's line items when they exceed the inline page."""
+        lines = order.get("lineItems")
+        if not isinstance(lines, dict):
+            return
+        info = lines.get("pageInfo") or {}
+        while info.get("hasNextPage"):
+            data = await self.graphql(
+                queries.ORDER_LINE_ITEMS, {"id": order.get("id"), "after": info.get("endCursor")}
+            )
+            more = ((data.get("order") or {}).get("lineItems")) or {}
+            lines["nodes"] = [*lines.get("nodes", []), *(more.get("nodes") or [])]
+            info = more.get("pageInfo") or {}
+        lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+    async def ids(self, resource: str, search: str | None) -> set[int]:
+        """The numeric ids of every ``resource`` matching ``search`` that exists now."""
+        found: set[int] = set()
+        after: str | None = None
+        while True:
+            data = await self.graphql(queries.IDS[resource], {"first": 250, "after": after, "query": search})
+            connection = data.get(resource)
+            if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
+                raise PayloadError(f"the {resource} id query has no {resource}.nodes list")
+            for node in connection["nodes"]:
+                value = node.get("legacyResourceId") if isinstance(node, dict) else None
+                if not (isinstance(value, str) and value.isdigit()):
+                    raise PayloadError(f"a {resource} node has no numeric legacyResourceId")
+                found.add(int(value))
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return found
+            after = info.get("endCursor")
 
     async def iterate(
-        self, resource: str, filters: Mapping[str, Any], *, page_info: str | None = None
+        self, resource: str, search: str | None, *, page_info: str | None = None, sort: str = "UPDATED_AT"
     ) -> AsyncIterator[Page]:
-        """Every page of ``resource`` matching ``filters``; resumes at ``page_info`` when given.
-
-        With a cursor only ``limit`` (and ``fields``) may be sent, as Shopify requires.
-        """
+        """Every page of ``resource`` matching ``search`` (Shopify's search syntax), from ``page_info``."""
         cursor = page_info
         while True:
-            params: dict[str, Any] = {"limit": self.settings.page_size}
-            if "fields" in filters:
-                params["fields"] = filters["fields"]
-            if cursor is None:
-                params.update(filters)
-            else:
-                params["page_info"] = cursor
-            page = await self.list_page(resource, params)
+            page = await self.list_page(resource, search, cursor, sort)
             yield page
             if page.next_page_info is None:
                 return
             cursor = page.next_page_info
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise PayloadError(f"Shopify answered with a body that is not JSON: {response.text[:80]!r}") from None
-    if not isinstance(body, dict):
-        raise PayloadError("Shopify answered with JSON that is not an object")
-    return body

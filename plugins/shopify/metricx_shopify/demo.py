@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core import Credentials, DemoConnection, SimulatorSpec
-from metricx_shopify.simulator.state import DEFAULT_SHOPS, SIM_WEBHOOK_SECRET
+from metricx_shopify.simulator.state import (
+    DEFAULT_SHOPS,
+    SIM_CLIENT_ID,
+    SIM_CLIENT_SECRET,
+    SIM_WEBHOOK_SECRET,
+)
 
 
 def worker_env(url: str) -> Mapping[str, str]:
-    return {"METRICX_SHOPIFY_BASE_URL": url, "METRICX_SHOPIFY_WEBHOOK_SECRET": SIM_WEBHOOK_SECRET}
+    return {
+        "METRICX_SHOPIFY_BASE_URL": url,
+        "METRICX_SHOPIFY_WEBHOOK_SECRET": SIM_WEBHOOK_SECRET,
+        "METRICX_SHOPIFY_CLIENT_ID": SIM_CLIENT_ID,
+        "METRICX_SHOPIFY_CLIENT_SECRET": SIM_CLIENT_SECRET,
+    }
 
 
 def demo_connections(url: str) -> Sequence[DemoConnection]:

@@ -125,8 +125,18 @@ def customer_row(payload: object) -> Row:
     }
 
 
+def shop_amount(tx: Row) -> object:
+    """A transaction's amount in the shop's currency: ``amount_set.shop_money`` when the payload has it
+    (a refund paid back in the customer's currency has its ``amount`` in that currency), else ``amount``
+    (the normalised GraphQL transaction already holds ``shopMoney`` there)."""
+    bag = tx.get("amount_set")
+    if isinstance(bag, dict) and isinstance(bag.get("shop_money"), dict):
+        return bag["shop_money"].get("amount")
+    return tx.get("amount")
+
+
 def refunded_amount(order: Row) -> Decimal:
-    """Money refunded on an order: its successful refund transactions."""
+    """Money refunded on an order, in the shop's currency: its successful refund transactions."""
     total = Decimal(0)
     refunds = order.get("refunds") or []
     if not isinstance(refunds, list):
@@ -141,7 +151,7 @@ def refunded_amount(order: Row) -> Decimal:
                 and tx.get("kind") == "refund"
                 and tx.get("status", "success") == "success"
             ):
-                total += money(tx.get("amount"), f"order {order.get('id')} refund amount") or Decimal(0)
+                total += money(shop_amount(tx), f"order {order.get('id')} refund amount") or Decimal(0)
     return total
 
 

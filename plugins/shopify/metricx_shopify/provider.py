@@ -1,14 +1,18 @@
 """The Shopify provider: token check, shop facts, the shop as an entity, daily store metrics.
 
-Metric mapping (one record per account-local day, by the day an order was created):
+Metric mapping (one record per shop-local day), as Shopify's sales reports count:
 
-- level ``store``: ``conversions`` = orders placed that day (test orders excluded),
-  ``revenue`` = net sales = sum(total_price) - refunds of those orders, ``spend`` = 0;
-- level ``store_refunds``: ``revenue`` = money refunded on that day's orders,
-  ``conversions`` = how many of them have a refund.
+- level ``store``: ``conversions`` = sales processed that day (test orders, pending, authorized-only
+  and voided orders excluded), ``revenue`` = net sales = their ``total_price`` (current, after edits)
+  minus every refund *made* that day, in the shop's currency, ``spend`` = 0;
+- level ``store_refunds``: ``revenue`` = money refunded that day (shop currency),
+  ``conversions`` = orders refunded that day;
+- level ``store_pending``: orders processed that day whose payment is pending or only authorized,
+  and their total (not sales until paid).
 
-Refunds are attributed to the day of the sale (so a day's net sales keep
-falling as refunds arrive); the 30-day attribution window re-reads them.
+A refund is credited on the day it was made (``processedAt`` of its transaction), not on the
+sale's day, so a stored day changes only when a late refund is *made* on it; the revision
+horizon (``revision_days`` 60) re-reads the last 60 days.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core import (
@@ -31,11 +36,10 @@ from core import (
     ProviderContext,
     SyncWindow,
 )
+from metricx_shopify.auth import ShopifyAuth
 from metricx_shopify.client import ShopifyClient, shop_domain
-from metricx_shopify.mapping import money, refunded_amount, timestamp
+from metricx_shopify.mapping import money, shop_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
-
-ORDER_FIELDS = "id,created_at,total_price,refunds,test,currency"
 
 
 def supported_until(version: str) -> date | None:
@@ -47,19 +51,41 @@ def supported_until(version: str) -> date | None:
     return date(int(year) + 1, int(month), 1)
 
 
+async def verified_shop(client: ShopifyClient) -> dict[str, Any]:
+    """The shop the token proves (``shop.myshopify_domain``), refused unless it is the client's shop.
+
+    A tenant cannot create (or keep) a connection to another tenant's shop by naming it while
+    authenticating with its own token: webhooks route by the stored shop, so it must be the proven one.
+    """
+    shop = await client.fetch_shop()
+    proven = shop.get("myshopify_domain")
+    if proven != client.shop:
+        raise AuthError(
+            f"The access token belongs to the shop {str(proven)[:80]!r}, not {client.shop!r}: "
+            "connect the store with its own token."
+        )
+    return shop
+
+
+#: Payment not (yet) taken: reported apart from sales (``store_pending``).
+UNPAID = frozenset({"pending", "authorized", "partially_paid"})
+#: Never sales: the authorization was voided or expired.
+NOT_SALES = frozenset({"voided", "expired"})
+
+
 class ShopifyProvider:
     """Implements ``core.Provider`` for Shopify stores (REST Admin API)."""
 
     name = "shopify"
     display_name = "Shopify"
     capabilities = Capabilities(
-        levels=("store", "store_refunds"),
+        levels=("store", "store_refunds", "store_pending"),
         primary_level="store",  # net sales; store_refunds is a detail series, not the total
         attribution_window_days=30,
         backfill_days=90,
         backfill_slice_days=30,
-        # Refunds land on the order's day: the nightly pass re-reads 30 days, the weekly deep
-        # tier the rest of a 60-day refund horizon.
+        # Refunds land on the day they are made: the nightly pass re-reads 30 days, the weekly
+        # deep tier the rest of a 60-day horizon (see the README's revenue rule).
         revision_days=60,
         kind="store",
     )
@@ -77,19 +103,31 @@ class ShopifyProvider:
         return ApiVersion(self.settings.api_version, supported_until(self.settings.api_version))
 
     def client(self, ctx: ProviderContext, account: AccountRef, credentials: Credentials) -> ShopifyClient:
-        """A client of the account's shop (base URL from settings, else ``https://{shop_domain}``)."""
-        return ShopifyClient(ctx, account, credentials, self.settings)
+        """A client of the account's shop (base URL from settings, else ``https://{shop_domain}``) whose
+        token is refreshed when it expires (:mod:`metricx_shopify.auth`)."""
+        auth = ShopifyAuth(ctx, account, credentials, self.settings, shop_domain(account))
+        return ShopifyClient(ctx, account, credentials, self.settings, auth=auth)
 
     def check_credentials(self, credentials: Credentials) -> None:
         """No token, no call: the user must reconnect the store."""
-        if not credentials.access_token:
+        if not (credentials.access_token or credentials.refresh_token):
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
 
     async def validate_token(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> Credentials | None:
-        """``shop.json`` with the token; a 401 is an AuthError. Offline tokens are not refreshed."""
-        await self.client(ctx, account, credentials).fetch_shop()
+        """The ``shop`` query with the token (refreshed first when it expires): the shop the token
+        proves must be the connection's shop. A 401 that no refresh cures is an AuthError.
+
+        Returns None when the credentials are unchanged or were already stored by the refresh
+        (``ctx.credentials``); the new credentials when a refresh happened without a store (a
+        connection being created), for the caller to store.
+        """
+        client = self.client(ctx, account, credentials)
+        await verified_shop(client)
+        auth = client.auth
+        if auth is not None and auth.rotated and ctx.credentials is None:
+            return auth.credentials
         return None
 
     async def fetch_account(
@@ -116,48 +154,80 @@ class ShopifyProvider:
                 parent_level="store",
                 parent_external_id=domain,
             ),
+            EntityRecord(
+                level="store_pending",
+                external_id=domain,
+                name=f"{name} pending payments",
+                status="active",
+                parent_level="store",
+                parent_external_id=domain,
+            ),
         ]
+
+    async def first_visible_day(self, client: ShopifyClient, tz: ZoneInfo) -> date | None:
+        """The first shop-local day whose orders the app can read in full: None with ``read_all_orders``,
+        else the first whole day of the last 60 days (https://shopify.dev/docs/api/usage/access-scopes)."""
+        if "read_all_orders" in await client.access_scopes():
+            return None
+        oldest = datetime.now(tz) - timedelta(days=ORDER_WINDOW_DAYS)
+        return oldest.date() + timedelta(days=1)
 
     async def fetch_metrics(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials, window: SyncWindow
     ) -> AsyncIterator[list[MetricRecord]]:
-        """Daily orders, net sales and refunds of every day of ``window`` (zeros for quiet days)."""
+        """Daily sales of every day of ``window`` as Shopify's reports count them (zeros for quiet days).
+
+        Orders changed since the window's first day are read (a refund of an older order changes it),
+        so every sale processed and every refund made in the window is seen.
+        """
         client = self.client(ctx, account, credentials)
         tz = ZoneInfo(window.timezone)
-        filters = {
-            "status": "any",
-            "created_at_min": datetime.combine(window.start, time.min, tz).isoformat(),
-            "created_at_max": (
-                datetime.combine(window.end, time.min, tz) + timedelta(days=1, seconds=-1)
-            ).isoformat(),
-            "fields": ORDER_FIELDS,
-        }
-        orders: dict[object, int] = defaultdict(int)
+        start = datetime.combine(window.start, time.min, tz).isoformat()
+        days = set(window.dates())
+        visible_from = await self.first_visible_day(client, tz)
+        if visible_from is not None:
+            # Without read_all_orders Shopify shows only the last 60 days of orders: older days are
+            # not written at all (no row = not available), never as zero sales.
+            days = {d for d in days if d >= visible_from}
+        sales: dict[object, int] = defaultdict(int)
         gross: dict[object, Decimal] = defaultdict(Decimal)
         refunds: dict[object, Decimal] = defaultdict(Decimal)
         refunded_orders: dict[object, int] = defaultdict(int)
-        async for page in client.iterate("orders", filters):
+        pending: dict[object, int] = defaultdict(int)
+        pending_total: dict[object, Decimal] = defaultdict(Decimal)
+        async for page in client.iterate("order_metrics", f"updated_at:>='{start}'"):
             for order in page.rows:
                 if order.get("test") is True:
                     continue
-                created = timestamp(order.get("created_at"), f"order {order.get('id')} created_at")
-                if created is None:
-                    continue
-                day = created.astimezone(tz).date()
-                orders[day] += 1
-                gross[day] += money(order.get("total_price"), f"order {order.get('id')} total_price") or 0
-                refunded = refunded_amount(order)
-                refunds[day] += refunded
-                refunded_orders[day] += 1 if refunded > 0 else 0
+                what = f"order {str(order.get('id'))[:30]}"
+                processed = timestamp(
+                    order.get("processed_at") or order.get("created_at"), f"{what} processed_at"
+                )
+                day = processed.astimezone(tz).date() if processed else None
+                status = str(order.get("financial_status") or "")
+                total = money(order.get("total_price"), f"{what} total_price") or Decimal(0)
+                if day in days and status in UNPAID:
+                    pending[day] += 1
+                    pending_total[day] += total
+                elif day in days and status not in NOT_SALES:
+                    sales[day] += 1
+                    gross[day] += total
+                refund_days = set()
+                for refund_day, amount in refund_amounts(order, tz):
+                    if refund_day in days:
+                        refunds[refund_day] += amount
+                        refund_days.add(refund_day)
+                for refund_day in refund_days:
+                    refunded_orders[refund_day] += 1
         domain, currency = shop_domain(account), account.currency
         records: list[MetricRecord] = []
-        for day in window.dates():
+        for day in sorted(days):
             records.append(
                 MetricRecord(
                     level="store",
                     entity_external_id=domain,
                     metrics_date=day,
-                    conversions=Decimal(orders[day]),
+                    conversions=Decimal(sales[day]),
                     revenue=gross[day] - refunds[day],
                     currency=currency,
                 )
@@ -172,4 +242,32 @@ class ShopifyProvider:
                     currency=currency,
                 )
             )
+            records.append(
+                MetricRecord(
+                    level="store_pending",
+                    entity_external_id=domain,
+                    metrics_date=day,
+                    conversions=Decimal(pending[day]),
+                    revenue=pending_total[day],
+                    currency=currency,
+                )
+            )
         yield records
+
+
+ORDER_WINDOW_DAYS = 60
+
+
+def refund_amounts(order: dict[str, Any], tz: ZoneInfo) -> list[tuple[Any, Decimal]]:
+    """(shop-local day, amount in the shop's currency) of each successful refund transaction."""
+    what = f"order {str(order.get('id'))[:30]}"
+    out = []
+    for refund in order.get("refunds") or []:
+        for tx in (refund.get("transactions") or []) if isinstance(refund, dict) else []:
+            if not isinstance(tx, dict) or tx.get("kind") != "refund" or tx.get("status") != "success":
+                continue
+            at = timestamp(tx.get("processed_at") or refund.get("created_at"), f"{what} refund processed_at")
+            amount = money(shop_amount(tx), f"{what} refund amount") or Decimal(0)
+            if at is not None:
+                out.append((at.astimezone(tz).date(), amount))
+    return out

@@ -21,7 +21,9 @@ class ShopifySettings(BaseSettings):
     api_version: str = Field(
         default="2026-10", description="Admin API version (quarterly: YYYY-01/04/07/10)."
     )
-    page_size: int = Field(default=250, ge=1, le=250, description="`limit` of every list request (max 250).")
+    page_size: int = Field(
+        default=250, ge=1, le=250, description="`first` of a page before it is fitted to the cost bucket."
+    )
     request_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
     max_retries: int = Field(
         default=2, ge=0, description="In-request retries of 5xx / network errors before raising them."
@@ -58,15 +60,39 @@ class ShopifySettings(BaseSettings):
         ge=0,
         description="Seconds the next incremental sync re-reads before the last run's start (clock skew).",
     )
+    client_id: str | None = Field(
+        default=None,
+        description="The app's client id: refreshes expiring offline tokens and mints client-credentials "
+        "tokens at https://{shop}/admin/oauth/access_token.",
+    )
+    client_secret: SecretStr | None = Field(
+        default=None, description="The app's client secret (token refresh; also verifies webhooks)."
+    )
+    token_refresh_margin_s: int = Field(
+        default=300,
+        ge=0,
+        description="An access token expiring within this many seconds is refreshed before it is used.",
+    )
+    refresh_lock_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a worker waits for another worker's refresh of the same shop to finish.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="The app's client secret: webhooks are verified with HMAC-SHA256 over the raw body. "
         "Unset: the webhook route answers 503.",
     )
+    webhook_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Secrets of further apps (a JSON list): a webhook signed with any configured secret "
+        "(WEBHOOK_SECRET, CLIENT_SECRET or one of these) is accepted, so several apps (a public app and "
+        "merchants' custom apps, each with its own secret) can post to one route.",
+    )
     webhook_dedupe_days: int = Field(
         default=7,
         ge=1,
-        description="Days a delivered X-Shopify-Webhook-Id is remembered (Shopify retries 4 h).",
+        description="Days a delivered X-Shopify-Event-Id is remembered (Shopify retries 4 h).",
     )
 
 

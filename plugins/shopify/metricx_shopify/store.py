@@ -1,8 +1,9 @@
 """Upserts into the plugin's tables, shared by the store sync and the webhooks.
 
 Every write is one ``INSERT ... ON CONFLICT (connection_id, shopify_id) DO UPDATE``
-that never overwrites a value with a blank (COALESCE) and never lets an older
-``updated_at`` replace a newer one. An order's line items are replaced in the
+that stores the platform's current value of every column, nulls included (a cleared tag, a
+redacted e-mail stays cleared), replaces ``raw``, and never lets an older ``updated_at`` replace
+a newer one. An order's line items are replaced in the
 caller's transaction while the upsert holds the order's row lock, so a webhook
 and a sync racing on one order both succeed and leave the newest version.
 """
@@ -21,7 +22,7 @@ from core import accounts_for
 from metricx_shopify import tables
 from metricx_shopify.mapping import Row
 
-# Columns written as-is (not COALESCEd) or managed here.
+# Columns managed here, not copied from the payload.
 _SPECIAL = {"id", "workspace_id", "connection_id", "shopify_id", "raw", "synced_at"}
 
 
@@ -57,13 +58,11 @@ async def upsert_rows(
         return {}
     stmt = insert(table).values(values)
     excluded = stmt.excluded
+    # The current value wins, null included: Shopify clears tags and redacts names and e-mails.
     set_: dict[str, Any] = {
-        name: func.coalesce(excluded[name], table.c[name])
-        for name in values[0]
-        if name not in _SPECIAL and name in table.c
+        name: excluded[name] for name in values[0] if name not in _SPECIAL and name in table.c
     }
-    # Keys absent from a payload keep their stored value; keys present win.
-    set_["raw"] = table.c.raw.op("||")(excluded.raw)
+    set_["raw"] = excluded.raw
     set_["synced_at"] = func.now()
     upsert = stmt.on_conflict_do_update(
         index_elements=[table.c.connection_id, table.c.shopify_id],

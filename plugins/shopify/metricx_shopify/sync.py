@@ -1,11 +1,10 @@
 """The store sync: products, customers and orders, incrementally by ``updated_at``, checkpointed per page.
 
-Each resource keeps one ``shopify_sync_state`` row. A run reads
-``updated_at`` in [watermark - overlap, run start] in ascending ``updated_at``
-order with ``status=any``; every page is upserted in the same transaction that
-records its cursor (the next ``page_info`` and the newest ``updated_at``
-stored), so a killed worker's retry continues where the last committed page
-ended. A rejected cursor falls back to ``updated_at_min`` = newest stored.
+Each resource keeps one ``shopify_sync_state`` row. A run reads (GraphQL, ``sortKey: UPDATED_AT``)
+``updated_at`` in [watermark - overlap, run start]; every page is upserted in the same transaction
+that records its cursor (the ``endCursor`` in ``page_info`` and the newest ``updated_at`` stored),
+so a killed worker's retry continues where the last committed page ended. A rejected cursor falls
+back to ``updated_at:>=`` the newest stored.
 """
 
 from __future__ import annotations
@@ -16,20 +15,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core import ConfigError, SyncContext, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.client import InvalidPageInfo, ShopifyClient
 from metricx_shopify.mapping import Row, customer_row, order_row, product_row
-from metricx_shopify.provider import ShopifyProvider
+from metricx_shopify.provider import ShopifyProvider, verified_shop
 from metricx_shopify.store import upsert_orders, upsert_rows
 
 log = structlog.get_logger(__name__, component="SHOPIFY_SYNC")
 
 RESOURCES: tuple[str, ...] = ("products", "customers", "orders")
-_EXTRA: dict[str, dict[str, str]] = {"orders": {"status": "any"}}
 _TABLES: dict[str, Table] = {"products": tables.products, "customers": tables.customers}
 _MAPPERS: dict[str, Callable[[object], Row]] = {"products": product_row, "customers": customer_row}
 
@@ -38,11 +36,12 @@ def _now_s() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _filters(resource: str, since: datetime | None, until: datetime) -> dict[str, Any]:
-    filters: dict[str, Any] = {"updated_at_max": until.isoformat(), "order": "updated_at asc"}
+def search(since: datetime | None, until: datetime) -> str:
+    """Shopify's search syntax for ``updated_at`` in [since, until] (GraphQL lists every order status)."""
+    terms = [f"updated_at:<='{until.isoformat()}'"]
     if since is not None:
-        filters["updated_at_min"] = since.isoformat()
-    return {**filters, **_EXTRA.get(resource, {})}
+        terms.insert(0, f"updated_at:>='{since.isoformat()}'")
+    return " AND ".join(terms)
 
 
 async def _load_state(connection_id: uuid.UUID, resource: str) -> dict[str, Any] | None:
@@ -121,9 +120,7 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
     rows = 0
     while True:
         try:
-            pages = client.iterate(
-                resource, _filters(resource, last or run_min, run_max), page_info=page_info
-            )
+            pages = client.iterate(resource, search(last or run_min, run_max), page_info=page_info)
             async for page in pages:
                 last = _newest_updated(page.rows, last)
                 async with plugin_session() as session:
@@ -162,6 +159,49 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
     return rows
 
 
+RECONCILE_EVERY = timedelta(hours=24)
+#: Without read_all_orders only orders of the last 60 days are visible: reconcile within 59 of them.
+VISIBLE_ORDERS = timedelta(days=59)
+
+
+async def reconcile_deletions(client: ShopifyClient, sctx: SyncContext, *, force: bool) -> dict[str, int]:
+    """Delete stored rows Shopify no longer has (a missed ``*/delete`` webhook), at most once a day.
+
+    Lists the ids that exist now and deletes the stored rows of this connection that are not among
+    them and were stored before the listing began (a row a webhook adds meanwhile stays). Without
+    ``read_all_orders`` only orders created in the visible window are compared.
+    """
+    state = await _load_state(sctx.connection_id, "reconcile")
+    started = datetime.now(UTC)
+    if not force and state and state["watermark"] and state["watermark"] > started - RECONCILE_EVERY:
+        return {}
+    scopes = await client.access_scopes()
+    deleted: dict[str, int] = {}
+    for resource, table in (
+        ("products", tables.products),
+        ("customers", tables.customers),
+        ("orders", tables.orders),
+    ):
+        where = [table.c.connection_id == sctx.connection_id, table.c.synced_at < started]
+        search = None
+        if resource == "orders" and "read_all_orders" not in scopes:
+            since = (started - VISIBLE_ORDERS).replace(microsecond=0)
+            search = f"created_at:>='{since.isoformat()}'"
+            where.append(table.c.created_at >= since)
+        existing = await client.ids(resource, search)
+        async with plugin_session() as session:
+            gone = select(table.c.id).where(*where, table.c.shopify_id.notin_(existing))
+            if resource == "orders":
+                li = tables.line_items
+                await session.execute(delete(li).where(li.c.order_id.in_(gone)))
+            result = await session.execute(delete(table).where(table.c.id.in_(gone)))
+            deleted[resource] = int(getattr(result, "rowcount", 0) or 0)
+    async with plugin_session() as session:
+        await _save_state(session, sctx, "reconcile", watermark=started)
+    log.info("deletions_reconciled", **deleted)
+    return deleted
+
+
 async def store_work(sctx: SyncContext) -> None:
     """The store sync's work inside the core's sync engine: shop facts, then each resource with progress.
 
@@ -173,7 +213,7 @@ async def store_work(sctx: SyncContext) -> None:
     full = bool(sctx.options.get("full", False))
     provider.check_credentials(sctx.credentials)
     client = provider.client(sctx.provider_context, sctx.account, sctx.credentials)
-    shop = await client.fetch_shop()
+    shop = await verified_shop(client)
     await sctx.update_account(
         name=shop.get("name"), timezone=shop["iana_timezone"], currency=shop["currency"]
     )
@@ -181,3 +221,4 @@ async def store_work(sctx: SyncContext) -> None:
     for done, resource in enumerate(RESOURCES, start=1):
         await sync_resource(client, sctx, resource, full=full)
         await sctx.progress(done=done)
+    await reconcile_deletions(client, sctx, force=full)

@@ -153,3 +153,17 @@ webhook_deliveries = Table(
     Column("shop_domain", String(255), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# The facts of a connection's token rotation that the core's credentials row has no column for
+# (the tokens themselves live there, encrypted): which grant, when the refresh token expires, and
+# how many rotations were stored.
+tokens = Table(
+    "shopify_tokens",
+    metadata,
+    Column("connection_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", UUID(as_uuid=True), nullable=False),
+    Column("grant", String(32), nullable=False),
+    Column("refresh_expires_at", DateTime(timezone=True)),
+    Column("rotations", Integer, nullable=False, server_default="0"),
+    Column("rotated_at", DateTime(timezone=True)),
+)

@@ -46,10 +46,12 @@ def shopify_sim(_shopify_server: ShopifySim) -> Iterator[ShopifySim]:
     state = _shopify_server.state
     state.clear_faults()
     state.configure_bucket(40, 20.0)
+    state.configure_points(2000, 5000.0)  # GraphQL cost bucket: restored fast unless a test slows it
     state.stats.clear()
     state.max_level.clear()
     yield _shopify_server
     state.clear_faults()
+    state.clock.run_real()  # a test that let simulated days pass must not move the next test's shops
 
 
 @pytest.fixture
@@ -82,7 +84,9 @@ async def shop_connection(metricx_env: Any, shopify_env: dict[str, str]) -> Any:
     from core import Credentials
     from core.testing.harness import create_connection, create_workspace, session_scope
 
-    async def make(spec: ShopSpec, token: str | None = "") -> tuple[uuid.UUID, uuid.UUID]:
+    async def make(
+        spec: ShopSpec, token: str | None = "", credentials: Credentials | None = None
+    ) -> tuple[uuid.UUID, uuid.UUID]:
         async with session_scope() as session:
             ws = await create_workspace(session, f"ws-{uuid.uuid4().hex[:6]}")
             conn = await create_connection(
@@ -90,7 +94,7 @@ async def shop_connection(metricx_env: Any, shopify_env: dict[str, str]) -> Any:
                 ws.id,
                 "shopify",
                 spec.domain,
-                Credentials(access_token=spec.token if token == "" else token),
+                credentials or Credentials(access_token=spec.token if token == "" else token),
                 config={"shop_domain": spec.domain},
             )
             return ws.id, conn.id

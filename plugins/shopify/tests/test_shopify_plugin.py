@@ -22,7 +22,7 @@ def test_the_plugin_registers_its_provider_jobs_schedule_router_and_branch(
         registry = load_registry(load="shopify")
     finally:
         get_shopify_settings.cache_clear()
-    assert registry.provider("shopify").capabilities.levels == ("store", "store_refunds")
+    assert registry.provider("shopify").capabilities.levels == ("store", "store_refunds", "store_pending")
     assert {"process_shopify_sync_job", "shopify.scheduled_sync"} <= set(registry.jobs)
     [entry] = registry.schedules
     assert (entry.cron, entry.job) == ("*/30 * * * *", "shopify.scheduled_sync")
@@ -39,6 +39,7 @@ async def test_the_migration_created_the_plugin_tables(metricx_env: Any) -> None
         "shopify_orders",
         "shopify_products",
         "shopify_sync_state",
+        "shopify_tokens",
         "shopify_webhook_deliveries",
     ]
 

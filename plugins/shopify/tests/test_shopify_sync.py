@@ -62,7 +62,11 @@ async def test_full_then_incremental_sync_picks_up_only_a_refund(
 async def test_store_metrics_match_the_shops_daily_truth(
     new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
 ) -> None:
-    spec = new_shop(products=5, customers=8, orders=60, days=20, timezone="America/Los_Angeles")
+    # cancelled/voided, pending, authorized-only, edited and multi-currency refunded orders are present
+    spec = new_shop(products=5, customers=8, orders=160, days=20, timezone="America/Los_Angeles")
+    truth = shopify_sim.truth(spec.domain)
+    kinds = truth["kinds"]
+    assert all(kinds[k] > 0 for k in ("cancelled", "voided", "pending", "edited", "multi_currency_refunded"))
     ws, conn = await shop_connection(spec)
     # the backfill writes the days up to yesterday, a realtime sync today (shop-local days)
     await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
@@ -75,43 +79,50 @@ async def test_store_metrics_match_the_shops_daily_truth(
         "JOIN entities e ON e.id = s.entity_id WHERE s.connection_id = :c",
         c=conn,
     )
-    store = {r.metrics_date.isoformat(): r for r in rows if r.level == "store"}
-    refunds = {r.metrics_date.isoformat(): r for r in rows if r.level == "store_refunds"}
+    by_level: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_level.setdefault(r.level, {})[r.metrics_date.isoformat()] = r
+    store, refunds, pending = by_level["store"], by_level["store_refunds"], by_level["store_pending"]
+    # the simulator's truth comes from its own order model (not this plugin's formula)
     daily = shopify_sim.truth(spec.domain)["daily"]
     assert daily and set(daily) <= set(store)
     for day, want in daily.items():
-        assert store[day].conversions == want["orders"]
-        assert store[day].revenue == Decimal(want["net_sales"])
+        assert store[day].conversions == want["orders"], day
+        assert store[day].revenue == Decimal(want["net_sales"]), day
         assert store[day].spend == 0
-        assert refunds[day].revenue == Decimal(want["refunds"])
+        assert refunds[day].revenue == Decimal(want["refunds"]), day
+        assert refunds[day].conversions == want["refunded_orders"], day
+        assert (pending[day].conversions, pending[day].revenue) == (
+            want["pending_orders"],
+            Decimal(want["pending_sales"]),
+        ), day
     quiet = set(store) - set(daily)
-    assert all(store[d].conversions == 0 for d in quiet)
+    assert all(store[d].conversions == 0 and store[d].revenue == 0 for d in quiet)
 
 
-async def test_pacing_never_overflows_a_40_request_bucket_and_survives_injected_429s(
+async def test_cost_pacing_never_empties_the_bucket_and_survives_injected_throttles(
     new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
 ) -> None:
-    # 48 requests of 10 rows, more than the bucket holds, against a bucket that drains slower (4/s)
-    # than the test settings' scaled-down pauses assume: only the pacing keeps it from overflowing.
-    shopify_sim.control("bucket", size=40, leak_per_s=4.0)
+    # pages of up to 10 orders cost far more than the bucket restores in a second: only pacing by
+    # the answers' throttleStatus (shared limiter) keeps every query within the bucket
+    shopify_sim.control("points", maximum=1000, restore_rate=400)
     spec = new_shop(products=100, customers=120, orders=250)
     ws, conn = await shop_connection(spec)
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
-    stats = shopify_sim.stats()
-    assert stats["stats"]["requests"] >= 48
-    assert stats["stats"].get("bucket_429", 0) == 0, stats
-    assert 20 <= stats["max_level"][spec.domain] <= 40, stats
+    stats = shopify_sim.stats()["stats"]
+    assert stats["graphql"] >= 48
+    assert stats.get("throttled", 0) == 0, stats
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
     run = (await fetch_all(RUNS, c=conn))[-1]
     assert run.status == "complete" and run.seconds_throttled > 0  # it did pace itself
 
-    # the simulator now answers 429 to the next three requests: honoured, then the sync completes
-    shopify_sim.control("faults", kind="throttle", count=3, retry_after_s=0.3)
+    # THROTTLED inside an HTTP 200 for the next three queries: waited out, then the sync completes
+    shopify_sim.control("faults", kind="throttle", count=3)
     shopify_sim.state.refund(spec.domain, min(shopify_sim.state.shops[spec.domain].orders))
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
     await run_worker()
-    assert shopify_sim.stats()["stats"]["injected_429"] == 3
+    assert shopify_sim.stats()["stats"]["throttled"] == 3
     run = (await fetch_all(RUNS, c=conn))[-1]
     assert (run.status, run.try_number, run.rows_written) == ("complete", 1, 1)
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
@@ -171,3 +182,30 @@ async def test_a_refused_page_cursor_falls_back_to_the_stored_updated_at(
     await run_worker()
     assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
     assert tuple(await fetch_one(COUNTS, c=conn)) == _counts(shopify_sim.truth(spec.domain))
+
+
+async def test_without_read_all_orders_older_days_are_not_available_never_zero(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+) -> None:
+    from datetime import date, timedelta
+
+    spec = new_shop(products=3, customers=5, orders=120, days=85, scopes=("read_orders", "read_products"))
+    ws, conn = await shop_connection(spec)
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    assert (await fetch_one(CONN, c=conn)).sync_status == "idle"
+    rows = await fetch_all(
+        "SELECT s.metrics_date, s.conversions, s.revenue FROM metric_snapshots s "
+        "JOIN entities e ON e.id = s.entity_id WHERE s.connection_id = :c AND e.level = 'store'",
+        c=conn,
+    )
+    stored = {r.metrics_date: r for r in rows}
+    daily = shopify_sim.truth(spec.domain)["daily"]
+    old_days = [date.fromisoformat(d) for d in daily if date.fromisoformat(d) < min(stored)]
+    assert old_days, "the shop has sales older than the 60 days the app may read"
+    assert min(stored) >= max(old_days) and not any(d in stored for d in old_days)  # absent, not zero
+    # the recent days hold the shop's truth (refunds of orders older than 60 days excepted: Shopify
+    # hides those orders too, so compare from two days in)
+    for day in (d for d in stored if d >= min(stored) + timedelta(days=2)):
+        want = daily.get(day.isoformat())
+        assert stored[day].revenue == (Decimal(want["net_sales"]) if want else 0), day

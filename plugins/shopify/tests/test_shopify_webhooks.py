@@ -87,7 +87,7 @@ async def test_a_bad_signature_gets_401_and_writes_nothing(
     ).n == 0
 
 
-async def test_older_or_blank_payloads_never_overwrite_newer_data(
+async def test_older_payloads_never_overwrite_newer_data_and_cleared_values_stay_cleared(
     new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient
 ) -> None:
     spec = new_shop(orders=5)
@@ -107,7 +107,8 @@ async def test_older_or_blank_payloads_never_overwrite_newer_data(
     await _send(api, spec.domain, newer, topic="orders/paid")
     row = await fetch_one(ORDER, c=conn, o=order["id"])
     assert row.updated_at == stamp + timedelta(hours=1) and row.financial_status == "paid"
-    assert row.email == order["email"]  # a blank never replaces a stored value
+    # the platform's current value wins, null included: a removed e-mail and cleared tags stay cleared
+    assert (row.email, row.tags) == (None, None)
     assert (await fetch_one(LINES, c=conn)).n == 1  # line items replaced, not appended
 
 

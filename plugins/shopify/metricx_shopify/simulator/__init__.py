@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from core.testing.sim_app import simulator_app
-from metricx_shopify.simulator.api import AdminApi
+from metricx_shopify.simulator.api import AdminApi, GraphQLApi, access_token
 from metricx_shopify.simulator.control import Control
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate
 from metricx_shopify.simulator.state import DEFAULT_SHOPS, SimState
@@ -32,18 +32,22 @@ __all__ = [
 def create_app(state: SimState | None = None) -> Starlette:
     """The simulator app on the shared base; ``app.state.sim`` is its :class:`SimState`."""
     sim = state or SimState()
-    api, control = AdminApi(sim), Control(sim)
+    api, control, graphql = AdminApi(sim), Control(sim), GraphQLApi(sim)
     shop_path = "/_sim/shops/{domain}"
     own_control = [
         Route("/_sim/bucket", control.bucket, methods=["POST"]),
+        Route("/_sim/points", control.points, methods=["POST"]),
         Route("/_sim/stats", control.stats),
         Route("/_sim/shops", control.add_shop, methods=["POST"]),
         Route(f"{shop_path}/truth", control.truth),
+        Route(f"{shop_path}/tokens", control.tokens, methods=["POST"]),
         Route(shop_path + "/orders/{order_id:int}", control.order),
         Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
         Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
     ]
     routes = [
+        Route("/admin/api/{version}/graphql.json", graphql.handle, methods=["POST"]),
+        Route("/admin/oauth/access_token", access_token, methods=["POST"]),
         Route("/admin/api/{version}/shop.json", api.shop),
         Route("/admin/api/{version}/{resource}.json", api.listing),
     ]

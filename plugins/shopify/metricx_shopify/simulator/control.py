@@ -35,6 +35,12 @@ class Control:
         self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
         return JSONResponse({"size": self.state.bucket_size, "leak_per_s": self.state.leak_per_s})
 
+    async def points(self, request: Request) -> JSONResponse:
+        """The GraphQL cost bucket of every shop: ``maximum`` points, ``restore_rate`` per second."""
+        body = await _body(request)
+        self.state.configure_points(body.get("maximum"), body.get("restore_rate"))
+        return JSONResponse({"maximum": self.state.point_max, "restore_rate": self.state.point_restore})
+
     async def stats(self, request: Request) -> JSONResponse:
         return JSONResponse(
             {
@@ -60,6 +66,13 @@ class Control:
         if domain is None:
             return JSONResponse({"error": "no such shop"}, status_code=404)
         return JSONResponse(self.state.shop_truth(domain))
+
+    async def tokens(self, request: Request) -> JSONResponse:
+        """Install the app with expiring offline tokens: a 60-minute access token and a refresh token."""
+        domain = self._shop(request)
+        if domain is None:
+            return JSONResponse({"error": "no such shop"}, status_code=404)
+        return JSONResponse(self.state.issue_tokens(domain))
 
     async def order(self, request: Request) -> JSONResponse:
         domain = self._shop(request)

@@ -35,6 +35,9 @@ class ShopSpec:
     timezone: str = "America/New_York"
     currency: str = "USD"
     name: str | None = None
+    #: The access scopes granted to the app; without ``read_all_orders`` only orders created in the
+    #: last 60 days are visible (https://shopify.dev/docs/api/usage/access-scopes#orders-permissions).
+    scopes: tuple[str, ...] = ("read_orders", "read_all_orders", "read_products", "read_customers")
 
     @property
     def token(self) -> str:
@@ -125,9 +128,26 @@ def _customers(shop: Shop, rnd: random.Random, start: datetime) -> None:
         }
 
 
+#: The customer's currency of a multi-currency order, and shop currency units per unit of it.
+PRESENTMENT = {
+    "USD": ("EUR", Decimal("1.08")),
+    "EUR": ("USD", Decimal("0.93")),
+    "JPY": ("USD", Decimal("150")),
+}
+
+
+def shop_to_presentment(order: Row, shop_amount: Decimal) -> Decimal:
+    rate = Decimal(order.get("presentment_rate") or 1)
+    return (shop_amount / rate).quantize(Decimal("0.01"))
+
+
 def refund_row(shop: Shop, order: Row, amount: Decimal, at: datetime) -> Row:
-    """A refund object with one successful refund transaction."""
+    """A refund with one successful refund transaction of ``amount`` in the shop's currency. The
+    transaction is in the order's presentment currency (``amount``/``currency``, as Shopify's REST
+    transaction is), the shop-currency amount in ``amount_set.shop_money``."""
     refund_id = shop.new_id()
+    presentment = order.get("presentment_currency") or order["currency"]
+    paid = shop_to_presentment(order, amount)
     return {
         "id": refund_id,
         "order_id": order["id"],
@@ -140,8 +160,13 @@ def refund_row(shop: Shop, order: Row, amount: Decimal, at: datetime) -> Row:
                 "order_id": order["id"],
                 "kind": "refund",
                 "status": "success",
-                "amount": _money(amount),
-                "currency": order["currency"],
+                "amount": _money(paid),
+                "currency": presentment,
+                "shop_amount": _money(amount),
+                "amount_set": {
+                    "shop_money": {"amount": _money(amount), "currency_code": order["currency"]},
+                    "presentment_money": {"amount": _money(paid), "currency_code": presentment},
+                },
                 "created_at": shop.stamp(at),
             }
         ],
@@ -206,13 +231,26 @@ def _orders(shop: Shop, rnd: random.Random, now: datetime) -> None:
         created = now - timedelta(days=shop.spec.days) + span * rnd.random()
         order = _order(shop, rnd, n, created, line_id)
         roll = rnd.random()
+        if rnd.random() < 0.25:  # paid in the customer's currency
+            currency, rate = PRESENTMENT.get(shop.spec.currency, ("EUR", Decimal("1.08")))
+            order.update(presentment_currency=currency, presentment_rate=str(rate))
         if roll < 0.08:  # refunded a day later (still well in the past)
             at = min(created + timedelta(days=1), now - timedelta(hours=2))
-            refund = refund_row(shop, order, Decimal(order["total_price"]) / 2, at)
+            refund = refund_row(
+                shop, order, (Decimal(order["total_price"]) / 2).quantize(Decimal("0.01")), at
+            )
             order.update(refunds=[refund], financial_status="partially_refunded", updated_at=shop.stamp(at))
-        elif roll < 0.11:
+        elif roll < 0.11:  # cancelled before capture: the authorization was voided
             order.update(cancelled_at=order["updated_at"], financial_status="voided")
-        elif roll < 0.2:
+        elif roll < 0.14:  # payment pending (e.g. bank transfer)
+            order["financial_status"] = "pending"
+        elif roll < 0.16:  # authorized, not captured yet
+            order["financial_status"] = "authorized"
+        elif roll < 0.19:  # edited after the sale: an item removed, the total lowered
+            at = min(created + timedelta(hours=5), now - timedelta(hours=1))
+            total = (Decimal(order["total_price"]) * Decimal("0.8")).quantize(Decimal("0.01"))
+            order.update(total_price=_money(total), updated_at=shop.stamp(at), tags="edited")
+        elif roll < 0.25:
             order["closed_at"] = order["updated_at"]
         shop.orders[order["id"]] = order
         if order["customer"]:

@@ -4,6 +4,7 @@ bucket per shop, counters, ground truth."""
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from collections import Counter
@@ -16,10 +17,23 @@ from zoneinfo import ZoneInfo
 
 from core.testing.simulator import Simulator, SimulatorError
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
+from metricx_shopify.simulator.graphql import PointBucket
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
+SIM_CLIENT_ID = "sim-client-id"
+SIM_CLIENT_SECRET = "sim-client-secret"
+#: Expiring offline tokens live 60 minutes, their refresh tokens 90 days; client-credentials tokens 24 h
+#: (https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens).
+ACCESS_TTL_S = 3600
+REFRESH_TTL_S = 90 * 86400
+CLIENT_CREDENTIALS_TTL_S = 86399
 # A return comes some days after the purchase (delivery, then the customer's decision).
 RETURN_AFTER = timedelta(days=3)
+ORDER_WINDOW = timedelta(days=60)
+#: Payment not (yet) taken: reported apart from sales.
+UNPAID = frozenset({"pending", "authorized", "partially_paid"})
+#: Never sales: the authorization was voided or expired.
+NOT_SALES = frozenset({"voided", "expired"})
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -80,6 +94,14 @@ class SimState(Simulator):
         self.buckets: dict[str, Bucket] = {}
         self.stats: Counter[str] = Counter()
         self.max_level: dict[str, float] = {}
+        # The Standard plan: 100 points/s (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)
+        self.point_max, self.point_restore = 2000.0, 100.0
+        self.point_buckets: dict[str, PointBucket] = {}
+        self.client_id, self.client_secret = SIM_CLIENT_ID, SIM_CLIENT_SECRET
+        #: expiring access tokens and live refresh tokens: token -> (shop, expires at, simulated time)
+        self.expiring: dict[str, tuple[str, datetime]] = {}
+        self.refresh_tokens: dict[str, tuple[str, datetime]] = {}
+        self.access_ttl_s = ACCESS_TTL_S
         for spec in shops:
             self.add_shop(spec)
 
@@ -93,13 +115,74 @@ class SimState(Simulator):
         self.shops[spec.domain] = shop
         self.tokens[spec.token] = spec.domain
         self.buckets[spec.domain] = Bucket(self.bucket_size, self.leak_per_s)
+        self.point_buckets.pop(spec.domain, None)
         return shop
+
+    def token_shop(self, token: str) -> str | None:
+        """The shop an access token belongs to (None: unknown or expired)."""
+        if token in self.tokens:
+            return self.tokens[token]
+        with self.lock:
+            entry = self.expiring.get(token)
+        if entry is None or entry[1] <= self.now():
+            return None
+        return entry[0]
+
+    def issue_tokens(self, domain: str, *, with_refresh: bool = True) -> dict[str, Any]:
+        """A new expiring access token (and refresh token) for the shop, as the token endpoint answers."""
+        now = self.now()
+        access = f"shpat_exp_{secrets.token_hex(12)}"
+        ttl = self.access_ttl_s if with_refresh else CLIENT_CREDENTIALS_TTL_S
+        with self.lock:
+            self.expiring[access] = (domain, now + timedelta(seconds=ttl))
+            body: dict[str, Any] = {
+                "access_token": access,
+                "scope": ",".join(self.shops[domain].spec.scopes),
+                "expires_in": ttl,
+            }
+            if with_refresh:
+                refresh = f"shprt_{secrets.token_hex(16)}"
+                self.refresh_tokens[refresh] = (domain, now + timedelta(seconds=REFRESH_TTL_S))
+                body.update(refresh_token=refresh, refresh_token_expires_in=REFRESH_TTL_S)
+        return body
+
+    def use_refresh_token(self, domain: str, refresh: str) -> dict[str, Any] | None:
+        """Rotate: the refresh token dies with its use; None when it is unknown, used or expired."""
+        with self.lock:
+            entry = self.refresh_tokens.pop(refresh, None)
+            if entry is None or entry[0] != domain or entry[1] <= self.now():
+                self.stats["invalid_grant"] += 1
+                return None
+            self.stats["rotations"] += 1
+        return self.issue_tokens(domain)
+
+    def point_bucket(self, domain: str) -> PointBucket:
+        """The shop's GraphQL cost bucket (``point_max`` points, ``point_restore`` per second)."""
+        with self.lock:
+            bucket = self.point_buckets.get(domain)
+            if bucket is None:
+                bucket = PointBucket(self.point_max, self.point_restore, self.point_max)
+                self.point_buckets[domain] = bucket
+            return bucket
+
+    def configure_points(self, maximum: float | None = None, restore_rate: float | None = None) -> None:
+        self.point_max = float(maximum or self.point_max)
+        self.point_restore = float(restore_rate or self.point_restore)
+        self.point_buckets = {}
+
+    def visible(self, domain: str, resource: str, row: dict[str, Any]) -> bool:
+        """Without ``read_all_orders`` an app sees only orders created in the last 60 days."""
+        if resource != "orders" or "read_all_orders" in self.shops[domain].spec.scopes:
+            return True
+        return datetime.fromisoformat(row["created_at"]) >= self.now() - ORDER_WINDOW
 
     def on_reset(self) -> None:
         """Regenerate every shop; clear buckets and counters."""
         specs = [shop.spec for shop in self.shops.values()]
         self.shops, self.tokens, self.buckets = {}, {}, {}
         self.stats, self.max_level = Counter(), {}
+        self.point_buckets = {}
+        self.expiring, self.refresh_tokens = {}, {}
         for spec in specs:
             self.add_shop(spec)
 
@@ -120,6 +203,7 @@ class SimState(Simulator):
             o
             for o in self.shops[domain].orders.values()
             if not (o["test"] or o["cancelled_at"] or o["refunds"])
+            and o["financial_status"] not in UNPAID | NOT_SALES
             and datetime.fromisoformat(o["created_at"]) <= now - RETURN_AFTER
         ]
         return max(candidates, key=lambda o: (datetime.fromisoformat(o["created_at"]), o["id"]), default=None)
@@ -158,25 +242,64 @@ class SimState(Simulator):
         return order
 
     def shop_truth(self, domain: str) -> dict[str, Any]:
-        """Ground truth: row counts and the daily store metrics (shop-local days, test orders excluded)."""
+        """Ground truth from the simulator's own order model (shop-local days, test orders excluded),
+        as Shopify's sales reports count: an order is a sale on the day it was processed unless its
+        payment is pending, only authorized, or was voided (then it is reported apart, or not at
+        all); each refund is deducted, in the shop's currency, on the day it was made."""
         shop = self.shops[domain]
         tz = ZoneInfo(shop.spec.timezone)
         daily: dict[str, dict[str, Any]] = {}
+
+        def entry(day: str) -> dict[str, Any]:
+            return daily.setdefault(
+                day,
+                {
+                    "orders": 0,
+                    "gross_sales": Decimal(0),
+                    "refunds": Decimal(0),
+                    "refunded_orders": 0,
+                    "pending_orders": 0,
+                    "pending_sales": Decimal(0),
+                },
+            )
+
         for order in shop.orders.values():
             if order["test"]:
                 continue
-            day = datetime.fromisoformat(order["created_at"]).astimezone(tz).date().isoformat()
-            entry = daily.setdefault(day, {"orders": 0, "net_sales": Decimal(0), "refunds": Decimal(0)})
-            refunded = _refunded(order)
-            entry["orders"] += 1
-            entry["net_sales"] += Decimal(order["total_price"]) - refunded
-            entry["refunds"] += refunded
+            day = datetime.fromisoformat(order["processed_at"]).astimezone(tz).date().isoformat()
+            status = order["financial_status"]
+            if status in UNPAID:
+                entry(day)["pending_orders"] += 1
+                entry(day)["pending_sales"] += Decimal(order["total_price"])
+            elif status not in NOT_SALES:
+                entry(day)["orders"] += 1
+                entry(day)["gross_sales"] += Decimal(order["total_price"])
+            refund_days = set()
+            for refund in order["refunds"]:
+                for tx in refund["transactions"]:
+                    if tx["kind"] == "refund" and tx.get("status", "success") == "success":
+                        rday = datetime.fromisoformat(tx["created_at"]).astimezone(tz).date().isoformat()
+                        entry(rday)["refunds"] += Decimal(tx.get("shop_amount") or tx["amount"])
+                        refund_days.add(rday)
+            for rday in refund_days:
+                entry(rday)["refunded_orders"] += 1
+        for values in daily.values():
+            values["net_sales"] = values["gross_sales"] - values["refunds"]
         return {
             "products": len(shop.products),
             "customers": len(shop.customers),
             "orders": len(shop.orders),
             "line_items": sum(len(o["line_items"]) for o in shop.orders.values()),
             "refunded_orders": sum(1 for o in shop.orders.values() if o["refunds"]),
+            "kinds": {
+                "cancelled": sum(1 for o in shop.orders.values() if o["cancelled_at"]),
+                "voided": sum(1 for o in shop.orders.values() if o["financial_status"] == "voided"),
+                "pending": sum(1 for o in shop.orders.values() if o["financial_status"] in UNPAID),
+                "edited": sum(1 for o in shop.orders.values() if o["tags"] == "edited"),
+                "multi_currency_refunded": sum(
+                    1 for o in shop.orders.values() if o["refunds"] and o.get("presentment_currency")
+                ),
+            },
             "daily": {
                 day: {k: str(v) if isinstance(v, Decimal) else v for k, v in entry.items()}
                 for day, entry in sorted(daily.items())
@@ -185,9 +308,10 @@ class SimState(Simulator):
 
 
 def _refunded(order: dict[str, Any]) -> Decimal:
+    """What was refunded on an order, in the shop's currency."""
     return sum(
         (
-            Decimal(tx["amount"])
+            Decimal(tx.get("shop_amount") or tx["amount"])
             for r in order["refunds"]
             for tx in r["transactions"]
             if tx["kind"] == "refund"
