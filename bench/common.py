@@ -171,7 +171,7 @@ class Timer:
 
 
 def print_summary() -> None:
-    if not RESULTS:
+    if not RESULTS or os.environ.get("BENCH_NO_SUMMARY"):
         return
     print("\n== summary (medians of interleaved pairs)")
     print("| measure | metricx | baseline | ratio | goal |")

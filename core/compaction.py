@@ -61,15 +61,21 @@ _COMPACT = text(
         FROM connections WHERE id = ANY(:ids)
     ),
     ranked AS (
+        -- LATERAL: each connection's days after its watermark through the (connection, day) index,
+        -- never a scan of the whole table.
         SELECT s.id, s.connection_id, s.metrics_date, row_number() OVER (
             PARTITION BY s.entity_id, s.metrics_date, date_trunc('hour', s.captured_at, c.timezone)
             ORDER BY s.captured_at DESC, s.id DESC
         ) AS rank
         FROM scope c
-        JOIN metric_snapshots s
-          ON s.connection_id = c.id
-         AND s.metrics_date > coalesce(c.compacted_through, '-infinity'::date)
-         AND s.metrics_date < c.yesterday
+        CROSS JOIN LATERAL (
+            SELECT id, connection_id, entity_id, metrics_date, captured_at
+            FROM metric_snapshots
+            WHERE connection_id = c.id
+              AND metrics_date > coalesce(c.compacted_through, '-infinity'::date)
+              AND metrics_date < c.yesterday
+            OFFSET 0  -- keeps the subquery per connection (the planner would flatten it into a hash join)
+        ) s
     ),
     days AS (
         SELECT count(*) AS rows, count(*) FILTER (WHERE rank > 1) AS removed
@@ -77,7 +83,9 @@ _COMPACT = text(
         HAVING count(*) FILTER (WHERE rank > 1) > 0
     ),
     deleted AS (
-        DELETE FROM metric_snapshots s USING ranked r WHERE s.id = r.id AND r.rank > 1
+        -- By primary key (= ANY of an array): a join here made the planner hash the whole table.
+        DELETE FROM metric_snapshots
+        WHERE id = ANY(ARRAY(SELECT id FROM ranked WHERE rank > 1))
     ),
     marked AS (
         UPDATE connections c SET compacted_through = scope.yesterday - 1

@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
@@ -63,19 +62,26 @@ class Coverage:
         }
 
 
+# One statement whatever the number of days (a multi-row VALUES compiled anew per row count).
+_RECORD_FETCHED = text(
+    """
+    INSERT INTO coverage_days (connection_id, day, fetched_at)
+    SELECT :connection_id, day, :fetched_at FROM unnest(CAST(:days AS date[])) AS day
+    ON CONFLICT (connection_id, day)
+    DO UPDATE SET fetched_at = greatest(coverage_days.fetched_at, excluded.fetched_at)
+    """
+)
+
+
 async def record_fetched(
     session: AsyncSession, connection_id: uuid.UUID, days: Iterable[date], fetched_at: datetime
 ) -> None:
     """Record that ``days`` were fetched by a fetch that started at ``fetched_at`` (never moves back)."""
-    rows = [{"connection_id": connection_id, "day": d, "fetched_at": fetched_at} for d in days]
-    if not rows:
+    wanted = sorted(set(days))
+    if not wanted:
         return
-    stmt = insert(CoverageDay).values(rows)
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[CoverageDay.connection_id, CoverageDay.day],
-            set_={"fetched_at": func.greatest(CoverageDay.fetched_at, stmt.excluded.fetched_at)},
-        )
+        _RECORD_FETCHED, {"connection_id": connection_id, "days": wanted, "fetched_at": fetched_at}
     )
 
 

@@ -87,14 +87,17 @@ def backoff_s(job_try: int, settings: Settings) -> float:
 
 async def _load(job: SyncJob, registry: Registry) -> Loaded | None:
     async with session_scope() as session:
-        conn = await session.scalar(
-            select(Connection).where(
-                Connection.id == job.connection_id, Connection.workspace_id == job.workspace_id
+        # The connection and its credential in one round trip.
+        row = (
+            await session.execute(
+                select(Connection, Credential)
+                .outerjoin(Credential, Credential.connection_id == Connection.id)
+                .where(Connection.id == job.connection_id, Connection.workspace_id == job.workspace_id)
             )
-        )
-        if conn is None:
+        ).first()
+        if row is None:
             return None
-        cred = await session.scalar(select(Credential).where(Credential.connection_id == conn.id))
+        conn, cred = row
     credentials = Credentials()
     if cred is not None:
         credentials = Credentials(

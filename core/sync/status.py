@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,6 +136,33 @@ async def point_to_jobs(session: AsyncSession, jobs: Mapping[uuid.UUID, str | No
 # --- one try of a sync ------------------------------------------------------------------------------
 
 
+# One round trip: the connection is ``syncing`` with one more attempt; an earlier try of this job
+# whose worker died never closed its run (closed now as abandoned); the job's wait for its turn (if
+# it waited for a busy connection) is over; and this try gets its running row.
+_MARK_STARTED = text(
+    """
+    WITH started AS (
+        UPDATE connections
+        SET sync_status = :syncing, last_sync_attempted_at = :now,
+            total_syncs_attempted = total_syncs_attempted + 1, current_job_id = :job_id
+        WHERE id = :connection_id
+    ),
+    abandoned AS (
+        UPDATE sync_runs
+        SET status = :abandoned, error_kind = 'interrupted', error_message = :abandoned_message,
+            finished_at = :now
+        WHERE job_id = :job_id AND status = :running
+    ),
+    waited AS (
+        UPDATE sync_runs SET status = :waited, finished_at = :now
+        WHERE job_id = :job_id AND status = :waiting
+    )
+    INSERT INTO sync_runs (id, workspace_id, connection_id, job_id, mode, try_number, status, started_at)
+    VALUES (:run_id, :workspace_id, :connection_id, :job_id, :mode, :job_try, :running, :now)
+    """
+)
+
+
 async def mark_started(
     session: AsyncSession,
     connection_id: uuid.UUID,
@@ -144,38 +171,27 @@ async def mark_started(
     job_try: int,
     mode: str,
 ) -> uuid.UUID:
-    """``syncing``, one more attempt, and a running ``sync_runs`` row for this try."""
-    now = utcnow()
+    """``syncing``, one more attempt, and a running ``sync_runs`` row for this try (one statement)."""
+    run_id = uuid.uuid4()
     await session.execute(
-        update(Connection)
-        .where(Connection.id == connection_id)
-        .values(
-            sync_status=SyncStatus.syncing,
-            last_sync_attempted_at=now,
-            total_syncs_attempted=Connection.total_syncs_attempted + 1,
-            current_job_id=job_id,
-        )
+        _MARK_STARTED,
+        {
+            "run_id": run_id,
+            "connection_id": connection_id,
+            "workspace_id": workspace_id,
+            "job_id": job_id,
+            "job_try": job_try,
+            "mode": mode,
+            "now": utcnow(),
+            "syncing": SyncStatus.syncing.value,
+            "running": RunStatus.running.value,
+            "abandoned": RunStatus.abandoned.value,
+            "abandoned_message": ABANDONED,
+            "waited": RunStatus.waited.value,
+            "waiting": RunStatus.waiting.value,
+        },
     )
-    # An earlier try of this job whose worker died never closed its run: close it now.
-    await close_abandoned(session, job_id)
-    # The job waited for its turn (another sync held the connection): that wait is over.
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.job_id == job_id, SyncRun.status == RunStatus.waiting)
-        .values(status=RunStatus.waited, finished_at=now)
-    )
-    run = SyncRun(
-        workspace_id=workspace_id,
-        connection_id=connection_id,
-        job_id=job_id,
-        mode=mode,
-        try_number=job_try,
-        status=RunStatus.running,
-        started_at=now,
-    )
-    session.add(run)
-    await session.flush()
-    return run.id
+    return run_id
 
 
 ABANDONED = "the try's worker stopped mid-sync (killed, crashed or lost)"
