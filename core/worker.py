@@ -7,7 +7,10 @@ so inherited attributes would be silently ignored.
 from __future__ import annotations
 
 import platform
+import sys
 import time
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -173,12 +176,31 @@ class WorkerSettings:
     handle_signals = True
 
 
+def _operator_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An operator's mistake that stops the worker (no key, a wrong database) is one line, not a
+    traceback; anything else is printed as Python would. The exit code stays 1."""
+    from core.preflight import describe
+
+    line = describe(exc) if isinstance(exc, Exception) else None
+    if line is None:
+        sys.__excepthook__(kind, exc, tb)
+    else:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     """``python -m core.worker``: the same worker as ``arq core.worker.WorkerSettings``."""
     from arq import run_worker
 
+    sys.excepthook = _operator_excepthook
     configure_logging()
     run_worker(WorkerSettings)  # type: ignore[arg-type]
+
+
+# Started as `arq core.worker.WorkerSettings`: arq's command imports this module and lets a failed
+# startup end the process; its last words are then one line naming the setting.
+if Path(sys.argv[0]).name == "arq":
+    sys.excepthook = _operator_excepthook
 
 
 if __name__ == "__main__":

@@ -139,3 +139,20 @@ def test_a_malformed_setting_is_one_line_naming_it(
     env[setting] = value
     line = one_line_error(cli(env, "status", check=False), setting, needle)
     assert value not in line.replace(setting, "")  # a rejected value (a key) is never echoed
+
+
+def test_the_arq_command_without_an_encryption_key_ends_in_one_line(env: dict[str, str]) -> None:
+    """`arq core.worker.WorkerSettings` (the seed's command) refuses as `metricx worker` does: the
+    last word is one line naming the setting, never a traceback."""
+    import subprocess
+    import sys
+
+    env.pop("METRICX_ENCRYPTION_KEYS", None)
+    arq = str(Path(sys.executable).with_name("arq"))
+    proc = subprocess.run(
+        [arq, "core.worker.WorkerSettings"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: METRICX_ENCRYPTION_KEYS is not set"), proc.stderr
