@@ -27,7 +27,6 @@ async def child(ads: int) -> None:
         clear_connections,
         completed_runs,
         in_process_worker,
-        insert_connections,
         quiet_startup,
     )
     from core.enqueue import enqueue_many, sync_request
@@ -37,7 +36,7 @@ async def child(ads: int) -> None:
 
     install(BenchProvider(ads=ads))
     await clear_connections()
-    ws = await insert_connections(1)
+    ws = await common.insert_connections(1)
     from sqlalchemy import text
 
     from core.db.engine import session_scope

@@ -188,3 +188,30 @@ def machine() -> str:
         f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} at start"
     )
+
+
+INSERT_CONNECTIONS = """
+WITH new AS (
+    INSERT INTO connections (id, workspace_id, provider, external_account_id, timezone, config,
+                             status, sync_status, total_syncs_attempted, total_syncs_succeeded)
+    SELECT gen_random_uuid(), :ws, 'bench', 'acct-' || g, 'UTC', '{}'::jsonb, 'active', 'idle', 0, 0
+    FROM generate_series(1, :n) AS g
+    RETURNING id
+)
+INSERT INTO credentials (id, connection_id, access_token_enc, updated_at)
+SELECT gen_random_uuid(), id, :token, now() FROM new
+"""
+
+
+async def insert_connections(n: int) -> uuid.UUID:
+    """A workspace with ``n`` active 'bench' connections, each with an encrypted token; its id."""
+    from sqlalchemy import text
+
+    from core.crypto import encrypt
+    from core.db.engine import session_scope
+
+    ws = uuid.uuid4()
+    async with session_scope() as session:
+        await session.execute(text("INSERT INTO workspaces (id, name) VALUES (:ws, 'bench')"), {"ws": ws})
+        await session.execute(text(INSERT_CONNECTIONS), {"ws": ws, "n": n, "token": encrypt("bench-token")})
+    return ws

@@ -17,22 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from bench import common
-
-INSERT = """
-WITH new AS (
-    INSERT INTO connections (id, workspace_id, provider, external_account_id, timezone, config,
-                             status, sync_status, total_syncs_attempted, total_syncs_succeeded)
-    SELECT gen_random_uuid(), :ws, 'bench', 'acct-' || g, 'UTC', '{}'::jsonb, 'active', 'idle', 0, 0
-    FROM generate_series(1, :n) AS g
-    RETURNING id
-)
-INSERT INTO credentials (id, connection_id, access_token_enc, updated_at)
-SELECT gen_random_uuid(), id, :token, now() FROM new
-"""
 
 
 class BenchProvider:
@@ -59,19 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved pairs")
     common.add_server_args(parser)
     return parser.parse_args(argv)
-
-
-async def insert_connections(n: int) -> uuid.UUID:
-    from sqlalchemy import text
-
-    from core.crypto import encrypt
-    from core.db.engine import session_scope
-
-    ws = uuid.uuid4()
-    async with session_scope() as session:
-        await session.execute(text("INSERT INTO workspaces (id, name) VALUES (:ws, 'bench')"), {"ws": ws})
-        await session.execute(text(INSERT), {"ws": ws, "n": n, "token": encrypt("bench-token")})
-    return ws
 
 
 async def clear_queue(redis: Any, queue: str) -> None:
@@ -160,7 +134,7 @@ async def bench(n: int, rounds: int) -> None:
     from core.config import get_settings
     from core.redis import create_arq_pool
 
-    await insert_connections(n)
+    await common.insert_connections(n)
     redis = await create_arq_pool()
     queue = get_settings().queue_name
 

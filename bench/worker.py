@@ -30,31 +30,6 @@ from typing import Any
 
 from bench import common
 
-INSERT = """
-WITH new AS (
-    INSERT INTO connections (id, workspace_id, provider, external_account_id, timezone, config,
-                             status, sync_status, total_syncs_attempted, total_syncs_succeeded)
-    SELECT gen_random_uuid(), :ws, 'bench', 'acct-' || g, 'UTC', '{}'::jsonb, 'active', 'idle', 0, 0
-    FROM generate_series(1, :n) AS g
-    RETURNING id
-)
-INSERT INTO credentials (id, connection_id, access_token_enc, updated_at)
-SELECT gen_random_uuid(), id, :token, now() FROM new
-"""
-
-
-async def insert_connections(n: int) -> uuid.UUID:
-    from sqlalchemy import text
-
-    from core.crypto import encrypt
-    from core.db.engine import session_scope
-
-    ws = uuid.uuid4()
-    async with session_scope() as session:
-        await session.execute(text("INSERT INTO workspaces (id, name) VALUES (:ws, 'bench')"), {"ws": ws})
-        await session.execute(text(INSERT), {"ws": ws, "n": n, "token": encrypt("bench-token")})
-    return ws
-
 
 async def clear_connections() -> None:
     from sqlalchemy import text
@@ -136,7 +111,7 @@ async def p2(n: int, rounds: int) -> None:
 
     install(BenchProvider(latency_s=0.0, ads=1))
     settings = get_settings()
-    ws = await insert_connections(n)
+    ws = await common.insert_connections(n)
     redis = await create_arq_pool()
     from sqlalchemy import text
 
@@ -243,7 +218,7 @@ async def cycle(
 
     install(BenchProvider())  # the fan-out's offline token check; the workers have their own
     await clear_connections()
-    await insert_connections(n)
+    await common.insert_connections(n)
     redis = await create_arq_pool()
     log_dir = Path(os.environ.get("BENCH_LOG_DIR", ".metricx/bench"))
     log_dir.mkdir(parents=True, exist_ok=True)
