@@ -25,6 +25,14 @@ from core.keys import CACHE_PREFIX
 log = structlog.get_logger(__name__)
 
 
+# INCRBY, and the expiry set only when the counter has none yet (its creation).
+_INCR_WITH_TTL = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class CacheLock:
     """A held lock: ``token`` proves ownership; :meth:`ProviderCache.release` frees it."""
@@ -115,11 +123,9 @@ class ProviderCache:
         every worker; the counter expires ``ttl_s`` after it was created (e.g. a daily quota's reset)."""
         if ttl_s <= 0:
             raise ValueError("a cached value must expire: ttl_s must be > 0")
-        full = self._key(key)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(full, by)
-            pipe.pexpire(full, max(1, int(ttl_s * 1000)), nx=True)
-            value, _ = await pipe.execute()
+        # One script (not PEXPIRE ... NX, which Redis < 7 lacks: the embedded Redis is 6.x).
+        ttl_ms = str(max(1, int(ttl_s * 1000)))
+        value = await self._redis.eval(_INCR_WITH_TTL, 1, self._key(key), str(by), ttl_ms)  # type: ignore[misc]
         return int(value)
 
     async def get_many(self, keys: list[str]) -> list[str | None]:
