@@ -7,9 +7,9 @@ they follow their parent, so an order is complete when the next root line (or th
 :func:`reassemble` keeps only the current order in memory, whatever the file's size. A child line
 whose parent is not the current order is refused (PayloadError) rather than silently dropped.
 
-Not done yet (issue 16 item 2): running the operation (``bulkOperationRunQuery``, polling
-``node(id:)``, one operation per shop, ``partialDataUrl``, expiring URLs), the simulator's bulk
-operations and the backfill that uses them.
+The simulator serves the operation's lifecycle and file (``simulator/bulk.py``). Not done yet
+(issue 16 item 2): the client that runs and polls the operation (one per shop, ``partialDataUrl``,
+re-polling for a fresh URL when it expired) and the backfill that uses it.
 """
 
 from __future__ import annotations
