@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     backfill_slice_days: int | None = Field(
         default=None, description="Override the days per backfill slice, the checkpoint unit (default 7)."
     )
+    unavailable_recheck_days: int = Field(
+        default=7,
+        ge=1,
+        description="A day a provider reported it cannot read is asked for again after this many days "
+        "(the access may have been granted meanwhile); until then it is not available, never missing.",
+    )
     http_timeout_s: float = Field(default=60.0, description="Timeout of one provider HTTP request.")
 
     # --- scheduler -------------------------------------------------------------------

@@ -7,6 +7,13 @@ it is within the provider's revision horizon. Coverage, not events, decides
 what to fetch: a backfill fetches the days that are not closed, realtime keeps
 yesterday in its window until yesterday is closed, and the reconciler
 (:mod:`core.reconcile`) queues whatever closes a gap.
+
+A day the provider reported it cannot read (``ProviderContext.coverage.unavailable_before``, e.g.
+Shopify's orders older than 60 days without ``read_all_orders``) is *unavailable*: recorded with
+its reason, neither missing nor covered, never fetched again by a backfill or queued by the
+reconciler, and named as not available by the coverage and metrics APIs; after
+``unavailable_recheck_days`` the mark is stale and the day is asked for again (access may have
+been granted meanwhile).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,11 +41,13 @@ class Coverage:
     missing: tuple[date, ...]  # not closed, newest first
     revisable: int  # closed days still inside the provider's revision horizon
     queued: int = 0  # missing days a queued or running sync will fetch
+    unavailable: tuple[date, ...] = ()  # days the provider cannot read, newest first
+    unavailable_reason: str | None = None  # the newest unavailable day's reason
 
     @property
     def covered(self) -> int:
         """Days in the horizon whose final totals are stored."""
-        return self.total - len(self.missing)
+        return self.total - len(self.missing) - len(self.unavailable)
 
     @property
     def complete(self) -> bool:
@@ -47,6 +56,8 @@ class Coverage:
     def summary(self) -> str:
         """``87/90 days, 3 queued`` as ``metricx status`` and the API show it."""
         text = f"{self.covered}/{self.total} days"
+        if self.unavailable:
+            text += f", {len(self.unavailable)} not available"
         return f"{text}, {self.queued} queued" if self.queued else text
 
     def as_dict(self) -> dict[str, object]:
@@ -58,6 +69,9 @@ class Coverage:
             "days_queued": self.queued,
             "days_revisable": self.revisable,
             "oldest_missing": self.missing[-1].isoformat() if self.missing else None,
+            "days_unavailable": len(self.unavailable),
+            "newest_unavailable": self.unavailable[0].isoformat() if self.unavailable else None,
+            "unavailable_reason": self.unavailable_reason,
             "summary": self.summary(),
         }
 
@@ -68,7 +82,22 @@ _RECORD_FETCHED = text(
     INSERT INTO coverage_days (connection_id, day, fetched_at)
     SELECT :connection_id, day, :fetched_at FROM unnest(CAST(:days AS date[])) AS day
     ON CONFLICT (connection_id, day)
-    DO UPDATE SET fetched_at = greatest(coverage_days.fetched_at, excluded.fetched_at)
+    DO UPDATE SET fetched_at = greatest(coverage_days.fetched_at, excluded.fetched_at),
+                  unavailable_reason = NULL
+    """
+)
+
+# A day already closed by a fetch that read it keeps its data and stays fetched (it was readable
+# then); any other day becomes unavailable with the reason.
+_RECORD_UNAVAILABLE = text(
+    """
+    INSERT INTO coverage_days (connection_id, day, fetched_at, unavailable_reason)
+    SELECT :connection_id, day, :fetched_at, :reason FROM unnest(CAST(:days AS date[])) AS day
+    ON CONFLICT (connection_id, day)
+    DO UPDATE SET fetched_at = greatest(coverage_days.fetched_at, excluded.fetched_at),
+                  unavailable_reason = excluded.unavailable_reason
+    WHERE coverage_days.unavailable_reason IS NOT NULL
+       OR coverage_days.fetched_at < CAST(coverage_days.day + 1 AS timestamp) AT TIME ZONE :timezone
     """
 )
 
@@ -85,16 +114,86 @@ async def record_fetched(
     )
 
 
-async def closed_days(
-    session: AsyncSession, connection_id: uuid.UUID, first: date, last: date, timezone: str
-) -> set[date]:
-    """The days in ``first..last`` whose final totals are stored (fetched after the day ended)."""
+async def record_unavailable(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    days: Iterable[date],
+    fetched_at: datetime,
+    reason: str,
+    timezone: str,
+) -> None:
+    """Record that the provider cannot read ``days`` (``reason``); a day already closed stays closed."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return
+    await session.execute(
+        _RECORD_UNAVAILABLE,
+        {
+            "connection_id": connection_id,
+            "days": wanted,
+            "fetched_at": fetched_at,
+            "reason": reason[:500],
+            "timezone": timezone,
+        },
+    )
+
+
+async def day_states(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    first: date,
+    last: date,
+    timezone: str,
+    now: datetime | None = None,
+) -> tuple[set[date], dict[date, str]]:
+    """(closed days, {unavailable day: reason}) in ``first..last``.
+
+    A mark older than ``unavailable_recheck_days`` is neither: the day is missing again, so the
+    reconciler asks for it once more (the account may have been given access meanwhile).
+    """
     rows = await session.execute(
-        select(CoverageDay.day, CoverageDay.fetched_at).where(
+        select(CoverageDay.day, CoverageDay.fetched_at, CoverageDay.unavailable_reason).where(
             CoverageDay.connection_id == connection_id, CoverageDay.day.between(first, last)
         )
     )
-    return {day for day, fetched_at in rows if fetched_at >= end_of_day(day, timezone)}
+    recheck = (now or datetime.now(UTC)) - timedelta(days=get_settings().unavailable_recheck_days)
+    closed: set[date] = set()
+    unavailable: dict[date, str] = {}
+    for day, fetched_at, reason in rows:
+        if reason is not None:
+            if fetched_at >= recheck:
+                unavailable[day] = reason
+        elif fetched_at >= end_of_day(day, timezone):
+            closed.add(day)
+    return closed, unavailable
+
+
+async def closed_days(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    first: date,
+    last: date,
+    timezone: str,
+    now: datetime | None = None,
+) -> set[date]:
+    """The days in ``first..last`` with nothing left to fetch: final totals stored (fetched after
+    the day ended), or unavailable (the provider cannot read them; marked recently)."""
+    closed, unavailable = await day_states(session, connection_id, first, last, timezone, now)
+    return closed | set(unavailable)
+
+
+async def unavailable_days(
+    session: AsyncSession, connection_id: uuid.UUID, first: date, last: date
+) -> dict[date, str]:
+    """{day: reason} of the days in ``first..last`` the provider reported it cannot read."""
+    rows = await session.execute(
+        select(CoverageDay.day, CoverageDay.unavailable_reason).where(
+            CoverageDay.connection_id == connection_id,
+            CoverageDay.day.between(first, last),
+            CoverageDay.unavailable_reason.is_not(None),
+        )
+    )
+    return {day: str(reason) for day, reason in rows}
 
 
 def horizon(timezone: str, now: datetime, days: int) -> tuple[date, date]:
@@ -115,11 +214,14 @@ async def coverage_of(
 ) -> Coverage:
     """The connection's coverage at ``now``; ``queued`` when a sync that fetches the gaps is pending."""
     first, last = horizon(timezone, now, days)
-    closed = await closed_days(session, connection_id, first, last, timezone)
-    missing = tuple(last - timedelta(days=i) for i in range(days) if last - timedelta(days=i) not in closed)
+    closed, unavailable = await day_states(session, connection_id, first, last, timezone, now)
+    every = [last - timedelta(days=i) for i in range(days)]
+    missing = tuple(d for d in every if d not in closed and d not in unavailable)
     revisable_from = last - timedelta(days=revision_days - 1)
     revisable = sum(1 for d in closed if d >= revisable_from)
-    return Coverage(days, missing, revisable, len(missing) if queued else 0)
+    gone = tuple(d for d in every if d in unavailable)
+    reason = unavailable[gone[0]] if gone else None
+    return Coverage(days, missing, revisable, len(missing) if queued else 0, gone, reason)
 
 
 def _pending(connection: Connection, today: date, missing: tuple[date, ...], recent_days: int) -> int:
@@ -150,7 +252,17 @@ async def connection_coverage(
     )
     recent = settings.attribution_days or caps.attribution_window_days
     queued = _pending(connection, local_today(tz, now), cov.missing, recent)
-    return Coverage(cov.total, cov.missing, cov.revisable, queued)
+    return Coverage(cov.total, cov.missing, cov.revisable, queued, cov.unavailable, cov.unavailable_reason)
 
 
-__all__ = ["Coverage", "closed_days", "connection_coverage", "coverage_of", "horizon", "record_fetched"]
+__all__ = [
+    "Coverage",
+    "closed_days",
+    "connection_coverage",
+    "coverage_of",
+    "day_states",
+    "horizon",
+    "record_fetched",
+    "record_unavailable",
+    "unavailable_days",
+]

@@ -287,6 +287,31 @@ class MetricRecord:
 
 
 @dataclass(slots=True)
+class CoverageReport:
+    """What a provider tells the core about the days of the window it is fetching.
+
+    ``unavailable_before(day, reason)``: the platform cannot show this account the days before
+    ``day`` (Shopify without ``read_all_orders``: only the last 60 days of orders). The engine
+    records those days of the window as *unavailable* with ``reason`` instead of fetched: the
+    coverage API lists them as not available, the metrics API names them, and neither the
+    reconciler nor a backfill fetches them again. Write no metric row for them (no row is not a zero).
+    """
+
+    before: date | None = None
+    reason: str | None = None
+
+    def unavailable_before(self, day: date, reason: str) -> None:
+        """Days before ``day`` cannot be read (the latest call of a fetch wins)."""
+        self.before, self.reason = day, reason
+
+    def take(self) -> tuple[date | None, str | None]:
+        """The report of the fetch that just ended, cleared for the next window."""
+        found = (self.before, self.reason)
+        self.before = self.reason = None
+        return found
+
+
+@dataclass(slots=True)
 class ProviderContext:
     """What the core lends a provider for one account: build it with ``core.provider_context``.
 
@@ -294,13 +319,15 @@ class ProviderContext:
     ``limiter`` is the account's shared rate limiter that ``http`` acquires; ``cache`` is the
     provider's namespaced, optionally encrypted cache (``core.cache``); ``credentials`` reads and
     writes the stored credentials of the connection (None while a connection is being created):
-    a provider whose refresh token rotates stores each new pair before using it.
+    a provider whose refresh token rotates stores each new pair before using it; ``coverage``
+    takes what a metrics fetch reports about days it cannot read (:class:`CoverageReport`).
     """
 
     http: ProviderHTTP
     limiter: AccountLimiter
     cache: ProviderCache
     credentials: CredentialStore | None = None
+    coverage: CoverageReport = field(default_factory=CoverageReport)
 
 
 class CredentialStore(Protocol):

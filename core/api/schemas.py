@@ -198,6 +198,17 @@ class CoveragePublic(BaseModel):
         examples=[28], description="Covered days the platform may still revise (re-read by attribution)."
     )
     oldest_missing: date | None = None
+    days_unavailable: int = Field(
+        default=0,
+        examples=[30],
+        description="Days the platform cannot show this account (not available: no value, never a zero); "
+        "never fetched again.",
+    )
+    newest_unavailable: date | None = None
+    unavailable_reason: str | None = Field(
+        default=None,
+        examples=["the app lacks read_all_orders: Shopify shows only the last 60 days of orders"],
+    )
     summary: str = Field(examples=["87/90 days, 3 queued"])
 
 
@@ -338,6 +349,12 @@ class MetricsPage(Page[MetricRow]):
     timezone: str
     start: date
     end: date
+    unavailable_days: list[date] = Field(
+        default_factory=list,
+        description="Days of the range the platform cannot show this account: not available (no row), "
+        "not zero. The reason is unavailable_reason.",
+    )
+    unavailable_reason: str | None = None
 
 
 class IntradayPoint(BaseModel):

@@ -214,6 +214,9 @@ class CoverageDay(Base):
     )
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when the provider reported the day cannot be read (``ProviderContext.coverage``): not
+    # available, for this reason; neither missing nor covered. A later fetch that reads it clears it.
+    unavailable_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class SchedulerTick(Base):

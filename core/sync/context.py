@@ -188,6 +188,23 @@ async def enqueue_plugin_sync(
     return result
 
 
+async def enqueue_plugin_job(
+    function: str,
+    *args: Any,
+    job_id: str,
+    defer_s: float = 0.0,
+    redis: Redis | None = None,
+) -> EnqueueResult:
+    """Enqueue a plugin's registered job (``JobSpec``) once per ``job_id``.
+
+    A job id whose job is queued, running or keeps a result comes back ``already_queued``.
+    ``args`` travel in Redis: pass ids (a row of the plugin's own table), never secrets or personal data.
+    """
+    conn = redis or await get_arq_pool()
+    [result] = await enqueue_many(conn, [JobRequest(function, job_id, args=tuple(args), defer_s=defer_s)])
+    return result
+
+
 async def enqueue_plugin_syncs(
     spec: SyncJobSpec,
     targets: Sequence[AccountRef],

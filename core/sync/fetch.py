@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from core.config import Settings
-from core.coverage import closed_days, horizon, record_fetched
+from core.coverage import closed_days, horizon, record_fetched, record_unavailable
 from core.db.engine import session_scope
 from core.db.models import Connection
 from core.providers import Capabilities, PacesRealtime, Provider, ProviderContext, SyncMode, SyncWindow
@@ -80,7 +80,7 @@ async def plan_windows(
     if mode is SyncMode.backfill:
         first, last = horizon(tz, now, settings.backfill_days or caps.backfill_days)
         async with session_scope() as session:
-            closed = await closed_days(session, conn.id, first, last, tz)
+            closed = await closed_days(session, conn.id, first, last, tz, now)
         missing = [
             d for d in (first + timedelta(days=i) for i in range((last - first).days + 1)) if d not in closed
         ]
@@ -138,9 +138,16 @@ async def _sync_metrics(
     for window in windows:
         await _fetch_window(job, provider, pctx, loaded, window, now)
         done += 1
+        before, reason = pctx.coverage.take()
+        days = _days(window)
+        gone = [d for d in days if before is not None and d < before]
         async with session_scope() as session:
             # The fetch started at ``now``: a day counts as closed only if ``now`` is past its end.
-            await record_fetched(session, conn.id, _days(window), now)
+            await record_fetched(session, conn.id, [d for d in days if d not in gone], now)
+            if gone:  # the provider cannot read these: not available (never zero), not fetched again
+                await record_unavailable(
+                    session, conn.id, gone, now, reason or "not available", conn.timezone or "UTC"
+                )
             await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
             if job.mode == SyncMode.backfill:
                 await status.set_backfill_cursor(session, conn.id, window.start)

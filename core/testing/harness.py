@@ -17,7 +17,7 @@ from core.config import Settings, get_settings
 from core.cron import next_fire
 from core.db.engine import session_scope
 from core.db.models import Connection
-from core.enqueue import enqueue_sync_job
+from core.enqueue import JobRequest, enqueue_many, enqueue_sync_job
 from core.fanout import fan_out
 from core.plugins import get_registry, load_registry
 from core.services import create_connection, create_workspace
@@ -28,11 +28,13 @@ from core.sync.windows import is_deep_tier_day, local_today, slot_start
 __all__ = [
     "Connection",
     "ConnectionCredentials",
+    "JobRequest",
     "Settings",
     "account_ref",
     "create_api",
     "create_connection",
     "create_workspace",
+    "enqueue_many",
     "enqueue_sync_job",
     "fan_out",
     "get_registry",

@@ -237,3 +237,41 @@ async def test_attribution_adds_the_deep_tier_on_the_connections_weekday_only() 
         spans = [(w.start, w.end) for w in windows]
         recent = (t - timedelta(days=7), t - timedelta(days=1))
         assert spans == ([recent, (t - timedelta(days=28), t - timedelta(days=8))] if deep else [recent])
+
+
+async def test_unavailable_days_are_neither_missing_nor_covered_and_a_stale_mark_is_asked_again(
+    make_connection: Any, run_worker: Any, redis_client: Any
+) -> None:
+    from core.coverage import record_unavailable, unavailable_days
+
+    ws, conn = await make_connection()
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    await run_worker()
+    t = today()
+    old = [t - timedelta(days=d) for d in range(61, 91)]
+    now = datetime.now(UTC)
+    async with session_scope() as session:
+        # a provider that cannot read days 61..90 any more: the days it already closed stay closed
+        await record_unavailable(session, conn, old, now, "the app lacks a scope", "UTC")
+    cov = await coverage(conn)
+    assert (cov.covered, len(cov.missing), len(cov.unavailable)) == (90, 0, 0)
+
+    await execute(
+        "DELETE FROM coverage_days WHERE connection_id = :c AND day < :d", c=conn, d=t - timedelta(days=60)
+    )
+    async with session_scope() as session:
+        await record_unavailable(session, conn, old, now, "the app lacks a scope", "UTC")
+        assert set(await unavailable_days(session, conn, t - timedelta(days=90), t)) == set(old)
+    cov = await coverage(conn)
+    assert (cov.covered, len(cov.missing), len(cov.unavailable)) == (60, 0, 30)
+    assert cov.unavailable_reason == "the app lacks a scope"
+    assert cov.as_dict()["days_unavailable"] == 30 and "30 not available" in cov.summary()
+
+    # a week later the mark is stale: the days are missing again, so the reconciler asks once more
+    await execute(
+        "UPDATE coverage_days SET fetched_at = fetched_at - interval '8 days' "
+        "WHERE connection_id = :c AND unavailable_reason IS NOT NULL",
+        c=conn,
+    )
+    cov = await coverage(conn)
+    assert (len(cov.missing), len(cov.unavailable)) == (30, 0)

@@ -184,6 +184,7 @@ async def flow(call: Recorder, sim: Any, run_worker: Any) -> dict[str, str]:
         await call("GET", f"{base}{path}", headers=auth)
 
     await shop_webhooks(call)
+    await run_worker()  # the accepted delivery is applied by its job (the inbox keeps no payload after)
     return {
         "operator key": OPERATOR["Authorization"].split()[1],
         "workspace API key": key,

@@ -117,7 +117,7 @@ async def test_the_operator_key_gets_403_on_every_workspace_data_route(
 
 
 async def test_a_paused_connection_takes_no_webhook_data_until_resumed(
-    api: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any
+    api: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any, run_worker: Any
 ) -> None:
     import json
 
@@ -139,10 +139,25 @@ async def test_a_paused_connection_takes_no_webhook_data_until_resumed(
             conn_id = conn.id
         paused = await api.post(tenant.url(f"/connections/{conn_id}/pause"), headers=tenant.headers)
         assert paused.status_code == 200
+        # acknowledged (Shopify must not retry), then applied by the job to no connection
         ignored = await deliver(api, domain, json.dumps(ORDER).encode())
-        assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
+        assert ignored.status_code == 200 and ignored.json()["status"] == "accepted"
+        await run_worker()
+        assert await _orders(conn_id) == 0
         await api.post(tenant.url(f"/connections/{conn_id}/resume"), headers=tenant.headers)
         applied = await deliver(api, domain, json.dumps(ORDER).encode())
-        assert applied.status_code == 200 and applied.json()["written"] == 1
+        assert applied.status_code == 200 and applied.json()["status"] == "accepted"
+        await run_worker()
+        assert await _orders(conn_id) == 1
     finally:
         get_shopify_settings.cache_clear()
+
+
+async def _orders(connection_id: Any) -> int:
+    from sqlalchemy import text
+
+    async with session_scope() as session:
+        found = await session.scalar(
+            text("SELECT count(*) FROM shopify_orders WHERE connection_id = :c"), {"c": connection_id}
+        )
+    return int(found or 0)

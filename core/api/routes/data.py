@@ -21,6 +21,7 @@ from core.api.csv import CSV_RESPONSE, AcceptHeader, FormatQuery, csv_response, 
 from core.api.deps import ConnectionDep, PageDep, SessionDep
 from core.api.errors import ApiError
 from core.api.schemas import NO_NUL, EntityPublic, IntradayPoint, IntradaySeries, MetricRow, MetricsPage, Page
+from core.coverage import unavailable_days
 from core.db.models import Connection, Entity
 from core.plugins import get_registry
 
@@ -180,6 +181,7 @@ async def daily_metrics(
     )
     rows = [MetricRow.model_validate(dict(r._mapping)) for r in result]
     base = page.page(rows, total)
+    unavailable = await unavailable_days(session, connection.id, start, end)
     return MetricsPage(
         **base.model_dump(),
         connection_id=connection.id,
@@ -188,6 +190,8 @@ async def daily_metrics(
         timezone=connection.timezone,
         start=start,
         end=end,
+        unavailable_days=sorted(unavailable),
+        unavailable_reason=unavailable[max(unavailable)] if unavailable else None,
     )
 
 

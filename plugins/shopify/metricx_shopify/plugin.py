@@ -12,6 +12,7 @@ from metricx_shopify.demo import SIMULATOR
 from metricx_shopify.jobs import FANOUT_JOB, STORE_SYNC, scheduled_shopify_sync
 from metricx_shopify.provider import ShopifyProvider
 from metricx_shopify.settings import get_shopify_settings
+from metricx_shopify.webhooks import APPLY_JOB, apply_webhook
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -31,9 +32,12 @@ def register_providers(register: Callable[[Provider], None]) -> None:
 
 @hookimpl
 def register_jobs(register: Callable[[JobSpec], None]) -> None:
-    """The store sync (the seed's ``process_shopify_sync_job``) and its scheduled fan-out."""
+    """The store sync (the seed's ``process_shopify_sync_job``), its scheduled fan-out, the webhook apply."""
     register(STORE_SYNC.job_spec())
     register(JobSpec(FANOUT_JOB, scheduled_shopify_sync, max_tries=1))
+    # Applies one webhook delivery from shopify_webhook_inbox; retries itself (arq Retry) up to
+    # WEBHOOK_APPLY_MAX_TRIES, so arq's own cap sits above that.
+    register(JobSpec(APPLY_JOB, apply_webhook, max_tries=get_shopify_settings().webhook_apply_max_tries + 1))
 
 
 @hookimpl

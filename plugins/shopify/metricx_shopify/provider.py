@@ -187,8 +187,11 @@ class ShopifyProvider:
         visible_from = await self.first_visible_day(client, tz)
         if visible_from is not None:
             # Without read_all_orders Shopify shows only the last 60 days of orders: older days are
-            # not written at all (no row = not available), never as zero sales.
+            # not written at all (no row), never as zero sales, and reported to the core as not
+            # available, so coverage and the metrics API say so and no backfill asks for them again.
             days = {d for d in days if d >= visible_from}
+            if window.start < visible_from:
+                ctx.coverage.unavailable_before(visible_from, NO_ALL_ORDERS)
         sales: dict[object, int] = defaultdict(int)
         gross: dict[object, Decimal] = defaultdict(Decimal)
         refunds: dict[object, Decimal] = defaultdict(Decimal)
@@ -256,6 +259,7 @@ class ShopifyProvider:
 
 
 ORDER_WINDOW_DAYS = 60
+NO_ALL_ORDERS = "the app lacks read_all_orders: Shopify shows an app only the last 60 days of orders"
 
 
 def refund_amounts(order: dict[str, Any], tz: ZoneInfo) -> list[tuple[Any, Decimal]]:

@@ -95,6 +95,24 @@ class ShopifySettings(BaseSettings):
         description="Days a delivered X-Shopify-Event-Id is remembered (Shopify retries 4 h).",
     )
 
+    webhook_apply_lock_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="How long the webhook job waits for a row lock before it fails and is retried "
+        "(0: no limit). The delivery is safe in shopify_webhook_inbox meanwhile.",
+    )
+    webhook_apply_max_tries: int = Field(
+        default=6,
+        ge=1,
+        description="Tries of one webhook job (backoff RETRY_BACKOFF_S x 4^try); after the last the row "
+        "stays pending and the hourly fan-out enqueues it again.",
+    )
+    webhook_requeue_after_s: int = Field(
+        default=600,
+        ge=0,
+        description="A delivery still pending this long after its arrival is enqueued again by the fan-out.",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_shopify_settings() -> ShopifySettings:

@@ -167,3 +167,23 @@ tokens = Table(
     Column("rotations", Integer, nullable=False, server_default="0"),
     Column("rotated_at", DateTime(timezone=True)),
 )
+
+# Webhook deliveries acknowledged but not yet applied: the route stores the verified, validated
+# payload here and enqueues ``shopify.apply_webhook(id)`` (only the id travels in Redis). The job
+# applies it and drops the payload (it may carry personal data); a failed apply keeps the row
+# ``pending`` with its attempts and error, and the hourly fan-out enqueues it again.
+webhook_inbox = Table(
+    "shopify_webhook_inbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", String(64), nullable=False),
+    Column("shop_domain", String(255), nullable=False),
+    Column("event_id", String(128)),
+    Column("payload", JSONB),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("result", JSONB),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("applied_at", DateTime(timezone=True)),
+)

@@ -7,8 +7,11 @@ their own secret). A delivery is routed by ``X-Shopify-Shop-Domain`` only to con
 stored shop is that domain; a connection stores a shop only after its token proved it (the
 provider's ``verified_shop``), so no tenant receives another tenant's shop. Deliveries are
 deduplicated on ``X-Shopify-Event-Id`` (the same event retried, or delivered to two
-subscriptions) in the transaction that applies them: a retry is a no-op, a failed apply leaves the
-id free for Shopify's next retry.
+subscriptions) in the transaction that stores them in ``shopify_webhook_inbox``; the route then
+enqueues ``shopify.apply_webhook(inbox_id)`` and answers 200 at once. The job applies the row and
+marks it applied in one transaction; a failure leaves it pending for arq's retry and, after the
+last try, for the hourly fan-out. A signed payload that cannot be stored is refused (422) in the
+route, never in the job.
 
 - ``orders/create``, ``orders/updated``, ``orders/paid``, ``orders/cancelled``, ``orders/edited``:
   upsert the order;
@@ -29,13 +32,14 @@ import uuid
 from typing import Any
 
 import structlog
+from arq import Retry
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import delete, func, null, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
-from core import PayloadError, load_json, plugin_session
+from core import PayloadError, enqueue_plugin_job, load_json, plugin_session
 from metricx_shopify import tables
 from metricx_shopify.mapping import opt_id, order_row
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
@@ -52,6 +56,7 @@ DELETE_TOPICS = {
     "customers/delete": tables.customers,
 }
 COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+KNOWN_TOPICS = ORDER_TOPICS | DELETE_TOPICS.keys() | COMPLIANCE_TOPICS | {"app/uninstalled"}
 #: Personal data an order's ``raw`` may hold (REST webhook and normalised GraphQL shapes).
 PERSONAL_KEYS = (
     "email",
@@ -100,10 +105,19 @@ async def _record_delivery(session: Any, event_id: str, topic: str, shop: str) -
     return (await session.execute(stmt)).first() is not None
 
 
+APPLY_JOB = "shopify.apply_webhook"
+
+
+def inbox_job_id(inbox_id: int, attempt: str = "0") -> str:
+    """The arq job id of one inbox row's apply (``attempt``: "0" from the route, the tick's slot
+    when the fan-out enqueues it again)."""
+    return f"shopify:webhook:{inbox_id}:{attempt}"
+
+
 @router.post("/webhooks")
 async def receive_webhook(request: Request) -> JSONResponse:
     """Receive one Shopify webhook: 401 on a bad signature, 422 for a signed body that cannot be
-    stored, 200 for everything it accepts."""
+    stored, else 200 as soon as the delivery is in ``shopify_webhook_inbox`` (the job applies it)."""
     secrets = _secrets(get_shopify_settings())
     if not secrets:
         return _answer(503, detail="Shopify webhooks are not configured (set METRICX_SHOPIFY_WEBHOOK_SECRET)")
@@ -115,27 +129,77 @@ async def receive_webhook(request: Request) -> JSONResponse:
     topic = request.headers.get("X-Shopify-Topic", "")
     shop = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
     event_id = request.headers.get("X-Shopify-Event-Id") or request.headers.get("X-Shopify-Webhook-Id")
-    known = ORDER_TOPICS | DELETE_TOPICS.keys() | COMPLIANCE_TOPICS | {"app/uninstalled"}
-    if topic not in known:
+    if topic not in KNOWN_TOPICS:
         return _answer(200, status="ignored", reason=f"topic {topic!r} is not handled")
     try:
         payload = load_json(body)
         if not isinstance(payload, dict):
             raise PayloadError("the payload is not a JSON object")
-        order = order_row(payload) if topic in ORDER_TOPICS else None
+        validate(topic, payload)
     except (ValueError, PayloadError) as exc:
         # Signed but unreadable or unstorable (wrong types, deep nesting, huge numbers, NUL, year 1):
-        # the sender's mistake, a 422 naming it (issue 19), never a 500.
+        # the sender's mistake, a 422 naming it (issue 19), never a 500. Decided here, not in the job.
         return _unreadable(topic, shop, str(exc))
     try:
-        return await _apply(topic, shop, event_id, payload, order)
-    except PayloadError as exc:
-        return _unreadable(topic, shop, str(exc))
+        inbox_id = await _store(topic, shop, event_id, payload)
     except DBAPIError as exc:
-        # SQLSTATE class 22 (data exception): a value the table cannot hold, e.g. too long for its column.
+        # SQLSTATE class 22 (data exception): a value the inbox cannot hold.
         if not str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
             raise
         return _unreadable(topic, shop, str(exc.orig).splitlines()[0])
+    if inbox_id is None:
+        log.info("webhook_duplicate", topic=topic, shop=shop, event_id=event_id)
+        return _answer(200, status="duplicate")
+    try:
+        await enqueue_plugin_job(APPLY_JOB, inbox_id, job_id=inbox_job_id(inbox_id))
+    except Exception as exc:
+        log.warning(
+            "webhook_enqueue_failed", topic=topic, shop=shop, inbox_id=inbox_id, error=type(exc).__name__
+        )
+    log.info("webhook_accepted", topic=topic, shop=shop, inbox_id=inbox_id)
+    return _answer(200, status="accepted")
+
+
+def validate(topic: str, payload: dict[str, Any]) -> None:
+    """Everything that can make a signed payload unusable, checked without the database: the job
+    that applies it later must not find the sender's mistake (the sender no longer hears of it)."""
+    if topic in ORDER_TOPICS:
+        order, lines = order_row(payload)
+        _fits(tables.orders, order)
+        for line in lines or []:
+            _fits(tables.line_items, line)
+    elif topic in DELETE_TOPICS:
+        _payload_id(payload, DELETE_TOPICS[topic].name)
+    elif topic == "customers/redact":
+        _redaction_target(payload)
+
+
+def _fits(table: Any, row: dict[str, Any]) -> None:
+    for name, value in row.items():
+        column = table.c.get(name)
+        length = getattr(getattr(column, "type", None), "length", None)
+        if length is not None and isinstance(value, str) and len(value) > length:
+            raise PayloadError(f"{name} is longer than {length} characters")
+
+
+async def _store(topic: str, shop: str, event_id: str | None, payload: dict[str, Any]) -> int | None:
+    """The delivery's dedupe record and its inbox row, in one short transaction (two statements,
+    whatever the payload holds). None when the event was delivered before."""
+    async with plugin_session() as session:
+        if event_id and not await _record_delivery(session, event_id, topic, shop):
+            return None
+        inbox = tables.webhook_inbox
+        stmt = (
+            insert(inbox)
+            .values(
+                topic=topic[:64],
+                shop_domain=shop[:255],
+                event_id=event_id[:128] if event_id else None,
+                payload=payload,
+            )
+            .returning(inbox.c.id)
+        )
+        return int((await session.execute(stmt)).scalar_one())
 
 
 def _unreadable(topic: str, shop: str, error: str) -> JSONResponse:
@@ -143,35 +207,93 @@ def _unreadable(topic: str, shop: str, error: str) -> JSONResponse:
     return _answer(422, detail=f"the {topic or 'webhook'} payload cannot be stored: {error[:200]}")
 
 
-async def _apply(
-    topic: str, shop: str, event_id: str | None, payload: dict[str, Any], order: Any
-) -> JSONResponse:
+async def apply_webhook(ctx: dict[str, Any], inbox_id: int) -> dict[str, Any]:
+    """The job: apply one inbox row in one transaction that also marks it applied and drops its
+    payload. A failure rolls all of it back: the row stays ``pending`` (attempts, error) and arq
+    tries again with backoff; after the last try the hourly fan-out enqueues it again."""
+    settings = get_shopify_settings()
+    inbox = tables.webhook_inbox
+    try:
+        async with plugin_session() as session:
+            if settings.webhook_apply_lock_timeout_ms:
+                await session.execute(
+                    text(f"SET LOCAL lock_timeout = {int(settings.webhook_apply_lock_timeout_ms)}")
+                )
+            row = (
+                await session.execute(
+                    select(inbox.c.topic, inbox.c.shop_domain, inbox.c.payload)
+                    .where(inbox.c.id == inbox_id, inbox.c.status == "pending")
+                    .with_for_update(skip_locked=True)
+                )
+            ).first()
+            if row is None:  # applied already, or another worker holds it
+                return {"inbox_id": inbox_id, "status": "skipped"}
+            result = await _apply(session, row.topic, row.shop_domain, row.payload)
+            await session.execute(
+                update(inbox)
+                .where(inbox.c.id == inbox_id)
+                .values(
+                    status="applied", payload=null(), result=result, applied_at=func.now(), last_error=None
+                )
+            )
+    except (PayloadError, DBAPIError) as exc:
+        permanent = isinstance(exc, PayloadError) or str(
+            getattr(getattr(exc, "orig", None), "sqlstate", "") or ""
+        ).startswith("22")
+        error = (str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)).splitlines()[0][:500]
+        await _failed(inbox_id, error, permanent=permanent)
+        if permanent:
+            log.warning("webhook_apply_refused", inbox_id=inbox_id, error=error[:200])
+            return {"inbox_id": inbox_id, "status": "failed"}
+        return _retry(ctx, inbox_id, error, settings)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        await _failed(inbox_id, error, permanent=False)
+        return _retry(ctx, inbox_id, error, settings)
+    log.info("webhook_applied", inbox_id=inbox_id, topic=row.topic, shop=row.shop_domain, **result)
+    return {"inbox_id": inbox_id, "status": "applied", **result}
+
+
+async def _failed(inbox_id: int, error: str, *, permanent: bool) -> None:
+    inbox = tables.webhook_inbox
+    values: dict[str, Any] = {"attempts": inbox.c.attempts + 1, "last_error": error}
+    if permanent:
+        values["status"] = "failed"
+    async with plugin_session() as session:
+        await session.execute(
+            update(inbox).where(inbox.c.id == inbox_id, inbox.c.status == "pending").values(values)
+        )
+
+
+def _retry(ctx: dict[str, Any], inbox_id: int, error: str, settings: ShopifySettings) -> dict[str, Any]:
+    tries = int(ctx.get("job_try") or 1)
+    log.warning("webhook_apply_failed", inbox_id=inbox_id, job_try=tries, error=error[:200])
+    if tries < settings.webhook_apply_max_tries:
+        raise Retry(defer=settings.retry_backoff_s * 4**tries)
+    return {"inbox_id": inbox_id, "status": "pending"}
+
+
+async def _apply(session: Any, topic: str, shop: str, payload: dict[str, Any]) -> dict[str, Any]:
     targets = await connections_for_shop(shop)
     if not targets:
         log.info("webhook_unmatched", topic=topic, shop=shop)
-        return _answer(200, status="ignored", reason="no connection for this shop")
+        return {"ignored": "no connection for this shop"}
     connection_ids = [c for _, c in targets]
-    async with plugin_session() as session:
-        if event_id and not await _record_delivery(session, event_id, topic, shop):
-            log.info("webhook_duplicate", topic=topic, shop=shop, event_id=event_id)
-            return _answer(200, status="duplicate")
-        if order is not None:
-            written = 0
-            for workspace_id, connection_id in targets:
-                written += len(await upsert_orders(session, workspace_id, connection_id, [order]))
-            result: dict[str, Any] = {"written": written}
-        elif topic in DELETE_TOPICS:
-            result = await _delete(session, DELETE_TOPICS[topic], connection_ids, payload)
-        elif topic == "app/uninstalled":
-            result = await _uninstall(session, connection_ids)
-        elif topic == "customers/redact":
-            result = await _redact_customer(session, connection_ids, payload)
-        elif topic == "shop/redact":
-            result = await _redact_shop(session, connection_ids)
-        else:  # customers/data_request: what we hold is the customer's row and their orders
-            result = {"data_request": True}
-    log.info("webhook_applied", topic=topic, shop=shop, connections=len(targets), **result)
-    return _answer(200, status="ok", **result)
+    if topic in ORDER_TOPICS:
+        order = order_row(payload)
+        written = 0
+        for workspace_id, connection_id in targets:
+            written += len(await upsert_orders(session, workspace_id, connection_id, [order]))
+        return {"written": written}
+    if topic in DELETE_TOPICS:
+        return await _delete(session, DELETE_TOPICS[topic], connection_ids, payload)
+    if topic == "app/uninstalled":
+        return await _uninstall(session, connection_ids)
+    if topic == "customers/redact":
+        return await _redact_customer(session, connection_ids, payload)
+    if topic == "shop/redact":
+        return await _redact_shop(session, connection_ids)
+    return {"data_request": True}  # customers/data_request: what we hold is the customer's row and orders
 
 
 def _payload_id(payload: dict[str, Any], what: str) -> int:
@@ -205,19 +327,26 @@ async def _uninstall(session: Any, connection_ids: list[uuid.UUID]) -> dict[str,
     return {"disconnected": len(connection_ids)}
 
 
+def _redaction_target(payload: dict[str, Any]) -> tuple[int | None, str | None, list[int | None]]:
+    """(customer id, e-mail, order ids) a ``customers/redact`` names; PayloadError when it names none."""
+    customer: dict[str, Any] = payload["customer"] if isinstance(payload.get("customer"), dict) else {}
+    customer_id = opt_id(customer.get("id"), "customers/redact customer")
+    email = customer.get("email") if isinstance(customer.get("email"), str) else None
+    to_redact = payload.get("orders_to_redact") or []
+    if not isinstance(to_redact, list):
+        raise PayloadError("customers/redact: orders_to_redact is not a list")
+    order_ids = [opt_id(o, "customers/redact orders_to_redact") for o in to_redact]
+    if customer_id is None and not email:
+        raise PayloadError("customers/redact: the payload names no customer id or e-mail")
+    return customer_id, email, order_ids
+
+
 async def _redact_customer(
     session: Any, connection_ids: list[uuid.UUID], payload: dict[str, Any]
 ) -> dict[str, Any]:
     """Remove one customer's personal data from every table: their row, and from their orders the
     e-mail, the customer link and every personal key of ``raw`` (line items hold none)."""
-    customer: dict[str, Any] = payload["customer"] if isinstance(payload.get("customer"), dict) else {}
-    customer_id = opt_id(customer.get("id"), "customers/redact customer")
-    email = customer.get("email") if isinstance(customer.get("email"), str) else None
-    order_ids = [
-        opt_id(o, "customers/redact orders_to_redact") for o in payload.get("orders_to_redact") or []
-    ]
-    if customer_id is None and not email:
-        raise PayloadError("customers/redact: the payload names no customer id or e-mail")
+    customer_id, email, order_ids = _redaction_target(payload)
     c, o = tables.customers, tables.orders
     matches: list[Any] = [c.c.shopify_id == customer_id] if customer_id is not None else []
     if email:

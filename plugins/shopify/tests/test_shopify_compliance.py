@@ -76,6 +76,8 @@ async def test_customers_redact_leaves_no_trace_in_any_table(
         "orders_to_redact": [o["id"] for o in shop.orders.values() if o["customer"]["id"] == customer["id"]],
     }
     assert await _send(hooks, spec.domain, body, "customers/redact") == 200
+    # acknowledged: the worker's job applies it, and drops the payload (it names the customer)
+    await run_worker()
     assert await _traces(email) == []
     assert await _traces(str(customer["id"])) == []
     kept = await fetch_one("SELECT count(*) AS n FROM shopify_orders WHERE connection_id = :c", c=conn)
@@ -89,6 +91,7 @@ async def test_app_uninstalled_disconnects_and_drops_the_credentials(
     assert (
         await _send(hooks, spec.domain, {"id": 1, "myshopify_domain": spec.domain}, "app/uninstalled") == 200
     )
+    await run_worker()
     row = await fetch_one("SELECT status FROM connections WHERE id = :c", c=conn)
     assert row.status == "disconnected"
     assert not await fetch_all("SELECT 1 FROM credentials WHERE connection_id = :c", c=conn)
@@ -103,6 +106,7 @@ async def test_deletions_and_shop_redact(
     order_id, product_id = min(shop.orders), min(shop.products)
     assert await _send(hooks, spec.domain, {"id": order_id}, "orders/delete") == 200
     assert await _send(hooks, spec.domain, {"id": product_id}, "products/delete") == 200
+    await run_worker()
     left = await fetch_one(
         "SELECT (SELECT count(*) FROM shopify_orders WHERE connection_id = :c AND shopify_id = :o) AS o, "
         "(SELECT count(*) FROM shopify_products WHERE connection_id = :c AND shopify_id = :p) AS p, "
@@ -113,6 +117,7 @@ async def test_deletions_and_shop_redact(
     )
     assert (left.o, left.p, left.n) == (0, 0, len(shop.orders) - 1)
     assert await _send(hooks, spec.domain, {"shop_id": 1, "shop_domain": spec.domain}, "shop/redact") == 200
+    await run_worker()
     for table in ("shopify_orders", "shopify_order_line_items", "shopify_customers", "shopify_products"):
         row = await fetch_one(f"SELECT count(*) AS n FROM {table} WHERE connection_id = :c", c=conn)
         assert row.n == 0, table
@@ -125,6 +130,7 @@ async def test_dedupe_on_event_id_other_apps_secrets_and_cleared_values(
     shopify_sim: Any,
     hooks: Any,
     monkeypatch: pytest.MonkeyPatch,
+    run_worker: Any,
 ) -> None:
     monkeypatch.setenv("METRICX_SHOPIFY_WEBHOOK_SECRETS", json.dumps(["custom-app-secret"]))
     get_shopify_settings.cache_clear()
@@ -151,6 +157,13 @@ async def test_dedupe_on_event_id_other_apps_secrets_and_cleared_values(
     # the merchant clears the tags and the customer's e-mail is removed: stored as cleared
     cleared = {**order, "tags": "", "email": None, "updated_at": "2099-01-01T00:00:00+00:00"}
     assert await _send(hooks, spec.domain, cleared, "orders/updated", secret="custom-app-secret") == 200
+    await run_worker()
+    applied = await fetch_all(
+        "SELECT status FROM shopify_webhook_inbox WHERE shop_domain = :d AND event_id = :e",
+        d=spec.domain,
+        e=event,
+    )
+    assert [r.status for r in applied] == ["applied"]  # the second subscription's copy: never stored
     row = await fetch_one(
         "SELECT tags, email, raw FROM shopify_orders WHERE connection_id = :c AND shopify_id = :o",
         c=conn,
@@ -187,7 +200,7 @@ async def test_a_connection_to_another_tenants_shop_is_refused(
 
 
 async def test_every_webhook_fixture_is_accepted_and_applied(
-    new_shop: Any, shop_connection: Any, hooks: Any
+    new_shop: Any, shop_connection: Any, hooks: Any, run_worker: Any
 ) -> None:
     from pathlib import Path
 
@@ -210,7 +223,11 @@ async def test_every_webhook_fixture_is_accepted_and_applied(
                 "X-Shopify-Event-Id": str(uuid.uuid4()),
             },
         )
-        assert response.status_code == 200 and response.json()["status"] == "ok", (path.name, response.text)
+        assert response.status_code == 200 and response.json()["status"] == "accepted", (
+            path.name,
+            response.text,
+        )
+        await run_worker()
         if fx["topic"] == "orders/create":
             row = await fetch_one(
                 "SELECT tags, financial_status, test FROM shopify_orders "

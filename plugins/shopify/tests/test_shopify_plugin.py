@@ -23,7 +23,8 @@ def test_the_plugin_registers_its_provider_jobs_schedule_router_and_branch(
     finally:
         get_shopify_settings.cache_clear()
     assert registry.provider("shopify").capabilities.levels == ("store", "store_refunds", "store_pending")
-    assert {"process_shopify_sync_job", "shopify.scheduled_sync"} <= set(registry.jobs)
+    jobs = {"process_shopify_sync_job", "shopify.scheduled_sync", "shopify.apply_webhook"}
+    assert jobs <= set(registry.jobs)
     [entry] = registry.schedules
     assert (entry.cron, entry.job) == ("*/30 * * * *", "shopify.scheduled_sync")
     assert [owner for owner, _ in registry.routers] == ["shopify"]
@@ -41,6 +42,7 @@ async def test_the_migration_created_the_plugin_tables(metricx_env: Any) -> None
         "shopify_sync_state",
         "shopify_tokens",
         "shopify_webhook_deliveries",
+        "shopify_webhook_inbox",
     ]
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from metricx_shopify.jobs import enqueue_store_sync
 from shopify_helpers import fetch_all, fetch_one
+from sqlalchemy import text
 
-from core.testing.harness import enqueue_sync_job
+from core.testing.harness import JobRequest, enqueue_many, enqueue_sync_job, session_scope
+
+OPERATOR = {"Authorization": "Bearer test-operator-key"}
 
 COUNTS = """
 SELECT (SELECT count(*) FROM shopify_products WHERE connection_id = :c) AS products,
@@ -189,6 +194,8 @@ async def test_without_read_all_orders_older_days_are_not_available_never_zero(
 ) -> None:
     from datetime import date, timedelta
 
+    from core.testing.harness import create_api
+
     spec = new_shop(products=3, customers=5, orders=120, days=85, scopes=("read_orders", "read_products"))
     ws, conn = await shop_connection(spec)
     await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
@@ -209,3 +216,51 @@ async def test_without_read_all_orders_older_days_are_not_available_never_zero(
     for day in (d for d in stored if d >= min(stored) + timedelta(days=2)):
         want = daily.get(day.isoformat())
         assert stored[day].revenue == (Decimal(want["net_sales"]) if want else 0), day
+
+    # The API says so: the coverage lists the days beyond 60 as not available, with the reason,
+    # and none as missing; the metrics of a range reaching back name them and hold no row for them.
+    app = create_api()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+        key = await api.post(f"/v1/workspaces/{ws}/api-keys", json={"name": "t"}, headers=OPERATOR)
+        headers = {"Authorization": f"Bearer {key.json()['key']}"}
+        cov = (await api.get(f"/v1/workspaces/{ws}/connections/{conn}/coverage", headers=headers)).json()
+        assert cov["days_missing"] == 0, cov
+        assert cov["days_unavailable"] in (30, 31), cov  # 90-day horizon, the last 59-60 whole days visible
+        assert "read_all_orders" in cov["unavailable_reason"] and "not available" in cov["summary"]
+        assert date.fromisoformat(cov["newest_unavailable"]) == min(stored) - timedelta(days=1)
+        first, last = min(old_days), max(stored)
+        got = await api.get(
+            f"/v1/workspaces/{ws}/connections/{conn}/metrics",
+            params={"start": first.isoformat(), "end": last.isoformat(), "limit": 200},
+            headers=headers,
+        )
+        assert got.status_code == 200, got.text
+        page = got.json()
+        gone = [date.fromisoformat(d) for d in page["unavailable_days"]]
+        assert set(old_days) <= set(gone) and max(gone) < min(stored)
+        assert "read_all_orders" in page["unavailable_reason"]
+        assert not {date.fromisoformat(r["metrics_date"]) for r in page["items"]} & set(gone)  # never zero
+    await app.state.resources.aclose()
+
+    # The reconciler does not queue backfills for them (the pass looks at the whole database: the
+    # other tests' connections are paused), and a backfill asked for anyway fetches none of them.
+    async with session_scope() as session:
+        await session.execute(
+            text("UPDATE connections SET status = 'paused' WHERE id != :c AND status = 'active'"), {"c": conn}
+        )
+    runs = "SELECT count(*) AS n FROM sync_runs WHERE connection_id = :c"
+    before = (await fetch_one(runs, c=conn)).n
+    for _ in range(2):
+        await enqueue_many(
+            redis_client, [JobRequest("scheduled_reconcile", f"reconcile:t:{uuid.uuid4().hex}")]
+        )
+        await run_worker()
+    assert (await fetch_one(runs, c=conn)).n == before
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, slot="again", redis=redis_client)
+    await run_worker()
+    again = await fetch_one(
+        "SELECT status, window_start FROM sync_runs WHERE connection_id = :c "
+        "ORDER BY started_at DESC LIMIT 1",
+        c=conn,
+    )
+    assert (again.status, again.window_start) == ("complete", None)  # no window left to fetch

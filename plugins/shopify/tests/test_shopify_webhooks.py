@@ -50,13 +50,14 @@ def _order(shopify_sim: Any, domain: str, order_id: int | None = None) -> dict[s
 
 
 async def test_a_valid_webhook_delivered_three_times_upserts_once(
-    new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient, run_worker: Any
 ) -> None:
     spec = new_shop(orders=5)
     _ws, conn = await shop_connection(spec)
     order = _order(shopify_sim, spec.domain)
     codes = await _send(api, spec.domain, order, topic="orders/create", times=3)
     assert codes == [200, 200, 200]
+    await run_worker()
     rows = await fetch_all(
         "SELECT shopify_id, synced_at FROM shopify_orders WHERE connection_id = :c", c=conn
     )
@@ -88,16 +89,18 @@ async def test_a_bad_signature_gets_401_and_writes_nothing(
 
 
 async def test_older_payloads_never_overwrite_newer_data_and_cleared_values_stay_cleared(
-    new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient, run_worker: Any
 ) -> None:
     spec = new_shop(orders=5)
     _ws, conn = await shop_connection(spec)
     order = _order(shopify_sim, spec.domain)
     assert await _send(api, spec.domain, order) == [200]
+    await run_worker()
     stamp = datetime.fromisoformat(order["updated_at"])
 
     older = {**order, "updated_at": (stamp - timedelta(hours=1)).isoformat(), "financial_status": "pending"}
     await _send(api, spec.domain, older, topic="orders/updated")
+    await run_worker()
     row = await fetch_one(ORDER, c=conn, o=order["id"])
     assert row.financial_status == order["financial_status"] and row.updated_at == stamp
 
@@ -105,6 +108,7 @@ async def test_older_payloads_never_overwrite_newer_data_and_cleared_values_stay
     newer["financial_status"] = "paid"
     newer["line_items"] = order["line_items"][:1]
     await _send(api, spec.domain, newer, topic="orders/paid")
+    await run_worker()
     row = await fetch_one(ORDER, c=conn, o=order["id"])
     assert row.updated_at == stamp + timedelta(hours=1) and row.financial_status == "paid"
     # the platform's current value wins, null included: a removed e-mail and cleared tags stay cleared
@@ -148,11 +152,10 @@ async def test_a_webhook_racing_a_sync_leaves_the_newest_order(
     order_id = min(shopify_sim.state.shops[spec.domain].orders)
     refunded = copy.deepcopy(shopify_sim.state.refund(spec.domain, order_id))
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
-    codes, _ = await asyncio.gather(
-        _send(api, spec.domain, refunded, webhook_id=str(uuid.uuid4()), times=3),
-        run_worker(),
-    )
+    codes = await _send(api, spec.domain, refunded, webhook_id=str(uuid.uuid4()), times=3)
     assert codes == [200, 200, 200]
+    # one worker runs the store sync and the webhook's job side by side
+    await run_worker()
     assert (
         await fetch_one("SELECT sync_status FROM connections WHERE id = :c", c=conn)
     ).sync_status == "idle"
@@ -160,3 +163,101 @@ async def test_a_webhook_racing_a_sync_leaves_the_newest_order(
     assert row.financial_status == "refunded"
     truth = shopify_sim.truth(spec.domain)
     assert (await fetch_one(LINES, c=conn)).n == truth["line_items"]
+
+
+INBOX = (
+    "SELECT status, attempts, last_error, payload IS NULL AS dropped "
+    "FROM shopify_webhook_inbox WHERE shop_domain = :d"
+)
+
+
+async def test_a_delivery_is_acknowledged_before_the_job_applies_it(
+    new_shop: Any, shop_connection: Any, shopify_sim: Any, api: httpx.AsyncClient, run_worker: Any
+) -> None:
+    spec = new_shop(orders=3)
+    _ws, conn = await shop_connection(spec)
+    order = _order(shopify_sim, spec.domain)
+    assert await _send(api, spec.domain, order, topic="orders/create") == [200]
+    # answered: the delivery waits in the inbox, the order is not written yet
+    assert (
+        await fetch_one("SELECT count(*) AS n FROM shopify_orders WHERE connection_id = :c", c=conn)
+    ).n == 0
+    [waiting] = await fetch_all(INBOX, d=spec.domain)
+    assert (waiting.status, waiting.dropped) == ("pending", False)
+
+    await run_worker()
+    row = await fetch_one(ORDER, c=conn, o=order["id"])
+    assert row.total_price is not None
+    [done] = await fetch_all(INBOX, d=spec.domain)
+    assert (done.status, done.dropped) == ("applied", True)  # the payload (personal data) is gone
+
+
+async def test_a_delivery_while_the_orders_table_is_locked_is_acknowledged_and_applied_after(
+    new_shop: Any,
+    shop_connection: Any,
+    shopify_sim: Any,
+    api: httpx.AsyncClient,
+    run_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database too busy to write orders (another transaction holds shopify_orders) does not stop
+    the acknowledgement: the route writes only the inbox. The job fails on the lock, keeps the
+    delivery, and its retry applies it once the lock is gone."""
+    from metricx_shopify.settings import get_shopify_settings
+    from sqlalchemy import text
+
+    monkeypatch.setenv("METRICX_SHOPIFY_WEBHOOK_APPLY_LOCK_TIMEOUT_MS", "200")
+    get_shopify_settings.cache_clear()
+    spec = new_shop(orders=3)
+    _ws, conn = await shop_connection(spec)
+    order = _order(shopify_sim, spec.domain)
+    async with session_scope() as blocker:
+        await blocker.execute(text("LOCK TABLE shopify_orders IN ACCESS EXCLUSIVE MODE"))
+        # a route that wrote the order would wait on the lock; this one answers (the bound only
+        # keeps a regression from hanging the suite)
+        codes = await asyncio.wait_for(_send(api, spec.domain, order, topic="orders/paid"), 60)
+        assert codes == [200]
+        await run_worker(max_burst_jobs=1)  # the job's first try meets the lock
+        [failed] = await fetch_all(INBOX, d=spec.domain)
+        assert (failed.status, failed.attempts, failed.dropped) == ("pending", 1, False)
+        assert "lock" in failed.last_error
+        await blocker.rollback()
+    await run_worker()  # the retry
+    assert (await fetch_one(ORDER, c=conn, o=order["id"])).financial_status == order["financial_status"]
+    [done] = await fetch_all(INBOX, d=spec.domain)
+    assert (done.status, done.attempts, done.dropped) == ("applied", 1, True)
+
+
+async def test_a_delivery_whose_job_was_lost_is_enqueued_again_by_the_fan_out(
+    new_shop: Any,
+    shop_connection: Any,
+    shopify_sim: Any,
+    api: httpx.AsyncClient,
+    run_worker: Any,
+    redis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metricx_shopify.jobs import requeue_stuck_webhooks
+    from metricx_shopify.settings import get_shopify_settings
+    from metricx_shopify.webhooks import inbox_job_id
+
+    from core.testing.harness import get_settings
+
+    spec = new_shop(orders=3)
+    _ws, conn = await shop_connection(spec)
+    order = _order(shopify_sim, spec.domain)
+    assert await _send(api, spec.domain, order, topic="orders/create") == [200]
+    # the job is lost (Redis lost its queue, or every try failed): the row stays pending
+    [row] = await fetch_all("SELECT id FROM shopify_webhook_inbox WHERE shop_domain = :d", d=spec.domain)
+    await redis_client.delete(f"arq:job:{inbox_job_id(row.id)}")
+    await redis_client.zrem(get_settings().queue_name, inbox_job_id(row.id))
+    await run_worker()
+    assert (await fetch_all(INBOX, d=spec.domain))[0].status == "pending"
+
+    monkeypatch.setenv("METRICX_SHOPIFY_WEBHOOK_REQUEUE_AFTER_S", "0")
+    get_shopify_settings.cache_clear()
+    assert await requeue_stuck_webhooks(redis_client, "202601010007") >= 1
+    await run_worker()
+    assert (await fetch_one(ORDER, c=conn, o=order["id"])).shopify_id == order["id"]
+    [done] = await fetch_all(INBOX, d=spec.domain)
+    assert done.status == "applied"

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from core.testing.sim_app import simulator_app
+from metricx_shopify.simulator import bulk
 from metricx_shopify.simulator.api import AdminApi, GraphQLApi, access_token
 from metricx_shopify.simulator.control import Control
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate
@@ -48,6 +49,7 @@ def create_app(state: SimState | None = None) -> Starlette:
     routes = [
         Route("/admin/api/{version}/graphql.json", graphql.handle, methods=["POST"]),
         Route("/admin/oauth/access_token", access_token, methods=["POST"]),
+        Route("/_sim/bulk/{number:int}.jsonl", bulk.download),
         Route("/admin/api/{version}/shop.json", api.shop),
         Route("/admin/api/{version}/{resource}.json", api.listing),
     ]

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.testing.sim_app import note_account
 from core.testing.simulator import Fault
+from metricx_shopify.simulator import bulk
 from metricx_shopify.simulator import graphql as gql
 from metricx_shopify.simulator.state import SimState
 
@@ -280,6 +281,10 @@ class GraphQLApi:
             )
         try:
             kind, _, selections = gql.parse(query, variables)
+            if kind == "mutation" and [s.name for s in selections] == ["bulkOperationRunQuery"]:
+                with st.lock:
+                    payload = bulk.run_query(st, domain, selections[0], str(request.base_url))
+                return JSONResponse({"data": {"bulkOperationRunQuery": payload}}, headers=headers)
             if kind != "query":
                 raise gql.GraphQLError("mutations are not simulated")
             gql.validate(selections)
@@ -379,6 +384,8 @@ class GraphQLApi:
             elif sel.name == "currentAppInstallation":
                 scopes = [{"handle": s} for s in shop.spec.scopes]
                 data["currentAppInstallation"] = gql.project({"accessScopes": scopes}, sel.fields)
+            elif sel.name in ("node", "currentBulkOperation"):
+                data[sel.name] = bulk.poll(self.state, domain, sel)
             elif sel.name == "order":
                 number = str(sel.args.get("id", "")).rsplit("/", 1)[-1]
                 row = shop.orders.get(int(number)) if number.isdigit() else None

@@ -37,7 +37,15 @@ SCHEMA: dict[str, dict[str, str | None]] = {
         "customers": "CustomerConnection",
         "order": "Order",
         "currentAppInstallation": "AppInstallation",
+        "node": "BulkOperation",
+        "currentBulkOperation": "BulkOperation",
     },
+    "BulkOperation": dict.fromkeys(
+        (
+            "id status type errorCode createdAt completedAt objectCount rootObjectCount fileSize url "
+            "partialDataUrl query"
+        ).split()
+    ),
     "Shop": {"id": None, "name": None, "ianaTimezone": None, "currencyCode": None, "myshopifyDomain": None},
     "AppInstallation": {"accessScopes": "AccessScope"},
     "AccessScope": {"handle": None},
@@ -204,8 +212,9 @@ def parse(query: str, variables: dict[str, Any] | None = None) -> tuple[str, str
     return doc
 
 
-def validate(selections: list[Selection], type_name: str = "QueryRoot") -> None:
-    """Every field exists on its type, and objects have a selection set: else Shopify's errors."""
+def validate(selections: list[Selection], type_name: str = "QueryRoot", *, bulk: bool = False) -> None:
+    """Every field exists on its type, and objects have a selection set: else Shopify's errors.
+    ``bulk``: a bulk operation's query, whose connections take no ``first``."""
     fields = SCHEMA[type_name]
     for sel in selections:
         if sel.name not in fields:
@@ -226,7 +235,7 @@ def validate(selections: list[Selection], type_name: str = "QueryRoot") -> None:
                 "selectionMismatch",
             )
         if child is not None:
-            validate(sel.fields, child)
+            validate(sel.fields, child, bulk=bulk)
         first = sel.args.get("first")
         if (sel.name in CONNECTIONS or sel.name in LISTS) and first is not None:
             if not isinstance(first, int) or not 0 <= first <= MAX_FIRST:
@@ -234,7 +243,7 @@ def validate(selections: list[Selection], type_name: str = "QueryRoot") -> None:
                     f"The 'first' argument of '{sel.name}' must be between 0 and {MAX_FIRST}",
                     "argumentLiteralsIncompatible",
                 )
-        if sel.name in CONNECTIONS and first is None and "last" not in sel.args:
+        if sel.name in CONNECTIONS and first is None and "last" not in sel.args and not bulk:
             raise GraphQLError("you must provide one of first or last", "argumentLiteralsIncompatible")
 
 

@@ -93,6 +93,8 @@ class SimState(Simulator):
         self.tokens: dict[str, str] = {}
         self.buckets: dict[str, Bucket] = {}
         self.stats: Counter[str] = Counter()
+        #: bulk query operations by number (see ``simulator/bulk.py``)
+        self.bulk_ops: dict[int, dict[str, Any]] = {}
         self.max_level: dict[str, float] = {}
         # The Standard plan: 100 points/s (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)
         self.point_max, self.point_restore = 2000.0, 100.0
