@@ -104,6 +104,32 @@ def _whole_body(fault: Fault) -> bool:
     return not _one_row(fault)
 
 
+async def _front(st: SimState, request: Request) -> tuple[str | None, Response | None, dict[str, str]]:
+    """What REST and GraphQL requests meet first: the served version, injected timeouts and server
+    errors, and the token; (shop domain, early response or None, headers for the answer)."""
+    st.stats["requests"] += 1
+    version = request.path_params["version"]
+    domain = st.token_shop(request.headers.get("X-Shopify-Access-Token", ""))
+    note_account(request, domain)
+    path, method = request.url.path, request.method
+    sunset = st.take_fault(
+        "version_sunset", domain, path, method, lambda f: f.params.get("version") in (None, version)
+    )
+    # Shopify serves an unsupported version as the oldest supported one, and says so in a header.
+    served = version if version in SUPPORTED_VERSIONS and sunset is None else SUPPORTED_VERSIONS[0]
+    headers = {"X-Shopify-API-Version": served}
+    if (slow := st.take_fault("timeout", domain, path, method)) is not None:
+        await asyncio.sleep(float(slow.params.get("seconds", 1.0)))
+    refused = any(st.take_fault(k, domain, path, method) for k in ("token_revoked", "token_expired"))
+    if domain is None or refused:
+        st.stats["unauthorized"] += 1
+        return None, _error(401, INVALID_TOKEN, headers), headers
+    if (fault := st.take_fault("server_error", domain, path, method)) is not None:
+        st.stats["server_errors"] += 1
+        return domain, _error(int(fault.params.get("status", 503)), "Service Unavailable", headers), headers
+    return domain, None, headers
+
+
 class AdminApi:
     """Request handlers bound to one :class:`SimState`."""
 
@@ -113,30 +139,11 @@ class AdminApi:
     async def _gate(self, request: Request) -> tuple[str | None, Response | None, dict[str, str]]:
         """Faults, auth and the bucket; (shop domain, early response, headers for the answer)."""
         st = self.state
-        st.stats["requests"] += 1
-        version = request.path_params["version"]
-        domain = st.token_shop(request.headers.get("X-Shopify-Access-Token", ""))
-        note_account(request, domain)
+        domain, early, headers = await _front(st, request)
+        if early is not None:
+            return domain, early, headers
+        assert domain is not None  # _front answers early without a shop
         path, method = request.url.path, request.method
-        sunset = st.take_fault(
-            "version_sunset", domain, path, method, lambda f: f.params.get("version") in (None, version)
-        )
-        # Shopify serves an unsupported version as the oldest supported one, and says so in a header.
-        served = version if version in SUPPORTED_VERSIONS and sunset is None else SUPPORTED_VERSIONS[0]
-        headers = {"X-Shopify-API-Version": served}
-        if (slow := st.take_fault("timeout", domain, path, method)) is not None:
-            await asyncio.sleep(float(slow.params.get("seconds", 1.0)))
-        refused = any(st.take_fault(k, domain, path, method) for k in ("token_revoked", "token_expired"))
-        if domain is None or refused:
-            st.stats["unauthorized"] += 1
-            return None, _error(401, INVALID_TOKEN, headers), headers
-        if (fault := st.take_fault("server_error", domain, path, method)) is not None:
-            st.stats["server_errors"] += 1
-            return (
-                domain,
-                _error(int(fault.params.get("status", 503)), "Service Unavailable", headers),
-                headers,
-            )
         if (fault := st.take_fault("throttle", domain, path, method)) is not None:
             st.stats["injected_429"] += 1
             headers["Retry-After"] = f"{float(fault.params.get('retry_after_s', 2.0)):.1f}"
@@ -250,26 +257,12 @@ class GraphQLApi:
 
     async def handle(self, request: Request) -> Response:
         st = self.state
-        st.stats["requests"] += 1
         st.stats["graphql"] += 1
-        version = request.path_params["version"]
-        domain = st.token_shop(request.headers.get("X-Shopify-Access-Token", ""))
-        note_account(request, domain)
+        domain, early, headers = await _front(st, request)
+        if early is not None:
+            return early
+        assert domain is not None  # _front answers early without a shop
         path, method = request.url.path, request.method
-        sunset = st.take_fault(
-            "version_sunset", domain, path, method, lambda f: f.params.get("version") in (None, version)
-        )
-        served = version if version in SUPPORTED_VERSIONS and sunset is None else SUPPORTED_VERSIONS[0]
-        headers = {"X-Shopify-API-Version": served}
-        if (slow := st.take_fault("timeout", domain, path, method)) is not None:
-            await asyncio.sleep(float(slow.params.get("seconds", 1.0)))
-        refused = any(st.take_fault(k, domain, path, method) for k in ("token_revoked", "token_expired"))
-        if domain is None or refused:
-            st.stats["unauthorized"] += 1
-            return _error(401, INVALID_TOKEN, headers)
-        if (fault := st.take_fault("server_error", domain, path, method)) is not None:
-            st.stats["server_errors"] += 1
-            return _error(int(fault.params.get("status", 503)), "Service Unavailable", headers)
         try:
             body = json.loads(await request.body())
             query, variables = body["query"], body.get("variables") or {}
