@@ -225,36 +225,22 @@ class ShopifyProvider:
         domain, currency = shop_domain(account), account.currency
         records: list[MetricRecord] = []
         for day in sorted(days):
-            records.append(
-                MetricRecord(
-                    level="store",
-                    entity_external_id=domain,
-                    metrics_date=day,
-                    conversions=Decimal(sales[day]),
-                    revenue=gross[day] - refunds[day],
-                    currency=currency,
+            # Net sales; the refunds credited that day; pending/authorized-only orders, apart.
+            for level, count, amount in (
+                ("store", sales[day], gross[day] - refunds[day]),
+                ("store_refunds", refunded_orders[day], refunds[day]),
+                ("store_pending", pending[day], pending_total[day]),
+            ):
+                records.append(
+                    MetricRecord(
+                        level=level,
+                        entity_external_id=domain,
+                        metrics_date=day,
+                        conversions=Decimal(count),
+                        revenue=amount,
+                        currency=currency,
+                    )
                 )
-            )
-            records.append(
-                MetricRecord(
-                    level="store_refunds",
-                    entity_external_id=domain,
-                    metrics_date=day,
-                    conversions=Decimal(refunded_orders[day]),
-                    revenue=refunds[day],
-                    currency=currency,
-                )
-            )
-            records.append(
-                MetricRecord(
-                    level="store_pending",
-                    entity_external_id=domain,
-                    metrics_date=day,
-                    conversions=Decimal(pending[day]),
-                    revenue=pending_total[day],
-                    currency=currency,
-                )
-            )
         yield records
 
 
