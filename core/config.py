@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="Share of API requests that write their access line (request_finished); server "
         "errors always do. 1 logs every request.",
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The URL the API is reached at from a browser (no trailing slash); the OAuth "
+        "redirect URL is {public_url}/v1/connect/{provider}/callback and must be registered with each "
+        "platform's app.",
+    )
+    connect_state_ttl_s: int = Field(
+        default=600, gt=0, description="Seconds a connect flow's authorization URL (its state) stays usable."
+    )
+    connect_session_ttl_s: int = Field(
+        default=3600, gt=0, description="Seconds the accounts found by a connect flow may be picked from."
+    )
     # --- API limits ---------------------------------------------------------------------
     max_body_bytes: int = Field(
         default=1_048_576, gt=0, description="Largest request body of the /v1 JSON routes (bytes): 413 above."

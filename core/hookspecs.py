@@ -19,6 +19,7 @@ import pluggy
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from core.oauth import OAuthConnector
     from core.providers import JobSpec, Provider, ScheduleEntry, SimulatorSpec
 
 PROJECT = "metricx"
@@ -42,6 +43,16 @@ def register_providers(register: Callable[[Provider], None]) -> None:
 
     Runs once when the plugin manager loads. Provider names must be unique
     across every installed plugin; a duplicate stops start-up.
+    """
+
+
+@hookspec
+def register_connectors(register: Callable[[OAuthConnector], None]) -> None:
+    """Register the OAuth connector of each provider the plugin ships: ``register(connector)``.
+
+    Runs once when the plugin manager loads. ``connector.provider`` names a registered provider;
+    one connector per provider. The core runs the connect flow (state, PKCE, callback, storage,
+    account picking) and calls the connector for the platform's URLs, code exchange and accounts.
     """
 
 

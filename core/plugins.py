@@ -22,6 +22,7 @@ from packaging.version import Version
 from core import hookspecs
 from core.errors import ConfigError
 from core.logging import add_secret_patterns, secret_pattern
+from core.oauth import OAuthConnector
 from core.providers import JobSpec, Provider, ScheduleEntry, SimulatorSpec
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Registry:
     routers: list[tuple[str, APIRouter]] = field(default_factory=list)
     migration_locations: list[tuple[str, str]] = field(default_factory=list)
     simulators: dict[str, SimulatorSpec] = field(default_factory=dict)
+    connectors: dict[str, OAuthConnector] = field(default_factory=dict)
     secret_patterns: list[re.Pattern[str]] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
@@ -222,6 +224,7 @@ REGISTRATION_HOOKS = (
     "register_schedules",
     "register_routers",
     "register_simulators",
+    "register_connectors",
     "register_secret_patterns",
     "migration_locations",
 )
@@ -263,6 +266,7 @@ def _collect_plugin(pm: pluggy.PluginManager, name: str, plugin: object, staged:
         "register_schedules": lambda entry: _add_schedule(staged, entry),
         "register_routers": lambda router: staged.routers.append((name, router)),
         "register_simulators": lambda spec: staged.simulators.__setitem__(spec.provider, spec),
+        "register_connectors": lambda c: _add_unique(staged.connectors, c.provider, c, "connector", name),
         "register_secret_patterns": lambda pattern: staged.secret_patterns.append(secret_pattern(pattern)),
     }
     for hook in REGISTRATION_HOOKS:
@@ -320,6 +324,10 @@ def _merge(registry: Registry, staged: Registry, owner: str) -> None:
         registry.schedule_owner[entry.name] = owner
     registry.routers.extend(staged.routers)
     registry.simulators.update(staged.simulators)
+    for name, connector in staged.connectors.items():
+        if name in registry.connectors:
+            raise PluginConflict(f"connector {name!r} is registered twice (plugin {owner!r})")
+        registry.connectors[name] = connector
     registry.secret_patterns.extend(staged.secret_patterns)
     registry.migration_locations.extend(staged.migration_locations)
 

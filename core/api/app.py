@@ -23,6 +23,7 @@ from core.api.errors import documented
 from core.api.guards import BodyLimitMiddleware
 from core.api.routes import (
     alerts,
+    connect,
     connections,
     data,
     health,
@@ -119,8 +120,9 @@ def _v1() -> APIRouter:
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
     v1.include_router(providers.router, responses=documented(401))
-    for module in (workspaces, connections, jobs, data, summary, alerts):
+    for module in (workspaces, connections, connect, jobs, data, summary, alerts):
         v1.include_router(module.router, responses=ERRORS)
+    v1.include_router(connect.callback_router)
     for plugin, router in get_registry().routers:
         v1.include_router(router, prefix=f"/plugins/{plugin}", tags=[f"plugin:{plugin}"])
     return v1

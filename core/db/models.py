@@ -122,9 +122,44 @@ class Credential(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     scopes: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = _now()
+    # The connect flow (ConnectSession.id) that issued these tokens: every connection picked from
+    # one grant holds a copy, so a reconnect of one can renew all of them (NULL: pasted tokens).
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
 
     def __repr__(self) -> str:
         return f"Credential(connection_id={self.connection_id}, expires_at={self.expires_at})"
+
+
+class ConnectSession(Base):
+    """One OAuth connect flow: its state (as a keyed digest), then the tokens and accounts it found.
+
+    ``status``: pending (URL handed out) -> authorized (tokens stored, accounts listed) -> completed
+    (accounts picked; tokens erased here) | failed (denied, bad code, missing scope; nothing kept).
+    """
+
+    __tablename__ = "connect_sessions"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(64))
+    state_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    code_verifier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reconnect_connection_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE")
+    )
+    access_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scopes: Mapped[str | None] = mapped_column(Text)
+    accounts: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Entity(Base):

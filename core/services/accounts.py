@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import encrypt, get_cipher, rotate
 from core.db.models import ApiKey, Connection, Credential, Workspace
+from core.oauth import normalize_account_id
 from core.providers import Credentials
 from core.state import ConnectionStatus, SyncStatus
 
@@ -52,8 +53,15 @@ async def create_connection(
     timezone: str = "UTC",
     currency: str | None = None,
     config: dict[str, Any] | None = None,
+    grant_id: uuid.UUID | None = None,
 ) -> Connection:
-    """A connection with its credentials encrypted at rest."""
+    """A connection with its credentials encrypted at rest.
+
+    The account id is stored in the provider's one form (``core.oauth.normalize_account_id``), so
+    the same account cannot be connected twice under two spellings. ``grant_id`` names the connect
+    flow whose tokens these are (shared by every account picked from it).
+    """
+    external_account_id = stored_account_id(provider, external_account_id)
     connection = Connection(
         workspace_id=workspace_id,
         provider=provider,
@@ -76,10 +84,18 @@ async def create_connection(
             refresh_token_enc=encrypt(credentials.refresh_token),
             expires_at=credentials.expires_at,
             scopes=" ".join(credentials.scopes) or None,
+            grant_id=grant_id,
         )
     )
     await session.flush()
     return connection
+
+
+def stored_account_id(provider: str, raw: str) -> str:
+    """``raw`` in the stored form of ``provider`` (as is when the provider is not installed)."""
+    from core.plugins import get_registry
+
+    return normalize_account_id(get_registry().providers.get(provider), raw)
 
 
 async def rotate_credentials(session: AsyncSession) -> int:

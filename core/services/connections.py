@@ -22,7 +22,7 @@ from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
-from core.services.accounts import create_connection
+from core.services.accounts import create_connection, stored_account_id
 from core.state import SyncJobId
 from core.sync.requests import request_syncs
 
@@ -120,8 +120,11 @@ async def add_connection(
     *,
     name: str | None,
     config: dict[str, Any],
+    grant_id: uuid.UUID | None = None,
 ) -> Connection:
-    """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate."""
+    """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate
+    (also under another spelling of the account id, e.g. Meta ``act_1001`` and ``1001``)."""
+    external_account_id = stored_account_id(validated.provider.name, external_account_id)
     duplicate = await session.scalar(
         select(Connection.id).where(
             Connection.workspace_id == workspace_id,
@@ -143,6 +146,7 @@ async def add_connection(
             timezone=validated.info.timezone,
             currency=validated.info.currency,
             config=config,
+            grant_id=grant_id,
         )
     except IntegrityError:
         raise _exists(validated.provider.name, external_account_id) from None

@@ -29,6 +29,9 @@ NOT_TENANT_SCOPED = {
     # Authenticated by the store's signature, routed by the signed shop domain: another tenant's
     # store is never touched (tests/security/test_webhook_corpus.py::test_a_webhook_reaches_only_its_shop).
     ("POST", "/v1/plugins/shopify/webhooks"),
+    # Where a platform sends the browser back after consent: no key, the signed single-use state picks
+    # the workspace (plugins/meta/tests/test_meta_connect.py::test_a_flow_lands_only_in_its_own_workspace).
+    ("GET", "/v1/connect/{provider}/callback"),
 }
 # The dashboard (core/web): its workspace comes from the session cookie, not the URL;
 # tests/integration/test_web.py walks its connection routes with another workspace's session.
@@ -50,6 +53,7 @@ BODIES = {
         "credentials": {"access_token": "tp-valid-token"},
     },
     "/sync": {"mode": "realtime"},
+    "/accounts": {"accounts": ["acct-intruder"]},
     "/api-keys": {"name": "intruder"},
     "/webhooks": {"url": "https://93.184.215.14/hook"},  # a public address literal: no DNS lookup
 }
@@ -87,6 +91,7 @@ async def test_every_workspace_route_hides_other_tenants_objects(
         "job_id": sync.json()["job_id"],
         "key_id": key.json()["id"],
         "webhook_id": hook.json()["id"],
+        "provider": "testprovider",
     }
     secrets = [owner.workspace_id, conn["id"], "owner-secret-name", "acct-owner-secret", key.json()["prefix"]]
     app = api._transport.app  # type: ignore[attr-defined]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from core import Provider, SimulatorSpec, hookimpl
+from core import OAuthConnector, Provider, SimulatorSpec, hookimpl
+from metricx_meta.connect import MetaConnector
 from metricx_meta.demo import SIMULATOR
 from metricx_meta.provider import MetaProvider
 
@@ -20,6 +21,12 @@ def metricx_core_version() -> str:
 def register_providers(register: Callable[[Provider], None]) -> None:
     """Register the Meta Ads provider (settings from ``METRICX_META_*``)."""
     register(MetaProvider())
+
+
+@hookimpl
+def register_connectors(register: Callable[[OAuthConnector], None]) -> None:
+    """Connect Meta ad accounts through Facebook Login (app id and secret from ``METRICX_META_*``)."""
+    register(MetaConnector())
 
 
 @hookimpl

@@ -85,6 +85,11 @@ class MetaProvider:
             scopes["app"] = self.settings.app_id
         return scopes
 
+    def normalize_account_id(self, raw: str) -> str:
+        """``act_1001`` and ``1001`` are one ad account: stored as the bare number."""
+        value = raw.strip()
+        return value[4:] if value.lower().startswith("act_") else value
+
     def check_credentials(self, credentials: Credentials) -> None:
         """Raise AuthError when there is no token or it expired (Meta tokens cannot be refreshed)."""
         if not credentials.access_token:

@@ -31,6 +31,14 @@ class MetaSettings(BaseSettings):
         description="Id of the Meta app the connections' tokens were issued to. An app-wide throttle "
         "(code 4) then defers every connection of this app; unset, it defers those of the same token.",
     )
+    oauth_dialog_url: str = Field(
+        default="https://www.facebook.com",
+        description="Where Facebook Login's dialog lives (the connect flow's authorization URL); point it "
+        "at the simulator for local runs.",
+    )
+    oauth_scopes: str = Field(
+        default="ads_read", description="Permissions the connect flow asks for (comma-separated)."
+    )
     page_size: int = Field(default=100, ge=1, description="`limit` for entity and insights pages.")
     min_page_size: int = Field(
         default=10, ge=1, description="Smallest `limit` tried when Meta asks to reduce the amount of data."

@@ -13,6 +13,7 @@ from core.testing.sim_app import simulator_app
 from metricx_meta.simulator.control import control_routes
 from metricx_meta.simulator.data import Account, Entity, seed_account
 from metricx_meta.simulator.graph import graph_routes
+from metricx_meta.simulator.oauth import SIM_APP_ID, SIM_APP_SECRET, oauth_routes
 from metricx_meta.simulator.state import DEFAULT_TOKEN, SimState, default_accounts
 from metricx_meta.simulator.truth import TruthRow, truth
 
@@ -20,11 +21,13 @@ from metricx_meta.simulator.truth import TruthRow, truth
 def create_app(state: SimState | None = None) -> Starlette:
     """The simulator as an ASGI app on the shared base; the state is reachable as ``app.state.sim``."""
     state = state or SimState()
-    return simulator_app(state, graph_routes(state), control=control_routes(state))
+    return simulator_app(state, oauth_routes(state) + graph_routes(state), control=control_routes(state))
 
 
 __all__ = [
     "DEFAULT_TOKEN",
+    "SIM_APP_ID",
+    "SIM_APP_SECRET",
     "Account",
     "Entity",
     "SimState",

@@ -197,6 +197,23 @@ async def me(call: Call) -> dict[str, Any]:
     return {"id": "100000000000001", "name": "Simulated User"}
 
 
+def _token(call: Call) -> str:
+    header = call.request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else call.params.get("access_token", "")
+
+
+async def my_permissions(call: Call) -> dict[str, Any]:
+    from metricx_meta.simulator.oauth import permissions
+
+    return await permissions(call.state, _token(call))
+
+
+async def my_ad_accounts(call: Call) -> dict[str, Any]:
+    from metricx_meta.simulator.oauth import ad_accounts
+
+    return ad_accounts(call.state)
+
+
 async def account(call: Call) -> dict[str, Any]:
     acct = call.acct
     offset = call.state.local_now(acct).utcoffset()
@@ -397,6 +414,8 @@ def graph_routes(state: SimState) -> list[Route]:
     """The Graph API routes, to be mounted after the control routes."""
     return [
         Route("/{version}/me", graph(state, me)),
+        Route("/{version}/me/permissions", graph(state, my_permissions)),
+        Route("/{version}/me/adaccounts", graph(state, my_ad_accounts)),
         Route("/{version}/", graph(state, by_ids)),
         Route("/{version}/act_{account_id}", graph(state, account)),
         Route("/{version}/act_{account_id}/insights", graph(state, insights), methods=["GET", "POST"]),

@@ -1,0 +1,245 @@
+"""Connecting Meta ad accounts through Facebook Login against the simulator: the API's connect flow,
+its refusals (denied, forged or replayed state, expired code, missing permission), and tenancy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from metricx_meta.simulator import SIM_APP_ID, SIM_APP_SECRET, SimState, create_app, seed_account
+from sqlalchemy import text
+
+from core.testing.connect_flow import consent
+from core.testing.harness import create_api, get_settings, session_scope
+from core.testing.http import serve_app
+from core.testing.plugin import plugin_environment
+
+OPERATOR = {"Authorization": "Bearer test-operator-key"}
+PUBLIC = "http://api.test"
+
+
+def accounts(today: Any) -> list[Any]:
+    return [
+        seed_account("3001", campaigns=1, adsets_per_campaign=1, ads_per_adset=2, seed=3, today=today),
+        seed_account(
+            "3002", campaigns=1, adsets_per_campaign=1, ads_per_adset=2, currency="EUR",
+            timezone="Europe/Berlin", seed=4, today=today,
+        ),
+        seed_account("3003", campaigns=1, adsets_per_campaign=1, ads_per_adset=1, seed=5, today=today),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def meta_sim(metricx_env: Any) -> Iterator[tuple[SimState, str]]:
+    state = SimState(accounts, now=datetime.now(UTC))
+    with serve_app(create_app(state)) as url:
+        env = {
+            "METRICX_META_BASE_URL": url,
+            "METRICX_META_OAUTH_DIALOG_URL": url,
+            "METRICX_META_APP_ID": SIM_APP_ID,
+            "METRICX_META_APP_SECRET": SIM_APP_SECRET,
+            "METRICX_META_ASYNC_POLL_INTERVAL_S": "0.1",
+            "METRICX_PUBLIC_URL": PUBLIC,
+        }
+        with plugin_environment(env, redis_url=metricx_env.redis_url):
+            get_settings.cache_clear()
+            yield state, url
+            get_settings.cache_clear()
+
+
+@pytest.fixture
+async def api(meta_sim: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_api()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC) as client:
+        yield client
+    await app.state.resources.aclose()
+
+
+async def tenant(api: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
+    ws = await api.post("/v1/workspaces", json={"name": f"ws-{uuid.uuid4().hex[:6]}"}, headers=OPERATOR)
+    key = await api.post(f"/v1/workspaces/{ws.json()['id']}/api-keys", json={"name": "t"}, headers=OPERATOR)
+    return ws.json()["id"], {"Authorization": f"Bearer {key.json()['key']}"}
+
+
+async def start(api: httpx.AsyncClient, ws: str, headers: dict[str, str]) -> str:
+    started = await api.post(f"/v1/workspaces/{ws}/connect/meta", headers=headers)
+    assert started.status_code == 201, started.text
+    return str(started.json()["authorization_url"])
+
+
+def callback_path(location: str) -> str:
+    parts = urlsplit(location)
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC and parts.path == "/v1/connect/meta/callback"
+    return f"{parts.path}?{parts.query}"
+
+
+async def counts() -> tuple[int, int, int]:
+    async with session_scope() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM connections) AS c, "
+                    "(SELECT count(*) FROM credentials) AS k, "
+                    "(SELECT count(*) FROM connect_sessions WHERE access_token_enc IS NOT NULL) AS tokens"
+                )
+            )
+        ).one()
+    return row.c, row.k, row.tokens
+
+
+async def test_connect_two_accounts_sharing_one_long_lived_token(api: httpx.AsyncClient) -> None:
+    ws, headers = await tenant(api)
+    url = await start(api, ws, headers)
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path.endswith("/dialog/oauth") and query["scope"] == ["ads_read"]
+    assert query["client_id"] == [SIM_APP_ID] and SIM_APP_SECRET not in url
+
+    landed = await api.get(callback_path(consent(url)), headers={"Accept": "application/json"})
+    assert landed.status_code == 200, landed.text
+    found = landed.json()
+    assert {a["external_account_id"] for a in found["accounts"]} == {"3001", "3002", "3003"}
+    assert "sim-user-" not in landed.text  # no token in the answer
+
+    listed = await api.get(
+        f"/v1/workspaces/{ws}/connect/meta/accounts", params={"session": found["session_id"]}, headers=headers
+    )
+    berlin = next(a for a in listed.json()["accounts"] if a["external_account_id"] == "3002")
+    assert (berlin["currency"], berlin["timezone"], berlin["already_connected"]) == (
+        "EUR",
+        "Europe/Berlin",
+        False,
+    )
+
+    picked = await api.post(
+        f"/v1/workspaces/{ws}/connect/meta/accounts",
+        params={"session": found["session_id"]},
+        json={"accounts": ["act_3001", "3002"], "backfill": False},
+        headers=headers,
+    )
+    assert picked.status_code == 201, picked.text
+    assert sorted(c["external_account_id"] for c in picked.json()["connections"]) == ["3001", "3002"]
+    async with session_scope() as session:
+        creds = (
+            await session.execute(
+                text(
+                    "SELECT k.grant_id, k.expires_at FROM credentials k "
+                    "JOIN connections c ON c.id = k.connection_id WHERE c.workspace_id = :w"
+                ),
+                {"w": ws},
+            )
+        ).all()
+    assert len(creds) == 2 and len({c.grant_id for c in creds}) == 1
+    assert all((c.expires_at - datetime.now(UTC)).days >= 59 for c in creds)  # the long-lived token's expiry
+
+    # the same account under Meta's other spelling cannot be connected twice
+    again = await api.post(
+        f"/v1/workspaces/{ws}/connections",
+        json={"provider": "meta", "external_account_id": "act_3002", "credentials": {"access_token": "x"}},
+        headers=headers,
+    )
+    assert again.status_code in (409, 422)
+    listed = await api.get(
+        f"/v1/workspaces/{ws}/connect/meta/accounts", params={"session": found["session_id"]}, headers=headers
+    )
+    assert listed.status_code == 409  # the session is completed: its tokens are gone
+
+
+async def test_denied_consent_stores_nothing(api: httpx.AsyncClient) -> None:
+    ws, headers = await tenant(api)
+    before = await counts()
+    landed = await api.get(callback_path(consent(await start(api, ws, headers), allow=False)))
+    assert landed.status_code == 400 and 'data-code="access_denied"' in landed.text
+    assert "Deny" in landed.text and await counts() == before
+
+
+async def test_forged_and_replayed_state_are_refused(api: httpx.AsyncClient) -> None:
+    ws, headers = await tenant(api)
+    location = consent(await start(api, ws, headers))
+    path = callback_path(location)
+    forged = path.replace("state=", "state=x")
+    answer = await api.get(forged, headers={"Accept": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_state"
+    ok = await api.get(path, headers={"Accept": "application/json"})
+    assert ok.status_code == 200
+    before = await counts()
+    replay = await api.get(path, headers={"Accept": "application/json"})
+    assert replay.status_code == 400 and replay.json()["error"]["code"] == "state_used"
+    assert await counts() == before
+
+
+async def test_expired_code_and_missing_permission(api: httpx.AsyncClient, meta_sim: Any) -> None:
+    _, sim_url = meta_sim
+    ws, headers = await tenant(api)
+    before = await counts()
+    location = consent(await start(api, ws, headers))
+    httpx.post(f"{sim_url}/_sim/clock", json={"advance_s": 11 * 60}).raise_for_status()
+    expired = await api.get(callback_path(location), headers={"Accept": "application/json"})
+    assert expired.status_code == 400 and expired.json()["error"]["code"] == "invalid_code"
+    assert "expired" in expired.json()["error"]["message"]
+
+    location = consent(await start(api, ws, headers), uncheck=["ads_read"])
+    narrow = await api.get(callback_path(location))
+    assert narrow.status_code == 400 and 'data-code="insufficient_scope"' in narrow.text
+    assert "ads_read" in narrow.text
+    assert await counts() == before
+
+
+async def test_a_flow_lands_only_in_its_own_workspace(api: httpx.AsyncClient) -> None:
+    ws_a, headers_a = await tenant(api)
+    ws_b, headers_b = await tenant(api)
+    landed = await api.get(
+        callback_path(consent(await start(api, ws_a, headers_a))), headers={"Accept": "application/json"}
+    )
+    session_id = landed.json()["session_id"]
+    assert landed.json()["workspace_id"] == ws_a
+    for method in ("GET", "POST"):
+        stolen = await api.request(
+            method,
+            f"/v1/workspaces/{ws_b}/connect/meta/accounts",
+            params={"session": session_id},
+            json={"accounts": ["3001"]},
+            headers=headers_b,
+        )
+        assert stolen.status_code == 404, stolen.text
+        assert "3001" not in stolen.text
+    # another key of workspace A did not start this flow either
+    key = await api.post(f"/v1/workspaces/{ws_a}/api-keys", json={"name": "other"}, headers=OPERATOR)
+    other = {"Authorization": f"Bearer {key.json()['key']}"}
+    listed = await api.get(
+        f"/v1/workspaces/{ws_a}/connect/meta/accounts", params={"session": session_id}, headers=other
+    )
+    assert listed.status_code == 404
+
+
+@pytest.mark.parametrize("name", ["oauth_code_expired.json", "oauth_code_used.json"])
+def test_token_endpoint_errors_in_metas_shape(name: str) -> None:
+    from meta_helpers import load_fixture
+    from metricx_meta.connect import _error
+
+    fixture = load_fixture(name)
+    assert _error(fixture["body"]["error"]).code == fixture["expect"]["code"]
+
+
+async def test_a_declined_permission_is_not_a_granted_scope() -> None:
+    from meta_helpers import load_fixture
+    from metricx_meta.connect import MetaConnector
+    from metricx_meta.settings import MetaSettings
+    from pydantic import SecretStr
+
+    token, perms = load_fixture("oauth_access_token.json")["body"], load_fixture("oauth_permissions.json")["body"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=perms if request.url.path.endswith("/me/permissions") else token)
+
+    settings = MetaSettings(app_id="1", app_secret=SecretStr("s"), base_url="https://graph.test")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        with pytest.raises(Exception) as refused:
+            await MetaConnector(settings).exchange_code(
+                http, code="c", redirect_uri="https://x/cb", code_verifier=None, params={}
+            )
+    assert getattr(refused.value, "code", None) == "insufficient_scope"
