@@ -231,7 +231,10 @@ async def test_a_declined_permission_is_not_a_granted_scope() -> None:
     from metricx_meta.settings import MetaSettings
     from pydantic import SecretStr
 
-    token, perms = load_fixture("oauth_access_token.json")["body"], load_fixture("oauth_permissions.json")["body"]
+    token, perms = (
+        load_fixture("oauth_access_token.json")["body"],
+        load_fixture("oauth_permissions.json")["body"],
+    )
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=perms if request.url.path.endswith("/me/permissions") else token)
