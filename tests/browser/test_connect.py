@@ -1,0 +1,146 @@
+"""Connecting accounts in real headless Chromium: ``POST .../connect/{provider}``, the simulator's
+login and consent pages, the API's callback page listing the accounts, picking two, and their synced
+numbers in the API. Real ``metricx api`` and worker processes; each provider's simulator over HTTP.
+
+Screenshots go to ``$METRICX_ARTIFACTS_DIR`` (default ``.metricx/artifacts/browser``) as
+``connect-<provider>-NN-<step>.png``. Requests to anything but loopback fail the test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from core.testing.http import serve_app
+from core.testing.servers import free_port
+from tests.browser.test_dashboard import Offline, chromium, shot, wait_job
+from tests.integration.test_api_process import METRICX, tenant_over_http
+
+__all__ = ["chromium"]  # fixture
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@dataclass
+class Platform:
+    """A provider's simulator, its settings, what to start the flow with and which accounts to pick."""
+
+    provider: str
+    serve: Callable[[ExitStack], dict[str, str]]
+    start_body: dict[str, Any]
+    pick: list[str]
+
+
+def _meta(stack: ExitStack) -> dict[str, str]:
+    from metricx_meta.simulator import SIM_APP_ID, SIM_APP_SECRET, SimState, create_app
+
+    url = stack.enter_context(serve_app(create_app(SimState(now=datetime.now(UTC)))))
+    return {
+        "METRICX_META_BASE_URL": url,
+        "METRICX_META_OAUTH_DIALOG_URL": url,
+        "METRICX_META_APP_ID": SIM_APP_ID,
+        "METRICX_META_APP_SECRET": SIM_APP_SECRET,
+        "METRICX_META_ASYNC_POLL_INTERVAL_S": "0.1",
+    }
+
+
+PLATFORMS = {
+    "meta": Platform("meta", _meta, {}, ["act_1001", "1002"]),
+}
+
+
+@pytest.fixture(scope="module")
+def stack(metricx_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every platform's simulator, and ``metricx api`` pointed at them; yields (API URL, their env)."""
+    with ExitStack() as exits:
+        env: dict[str, str] = {}
+        for platform in PLATFORMS.values():
+            env |= platform.serve(exits)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env["METRICX_PUBLIC_URL"] = url
+        log_path = tmp_path_factory.mktemp("api") / "api.log"
+        full = {**os.environ, **metricx_env.env, **env, "METRICX_LOG_FORMAT": "json"}
+        full.pop("METRICX_LOAD_PLUGINS", None)
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [METRICX, "api", "--host", "127.0.0.1", "--port", str(port)], env=full, stdout=log, stderr=log
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    try:
+                        if httpx.get(f"{url}/v1/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                    assert proc.poll() is None, log_path.read_text()
+                yield url, env
+            finally:
+                proc.terminate()
+                proc.wait(20)
+        text = log_path.read_text()
+        for secret in ("sim-app-secret", "sim-user-", "shpss_", "sim-google-secret", "1//sim-refresh"):
+            assert secret not in text, f"the API log shows {secret!r}"
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORMS))
+def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromium: Any) -> None:
+    platform = PLATFORMS[name]
+    api, env = stack
+    worker_process(**env)
+    ws, headers = tenant_over_http(api)
+    base = f"{api}/v1/workspaces/{ws}"
+    started = httpx.post(f"{base}/connect/{name}", json=platform.start_body, headers=headers)
+    assert started.status_code == 201, started.text
+
+    offline = Offline(chromium)
+    page = offline.context.new_page()
+    page.goto(started.json()["authorization_url"])
+    shot(page, f"connect-{name}-01-consent")
+    page.click("#allow")
+    page.wait_for_url(f"{api}/v1/connect/{name}/callback*")
+    assert page.locator("#title").inner_text() == "Accounts found"
+    shot(page, f"connect-{name}-02-accounts-found")
+    session_id = page.locator("#session-id").inner_text()
+    assert page.locator("tr.account").count() >= 2
+
+    listed = httpx.get(f"{base}/connect/{name}/accounts", params={"session": session_id}, headers=headers)
+    assert listed.status_code == 200 and all(a["timezone"] for a in listed.json()["accounts"])
+    picked = httpx.post(
+        f"{base}/connect/{name}/accounts",
+        params={"session": session_id},
+        json={"accounts": platform.pick, "backfill": False},
+        headers=headers,
+        timeout=60,
+    )
+    assert picked.status_code == 201, picked.text
+    connections = picked.json()["connections"]
+    assert len(connections) == 2
+
+    for connection in connections:
+        sync = httpx.post(
+            f"{base}/connections/{connection['id']}/sync", json={"mode": "realtime"}, headers=headers
+        )
+        assert sync.status_code == 202, sync.text
+        assert wait_job(base, headers, sync.json()["job_id"])["status"] == "complete"
+        got = httpx.get(f"{base}/connections/{connection['id']}", headers=headers).json()
+        assert got["sync_status"] == "idle" and got["total_syncs_succeeded"] == 1, got
+        metrics = httpx.get(f"{base}/connections/{connection['id']}/metrics", headers=headers)
+        assert metrics.status_code == 200 and metrics.json()["items"], metrics.text
+
+    # The replayed callback is refused with a page that says so.
+    page.reload()
+    assert page.locator("#error").get_attribute("data-code") == "state_used"
+    shot(page, f"connect-{name}-03-replayed")
+    offline.context.close()
+    assert offline.blocked == []
