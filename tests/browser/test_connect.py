@@ -53,8 +53,23 @@ def _meta(stack: ExitStack) -> dict[str, str]:
     }
 
 
+def _google(stack: ExitStack) -> dict[str, str]:
+    from metricx_google.simulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimState, create_app
+
+    url = stack.enter_context(serve_app(create_app(SimState(now=datetime.now(UTC)))))
+    return {
+        "METRICX_GOOGLE_BASE_URL": url,
+        "METRICX_GOOGLE_TOKEN_URL": f"{url}/token",
+        "METRICX_GOOGLE_AUTH_URL": f"{url}/o/oauth2/v2/auth",
+        "METRICX_GOOGLE_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "METRICX_GOOGLE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+
+
 PLATFORMS = {
     "meta": Platform("meta", _meta, {}, ["act_1001", "1002"]),
+    # The manager is listed but not connectable; its two clients are connected through it.
+    "google": Platform("google", _google, {}, ["100-000-0002", "1000000003"]),
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from core import Provider, SimulatorSpec, hookimpl
+from core import OAuthConnector, Provider, SimulatorSpec, hookimpl
+from metricx_google.connect import GoogleConnector
 from metricx_google.demo import SIMULATOR
 from metricx_google.provider import GoogleAdsProvider
 
@@ -20,6 +21,12 @@ def metricx_core_version() -> str:
 def register_providers(register: Callable[[Provider], None]) -> None:
     """Register the Google Ads provider (settings from ``METRICX_GOOGLE_*``)."""
     register(GoogleAdsProvider())
+
+
+@hookimpl
+def register_connectors(register: Callable[[OAuthConnector], None]) -> None:
+    """Connect Google Ads accounts with OAuth (client id and secret from ``METRICX_GOOGLE_*``)."""
+    register(GoogleConnector())
 
 
 @hookimpl

@@ -188,6 +188,10 @@ class GoogleAdsProvider:
             scopes["developer"] = project
         return scopes
 
+    def normalize_account_id(self, raw: str) -> str:
+        """``100-000-0003`` (as the Google Ads UI shows it) and ``1000000003`` are one customer."""
+        return raw.strip().replace("-", "")
+
     def check_credentials(self, credentials: Credentials) -> None:
         """Offline check: Google needs a refresh token (access tokens are minted from it)."""
         if not credentials.refresh_token:

@@ -22,6 +22,8 @@ class GoogleSettings(BaseSettings):
     api_version: str = Field(default="v26", pattern=r"^v\d+$")
     """API version in the path (``METRICX_GOOGLE_API_VERSION``); each major version sunsets ~12 months
     after its release, so this is a setting: move it when the provider warns of a sunset."""
+    auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    """Google's authorization endpoint (the connect flow's login and consent page)."""
     token_url: str = "https://oauth2.googleapis.com/token"
     """OAuth 2.0 token endpoint used to mint access tokens from refresh tokens."""
     client_id: str = ""

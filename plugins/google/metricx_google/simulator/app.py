@@ -34,6 +34,7 @@ from core.testing.sim_app import note_account, simulator_app
 from core.testing.simulator import Fault
 from metricx_google.simulator import gaql
 from metricx_google.simulator.control import control_routes
+from metricx_google.simulator.oauth import auth_routes, exchange_code
 from metricx_google.simulator.service import ancestors, corrupt_first_metric_row, execute
 from metricx_google.simulator.state import SimState
 from metricx_google.simulator.world import Account
@@ -185,6 +186,8 @@ class GoogleAdsSimulator:
             return JSONResponse(
                 {"error": "invalid_client", "error_description": "The OAuth client was not found."}, 401
             )
+        if form.get("grant_type") == "authorization_code":
+            return exchange_code(self.state, form)
         if form.get("grant_type") != "refresh_token":
             return JSONResponse(
                 {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}, 400
@@ -383,6 +386,7 @@ def create_app(state: SimState | None = None) -> Starlette:
     sim = GoogleAdsSimulator(state or SimState())
     routes = [
         Route("/token", sim.token, methods=["POST"]),
+        *auth_routes(sim.state),
         Route("/{version}/{rest:path}", sim.api, methods=["GET", "POST"]),
     ]
     return simulator_app(sim.state, routes, control=control_routes(sim.state))
