@@ -36,8 +36,8 @@ class Platform:
 
     provider: str
     serve: Callable[[ExitStack], dict[str, str]]
-    start_body: dict[str, Any]
-    pick: list[str]
+    #: One (start body, accounts to pick) per flow: a Shopify token reaches one store, so two flows.
+    flows: list[tuple[dict[str, Any], list[str]]]
 
 
 def _meta(stack: ExitStack) -> dict[str, str]:
@@ -66,10 +66,29 @@ def _google(stack: ExitStack) -> dict[str, str]:
     }
 
 
+def _shopify(stack: ExitStack) -> dict[str, str]:
+    from metricx_shopify.simulator import SimState, create_app
+
+    url = stack.enter_context(serve_app(create_app(SimState())))
+    return {
+        "METRICX_SHOPIFY_BASE_URL": url,
+        "METRICX_SHOPIFY_CLIENT_ID": "sim-client-id",
+        "METRICX_SHOPIFY_CLIENT_SECRET": "sim-client-secret",
+    }
+
+
 PLATFORMS = {
-    "meta": Platform("meta", _meta, {}, ["act_1001", "1002"]),
+    "meta": Platform("meta", _meta, [({}, ["act_1001", "1002"])]),
     # The manager is listed but not connectable; its two clients are connected through it.
-    "google": Platform("google", _google, {}, ["100-000-0002", "1000000003"]),
+    "google": Platform("google", _google, [({}, ["100-000-0002", "1000000003"])]),
+    "shopify": Platform(
+        "shopify",
+        _shopify,
+        [
+            ({"shop": "sim-store-1.myshopify.com"}, ["sim-store-1.myshopify.com"]),
+            ({"shop": "Sim-Store-2.myshopify.com"}, ["sim-store-2.myshopify.com"]),
+        ],
+    ),
 }
 
 
@@ -104,7 +123,16 @@ def stack(metricx_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 proc.terminate()
                 proc.wait(20)
         text = log_path.read_text()
-        for secret in ("sim-app-secret", "sim-user-", "shpss_", "sim-google-secret", "1//sim-refresh"):
+        secrets = (
+            "sim-app-secret",
+            "sim-client-secret",
+            "sim-user-",
+            "shpat_exp_",
+            "shprt_",
+            "1//sim-",
+            "ya29.",
+        )
+        for secret in secrets:
             assert secret not in text, f"the API log shows {secret!r}"
 
 
@@ -115,31 +143,32 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
     worker_process(**env)
     ws, headers = tenant_over_http(api)
     base = f"{api}/v1/workspaces/{ws}"
-    started = httpx.post(f"{base}/connect/{name}", json=platform.start_body, headers=headers)
-    assert started.status_code == 201, started.text
-
     offline = Offline(chromium)
     page = offline.context.new_page()
-    page.goto(started.json()["authorization_url"])
-    shot(page, f"connect-{name}-01-consent")
-    page.click("#allow")
-    page.wait_for_url(f"{api}/v1/connect/{name}/callback*")
-    assert page.locator("#title").inner_text() == "Accounts found"
-    shot(page, f"connect-{name}-02-accounts-found")
-    session_id = page.locator("#session-id").inner_text()
-    assert page.locator("tr.account").count() >= 2
+    connections: list[dict[str, Any]] = []
+    for n, (body, pick) in enumerate(platform.flows, start=1):
+        started = httpx.post(f"{base}/connect/{name}", json=body, headers=headers)
+        assert started.status_code == 201, started.text
+        page.goto(started.json()["authorization_url"])
+        shot(page, f"connect-{name}-{n}1-consent")
+        page.click("#allow")
+        page.wait_for_url(f"{api}/v1/connect/{name}/callback*")
+        assert page.locator("#title").inner_text() == "Accounts found"
+        shot(page, f"connect-{name}-{n}2-accounts-found")
+        session_id = page.locator("#session-id").inner_text()
+        assert page.locator("tr.account").count() >= len(pick)
 
-    listed = httpx.get(f"{base}/connect/{name}/accounts", params={"session": session_id}, headers=headers)
-    assert listed.status_code == 200 and all(a["timezone"] for a in listed.json()["accounts"])
-    picked = httpx.post(
-        f"{base}/connect/{name}/accounts",
-        params={"session": session_id},
-        json={"accounts": platform.pick, "backfill": False},
-        headers=headers,
-        timeout=60,
-    )
-    assert picked.status_code == 201, picked.text
-    connections = picked.json()["connections"]
+        listed = httpx.get(f"{base}/connect/{name}/accounts", params={"session": session_id}, headers=headers)
+        assert listed.status_code == 200 and all(a["timezone"] for a in listed.json()["accounts"])
+        picked = httpx.post(
+            f"{base}/connect/{name}/accounts",
+            params={"session": session_id},
+            json={"accounts": pick, "backfill": False},
+            headers=headers,
+            timeout=60,
+        )
+        assert picked.status_code == 201, picked.text
+        connections += picked.json()["connections"]
     assert len(connections) == 2
 
     for connection in connections:
@@ -156,6 +185,6 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
     # The replayed callback is refused with a page that says so.
     page.reload()
     assert page.locator("#error").get_attribute("data-code") == "state_used"
-    shot(page, f"connect-{name}-03-replayed")
+    shot(page, f"connect-{name}-99-replayed")
     offline.context.close()
     assert offline.blocked == []

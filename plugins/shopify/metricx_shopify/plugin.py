@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core import JobSpec, Provider, ScheduleEntry, SimulatorSpec, hookimpl
+from core import JobSpec, OAuthConnector, Provider, ScheduleEntry, SimulatorSpec, hookimpl
+from metricx_shopify.connect import ShopifyConnector
 from metricx_shopify.demo import SIMULATOR
 from metricx_shopify.jobs import FANOUT_JOB, STORE_SYNC, scheduled_shopify_sync
 from metricx_shopify.provider import ShopifyProvider
@@ -28,6 +29,12 @@ def metricx_core_version() -> str:
 def register_providers(register: Callable[[Provider], None]) -> None:
     """Register the Shopify provider (settings from ``METRICX_SHOPIFY_*``)."""
     register(ShopifyProvider())
+
+
+@hookimpl
+def register_connectors(register: Callable[[OAuthConnector], None]) -> None:
+    """Connect a store with the authorization code grant (app credentials from ``METRICX_SHOPIFY_*``)."""
+    register(ShopifyConnector())
 
 
 @hookimpl

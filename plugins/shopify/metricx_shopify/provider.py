@@ -108,6 +108,10 @@ class ShopifyProvider:
         auth = ShopifyAuth(ctx, account, credentials, self.settings, shop_domain(account))
         return ShopifyClient(ctx, account, credentials, self.settings, auth=auth)
 
+    def normalize_account_id(self, raw: str) -> str:
+        """A shop is its ``*.myshopify.com`` domain, lowercased (``My-Store.myshopify.com`` is one shop)."""
+        return raw.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+
     def check_credentials(self, credentials: Credentials) -> None:
         """No token, no call: the user must reconnect the store."""
         if not (credentials.access_token or credentials.refresh_token):

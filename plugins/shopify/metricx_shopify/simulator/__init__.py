@@ -15,6 +15,7 @@ from metricx_shopify.simulator import bulk
 from metricx_shopify.simulator.api import AdminApi, GraphQLApi, access_token
 from metricx_shopify.simulator.control import Control
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate
+from metricx_shopify.simulator.oauth import oauth_routes
 from metricx_shopify.simulator.state import DEFAULT_SHOPS, SimState
 from metricx_shopify.simulator.webhooks import send_order_webhook, sign
 
@@ -49,6 +50,7 @@ def create_app(state: SimState | None = None) -> Starlette:
     routes = [
         Route("/admin/api/{version}/graphql.json", graphql.handle, methods=["POST"]),
         Route("/admin/oauth/access_token", access_token, methods=["POST"]),
+        *oauth_routes(sim),
         Route("/_sim/bulk/{number:int}.jsonl", bulk.download),
         Route("/admin/api/{version}/shop.json", api.shop),
         Route("/admin/api/{version}/{resource}.json", api.listing),

@@ -464,6 +464,10 @@ async def access_token(request: Request) -> Response:
             {"error": "invalid_client", "error_description": "Client authentication failed"}, status_code=401
         )
     grant = form.get("grant_type")
+    if grant is None and form.get("code"):
+        from metricx_shopify.simulator.oauth import exchange_code
+
+        return exchange_code(st, domain, form)
     if grant == "client_credentials":
         return JSONResponse(st.issue_tokens(domain, with_refresh=False))
     if grant == "refresh_token":

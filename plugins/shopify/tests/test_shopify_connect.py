@@ -1,0 +1,129 @@
+"""Connecting a Shopify store with the authorization code grant against the simulator: the shop
+domain validated, the callback's HMAC checked, an expiring offline token with its refresh token
+stored, and every refusal leaving nothing behind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from core.testing.connect_flow import consent
+from core.testing.harness import create_api, get_settings, session_scope
+from core.testing.plugin import plugin_environment
+
+OPERATOR = {"Authorization": "Bearer test-operator-key"}
+PUBLIC = "http://api.test"
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+async def api(metricx_env: Any, shopify_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    with plugin_environment({"METRICX_PUBLIC_URL": PUBLIC}, redis_url=metricx_env.redis_url):
+        get_settings.cache_clear()
+        app = create_api()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC) as client:
+            yield client
+        await app.state.resources.aclose()
+    get_settings.cache_clear()
+
+
+async def tenant(api: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
+    ws = await api.post("/v1/workspaces", json={"name": f"ws-{uuid.uuid4().hex[:6]}"}, headers=OPERATOR)
+    key = await api.post(f"/v1/workspaces/{ws.json()['id']}/api-keys", json={"name": "t"}, headers=OPERATOR)
+    return ws.json()["id"], {"Authorization": f"Bearer {key.json()['key']}"}
+
+
+async def start(api: httpx.AsyncClient, ws: str, headers: dict[str, str], shop: str) -> str:
+    started = await api.post(f"/v1/workspaces/{ws}/connect/shopify", json={"shop": shop}, headers=headers)
+    assert started.status_code == 201, started.text
+    return str(started.json()["authorization_url"])
+
+
+def back(location: str) -> str:
+    parts = urlsplit(location)
+    assert parts.path == "/v1/connect/shopify/callback"
+    return f"{parts.path}?{parts.query}"
+
+
+async def stored() -> tuple[int, int]:
+    async with session_scope() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM credentials) AS creds, "
+                    "(SELECT count(*) FROM connect_sessions WHERE access_token_enc IS NOT NULL) AS tokens"
+                )
+            )
+        ).one()
+    return row.creds, row.tokens
+
+
+async def test_a_store_connected_with_an_expiring_offline_token(
+    api: httpx.AsyncClient, new_shop: Any
+) -> None:
+    shop = new_shop(products=2, customers=2, orders=3, timezone="Europe/Berlin", currency="EUR")
+    ws, headers = await tenant(api)
+    url = await start(api, ws, headers, shop.domain.upper())  # the domain is lowercased
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/admin/oauth/authorize" and "read_orders" in query["scope"][0]
+    assert "sim-client-secret" not in url
+
+    location = consent(url)
+    callback = parse_qs(urlsplit(location).query)
+    assert {"code", "hmac", "host", "shop", "state", "timestamp"} <= callback.keys()
+    landed = await api.get(back(location), headers=JSON)
+    assert landed.status_code == 200, landed.text
+    [account] = landed.json()["accounts"]
+    assert (account["external_account_id"], account["currency"]) == (shop.domain, "EUR")
+
+    picked = await api.post(
+        f"/v1/workspaces/{ws}/connect/shopify/accounts",
+        params={"session": landed.json()["session_id"]},
+        json={"accounts": [shop.domain.upper()], "backfill": False},
+        headers=headers,
+    )
+    assert picked.status_code == 201, picked.text
+    async with session_scope() as session:
+        cred = (
+            await session.execute(
+                text(
+                    "SELECT k.refresh_token_enc IS NOT NULL AS refresh, k.expires_at FROM credentials k "
+                    "JOIN connections c ON c.id = k.connection_id WHERE c.workspace_id = :w"
+                ),
+                {"w": ws},
+            )
+        ).one()
+    assert cred.refresh and 0 < (cred.expires_at - datetime.now(UTC)).total_seconds() <= 3600
+
+
+async def test_bad_shop_forged_hmac_denial_and_missing_scope(api: httpx.AsyncClient, new_shop: Any) -> None:
+    shop = new_shop(products=1, customers=1, orders=1)
+    ws, headers = await tenant(api)
+    before = await stored()
+    bad = await api.post(
+        f"/v1/workspaces/{ws}/connect/shopify", json={"shop": "evil.example.com"}, headers=headers
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+    location = consent(await start(api, ws, headers, shop.domain))
+    params = dict(parse_qs(urlsplit(location).query))
+    forged = {k: v[0] for k, v in params.items()} | {"hmac": "0" * 64}
+    answer = await api.get(f"/v1/connect/shopify/callback?{urlencode(forged)}", headers=JSON)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_signature"
+
+    denied = await api.get(
+        back(consent(await start(api, ws, headers, shop.domain), allow=False)), headers=JSON
+    )
+    assert denied.json()["error"]["code"] == "access_denied"
+
+    narrow = consent(await start(api, ws, headers, shop.domain), uncheck=["read_orders"])
+    refused = await api.get(back(narrow), headers=JSON)
+    assert refused.json()["error"]["code"] == "insufficient_scope" and "read_orders" in refused.text
+    assert await stored() == before
