@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from core.cli import alerts, connections, db, keys, plugins, processes, sync, workspaces
+from core.cli import alerts, connect, connections, db, keys, plugins, processes, sync, workspaces
 
 app = typer.Typer(
     help="metricx: keep ad-platform and store data fresh for many workspaces.",
@@ -23,6 +23,7 @@ app.add_typer(workspaces.workspaces_app, name="workspaces")
 app.add_typer(connections.connections_app, name="connections")
 app.add_typer(alerts.alerts_app, name="alerts")
 
+app.command()(connect.connect)
 app.command()(processes.worker)
 app.command()(processes.scheduler)
 app.command()(plugins.plugins)

@@ -283,8 +283,10 @@ async def authorized_session(
     api_key_id: uuid.UUID | None,
     provider: str,
     session_id: uuid.UUID | None,
+    check_key: bool = True,
 ) -> ConnectSession:
-    """The workspace's authorized flow (only for the key that started it), else 404 / 409."""
+    """The workspace's authorized flow (only for the key that started it, unless ``check_key`` is
+    False: the operator's CLI), else 404 / 409."""
     row = None
     if session_id is not None:
         row = await session.scalar(
@@ -294,7 +296,7 @@ async def authorized_session(
                 ConnectSession.provider == provider,
             )
         )
-    if row is None or (row.api_key_id is not None and row.api_key_id != api_key_id):
+    if row is None or (check_key and row.api_key_id is not None and row.api_key_id != api_key_id):
         raise ConnectError("connect session not found", code="connect_session_not_found", status=404)
     if row.status != Status.authorized:
         raise ConnectError(

@@ -246,3 +246,74 @@ async def test_a_declined_permission_is_not_a_granted_scope() -> None:
                 http, code="c", redirect_uri="https://x/cb", code_verifier=None, params={}
             )
     assert getattr(refused.value, "code", None) == "insufficient_scope"
+
+
+def _cli_env(metricx_env: Any, sim_url: str, public: str) -> dict[str, str]:
+    import os
+
+    return {
+        **os.environ,
+        **metricx_env.env,
+        "METRICX_META_BASE_URL": sim_url,
+        "METRICX_META_OAUTH_DIALOG_URL": sim_url,
+        "METRICX_META_APP_ID": SIM_APP_ID,
+        "METRICX_META_APP_SECRET": SIM_APP_SECRET,
+        "METRICX_PUBLIC_URL": public,
+        "COLUMNS": "200",
+    }
+
+
+def _metricx() -> str:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    return shutil.which("metricx", path=str(Path(sys.executable).parent)) or "metricx"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["listen", "paste"])
+def test_cli_connect(mode: str, meta_sim: Any, metricx_env: Any) -> None:
+    """`metricx connect meta`: the URL printed, the browser's return caught by a local listener (or
+    the redirect URL pasted), the accounts listed and the picked ones connected."""
+    import json
+    import subprocess
+
+    from core.testing.servers import free_port
+
+    _, sim_url = meta_sim
+    public = f"http://127.0.0.1:{free_port()}"
+    env = _cli_env(metricx_env, sim_url, public)
+    made = subprocess.run(
+        [_metricx(), "workspaces", "create", "cli", "--json"], env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    ws = json.loads(made.stdout)["id"]
+    args = [_metricx(), "connect", "meta", "-w", ws, "--json", "--no-backfill"]
+    args += ["--listen", "--all"] if mode == "listen" else ["-a", "act_3001", "-a", "3003"]
+    proc = subprocess.Popen(
+        args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith(f"{sim_url}/") and "/dialog/oauth?" in url
+    location = consent(url)
+    assert location.startswith(f"{public}/v1/connect/meta/callback?")
+    if mode == "listen":
+        for _ in range(50):
+            try:
+                answer = httpx.get(location, timeout=10)
+                break
+            except httpx.TransportError:
+                import time
+
+                time.sleep(0.1)
+        assert answer.status_code == 200 and "close this tab" in answer.text
+        out, errors = proc.communicate(timeout=60)
+    else:
+        out, errors = proc.communicate(location + "\n", timeout=60)
+    assert proc.returncode == 0, errors
+    got = json.loads(out)
+    ids = sorted(c["external_account_id"] for c in got["connections"])
+    assert ids == (["3001", "3002", "3003"] if mode == "listen" else ["3001", "3003"])
+    assert "sim-user-" not in out + errors and SIM_APP_SECRET not in out + errors
