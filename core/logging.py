@@ -27,6 +27,8 @@ SECRET_KEYS = re.compile(
 SECRET_PATTERNS = [
     re.compile(r"((?:access_token|refresh_token|client_secret|password)=)[^&\s'\"]+", re.I),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I),
+    # OAuth callbacks and code exchanges (core.services.connect): the code, its PKCE verifier, the state.
+    re.compile(r"((?<![A-Za-z0-9_-])(?:code|code_verifier|state)=)[^&\s'\"]+"),
     re.compile(r"(redis(?:s)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(postgres(?:ql)?(?:\+asyncpg)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(whsec_)[A-Za-z0-9_-]+"),  # alert webhook signing secrets (core.alerts)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import get_settings
 from core.crypto import decrypt, encrypt, keyed_digest
 from core.db.engine import session_scope
-from core.db.models import Connection, ConnectSession
+from core.db.models import Connection, ConnectSession, Credential
 from core.errors import MetricxError
 from core.oauth import AuthorizationRequest, ConnectError, OAuthConnector, normalize_account_id, pkce_pair
 from core.plugins import get_registry
@@ -263,15 +263,38 @@ def _credentials_dict(credentials: Credentials, grant_id: uuid.UUID) -> dict[str
 
 
 async def _reconnect(session: AsyncSession, row: ConnectSession, credentials: Credentials) -> None:
-    """``reconnect=<id>``: the new tokens go to that connection (the reconnect service checks them)."""
+    """``reconnect=<id>``: the new tokens go to that connection (the reconnect service checks they
+    reach its account), and to every other connection that shared its old grant and whose account
+    the new tokens reach: one login fixes all the accounts one token covered."""
     assert row.reconnect_connection_id is not None
-    await replace_credentials(
-        session,
-        workspace_id=row.workspace_id,
-        connection_id=row.reconnect_connection_id,
-        provider=row.provider,
-        credentials=_credentials_dict(credentials, row.id),
+    old_grant = await session.scalar(
+        select(Credential.grant_id).where(Credential.connection_id == row.reconnect_connection_id)
     )
+    targets = [row.reconnect_connection_id]
+    if old_grant is not None:
+        reached = [a["external_account_id"] for a in row.accounts]
+        siblings = await session.scalars(
+            select(Connection.id)
+            .join(Credential, Credential.connection_id == Connection.id)
+            .where(
+                Credential.grant_id == old_grant,
+                Connection.workspace_id == row.workspace_id,
+                Connection.provider == row.provider,
+                Connection.id != row.reconnect_connection_id,
+                Connection.external_account_id.in_(reached),
+            )
+            .order_by(Connection.created_at)
+        )
+        targets += list(siblings)
+    for connection_id in targets:
+        await replace_credentials(
+            session,
+            workspace_id=row.workspace_id,
+            connection_id=connection_id,
+            provider=row.provider,
+            credentials=_credentials_dict(credentials, row.id),
+        )
+    row.params = {**row.params, "reconnected": [str(t) for t in targets]}
     row.status = Status.completed
     row.access_token_enc = row.refresh_token_enc = None
 

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -28,6 +29,8 @@ from tests.integration.test_api_process import METRICX, tenant_over_http
 __all__ = ["chromium"]  # fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
+#: The authorization codes and states the browser carried back: none may reach the API's log.
+CARRIED: list[str] = []
 
 
 @dataclass
@@ -123,6 +126,7 @@ def stack(metricx_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 proc.terminate()
                 proc.wait(20)
         text = log_path.read_text()
+        assert "/callback" in text  # the callbacks were logged, and without what they carried
         secrets = (
             "sim-app-secret",
             "sim-client-secret",
@@ -132,7 +136,7 @@ def stack(metricx_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "1//sim-",
             "ya29.",
         )
-        for secret in secrets:
+        for secret in (*secrets, *CARRIED):
             assert secret not in text, f"the API log shows {secret!r}"
 
 
@@ -153,6 +157,8 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
         shot(page, f"connect-{name}-{n}1-consent")
         page.click("#allow")
         page.wait_for_url(f"{api}/v1/connect/{name}/callback*")
+        carried = parse_qs(urlsplit(page.url).query)
+        CARRIED.extend(carried["code"] + carried["state"])
         assert page.locator("#title").inner_text() == "Accounts found"
         shot(page, f"connect-{name}-{n}2-accounts-found")
         session_id = page.locator("#session-id").inner_text()

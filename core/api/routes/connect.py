@@ -229,17 +229,19 @@ async def callback(provider: str, request: Request, http: HttpDep) -> Response:
         "reconnected_connection_id": str(row.reconnect_connection_id)
         if row.reconnect_connection_id
         else None,
+        "reconnected": [str(c) for c in row.params.get("reconnected", [])],
         "accounts": [{k: v for k, v in a.items() if k != "config"} for a in row.accounts],
     }
     if _wants_json(request):
         return JSONResponse(data)
-    return _page("Accounts found", _accounts_html(data))
+    title = "Reconnected" if row.reconnect_connection_id else "Accounts found"
+    return _page(title, _accounts_html(data))
 
 
 def _accounts_html(data: dict[str, Any]) -> str:
     if data["reconnected_connection_id"]:
-        connection_id = data["reconnected_connection_id"]
-        return f'<p id="reconnected">Connection <code>{connection_id}</code> has new credentials.</p>'
+        items = "".join(f"<li><code>{c}</code></li>" for c in data["reconnected"])
+        return f'<p id="reconnected">These connections have new credentials:</p><ul>{items}</ul>'
     rows = "".join(
         f'<tr class="account" data-id="{html.escape(a["external_account_id"])}">'
         f"<td>{html.escape(a['external_account_id'])}"

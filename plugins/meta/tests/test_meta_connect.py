@@ -317,3 +317,52 @@ def test_cli_connect(mode: str, meta_sim: Any, metricx_env: Any) -> None:
     ids = sorted(c["external_account_id"] for c in got["connections"])
     assert ids == (["3001", "3002", "3003"] if mode == "listen" else ["3001", "3003"])
     assert "sim-user-" not in out + errors and SIM_APP_SECRET not in out + errors
+
+
+async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(api: httpx.AsyncClient) -> None:
+    ws, headers = await tenant(api)
+    landed = await api.get(
+        callback_path(consent(await start(api, ws, headers))), headers={"Accept": "application/json"}
+    )
+    picked = await api.post(
+        f"/v1/workspaces/{ws}/connect/meta/accounts",
+        params={"session": landed.json()["session_id"]},
+        json={"accounts": ["3001", "3002"], "backfill": False},
+        headers=headers,
+    )
+    ids = sorted(c["id"] for c in picked.json()["connections"])
+    async with session_scope() as session:
+        await session.execute(
+            text("UPDATE connections SET sync_status = 'reconnect_required' WHERE workspace_id = :w"),
+            {"w": ws},
+        )
+        before = (await session.execute(text("SELECT DISTINCT grant_id FROM credentials"))).all()
+
+    started = await api.post(f"/v1/workspaces/{ws}/connect/meta", json={"reconnect": ids[0]}, headers=headers)
+    assert started.status_code == 201, started.text
+    again = await api.get(
+        callback_path(consent(started.json()["authorization_url"])), headers={"Accept": "application/json"}
+    )
+    assert again.status_code == 200, again.text
+    assert sorted(again.json()["reconnected"]) == ids
+    listed = (await api.get(f"/v1/workspaces/{ws}/connections", headers=headers)).json()["items"]
+    assert sorted(c["id"] for c in listed) == ids  # same connections, no new ones
+    assert {c["sync_status"] for c in listed} == {"idle"}
+    async with session_scope() as session:
+        grants = (
+            await session.execute(
+                text(
+                    "SELECT DISTINCT k.grant_id FROM credentials k "
+                    "JOIN connections c ON c.id = k.connection_id WHERE c.workspace_id = :w"
+                ),
+                {"w": ws},
+            )
+        ).all()
+    assert len(grants) == 1 and grants[0] not in before
+
+    # another workspace cannot start a reconnect of these connections
+    other_ws, other_headers = await tenant(api)
+    stolen = await api.post(
+        f"/v1/workspaces/{other_ws}/connect/meta", json={"reconnect": ids[0]}, headers=other_headers
+    )
+    assert stolen.status_code == 404
