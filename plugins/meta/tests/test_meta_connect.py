@@ -11,7 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from metricx_meta.simulator import SIM_APP_ID, SIM_APP_SECRET, SimState, create_app, seed_account
+from metricx_meta.simulator import (
+    DEFAULT_TOKEN,
+    SIM_APP_ID,
+    SIM_APP_SECRET,
+    SimState,
+    create_app,
+    seed_account,
+)
 from sqlalchemy import text
 
 from core.testing.connect_flow import consent
@@ -139,10 +146,15 @@ async def test_connect_two_accounts_sharing_one_long_lived_token(api: httpx.Asyn
     # the same account under Meta's other spelling cannot be connected twice
     again = await api.post(
         f"/v1/workspaces/{ws}/connections",
-        json={"provider": "meta", "external_account_id": "act_3002", "credentials": {"access_token": "x"}},
+        json={
+            "provider": "meta",
+            "external_account_id": "act_3002",
+            "credentials": {"access_token": DEFAULT_TOKEN},
+            "backfill": False,
+        },
         headers=headers,
     )
-    assert again.status_code in (409, 422)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "connection_exists"
     listed = await api.get(
         f"/v1/workspaces/{ws}/connect/meta/accounts", params={"session": found["session_id"]}, headers=headers
     )
@@ -366,3 +378,17 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(api: 
         f"/v1/workspaces/{other_ws}/connect/meta", json={"reconnect": ids[0]}, headers=other_headers
     )
     assert stolen.status_code == 404
+
+
+async def test_account_ids_are_stored_in_one_form_per_provider(meta_sim: Any) -> None:
+    from core import Credentials
+    from core.testing.harness import create_connection, create_workspace
+
+    async with session_scope() as session:
+        ws = await create_workspace(session, "ids")
+        creds = Credentials(access_token="t", refresh_token="r")
+        meta = await create_connection(session, ws.id, "meta", " act_777 ", creds)
+        google = await create_connection(session, ws.id, "google", "100-000-0003", creds)
+        shop = await create_connection(session, ws.id, "shopify", "My-Store.MyShopify.com", creds)
+    assert (meta.external_account_id, google.external_account_id) == ("777", "1000000003")
+    assert shop.external_account_id == "my-store.myshopify.com"
