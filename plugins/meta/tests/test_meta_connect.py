@@ -392,3 +392,25 @@ async def test_account_ids_are_stored_in_one_form_per_provider(meta_sim: Any) ->
         shop = await create_connection(session, ws.id, "shopify", "My-Store.MyShopify.com", creds)
     assert (meta.external_account_id, google.external_account_id) == ("777", "1000000003")
     assert shop.external_account_id == "my-store.myshopify.com"
+
+
+async def test_an_expired_sign_in_link_is_refused(api: httpx.AsyncClient) -> None:
+    ws, headers = await tenant(api)
+    location = consent(await start(api, ws, headers))
+    async with session_scope() as session:
+        await session.execute(
+            text(
+                "UPDATE connect_sessions SET expires_at = now() - interval '1 second' WHERE workspace_id = :w"
+            ),
+            {"w": ws},
+        )
+    answer = await api.get(callback_path(location), headers={"Accept": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "state_expired"
+    async with session_scope() as session:
+        row = (
+            await session.execute(
+                text("SELECT status, access_token_enc FROM connect_sessions WHERE workspace_id = :w"),
+                {"w": ws},
+            )
+        ).one()
+    assert row.status == "failed" and row.access_token_enc is None
