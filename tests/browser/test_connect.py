@@ -23,7 +23,7 @@ import pytest
 
 from core.testing.http import serve_app
 from core.testing.servers import free_port
-from tests.browser.test_dashboard import Offline, chromium, shot, wait_job
+from tests.browser.test_dashboard import Offline, chromium, shot, sign_in, wait_job
 from tests.integration.test_api_process import METRICX, tenant_over_http
 
 __all__ = ["chromium"]  # fixture
@@ -81,15 +81,15 @@ def _shopify(stack: ExitStack) -> dict[str, str]:
 
 
 PLATFORMS = {
-    "meta": Platform("meta", _meta, [({}, ["act_1001", "1002"])]),
+    "meta": Platform("meta", _meta, [({}, ["1001", "1002"])]),
     # The manager is listed but not connectable; its two clients are connected through it.
-    "google": Platform("google", _google, [({}, ["100-000-0002", "1000000003"])]),
+    "google": Platform("google", _google, [({}, ["1000000002", "1000000003"])]),
     "shopify": Platform(
         "shopify",
         _shopify,
         [
             ({"shop": "sim-store-1.myshopify.com"}, ["sim-store-1.myshopify.com"]),
-            ({"shop": "Sim-Store-2.myshopify.com"}, ["sim-store-2.myshopify.com"]),
+            ({"shop": "sim-store-2.myshopify.com"}, ["sim-store-2.myshopify.com"]),
         ],
     ),
 }
@@ -149,32 +149,40 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
     base = f"{api}/v1/workspaces/{ws}"
     offline = Offline(chromium)
     page = offline.context.new_page()
-    connections: list[dict[str, Any]] = []
+    sign_in(page, api, headers["Authorization"].removeprefix("Bearer "))
     for n, (body, pick) in enumerate(platform.flows, start=1):
-        started = httpx.post(f"{base}/connect/{name}", json=body, headers=headers)
-        assert started.status_code == 201, started.text
-        page.goto(started.json()["authorization_url"])
+        page.goto(f"{api}/dashboard")
+        if body.get("shop"):
+            page.fill("#connect-shop", body["shop"])
+        page.click(f"#connect-{name}")
+        page.click("#continue")
         shot(page, f"connect-{name}-{n}1-consent")
         page.click("#allow")
         page.wait_for_url(f"{api}/v1/connect/{name}/callback*")
+        callback_url = page.url
         carried = parse_qs(urlsplit(page.url).query)
         CARRIED.extend(carried["code"] + carried["state"])
         assert page.locator("#title").inner_text() == "Accounts found"
         shot(page, f"connect-{name}-{n}2-accounts-found")
         session_id = page.locator("#session-id").inner_text()
-        assert page.locator("tr.account").count() >= len(pick)
-
         listed = httpx.get(f"{base}/connect/{name}/accounts", params={"session": session_id}, headers=headers)
         assert listed.status_code == 200 and all(a["timezone"] for a in listed.json()["accounts"])
-        picked = httpx.post(
-            f"{base}/connect/{name}/accounts",
-            params={"session": session_id},
-            json={"accounts": pick, "backfill": False},
-            headers=headers,
-            timeout=60,
-        )
-        assert picked.status_code == 201, picked.text
-        connections += picked.json()["connections"]
+
+        page.click("#pick-in-dashboard")
+        page.wait_for_url(f"{api}/dashboard/connect/{name}/accounts*")
+        for account in pick:
+            page.check(f'tr.account[data-id="{account}"] input[name=account]')
+        page.uncheck("#backfill")
+        shot(page, f"connect-{name}-{n}3-pick")
+        page.click("#connect-picked")
+        page.wait_for_url(f"{api}/dashboard")
+    shot(page, f"connect-{name}-04-dashboard")
+    connections = httpx.get(f"{base}/connections", headers=headers).json()["items"]
+    assert sorted(c["external_account_id"] for c in connections) == sorted(
+        p for _, ps in platform.flows for p in ps
+    )
+    for connection in connections:
+        assert page.locator(f'tr[data-connection-id="{connection["id"]}"]').count() == 1
     assert len(connections) == 2
 
     for connection in connections:
@@ -189,7 +197,7 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
         assert metrics.status_code == 200 and metrics.json()["items"], metrics.text
 
     # The replayed callback is refused with a page that says so.
-    page.reload()
+    page.goto(callback_url)
     assert page.locator("#error").get_attribute("data-code") == "state_used"
     shot(page, f"connect-{name}-99-replayed")
     offline.context.close()

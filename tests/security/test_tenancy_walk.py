@@ -45,6 +45,11 @@ DASHBOARD = {
     ("GET", "/dashboard/connections/{connection_id}"),
     ("GET", "/dashboard/connections/{connection_id}/_live"),
     ("POST", "/dashboard/connections/{connection_id}/{action}"),
+    # The connect flow in the dashboard (core/web/connect.py): the workspace is the session's;
+    # plugins/meta/tests/test_meta_connect.py::test_the_dashboard_picks_only_its_own_workspaces_accounts.
+    ("POST", "/dashboard/connect/{provider}"),
+    ("GET", "/dashboard/connect/{provider}/accounts"),
+    ("POST", "/dashboard/connect/{provider}/accounts"),
 }
 BODIES = {
     "/connections": {

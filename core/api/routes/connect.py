@@ -253,8 +253,10 @@ def _accounts_html(data: dict[str, Any]) -> str:
     return (
         f'<p>Signed in. Connect session <code id="session-id">{session_id}</code> found these accounts:</p>'
         f"<table><tr><th>id</th><th>name</th><th>currency</th><th>timezone</th><th></th></tr>{rows}</table>"
-        "<p>Pick the ones to connect: "
-        f"<code>metricx connect {html.escape(data['provider'])} --session {session_id}"
+        f'<p><a id="pick-in-dashboard" href="/dashboard/connect/{html.escape(data["provider"])}/accounts?'
+        f'session={session_id}">Pick the accounts to connect in the dashboard</a>, or pick them with '
+        f"<code>metricx connect {html.escape(data['provider'])} -w {data['workspace_id']} "
+        f"--session {session_id}"
         f" --account ID</code>, or <code>POST /v1/workspaces/{data['workspace_id']}/connect/"
         f"{html.escape(data['provider'])}/accounts?session={session_id}</code>.</p>"
     )

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -414,3 +414,57 @@ async def test_an_expired_sign_in_link_is_refused(api: httpx.AsyncClient) -> Non
             )
         ).one()
     assert row.status == "failed" and row.access_token_enc is None
+
+
+async def test_the_dashboard_picks_only_its_own_workspaces_accounts(meta_sim: Any) -> None:
+    """The dashboard's pick page and form (core/web/connect.py): another workspace's signed-in
+    browser cannot see or use a connect session; the owner's ticks become connections."""
+    import re
+
+    csrf = re.compile(r'name="csrf" value="([^"]+)"')
+    app = create_api()
+    owner = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC)
+    intruder = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC)
+    async with owner, intruder:
+        ws_a, headers_a = await tenant(owner)
+        _, headers_b = await tenant(owner)
+        for client, headers in ((owner, headers_a), (intruder, headers_b)):
+            form = await client.get("/login")
+            token = csrf.search(form.text)
+            assert token is not None
+            key = headers["Authorization"].removeprefix("Bearer ")
+            signed = await client.post("/login", data={"csrf": token.group(1), "api_key": key})
+            assert signed.status_code == 303
+        dashboard = await owner.get("/dashboard")
+        mine = csrf.search(dashboard.text)
+        assert mine is not None and 'id="connect-meta"' in dashboard.text
+        started = await owner.post("/dashboard/connect/meta", data={"csrf": mine.group(1)})
+        link = re.search(r'id="continue" href="([^"]+)"', started.text)
+        assert started.status_code == 200 and link is not None
+        import html
+
+        landed = await owner.get(callback_path(consent(html.unescape(link.group(1)))))
+        session_id = re.search(r'id="session-id">([^<]+)<', landed.text)
+        assert session_id is not None
+        pick_url = f"/dashboard/connect/meta/accounts?session={session_id.group(1)}"
+        assert f'href="{pick_url}"' in landed.text
+
+        stolen = await intruder.get(pick_url)
+        assert stolen.status_code == 404 and "3001" not in stolen.text
+        theirs = csrf.search((await intruder.get("/dashboard")).text)
+        assert theirs is not None
+        forced = await intruder.post(pick_url, data={"csrf": theirs.group(1), "account": "3001"})
+        assert forced.status_code == 404 and "3001" not in forced.text
+
+        listed = await owner.get(pick_url)
+        assert listed.status_code == 200 and 'value="3001"' in listed.text
+        picked = await owner.post(
+            pick_url, content=urlencode([("csrf", mine.group(1)), ("account", "3001"), ("account", "3003")]),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        assert picked.status_code == 303 and picked.headers["location"] == "/dashboard"
+        connections = (await owner.get(f"/v1/workspaces/{ws_a}/connections", headers=headers_a)).json()[
+            "items"
+        ]
+        assert sorted(c["external_account_id"] for c in connections) == ["3001", "3003"]
+    await app.state.resources.aclose()
