@@ -7,11 +7,11 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import encrypt, get_cipher, rotate
-from core.db.models import ApiKey, Connection, Credential, Workspace
+from core.db.models import ApiKey, Connection, ConnectSession, Credential, Workspace
 from core.oauth import normalize_account_id
 from core.providers import Credentials
 from core.state import ConnectionStatus, SyncStatus
@@ -111,4 +111,30 @@ async def rotate_credentials(session: AsyncSession) -> int:
                 refresh_token_enc=rotate(cred.refresh_token_enc, cipher),
             )
         )
-    return len(rows)
+    # Connect flows hold tokens for an hour at most, but one under way must survive the rotation too.
+    flows = (
+        (
+            await session.execute(
+                select(ConnectSession).where(
+                    or_(
+                        ConnectSession.access_token_enc.is_not(None),
+                        ConnectSession.refresh_token_enc.is_not(None),
+                        ConnectSession.code_verifier_enc.is_not(None),
+                    )
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for flow in flows:
+        await session.execute(
+            update(ConnectSession)
+            .where(ConnectSession.id == flow.id)
+            .values(
+                access_token_enc=rotate(flow.access_token_enc, cipher),
+                refresh_token_enc=rotate(flow.refresh_token_enc, cipher),
+                code_verifier_enc=rotate(flow.code_verifier_enc, cipher),
+            )
+        )
+    return len(rows) + len(flows)

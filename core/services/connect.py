@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
@@ -101,6 +101,7 @@ async def start_connect(
     """Begin a flow for the workspace and key: the authorization URL with a fresh state."""
     connector = connector_for(provider)
     checked = connector.start_params(params)
+    await prune_connect_sessions(session)
     if reconnect is not None:
         target = await session.scalar(
             select(Connection.id).where(
@@ -133,6 +134,17 @@ async def start_connect(
     )
     log.info("connect_started", provider=provider, workspace_id=str(workspace_id), session_id=str(row.id))
     return ConnectStart(row.id, url, expires_at)
+
+
+async def prune_connect_sessions(session: AsyncSession) -> None:
+    """Forget the tokens of flows past their time (never picked), and flows older than a week."""
+    now = datetime.now(UTC)
+    await session.execute(
+        update(ConnectSession)
+        .where(ConnectSession.expires_at <= now, ConnectSession.access_token_enc.is_not(None))
+        .values(access_token_enc=None, refresh_token_enc=None, code_verifier_enc=None)
+    )
+    await session.execute(delete(ConnectSession).where(ConnectSession.created_at < now - timedelta(days=7)))
 
 
 async def _claim(provider: str, state: str) -> ConnectSession:

@@ -468,3 +468,41 @@ async def test_the_dashboard_picks_only_its_own_workspaces_accounts(meta_sim: An
         ]
         assert sorted(c["external_account_id"] for c in connections) == ["3001", "3003"]
     await app.state.resources.aclose()
+
+
+async def test_a_flow_never_picked_loses_its_tokens_and_key_rotation_covers_flows(
+    api: httpx.AsyncClient,
+) -> None:
+    from core.services import rotate_credentials
+
+    ws, headers = await tenant(api)
+    await api.get(callback_path(consent(await start(api, ws, headers))))
+    kept = await api.get(
+        callback_path(consent(await start(api, ws, headers))), headers={"Accept": "application/json"}
+    )
+    kept_id = kept.json()["session_id"]
+    async with session_scope() as session:
+        assert await rotate_credentials(session) >= 2  # `metricx keys rotate` re-encrypts flows too
+        await session.execute(
+            text(
+                "UPDATE connect_sessions SET expires_at = now() - interval '1 second' "
+                "WHERE workspace_id = :w AND id <> :k"
+            ),
+            {"w": ws, "k": kept_id},
+        )
+    await start(api, ws, headers)  # any new flow forgets the tokens of the lapsed ones
+    async with session_scope() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT id, access_token_enc IS NOT NULL AS has FROM connect_sessions "
+                    "WHERE workspace_id = :w"
+                ),
+                {"w": ws},
+            )
+        ).all()
+    assert {str(r.id) for r in rows if r.has} == {kept_id}
+    listed = await api.get(
+        f"/v1/workspaces/{ws}/connect/meta/accounts", params={"session": kept_id}, headers=headers
+    )
+    assert listed.status_code == 200 and len(listed.json()["accounts"]) == 3
