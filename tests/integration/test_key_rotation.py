@@ -40,3 +40,50 @@ async def test_rotate_reencrypts_every_token_under_the_new_key(metricx_env: Any)
     assert only_new.decrypt(bytes(row.access_token_enc)) == b"EAAB-access"
     assert only_new.decrypt(bytes(row.refresh_token_enc)) == b"1//refresh"
     assert b"EAAB-access" not in bytes(row.access_token_enc)
+    await _forget(ws.id)  # under a key no other test knows: the next rotation must not meet it
+
+
+async def test_rotate_reencrypts_a_connect_flow_under_way(metricx_env: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from core.crypto import encrypt
+    from core.db.models import ConnectSession
+
+    old = metricx_env.env["METRICX_ENCRYPTION_KEYS"]
+    async with session_scope() as session:
+        ws = await create_workspace(session, "rotation-flow")
+        flow = ConnectSession(
+            workspace_id=ws.id,
+            provider="testprovider",
+            state_digest=f"rotation-{ws.id}",
+            status="authorized",
+            params={},
+            accounts=[],
+            access_token_enc=encrypt("flow-access"),
+            code_verifier_enc=encrypt("flow-verifier"),
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        session.add(flow)
+        await session.flush()
+        flow_id = flow.id
+    new = Fernet.generate_key().decode()
+    env = {**os.environ, **metricx_env.env, "METRICX_ENCRYPTION_KEYS": f"{new},{old}"}
+    metricx = os.path.join(os.path.dirname(sys.executable), "metricx")
+    result = subprocess.run([metricx, "keys", "rotate"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    async with session_scope() as session:
+        row = (
+            await session.execute(
+                text("SELECT access_token_enc, code_verifier_enc FROM connect_sessions WHERE id = :f"),
+                {"f": flow_id},
+            )
+        ).one()
+    only_new = MultiFernet([Fernet(new)])
+    assert only_new.decrypt(bytes(row.access_token_enc)) == b"flow-access"
+    assert only_new.decrypt(bytes(row.code_verifier_enc)) == b"flow-verifier"
+    await _forget(ws.id)
+
+
+async def _forget(workspace_id: Any) -> None:
+    async with session_scope() as session:
+        await session.execute(text("DELETE FROM workspaces WHERE id = :w"), {"w": workspace_id})
