@@ -22,7 +22,7 @@ from core.demo.scenario import (
     realtime_cycle,
     setup_workspace,
 )
-from core.demo.stack import Stack, build_stack, start_simulators, wait_for_port
+from core.demo.stack import Stack, build_stack, start_simulators, wait_for_port, write_cli_env
 from core.embedded import free_port
 
 
@@ -102,6 +102,14 @@ async def _summary(console: Console, stack: Stack, demo: Demo, api_url: str) -> 
     body = await api_summary(api_url, demo.api_key, demo.workspace_id, since, until)
     print_totals(console, summary, body, stack.data_dir)
     print_commands(console, api_url, demo.workspace_id, demo.key, stack)
+    cli_env = write_cli_env(stack, demo.workspace_id)
+    metricx = Path(sys.executable).parent / "metricx"
+    console.print(
+        f"Connect an account (log in at the simulator, or use the dashboard's Connect button): "
+        f". {cli_env.resolve()} && {metricx} connect meta -w {demo.workspace_id} --listen --all",
+        soft_wrap=True,
+        highlight=False,
+    )
     console.print(f"Logs: {stack.data_dir / 'logs'}")
 
 
@@ -130,9 +138,11 @@ def run_demo(*, data_dir: Path, exit_after_s: float | None, reset: bool, api_por
         start_simulators(stack, {p: s.module for p, s in registry.simulators.items()})
         for spec in registry.simulators.values():
             stack.env.update(spec.worker_env(stack.urls[spec.provider]))
-        _configure(stack)
         port = api_port or free_port()
         api_url = f"http://127.0.0.1:{port}"
+        # The connect flow's redirect URL ({public_url}/v1/connect/{provider}/callback) is this API.
+        stack.env["METRICX_PUBLIC_URL"] = api_url
+        _configure(stack)
         python = sys.executable
         from core.db.migrate import upgrade
 

@@ -6,11 +6,13 @@ import asyncio
 import ctypes
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,3 +158,31 @@ def start_simulators(stack: Stack, modules: dict[str, str]) -> None:
         stack.urls[provider] = f"http://127.0.0.1:{port}"
     for url in stack.urls.values():
         wait_for_port("127.0.0.1", int(url.rsplit(":", 1)[1]))
+
+
+CLI_ENV = "cli.env"
+# What the CLI needs of the demo's env; the rest (operator key, the demo's cadence) is not its business.
+_NOT_FOR_CLI = {"METRICX_OPERATOR_KEY", "METRICX_CRON_REALTIME", "METRICX_RETRY_BASE_S", "PYTHONUNBUFFERED"}
+
+
+def write_cli_env(stack: Stack, workspace_id: uuid.UUID) -> Path:
+    """``data_dir/cli.env`` (private: it holds the encryption key): ``. cli.env`` points a shell's
+    ``metricx`` at the demo's servers and simulators, with ``METRICX_DEMO_WORKSPACE`` set.
+
+    The CLI's ``METRICX_PUBLIC_URL`` is a free loopback port of its own, not the API's: with
+    ``metricx connect --listen`` the simulator's consent page sends the browser back to the CLI
+    (the simulators, unlike the platforms, accept any redirect URL).
+    """
+    env = {k: v for k, v in stack.env.items() if k not in _NOT_FOR_CLI}
+    env["METRICX_PUBLIC_URL"] = f"http://127.0.0.1:{free_port()}"
+    env["METRICX_DEMO_WORKSPACE"] = str(workspace_id)
+    path = stack.data_dir / CLI_ENV
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    path.write_text(
+        "# Written by `metricx demo`: `. cli.env` points metricx at the running demo.\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return path

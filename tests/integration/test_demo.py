@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlencode, urljoin, urlparse, urlunparse
 
 import httpx
 import pytest
@@ -93,6 +94,50 @@ def check_summary_against_the_api(out: str, data_dir: Path) -> None:
     assert any(Decimal(c["store_revenue"]) > 0 for c in body["currencies"])  # Shopify beside ad spend
 
 
+def allow_at(authorization_url: str) -> httpx.Response:
+    """What a user's Allow on the simulator's consent page does (its form, posted as a browser would)."""
+    page = httpx.get(authorization_url, timeout=10)
+    assert page.status_code == 200, page.text
+    form = re.findall(r'<input type="(?:hidden|checkbox)" name="([^"]+)" value="([^"]*)"', page.text)
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    assert form and action, page.text
+    fields = [(k, html.unescape(v)) for k, v in form] + [("decision", "allow")]
+    return httpx.post(
+        urljoin(authorization_url, html.unescape(action.group(1))),
+        content=urlencode(fields),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=True,
+        timeout=30,
+    )
+
+
+def connect_as_printed(out: str, data_dir: Path, tmp_path: Path) -> None:
+    """The summary's "Connect an account" line, pasted into a shell while the demo runs, connects the
+    simulator's one Meta account not connected yet once the user allows access."""
+    [line] = [line for line in out.splitlines() if line.startswith("Connect an account")]
+    command = line.split(": ", 1)[1]
+    assert (data_dir / "cli.env").stat().st_mode & 0o077 == 0  # it holds the encryption key
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRICX_")}
+    env.pop("DATABASE_URL", None), env.pop("REDIS_URL", None)  # all from the demo's cli.env
+    with (tmp_path / "connect.out").open("w+") as stdout:
+        proc = subprocess.Popen(
+            ["bash", "-c", command], env=env, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "http" not in (url := Path(stdout.name).read_text()):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr and proc.stderr.read()
+                time.sleep(0.1)
+            back = allow_at(url.strip().splitlines()[0])
+            assert back.status_code == 200 and "go back to the terminal" in back.text
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "connected meta account 1005" in Path(stdout.name).read_text()
+
+
 # Two demo runs: the first syncs 90 days of eight connections (about two minutes on a 2-core VM,
 # the Shopify simulator pacing GraphQL cost as a Standard-plan store does), the second reuses them.
 @pytest.mark.timeout(480)
@@ -109,11 +154,12 @@ def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     try:
         demo = RunningDemo(
-            [metricx, "demo", "--data-dir", str(data_dir), "--exit-after", "20"], env, tmp_path / "stderr"
+            [metricx, "demo", "--data-dir", str(data_dir), "--exit-after", "30"], env, tmp_path / "stderr"
         )
         try:
             demo.wait_for("Ready in", timeout_s=300)
             check_summary_against_the_api("".join(demo.lines), data_dir)
+            connect_as_printed("".join(demo.lines), data_dir, tmp_path)
             out = demo.finish(timeout_s=60)
         finally:
             if demo.proc.poll() is None:

@@ -19,6 +19,7 @@ def worker_env(url: str) -> Mapping[str, str]:
     return {
         "METRICX_GOOGLE_BASE_URL": url,
         "METRICX_GOOGLE_TOKEN_URL": f"{url}/token",
+        "METRICX_GOOGLE_AUTH_URL": f"{url}/o/oauth2/v2/auth",  # the connect flow's consent page
         "METRICX_GOOGLE_CLIENT_ID": DEFAULT_CLIENT_ID,
         "METRICX_GOOGLE_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
     }
