@@ -22,7 +22,9 @@ from core.api.guards import auth_guard
 from core.api.routes import connections as connection_routes
 from core.api.schemas import SyncRequest
 from core.db.models import Connection
+from core.oauth import ConnectError
 from core.services import summary
+from core.services.connect import start_connect
 from core.web import sessions, views
 from core.web.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebSession
 
@@ -189,7 +191,7 @@ async def act(
     session: SessionDep,
     redis: RedisDep,
 ) -> Response:
-    """Sync now, pause, resume or reconnect, through the REST API's own handlers."""
+    """Sync now, pause or resume through the REST API's own handlers; reconnect starts the connect flow."""
     if web is None:
         return to_login()
     fields = await form(request)
@@ -198,6 +200,8 @@ async def act(
     connection = await _owned(session, web, connection_id)
     if connection is None or action not in ACTIONS:
         return page(request, "not_found.html", {"web": web}, 404)
+    if action == "reconnect":
+        return await _reconnect(request, web, session, connection, fields)
     notice = await _perform(session, redis, connection, action)
     target = request.url_for("connection_page", connection_id=connection.id).include_query_params(
         notice=notice
@@ -211,9 +215,8 @@ NOTICES = {
     "resumed": "Resumed: syncing on schedule again.",
     "queued": "Sync queued.",
     "already_queued": "A sync is already queued or running.",
-    "reconnect": "Retrying with the stored tokens (the connect flow for new tokens has not landed yet).",
     "connection_paused": "The connection is paused; resume it first.",
-    "reconnect_required": "The platform rejected the token: use Reconnect to retry it, or connect anew.",
+    "reconnect_required": "The platform rejected the token: use Reconnect to log in at the platform again.",
     "connection_disconnected": "The connection was disconnected; connect the account again.",
 }
 
@@ -222,6 +225,32 @@ def _notice(code: str) -> str:
     if not code:
         return ""
     return NOTICES.get(code, "That action is not possible in the connection's current state.")
+
+
+async def _reconnect(
+    request: Request, web: WebSession, session: SessionDep, connection: Connection, fields: dict[str, str]
+) -> Response:
+    """Start the connect flow for this connection (``reconnect=<id>``): a page with the link to the
+    platform's login; the callback gives the connection the new tokens, keeping its id and history."""
+    params = {"shop": fields["shop"]} if fields.get("shop") else {}
+    try:
+        started = await start_connect(
+            session,
+            workspace_id=web.workspace_id,
+            api_key_id=web.key_id,
+            provider=connection.provider,
+            params=params,
+            reconnect=connection.id,
+        )
+    except ConnectError as exc:
+        return page(request, "connect_error.html", {"web": web, "message": exc.message}, exc.status)
+    context = {
+        "web": web,
+        "provider": connection.provider,
+        "url": started.authorization_url,
+        "reconnect": views.connection_row(connection),
+    }
+    return page(request, "connect_start.html", context)
 
 
 async def _perform(session: SessionDep, redis: RedisDep, connection: Connection, action: str) -> str:
@@ -233,11 +262,9 @@ async def _perform(session: SessionDep, redis: RedisDep, connection: Connection,
             await connection_routes.resume(connection, session)
             return "resumed"
         ref = ConnectionRef(connection.id, connection.workspace_id, connection.status, connection.sync_status)
-        result = await connection_routes.sync_connection(
-            ref, session, redis, SyncRequest(), retry_rejected_token=action == "reconnect"
-        )
+        result = await connection_routes.sync_connection(ref, session, redis, SyncRequest())
     except ApiError as exc:
         return exc.code
     if result.status == "already_queued":
         return "already_queued"
-    return "reconnect" if action == "reconnect" else "queued"
+    return "queued"

@@ -88,8 +88,8 @@ def action_for(connection: Connection, now: datetime | None = None) -> Action | 
         return Action(
             "reconnect",
             "reconnect",
-            "the platform refused the tokens; the connect flow has not landed yet, so reconnecting "
-            "here retries with the stored tokens (works once the account is re-authorised on the platform)",
+            "the platform refused the tokens; reconnect: log in at the platform again through the "
+            "connect flow (the connection keeps its id and history)",
         )
     if sync == SyncStatus.rate_limited:
         until = connection.rate_limited_until

@@ -202,3 +202,79 @@ def test_connect_in_chromium(name: str, stack: Any, worker_process: Any, chromiu
     shot(page, f"connect-{name}-99-replayed")
     offline.context.close()
     assert offline.blocked == []
+
+
+def test_reconnect_from_the_dashboard(stack: Any, worker_process: Any, chromium: Any) -> None:
+    """A Meta connection whose token the platform revoked is fixed from the dashboard: Reconnect, the
+    simulator's consent page, back to the callback; it keeps its id and history and syncs again."""
+    api, env = stack
+    worker_process(**env)
+    sim = env["METRICX_META_BASE_URL"]
+    ws, headers = tenant_over_http(api)
+    base = f"{api}/v1/workspaces/{ws}"
+    token = "reconnect-test-token"
+    httpx.post(f"{sim}/_sim/tokens", json={"token": token, "state": "valid"}).raise_for_status()
+    created = httpx.post(
+        f"{base}/connections",
+        json={
+            "provider": "meta",
+            "external_account_id": "1003",
+            "credentials": {"access_token": token},
+            "backfill": False,
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    conn = created.json()["id"]
+    url = f"{base}/connections/{conn}"
+
+    def sync() -> dict[str, Any]:
+        queued = httpx.post(f"{url}/sync", json={"mode": "realtime"}, headers=headers)
+        assert queued.status_code == 202, queued.text
+        return wait_job(base, headers, queued.json()["job_id"])
+
+    assert sync()["status"] == "complete"
+    rows_before = len(httpx.get(f"{url}/metrics", headers=headers).json()["items"])
+    assert rows_before
+    httpx.post(f"{sim}/_sim/tokens", json={"token": token, "state": "invalid"}).raise_for_status()
+    sync()
+    assert httpx.get(url, headers=headers).json()["sync_status"] == "reconnect_required"
+
+    offline = Offline(chromium)
+    page = offline.context.new_page()
+    sign_in(page, api, headers["Authorization"].removeprefix("Bearer "))
+    row = page.locator(f'tr[data-connection-id="{conn}"]')
+    assert row.get_attribute("data-sync-status") == "reconnect_required"
+    shot(page, "reconnect-meta-01-dashboard")
+    row.locator("td.action a").click()
+    page.wait_for_url(f"{api}/dashboard/connections/{conn}")
+    page.click("#action-reconnect")
+    assert page.locator("#reconnect-id").inner_text() == conn
+    shot(page, "reconnect-meta-02-start")
+    page.click("#continue")
+    shot(page, "reconnect-meta-03-consent")
+    page.click("#allow")
+    page.wait_for_url(f"{api}/v1/connect/meta/callback*")
+    carried = parse_qs(urlsplit(page.url).query)
+    CARRIED.extend(carried["code"] + carried["state"])
+    assert page.locator("#title").inner_text() == "Reconnected"
+    assert conn in page.locator("body").inner_text()
+    shot(page, "reconnect-meta-04-reconnected")
+
+    # The same connection (no new one), back to idle once any catch-up the reconnect queued is done.
+    deadline = time.monotonic() + 60
+    while (got := httpx.get(url, headers=headers).json())["sync_status"] != "idle":
+        assert time.monotonic() < deadline, got
+        time.sleep(0.3)
+    listed = httpx.get(f"{base}/connections", headers=headers).json()["items"]
+    assert [c["id"] for c in listed] == [conn]
+    page.click("#back-to-dashboard")
+    page.wait_for_url(f"{api}/dashboard")
+    assert page.locator(f'tr[data-connection-id="{conn}"]').get_attribute("data-sync-status") == "idle"
+    shot(page, "reconnect-meta-05-dashboard")
+
+    # It syncs with the new tokens, and the days it had are still there.
+    assert sync()["status"] == "complete"
+    assert len(httpx.get(f"{url}/metrics", headers=headers).json()["items"]) >= rows_before
+    offline.context.close()
+    assert offline.blocked == []

@@ -231,3 +231,20 @@ async def test_docs_and_redoc_load_only_local_assets(api: httpx.AsyncClient) -> 
             if url.startswith("/_static/"):
                 assert (await api.get(url)).status_code == 200, url
     assert (await api.get("/openapi.json")).status_code == 200
+
+
+async def test_reconnect_starts_the_connect_flow_or_says_why_it_cannot(
+    api: httpx.AsyncClient, browser: Any, tenant: Tenant, sim: Any
+) -> None:
+    conn = await connect(api, tenant, sim.url)
+    client = await browser()
+    await sign_in(client, tenant.key)
+    url = f"/dashboard/connections/{conn['id']}"
+    page = (await client.get(url)).text
+    assert "not landed" not in page and "log in at testprovider again" in page
+    assert (await client.post(f"{url}/reconnect", data={"csrf": "forged"})).status_code == 403
+    # The test provider has no OAuth connector: the page says so, nothing changes.
+    refused = await client.post(f"{url}/reconnect", data={"csrf": csrf_of(page)})
+    assert refused.status_code == 404 and "has no connect flow" in refused.text
+    row = await fetch_one("SELECT status, sync_status FROM connections WHERE id = :id", id=conn["id"])
+    assert (row.status, row.sync_status) == ("active", "idle")

@@ -240,8 +240,13 @@ async def callback(provider: str, request: Request, http: HttpDep) -> Response:
 
 def _accounts_html(data: dict[str, Any]) -> str:
     if data["reconnected_connection_id"]:
-        items = "".join(f"<li><code>{c}</code></li>" for c in data["reconnected"])
-        return f'<p id="reconnected">These connections have new credentials:</p><ul>{items}</ul>'
+        items = "".join(
+            f'<li><a href="/dashboard/connections/{c}"><code>{c}</code></a></li>' for c in data["reconnected"]
+        )
+        return (
+            f'<p id="reconnected">These connections have new credentials:</p><ul>{items}</ul>'
+            '<p><a id="back-to-dashboard" href="/dashboard">Back to the dashboard</a></p>'
+        )
     rows = "".join(
         f'<tr class="account" data-id="{html.escape(a["external_account_id"])}">'
         f"<td>{html.escape(a['external_account_id'])}"
