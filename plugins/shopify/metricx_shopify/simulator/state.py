@@ -84,6 +84,8 @@ class Bucket:
 class SimState(Simulator):
     """Everything the simulator serves and counts; thread-safe enough for one uvicorn thread."""
 
+    extra_fault_kinds = frozenset({"bulk_failed", "bulk_url_expired"})
+
     def __init__(
         self,
         shops: tuple[ShopSpec, ...] = DEFAULT_SHOPS,
