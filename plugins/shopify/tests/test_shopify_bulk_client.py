@@ -277,3 +277,62 @@ async def test_a_store_sync_stores_only_the_whole_orders_of_a_partial_bulk_resul
     async with session_scope() as session:
         for table in ("shopify_order_line_items", "shopify_orders", "shopify_customers"):
             await session.execute(text(f"DELETE FROM {table} WHERE connection_id = :c"), {"c": conn})
+
+
+@pytest.mark.slow
+async def test_a_backfill_through_a_real_worker_reads_by_bulk_and_the_api_shows_the_truth(
+    new_shop: Any,
+    shop_connection: Any,
+    shopify_sim: Any,
+    shopify_env: dict[str, str],
+    worker_process: Any,
+    redis_client: Any,
+) -> None:
+    import asyncio
+    from datetime import date
+
+    from core.testing.harness import create_api, enqueue_sync_job
+
+    spec = new_shop(products=3, customers=10, orders=400, days=85, timezone="Europe/Berlin", currency="EUR")
+    _many_refunds(shopify_sim.state, spec.domain)  # and one order with refunds past every inline page
+    truth = shopify_sim.truth(spec.domain)
+    assert all(truth["kinds"][k] > 0 for k in ("cancelled", "voided", "pending", "multi_currency_refunded"))
+    ws, conn = await shop_connection(spec)
+    before = shopify_sim.stats()["stats"]
+    worker_process(**shopify_env)
+    await enqueue_sync_job(str(conn), str(ws), backfill=True, redis=redis_client)
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await fetch_all(
+        "SELECT 1 FROM connections WHERE id = :c AND backfill_completed_at IS NOT NULL", c=conn
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the backfill did not finish"
+        await asyncio.sleep(0.2)
+    after = shopify_sim.stats()["stats"]
+    # the backfill's windows were read by bulk operations, none by paginated order queries
+    assert after["bulk_operations"] - before.get("bulk_operations", 0) >= 1
+    assert after["bulk_downloads"] - before.get("bulk_downloads", 0) >= 1
+    assert after.get("list_orders", 0) == before.get("list_orders", 0)
+    ops = [o for o in shopify_sim.state.bulk_ops.values() if o["domain"] == spec.domain]
+    assert ops and all(o["status"] == "COMPLETED" for o in ops)
+
+    app = create_api()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+        operator = {"Authorization": "Bearer test-operator-key"}
+        key = await api.post(f"/v1/workspaces/{ws}/api-keys", json={"name": "t"}, headers=operator)
+        got = await api.get(
+            f"/v1/workspaces/{ws}/connections/{conn}/metrics",
+            params={"start": min(truth["daily"]), "end": max(truth["daily"]), "limit": 200},
+            headers={"Authorization": f"Bearer {key.json()['key']}"},
+        )
+    await app.state.resources.aclose()
+    assert got.status_code == 200, got.text
+    api_days = {r["metrics_date"]: r for r in got.json()["items"]}
+    today = datetime.now(ZoneInfo(spec.timezone)).date()
+    compared = 0
+    for day, want in truth["daily"].items():
+        if date.fromisoformat(day) >= today:
+            continue  # today belongs to the realtime sync, not the backfill
+        assert Decimal(str(api_days[day]["revenue"])) == Decimal(want["net_sales"]), day
+        assert Decimal(str(api_days[day]["conversions"])) == want["orders"], day
+        compared += 1
+    assert compared >= 60
