@@ -257,5 +257,11 @@ async def _download(client: ShopifyClient, url: str, *, partial: bool) -> AsyncI
     settings = client.settings
     api = BulkFileAPI(settings.max_retries, settings.retry_backoff_s)
     async with client.http.stream(api, "GET", url, timeout_s=settings.bulk_download_timeout_s) as response:
-        async for node in reassemble(response.aiter_lines(), partial=partial):
-            yield node
+        try:
+            async for node in reassemble(response.aiter_lines(), partial=partial):
+                yield node
+        except httpx.TransportError as exc:  # the stream broke off: the orders handed over were whole
+            raise TransientError(
+                f"the download of a bulk operation's result broke off ({type(exc).__name__}); "
+                "the sync will retry"
+            ) from exc
