@@ -439,13 +439,15 @@ class SimulatorSpec:
     simulator the same way: ``POST /_sim/clock`` lets time pass (late conversions
     arrive), ``POST /_sim/faults`` throttles an account. ``worker_env(url)`` gives the
     settings that point the provider at it; ``demo_connections(url)`` the connections
-    to create.
+    to create; ``args`` are further options the demo serves it with (e.g. a faster quota than
+    the tests about pacing use).
     """
 
     provider: str
     module: str
     worker_env: Callable[[str], Mapping[str, str]]
     demo_connections: Callable[[str], Sequence[DemoConnection]]
+    args: Sequence[str] = ()
 
 
 @runtime_checkable
