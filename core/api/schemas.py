@@ -240,6 +240,14 @@ class ConnectionCreated(ConnectionPublic):
     backfill: SyncEnqueued | None = None
 
 
+class ConnectionReconnected(ConnectionPublic):
+    catch_up: SyncEnqueued | None = Field(
+        default=None,
+        description="The sync queued to fetch the days the connection missed (only the missing days).",
+    )
+    days_missing: int = Field(default=0, description="Days of the backfill horizon without final data.")
+
+
 class WorkspaceSyncResult(BaseModel):
     mode: SyncMode
     results: list[SyncEnqueued]

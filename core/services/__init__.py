@@ -25,23 +25,35 @@ from core.services.connections import (
     job_mode,
     validate_account,
 )
+from core.services.credentials import (
+    ConnectionNotFound,
+    Reconnected,
+    WrongAccount,
+    credentials_from,
+    replace_credentials,
+)
 from core.services.jobs import job_outcome
 
 __all__ = [
     "KEY_PREFIX",
     "VALIDATION_MAX_WAIT_S",
     "ConnectionExists",
+    "ConnectionNotFound",
     "ProviderNotInstalled",
+    "Reconnected",
     "ValidatedAccount",
+    "WrongAccount",
     "add_connection",
     "create_api_key",
     "create_connection",
     "create_workspace",
+    "credentials_from",
     "enqueue_syncs",
     "hash_key",
     "installed_provider",
     "job_mode",
     "job_outcome",
+    "replace_credentials",
     "rotate_credentials",
     "validate_account",
 ]

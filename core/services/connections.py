@@ -22,8 +22,8 @@ from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
-from core.services.accounts import create_connection
-from core.state import SyncJobId
+from core.services.accounts import create_connection, restore, store_credentials
+from core.state import ConnectionStatus, SyncJobId
 from core.sync.requests import request_syncs
 
 log = structlog.get_logger(__name__)
@@ -121,17 +121,24 @@ async def add_connection(
     name: str | None,
     config: dict[str, Any],
 ) -> Connection:
-    """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate."""
+    """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate.
+
+    A deleted connection of the same account whose data was kept is connected again instead: same
+    id, its history and sync runs back, the new credentials stored (see :attr:`Connection.status`
+    ``disconnected``).
+    """
     duplicate = await session.scalar(
-        select(Connection.id).where(
+        select(Connection).where(
             Connection.workspace_id == workspace_id,
             Connection.provider == validated.provider.name,
             Connection.external_account_id == external_account_id,
         )
     )
+    await check_timezone(session, validated.provider.name, validated.info.timezone)
+    if duplicate is not None and duplicate.status == ConnectionStatus.disconnected:
+        return await _readd(session, duplicate, validated, name=name, config=config)
     if duplicate is not None:
         raise _exists(validated.provider.name, external_account_id)
-    await check_timezone(session, validated.provider.name, validated.info.timezone)
     try:
         connection = await create_connection(
             session,
@@ -169,7 +176,28 @@ async def check_timezone(session: AsyncSession, provider: str, zone: str) -> Non
 
 
 def _exists(provider: str, account: str) -> ConnectionExists:
-    return ConnectionExists(f"this workspace already has a {provider} connection for account {account!r}")
+    return ConnectionExists(
+        f"this workspace already has a {provider} connection for account {account!r}; to give it new "
+        "credentials, reconnect it (PUT .../connections/{id}/credentials or `metricx connections reconnect`)"
+    )
+
+
+async def _readd(
+    session: AsyncSession,
+    connection: Connection,
+    validated: ValidatedAccount,
+    *,
+    name: str | None,
+    config: dict[str, Any],
+) -> Connection:
+    await store_credentials(session, connection.id, validated.credentials)
+    restore(connection)
+    connection.name = name or connection.name or validated.info.name
+    connection.timezone, connection.currency = validated.info.timezone, validated.info.currency
+    connection.config = config
+    await session.flush()
+    log.info("connection_readded", connection_id=str(connection.id), provider=validated.provider.name)
+    return connection
 
 
 class SyncTarget(Protocol):

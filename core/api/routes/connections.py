@@ -24,7 +24,9 @@ from core.api.schemas import (
     ConnectionCreate,
     ConnectionCreated,
     ConnectionPublic,
+    ConnectionReconnected,
     CoveragePublic,
+    CredentialsIn,
     Page,
     SyncEnqueued,
     SyncRequest,
@@ -38,10 +40,13 @@ from core.plugins import get_registry
 from core.providers import Credentials, SyncMode
 from core.services import (
     ConnectionExists,
+    ConnectionNotFound,
     ProviderNotInstalled,
+    WrongAccount,
     add_connection,
     enqueue_syncs,
     job_mode,
+    replace_credentials,
     validate_account,
 )
 from core.state import ConnectionStatus, SyncStatus
@@ -159,7 +164,10 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
     """Stop scheduled and manual syncs, and pushed data (store webhooks), until resumed (a sync already
     running finishes); the first sync after resuming catches up."""
     if connection.status == ConnectionStatus.disconnected:
-        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
+        raise conflict(
+            "connection_disconnected",
+            "the connection was deleted; connect the account again (its data comes back with it)",
+        )
     return await _set_status(session, connection, ConnectionStatus.paused)
 
 
@@ -169,7 +177,10 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
 async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Sync the connection again on schedule."""
     if connection.status == ConnectionStatus.disconnected:
-        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
+        raise conflict(
+            "connection_disconnected",
+            "the connection was deleted; connect the account again (its data comes back with it)",
+        )
     return await _set_status(session, connection, ConnectionStatus.active)
 
 
@@ -190,6 +201,60 @@ async def delete_connection(
         connection.status = ConnectionStatus.disconnected
         await session.flush()
     log.info("connection_deleted", connection_id=str(connection.id), data=data)
+
+
+@router.put(
+    "/connections/{connection_id}/credentials",
+    response_model=ConnectionReconnected,
+    responses=documented(404, 409, 502, 503),
+)
+async def put_credentials(
+    body: CredentialsIn,
+    connection: ConnectionDep,
+    session: SessionDep,
+    http: HttpDep,
+    redis: RedisDep,
+    catch_up: Annotated[bool, Query(description="Queue a sync of the days the connection missed.")] = True,
+) -> ConnectionReconnected:
+    """Reconnect: give the connection new credentials, keeping its id, data and sync history.
+
+    The provider checks them against this connection's account (409 ``wrong_account`` if they
+    reach another account or none; nothing changes then). The connection returns to ``idle`` (a
+    deleted one to ``active``) and a sync of the days it missed is queued, not a new backfill."""
+    creds = Credentials(
+        access_token=body.access_token,
+        refresh_token=body.refresh_token,
+        expires_at=body.expires_at,
+        scopes=tuple(body.scopes),
+    )
+    try:
+        done = await replace_credentials(
+            session,
+            workspace_id=connection.workspace_id,
+            connection_id=connection.id,
+            provider=connection.provider,
+            credentials=creds,
+            http=http,
+            redis=redis,
+            catch_up=catch_up,
+        )
+    except ConnectionNotFound:
+        raise ApiError(404, "connection_not_found", "connection not found") from None
+    except WrongAccount as exc:
+        raise conflict("wrong_account", exc.message) from None
+    except ProviderNotInstalled as exc:
+        raise ApiError(422, "provider_not_installed", exc.message) from None
+    except MetricxError as exc:
+        raise provider_error(exc) from None
+    queued = None
+    if done.catch_up is not None and done.catch_up_mode is not None:
+        queued = SyncEnqueued(
+            **done.catch_up,
+            connection_id=connection.id,
+            mode=job_mode(done.catch_up["job_id"], done.catch_up_mode),
+        )
+    out = public(done.connection).model_dump()
+    return ConnectionReconnected(**out, catch_up=queued, days_missing=done.days_missing)
 
 
 SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
@@ -218,6 +283,12 @@ async def sync_connection(
 
     A connection whose token the platform rejected (``reconnect_required``) answers 409: it needs a
     new token, unless ``retry_rejected_token`` says the stored one works again."""
+    if connection.status == ConnectionStatus.disconnected:
+        raise conflict(
+            "connection_disconnected",
+            "the connection was deleted; connect it again by giving it new credentials (PUT "
+            f"/v1/workspaces/{connection.workspace_id}/connections/{connection.id}/credentials)",
+        )
     if connection.status != ConnectionStatus.active:
         raise conflict(
             f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
@@ -225,8 +296,10 @@ async def sync_connection(
     if connection.sync_status == SyncStatus.reconnect_required and not retry_rejected_token:
         raise conflict(
             "reconnect_required",
-            "the platform rejected this connection's token, so a sync would fail again: connect the "
-            "account with a new token, or, if the token was fixed on the platform, retry with "
+            "the platform rejected this connection's token, so a sync would fail again: give it a new token "
+            f"(PUT /v1/workspaces/{connection.workspace_id}/connections/{connection.id}"
+            f"/credentials, or `metricx connections reconnect {connection.id}`), which also catches up "
+            "the days it missed; or, if the token was fixed on the platform, retry with "
             "?retry_rejected_token=true",
         )
     await session.commit()
