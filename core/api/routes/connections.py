@@ -50,6 +50,7 @@ from core.services import (
     validate_account,
 )
 from core.state import ConnectionStatus, SyncStatus
+from core.upkeep import credential_states
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
@@ -60,6 +61,14 @@ def public(connection: Connection) -> ConnectionPublic:
     out = ConnectionPublic.model_validate(connection)
     out.config = {k: (REDACTED if SECRET_KEYS.search(k) else v) for k, v in (connection.config or {}).items()}
     return out
+
+
+async def with_credential_states(items: list[ConnectionPublic]) -> list[ConnectionPublic]:
+    """Fill each connection's ``credentials_state`` and ``credentials_expire_at`` (one query)."""
+    states = await credential_states([c.id for c in items])
+    for item in items:
+        item.credentials_state, item.credentials_expire_at = states[item.id]
+    return items
 
 
 @router.post(
@@ -127,7 +136,7 @@ async def list_connections(
         .limit(page.limit)
         .offset(page.offset)
     )
-    return page.page([public(c) for c in rows], total)
+    return page.page(await with_credential_states([public(c) for c in rows]), total)
 
 
 async def _coverage(session: SessionDep, connection: Connection) -> CoveragePublic:
@@ -139,7 +148,7 @@ async def _coverage(session: SessionDep, connection: Connection) -> CoveragePubl
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
 async def get(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """One connection with its sync status fields and data coverage."""
-    out = public(connection)
+    [out] = await with_credential_states([public(connection)])
     out.coverage = await _coverage(session, connection)
     return out
 
