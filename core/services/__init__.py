@@ -16,13 +16,16 @@ from core.services.accounts import (
 )
 from core.services.connections import (
     VALIDATION_MAX_WAIT_S,
+    ConnectionDeleted,
     ConnectionExists,
     ProviderNotInstalled,
     ValidatedAccount,
     add_connection,
+    delete_connection,
     enqueue_syncs,
     installed_provider,
     job_mode,
+    set_connection_status,
     validate_account,
 )
 from core.services.credentials import (
@@ -37,6 +40,7 @@ from core.services.jobs import job_outcome
 __all__ = [
     "KEY_PREFIX",
     "VALIDATION_MAX_WAIT_S",
+    "ConnectionDeleted",
     "ConnectionExists",
     "ConnectionNotFound",
     "ProviderNotInstalled",
@@ -48,6 +52,7 @@ __all__ = [
     "create_connection",
     "create_workspace",
     "credentials_from",
+    "delete_connection",
     "enqueue_syncs",
     "hash_key",
     "installed_provider",
@@ -55,5 +60,6 @@ __all__ = [
     "job_outcome",
     "replace_credentials",
     "rotate_credentials",
+    "set_connection_status",
     "validate_account",
 ]

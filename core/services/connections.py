@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import provider_context
-from core.db.models import Connection
+from core.db.models import Connection, Credential
 from core.enqueue import EnqueueResult
 from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
@@ -229,3 +229,32 @@ def job_mode(job_id: str | None, requested: SyncMode) -> SyncMode:
         return SyncMode(parsed.mode) if parsed else requested
     except ValueError:
         return requested
+
+
+class ConnectionDeleted(ConfigError):
+    """The connection was deleted (its data kept): it cannot be paused, resumed or synced."""
+
+
+async def set_connection_status(
+    session: AsyncSession, connection: Connection, value: ConnectionStatus
+) -> None:
+    """Pause (no scheduled, manual or pushed syncs) or resume a connection; a deleted one refuses."""
+    if connection.status == ConnectionStatus.disconnected:
+        raise ConnectionDeleted(
+            "the connection was deleted; connect the account again (its data comes back with it)"
+        )
+    connection.status = value
+    await session.flush()
+    log.info("connection_status_changed", connection_id=str(connection.id), status=value.value)
+
+
+async def delete_connection(session: AsyncSession, connection: Connection, *, keep_data: bool) -> None:
+    """Disconnect: tokens erased and no more syncs; the synced data kept (the account can be connected
+    again and gets it back) or removed with the connection."""
+    if keep_data:
+        await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
+        connection.status = ConnectionStatus.disconnected
+        await session.flush()
+    else:
+        await session.execute(delete(Connection).where(Connection.id == connection.id))
+    log.info("connection_deleted", connection_id=str(connection.id), data="keep" if keep_data else "delete")

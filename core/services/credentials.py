@@ -86,7 +86,8 @@ async def replace_credentials(
     then they are stored encrypted, the connection returns to ``idle`` (a deleted one to
     ``active``) and, with ``catch_up``, a sync of the days it missed is queued: a backfill of
     the missing days only (coverage decides), or realtime when nothing before yesterday is
-    missing. Commits ``session`` (no transaction stays open while the provider is called).
+    missing. Commits ``session`` (no transaction stays open while the provider is called): pass a
+    plain session (``get_sessionmaker()()``, the API's ``SessionDep``), not one inside ``begin()``.
     Raises :class:`ConnectionNotFound`, the provider's transient and rate-limit errors.
     """
     connection = await session.scalar(

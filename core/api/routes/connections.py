@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Body, Query, status
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from core.api.deps import (
     ConnectionDep,
@@ -33,12 +33,13 @@ from core.api.schemas import (
     WorkspaceSyncResult,
 )
 from core.coverage import connection_coverage
-from core.db.models import Connection, Credential
+from core.db.models import Connection
 from core.errors import MetricxError
 from core.logging import REDACTED, SECRET_KEYS
 from core.plugins import get_registry
 from core.providers import Credentials, SyncMode
 from core.services import (
+    ConnectionDeleted,
     ConnectionExists,
     ConnectionNotFound,
     ProviderNotInstalled,
@@ -47,8 +48,10 @@ from core.services import (
     enqueue_syncs,
     job_mode,
     replace_credentials,
+    set_connection_status,
     validate_account,
 )
+from core.services import delete_connection as remove_connection
 from core.state import ConnectionStatus, SyncStatus
 from core.upkeep import credential_states
 
@@ -162,9 +165,10 @@ async def coverage(connection: ConnectionDep, session: SessionDep) -> CoveragePu
 async def _set_status(
     session: SessionDep, connection: Connection, value: ConnectionStatus
 ) -> ConnectionPublic:
-    connection.status = value
-    await session.flush()
-    log.info("connection_status_changed", connection_id=str(connection.id), status=value.value)
+    try:
+        await set_connection_status(session, connection, value)
+    except ConnectionDeleted as exc:
+        raise conflict("connection_disconnected", exc.message) from None
     return public(connection)
 
 
@@ -172,11 +176,6 @@ async def _set_status(
 async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Stop scheduled and manual syncs, and pushed data (store webhooks), until resumed (a sync already
     running finishes); the first sync after resuming catches up."""
-    if connection.status == ConnectionStatus.disconnected:
-        raise conflict(
-            "connection_disconnected",
-            "the connection was deleted; connect the account again (its data comes back with it)",
-        )
     return await _set_status(session, connection, ConnectionStatus.paused)
 
 
@@ -185,11 +184,6 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
 )
 async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Sync the connection again on schedule."""
-    if connection.status == ConnectionStatus.disconnected:
-        raise conflict(
-            "connection_disconnected",
-            "the connection was deleted; connect the account again (its data comes back with it)",
-        )
     return await _set_status(session, connection, ConnectionStatus.active)
 
 
@@ -202,14 +196,10 @@ async def delete_connection(
         Query(description="keep: stop syncing, forget the tokens, keep the synced data; delete: remove all."),
     ] = "keep",
 ) -> None:
-    """Disconnect an account: no more syncs, tokens erased; its data is kept or removed as asked."""
-    if data == "delete":
-        await session.execute(delete(Connection).where(Connection.id == connection.id))
-    else:
-        await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
-        connection.status = ConnectionStatus.disconnected
-        await session.flush()
-    log.info("connection_deleted", connection_id=str(connection.id), data=data)
+    """Disconnect an account: no more syncs, tokens erased; its data is kept or removed as asked.
+    A connection deleted with its data kept is connected again (same id, data back) by adding the
+    same account or by giving it new credentials."""
+    await remove_connection(session, connection, keep_data=data == "keep")
 
 
 @router.put(
