@@ -118,10 +118,11 @@ async def test_a_connection_through_its_lifecycle_from_the_cli(
     line = one_line_error(wrong, account)
     assert "tp-secret-of-another-user" not in wrong.stdout + wrong.stderr and "reach" in line
     sim.control(grant={"token": "tp-secret-new-login", "accounts": [account]})
+    soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()  # a token that cannot be refreshed
     fixed = await asyncio.to_thread(
         cli_stdin,
         env,
-        json.dumps({"access_token": "tp-secret-new-login"}),
+        json.dumps({"access_token": "tp-secret-new-login", "expires_at": soon}),
         "connections",
         "reconnect",
         cid,
@@ -134,7 +135,9 @@ async def test_a_connection_through_its_lifecycle_from_the_cli(
     assert (out["id"], out["sync_status"]) == (cid, "queued")
     await run_worker()
     [row] = tsv(await run(env, "connections", "list", "--workspace", ws["id"]))
-    assert (row["connection"], row["sync"]) == (cid, "idle")
+    assert (row["connection"], row["sync"], row["credentials"]) == (cid, "idle", "expires_soon")
+    [row] = tsv(await run(env, "status", "--workspace", ws["id"]))
+    assert row["credentials"].startswith("expires_soon (") and row["coverage"] == "90/90 days"
 
     # delete, keeping the data: listed as disconnected, and pause refuses with what to do
     deleted = await run(env, "connections", "delete", cid)
