@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -102,7 +103,11 @@ def print_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         return
     print("\t".join(headers))
     for row in rows:
-        print("\t".join(_cell(v).replace("\t", " ").replace("\n", " ") for v in row))
+        print("\t".join(_LINE_BREAKS.sub(" ", _cell(v)) for v in row))
+
+
+# A tab, or anything str.splitlines() splits on: one row stays one line of as many fields.
+_LINE_BREAKS = re.compile("[\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def _cell(value: Any) -> str:

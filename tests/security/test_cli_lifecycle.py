@@ -33,7 +33,7 @@ def env(metricx_env: Any, tmp_path: Path) -> dict[str, str]:
 
 def tsv(proc: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
     """Piped table output: a header line, then one tab-separated line per row."""
-    header, *lines = proc.stdout.splitlines()
+    header, *lines = proc.stdout.rstrip("\n").split("\n")
     return [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
 
 
