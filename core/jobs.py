@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from core.compaction import CompactionStats
     from core.fanout import FanoutStats
     from core.reconcile import ReconcileStats
+    from core.upkeep import UpkeepStats
 
 
 def parse_uuid(value: str, name: str) -> uuid.UUID:
@@ -88,3 +89,10 @@ async def scheduled_reconcile(ctx: dict[str, Any], tick: str | None = None) -> R
     from core.reconcile import reconcile
 
     return await reconcile(ctx, tick)
+
+
+async def scheduled_token_upkeep(ctx: dict[str, Any], tick: str | None = None) -> UpkeepStats:
+    """Refresh credentials before they expire; use refresh tokens a platform revokes when idle."""
+    from core.upkeep import token_upkeep
+
+    return await token_upkeep(ctx, tick)

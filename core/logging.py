@@ -174,6 +174,11 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
     )
     root = logging.getLogger()
     root.handlers = [handler]
+    # `arq core.worker.WorkerSettings` gives the "arq" logger a handler of its own (arq's default
+    # dictConfig) that also propagates to ours: every arq line was printed twice. One handler: ours.
+    arq_logger = logging.getLogger("arq")
+    arq_logger.handlers = []
+    arq_logger.propagate = True
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

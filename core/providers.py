@@ -471,3 +471,30 @@ class ReportsQuotas(Protocol):
         """Each quota's state right now, e.g. ``{"name", "scope", "limit", "used", "resets_in_s",
         "note"}`` (no secrets: a token by its digest); shown by ``/v1/providers`` and ``metricx status``."""
         ...
+
+
+@runtime_checkable
+class RefreshesCredentials(Protocol):
+    """A provider whose credentials need upkeep between syncs (optional; see core/HOOKS.md).
+
+    The scheduled token upkeep (:mod:`core.upkeep`) asks :meth:`refresh_due` of every connection
+    that is not deleted or waiting for a reconnect, paused ones included, and calls
+    :meth:`refresh_credentials` when it says so.
+    """
+
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        """True when the credentials should be refreshed (or their refresh token used) now: the
+        access token expires before ``horizon`` (after the next upkeep pass), or the platform
+        revokes refresh tokens left unused (refresh at least daily). ``last_refresh`` is the last
+        upkeep refresh (None: never). Offline: no network."""
+        ...
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Refresh now: new credentials stored through ``ctx.credentials`` (rotating refresh tokens
+        under the provider's per-credential lock) or returned for the core to store; None when
+        nothing is left to store. AuthError: the platform refused (the connection needs a reconnect)."""
+        ...

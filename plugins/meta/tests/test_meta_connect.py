@@ -359,7 +359,8 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(api: 
     assert sorted(again.json()["reconnected"]) == ids
     listed = (await api.get(f"/v1/workspaces/{ws}/connections", headers=headers)).json()["items"]
     assert sorted(c["id"] for c in listed) == ids  # same connections, no new ones
-    assert {c["sync_status"] for c in listed} == {"idle"}
+    # out of reconnect_required, each with its catch-up sync queued (no worker runs here)
+    assert {c["sync_status"] for c in listed} == {"queued"}
     async with session_scope() as session:
         grants = (
             await session.execute(

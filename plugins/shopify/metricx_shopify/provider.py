@@ -42,7 +42,7 @@ from core import (
     SyncMode,
     SyncWindow,
 )
-from metricx_shopify.auth import ShopifyAuth
+from metricx_shopify.auth import ShopifyAuth, grant_of
 from metricx_shopify.client import ShopifyClient, shop_domain
 from metricx_shopify.mapping import money, shop_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
@@ -139,6 +139,25 @@ class ShopifyProvider:
         if auth is not None and auth.rotated and ctx.credentials is None:
             return auth.credentials
         return None
+
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        """An expiring token (offline or client credentials) that lapses before ``horizon``: refreshed
+        ahead, so a paused or idle store still has a working pair when it is next synced."""
+        if grant_of(credentials) == "permanent" or credentials.expires_at is None:
+            return False
+        return credentials.expires_at <= horizon
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Rotate under the connection's refresh lock (the new pair stored through ``ctx.credentials``
+        before use); the new credentials only when there is no store to keep them."""
+        auth = self.client(ctx, account, credentials).auth
+        assert auth is not None
+        fresh = await auth.rotate_now()
+        return fresh if ctx.credentials is None else None
 
     async def fetch_account(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
