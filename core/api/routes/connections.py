@@ -45,6 +45,7 @@ from core.services import (
     validate_account,
 )
 from core.state import ConnectionStatus, SyncStatus
+from core.sync.requests import request_syncs
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
@@ -229,8 +230,10 @@ async def sync_connection(
             "account with a new token, or, if the token was fixed on the platform, retry with "
             "?retry_rejected_token=true",
         )
-    await session.commit()
-    [result] = await enqueue_syncs(session, redis, [connection], body.mode)
+    # The claim is written in the transaction that read the connection (and committed there).
+    [result] = await request_syncs(
+        redis, [(connection.id, connection.workspace_id)], body.mode, session=session
+    )
     return SyncEnqueued(**result, connection_id=connection.id, mode=job_mode(result["job_id"], body.mode))
 
 
