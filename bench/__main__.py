@@ -7,8 +7,8 @@
 
 Runs P1-P7, the 10,000-connection fleet cycle and the 30-night growth of
 metric_snapshots, then prints one table of every ratio (medians of interleaved
-pairs) and the machine it ran on: 13.1 minutes on a 2-core machine shared with other work, 7 of
-them the fleet cycle, which is bound by the workers' CPU (``--fleet 0`` skips it).
+pairs) and the machine it ran on: 5 to 13 minutes on a 2-core machine shared with other work,
+most of it the fleet cycle, which is bound by the workers' CPU (``--fleet 0`` skips it).
 """
 
 from __future__ import annotations
