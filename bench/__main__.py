@@ -7,9 +7,8 @@
 
 Runs P1-P7, the 10,000-connection fleet cycle, the 30-night growth of
 metric_snapshots and the Shopify bulk backfill's memory, then prints one table of every ratio
-(medians of interleaved pairs) and the machine it ran on: 13.1 minutes on a 2-core machine shared
-with other work (before the Shopify bulk figure, about 40 s more), 7 of them the fleet cycle,
-which is bound by the workers' CPU (``--fleet 0`` skips it).
+(medians of interleaved pairs) and the machine it ran on: 6 to 14 minutes on a 2-core machine shared
+with other work, most of it the fleet cycle, which is bound by the workers' CPU (``--fleet 0`` skips it).
 """
 
 from __future__ import annotations

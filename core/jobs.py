@@ -78,9 +78,12 @@ async def scheduled_attribution_sync(ctx: dict[str, Any], tick: str | None = Non
 
 
 async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> CompactionStats:
-    """Fold 15-minute snapshots into hourly ones for every day before yesterday."""
+    """Create the coming months' snapshot partitions, then fold 15-minute snapshots into hourly ones
+    for every day before yesterday."""
     from core.compaction import compact_all
+    from core.partitions import ensure_partitions
 
+    await ensure_partitions()
     return await compact_all()
 
 

@@ -53,6 +53,7 @@ from core.services import (
 )
 from core.services import delete_connection as remove_connection
 from core.state import ConnectionStatus, SyncStatus
+from core.sync.requests import request_syncs
 from core.upkeep import credential_states
 
 log = structlog.get_logger(__name__)
@@ -301,8 +302,10 @@ async def sync_connection(
             "the days it missed; or, if the token was fixed on the platform, retry with "
             "?retry_rejected_token=true",
         )
-    await session.commit()
-    [result] = await enqueue_syncs(session, redis, [connection], body.mode)
+    # The claim is written in the transaction that read the connection (and committed there).
+    [result] = await request_syncs(
+        redis, [(connection.id, connection.workspace_id)], body.mode, session=session
+    )
     return SyncEnqueued(**result, connection_id=connection.id, mode=job_mode(result["job_id"], body.mode))
 
 
