@@ -84,8 +84,10 @@ _COMPACT = text(
     ),
     deleted AS (
         -- By primary key (= ANY of an array): a join here made the planner hash the whole table.
+        -- The date bound keeps it to the partitions of the days compacted.
         DELETE FROM metric_snapshots
         WHERE id = ANY(ARRAY(SELECT id FROM ranked WHERE rank > 1))
+          AND metrics_date >= (SELECT min(metrics_date) FROM ranked)
     ),
     marked AS (
         UPDATE connections c SET compacted_through = scope.yesterday - 1

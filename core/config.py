@@ -190,6 +190,23 @@ class Settings(BaseSettings):
         description="Cron (UTC) of scheduled_reconcile, which queues syncs closing coverage gaps "
         "(off the realtime ticks so the two never land in the same second).",
     )
+    cron_token_upkeep: str = Field(
+        default="19,49 * * * *",
+        description="Cron (UTC) of scheduled_token_upkeep, which refreshes credentials before they "
+        "expire and uses refresh tokens the platform would revoke when idle.",
+    )
+    token_upkeep_margin_s: int = Field(
+        default=5400,
+        ge=60,
+        description="The upkeep refreshes an access token that expires within this many seconds "
+        "(longer than the upkeep's period, so no token lapses between two passes).",
+    )
+    credentials_expire_soon_days: int = Field(
+        default=7,
+        ge=1,
+        description="Credentials that cannot be refreshed (Meta's long-lived tokens) and expire within "
+        "this many days show the connection as expires_soon (API, `metricx status`).",
+    )
     reconcile_on_startup: bool = Field(
         default=True,
         description="A starting worker queues one reconcile pass (gaps left while no worker ran).",

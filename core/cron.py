@@ -25,6 +25,7 @@ CORE_JOBS = (
     "scheduled_attribution_sync",
     "scheduled_compaction",
     "scheduled_reconcile",
+    "scheduled_token_upkeep",
 )
 
 
@@ -47,6 +48,7 @@ def core_entries(settings: Settings) -> list[ScheduleEntry]:
         ScheduleEntry("attribution_sync", settings.cron_attribution, "scheduled_attribution_sync"),
         ScheduleEntry("compaction", settings.cron_compaction, "scheduled_compaction"),
         ScheduleEntry("reconcile", settings.cron_reconcile, "scheduled_reconcile"),
+        ScheduleEntry("token_upkeep", settings.cron_token_upkeep, "scheduled_token_upkeep"),
     ]
 
 

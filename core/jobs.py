@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from core.compaction import CompactionStats
     from core.fanout import FanoutStats
     from core.reconcile import ReconcileStats
+    from core.upkeep import UpkeepStats
 
 
 def parse_uuid(value: str, name: str) -> uuid.UUID:
@@ -77,9 +78,12 @@ async def scheduled_attribution_sync(ctx: dict[str, Any], tick: str | None = Non
 
 
 async def scheduled_compaction(ctx: dict[str, Any], tick: str | None = None) -> CompactionStats:
-    """Fold 15-minute snapshots into hourly ones for every day before yesterday."""
+    """Create the coming months' snapshot partitions, then fold 15-minute snapshots into hourly ones
+    for every day before yesterday."""
     from core.compaction import compact_all
+    from core.partitions import ensure_partitions
 
+    await ensure_partitions()
     return await compact_all()
 
 
@@ -88,3 +92,10 @@ async def scheduled_reconcile(ctx: dict[str, Any], tick: str | None = None) -> R
     from core.reconcile import reconcile
 
     return await reconcile(ctx, tick)
+
+
+async def scheduled_token_upkeep(ctx: dict[str, Any], tick: str | None = None) -> UpkeepStats:
+    """Refresh credentials before they expire; use refresh tokens a platform revokes when idle."""
+    from core.upkeep import token_upkeep
+
+    return await token_upkeep(ctx, tick)

@@ -36,6 +36,8 @@ SCHEDULER_LAST_TICKS_PREFIX = "metricx:scheduler:last:"
 ALERT_JOB_PREFIX = "alert:"
 #: Job ids of cron ticks: ``cron:{entry}:{tick}``.
 CRON_JOB_PREFIX = "cron:"
+#: When the token upkeep last refreshed a connection's credentials (core/upkeep.py): ``{prefix}{id}``.
+TOKEN_UPKEEP_PREFIX = "metricx:upkeep:last:"
 #: A dashboard sign-in session, by the hash of its cookie value (core/web).
 WEB_SESSION_PREFIX = "metricx:web:session:"
 

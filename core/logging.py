@@ -155,7 +155,12 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below the level is dropped first, before any processor (timestamps, redaction) runs.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -174,6 +179,11 @@ def configure_logging(settings: Settings | None = None, *, force: bool = False) 
     )
     root = logging.getLogger()
     root.handlers = [handler]
+    # `arq core.worker.WorkerSettings` gives the "arq" logger a handler of its own (arq's default
+    # dictConfig) that also propagates to ours: every arq line was printed twice. One handler: ours.
+    arq_logger = logging.getLogger("arq")
+    arq_logger.handlers = []
+    arq_logger.propagate = True
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -439,13 +439,15 @@ class SimulatorSpec:
     simulator the same way: ``POST /_sim/clock`` lets time pass (late conversions
     arrive), ``POST /_sim/faults`` throttles an account. ``worker_env(url)`` gives the
     settings that point the provider at it; ``demo_connections(url)`` the connections
-    to create.
+    to create; ``args`` are further options the demo serves it with (e.g. a faster quota than
+    the tests about pacing use).
     """
 
     provider: str
     module: str
     worker_env: Callable[[str], Mapping[str, str]]
     demo_connections: Callable[[str], Sequence[DemoConnection]]
+    args: Sequence[str] = ()
 
 
 @runtime_checkable
@@ -468,4 +470,31 @@ class ReportsQuotas(Protocol):
     async def quota_status(self, cache: ProviderCache) -> Sequence[Mapping[str, Any]]:
         """Each quota's state right now, e.g. ``{"name", "scope", "limit", "used", "resets_in_s",
         "note"}`` (no secrets: a token by its digest); shown by ``/v1/providers`` and ``metricx status``."""
+        ...
+
+
+@runtime_checkable
+class RefreshesCredentials(Protocol):
+    """A provider whose credentials need upkeep between syncs (optional; see core/HOOKS.md).
+
+    The scheduled token upkeep (:mod:`core.upkeep`) asks :meth:`refresh_due` of every connection
+    that is not deleted or waiting for a reconnect, paused ones included, and calls
+    :meth:`refresh_credentials` when it says so.
+    """
+
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        """True when the credentials should be refreshed (or their refresh token used) now: the
+        access token expires before ``horizon`` (after the next upkeep pass), or the platform
+        revokes refresh tokens left unused (refresh at least daily). ``last_refresh`` is the last
+        upkeep refresh (None: never). Offline: no network."""
+        ...
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Refresh now: new credentials stored through ``ctx.credentials`` (rotating refresh tokens
+        under the provider's per-credential lock) or returned for the core to store; None when
+        nothing is left to store. AuthError: the platform refused (the connection needs a reconnect)."""
         ...

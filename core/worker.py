@@ -40,6 +40,7 @@ CORE_JOBS = (
     jobs.scheduled_attribution_sync,
     jobs.scheduled_compaction,
     jobs.scheduled_reconcile,
+    jobs.scheduled_token_upkeep,
     deliver_alert,
 )
 

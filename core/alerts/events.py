@@ -129,6 +129,21 @@ async def sync_succeeded(redis: Redis, connection: Connection) -> int:
     return await _emit(redis, connection, _RECOVER, {"c": connection.id}, body)
 
 
+async def recovered(session: AsyncSession, connection: Connection) -> list[uuid.UUID]:
+    """The ``recovered`` deliveries of a connection whose announced error the engine just turned
+    ``ok`` (in its finishing transaction); enqueue them with :func:`enqueue_deliveries` after it."""
+    return await _record(session, connection, payload(RECOVERED, connection, sync_status="idle"))
+
+
+async def enqueue_deliveries(redis: Redis, deliveries: list[uuid.UUID], event: str) -> None:
+    """Enqueue recorded deliveries' jobs; a Redis failure is logged, never raised into the sync."""
+    try:
+        await enqueue_many(redis, [deliver_request(d, 1) for d in deliveries])
+        log.info("alert_enqueued", event=event, deliveries=len(deliveries))
+    except (RedisError, OSError) as exc:
+        log.error("alert_not_recorded", event=event, error=str(exc)[:200])
+
+
 async def token_checked(
     redis: Redis, connection: Connection, expires_at: datetime | None, within_days: int
 ) -> int:

@@ -59,8 +59,13 @@ async def authenticate(session: AsyncSession, authorization: str | None) -> Prin
         )
     ).first()
     if key is None:
-        raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+        raise unknown_key()
     return Principal(operator=False, workspace_id=key.workspace_id, key_id=key.id)
+
+
+def unknown_key() -> ApiError:
+    """The 401 of a key that is not a live workspace key."""
+    return ApiError(401, "unauthorized", "the API key is unknown or revoked")
 
 
 def require_operator(principal: Principal) -> None:

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.asyncio import Redis
@@ -105,25 +107,79 @@ class BodyLimitMiddleware:
                 raise
 
 
+#: How long an address whose failed-key count was read as zero is not asked about again (a failure
+#: seen by this process asks at once; one seen by another process, within this many seconds).
+CLEAN_FOR_S = 1.0
+#: Addresses remembered as clean at most (the memory is dropped whole when full).
+CLEAN_MAX = 10_000
+
+
+class CleanAddresses:
+    """Client addresses with no failed key attempts, as last read from Redis, and until when: a
+    successful request from them costs no Redis round trip (one app's memory, not shared)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def clean(self, client: str) -> bool:
+        until = self._until.get(client)
+        return until is not None and until > time.monotonic()
+
+    def remember(self, client: str) -> None:
+        if len(self._until) >= CLEAN_MAX:
+            self._until.clear()
+        self._until[client] = time.monotonic() + CLEAN_FOR_S
+
+    def forget(self, client: str) -> None:
+        self._until.pop(client, None)
+
+
 class AuthGuard:
     """The failed-key throttle of one request's client address. Fails open: without Redis the API
-    still authenticates (keys are checked in PostgreSQL), it only stops counting, and says so."""
+    still authenticates (keys are checked in PostgreSQL), it only stops counting, and says so.
 
-    def __init__(self, redis: Redis | None, client: str) -> None:
+    An address remembered clean (:class:`CleanAddresses`) passes without a Redis round trip; a
+    failure from it is counted (and the address asked about again) as from any other."""
+
+    def __init__(
+        self,
+        redis: Redis | None,
+        client: str,
+        clean: CleanAddresses | None = None,
+        connect: Callable[[], Awaitable[Redis]] | None = None,
+    ) -> None:
         self.redis = redis
         self.client = client
+        self.clean = clean
+        self._connect = connect
+
+    async def _redis(self) -> Redis | None:
+        if self.redis is None and self._connect is not None:
+            connect, self._connect = self._connect, None
+            try:
+                self.redis = await connect()
+            except (RedisError, OSError) as exc:
+                self._unavailable(exc)
+        return self.redis
 
     async def check(self) -> None:
-        if self.redis is not None:
+        if self.clean is not None and self.clean.clean(self.client):
+            return
+        redis = await self._redis()
+        if redis is not None:
             try:
-                await check_auth_failures(self.redis, self.client)
+                if await check_auth_failures(redis, self.client) == 0 and self.clean is not None:
+                    self.clean.remember(self.client)
             except (RedisError, OSError) as exc:
                 self._unavailable(exc)
 
     async def record_failure(self) -> None:
-        if self.redis is not None:
+        if self.clean is not None:
+            self.clean.forget(self.client)
+        redis = await self._redis()
+        if redis is not None:
             try:
-                await record_auth_failure(self.redis, self.client)
+                await record_auth_failure(redis, self.client)
             except (RedisError, OSError) as exc:
                 self._unavailable(exc)
 
@@ -132,14 +188,12 @@ class AuthGuard:
 
 
 async def auth_guard(request: Request) -> AuthGuard:
-    """The :class:`AuthGuard` of ``request`` (on the app's Redis pool)."""
+    """The :class:`AuthGuard` of ``request`` (on the app's Redis pool, reached when first needed)."""
     client = client_address(request.client and (request.client.host, request.client.port))
-    try:
-        redis: Redis | None = await request.app.state.resources.redis()
-    except (RedisError, OSError) as exc:
-        log.warning("auth_throttle_unavailable", client=client, error_type=type(exc).__name__)
-        redis = None
-    return AuthGuard(redis, client)
+    clean: CleanAddresses | None = getattr(request.app.state, "clean_addresses", None)
+    if clean is None:
+        clean = request.app.state.clean_addresses = CleanAddresses()
+    return AuthGuard(None, client, clean, connect=request.app.state.resources.redis)
 
 
 def client_address(scope_client: tuple[str, int] | None) -> str:
@@ -147,8 +201,8 @@ def client_address(scope_client: tuple[str, int] | None) -> str:
     return scope_client[0] if scope_client else "unknown"
 
 
-async def check_auth_failures(redis: Redis, client: str) -> None:
-    """429 when ``client`` has failed authentication too often within the window."""
+async def check_auth_failures(redis: Redis, client: str) -> int:
+    """429 when ``client`` has failed authentication too often within the window; else its failures."""
     settings = get_settings()
     failures = int(await redis.get(auth_failures(client)) or 0)
     if failures >= settings.auth_max_failures:
@@ -160,6 +214,7 @@ async def check_auth_failures(redis: Redis, client: str) -> None:
             f"too many failed API-key attempts from this address; retry in {retry_s}s",
             headers={"Retry-After": str(retry_s)},
         )
+    return failures
 
 
 async def record_auth_failure(redis: Redis, client: str) -> None:

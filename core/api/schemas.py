@@ -182,6 +182,15 @@ class ConnectionPublic(BaseModel):
     backfill_completed_at: datetime | None
     current_job_id: str | None
     created_at: datetime
+    credentials_state: Literal["ok", "expires_soon", "expired", "missing"] = Field(
+        default="ok",
+        description="expires_soon: the token cannot be refreshed and expires within "
+        "METRICX_CREDENTIALS_EXPIRE_SOON_DAYS (reconnect before credentials_expire_at); expired; "
+        "missing (a deleted connection); ok otherwise.",
+    )
+    credentials_expire_at: datetime | None = Field(
+        default=None, description="When the stored access token expires (None: no expiry known)."
+    )
     coverage: CoveragePublic | None = Field(
         default=None, description="Data coverage; filled when one connection is read, not in lists."
     )
@@ -238,6 +247,14 @@ class SyncEnqueued(BaseModel):
 
 class ConnectionCreated(ConnectionPublic):
     backfill: SyncEnqueued | None = None
+
+
+class ConnectionReconnected(ConnectionPublic):
+    catch_up: SyncEnqueued | None = Field(
+        default=None,
+        description="The sync queued to fetch the days the connection missed (only the missing days).",
+    )
+    days_missing: int = Field(default=0, description="Days of the backfill horizon without final data.")
 
 
 class WorkspaceSyncResult(BaseModel):

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from core.cli import alerts, connect, connections, db, keys, plugins, processes, sync, workspaces
+from core.cli import alerts, connect, connections, db, keys, metrics, plugins, processes, sync, workspaces
 
 app = typer.Typer(
     help="metricx: keep ad-platform and store data fresh for many workspaces.",
@@ -30,6 +30,7 @@ app.command()(plugins.plugins)
 app.command()(processes.api)
 app.command()(sync.status)
 app.command()(sync.sync)
+app.command()(metrics.metrics)
 app.command("new-provider")(plugins.new_provider)
 app.command()(processes.demo)
 

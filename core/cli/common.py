@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import typer
@@ -85,3 +86,33 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
 def print_json(value: Any) -> None:
     """Indented JSON on stdout (dates and UUIDs as strings)."""
     print(json.dumps(value, indent=2, default=str))
+
+
+def print_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table: rich on a terminal (cells fold, never cut); piped, tab-separated lines with a header
+    and every value whole (ids, names, errors), for ``cut``/``awk`` and scripts."""
+    if console.is_terminal:
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row))
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table)
+        return
+    print("\t".join(headers))
+    for row in rows:
+        print("\t".join(_LINE_BREAKS.sub(" ", _cell(v)) for v in row))
+
+
+# A tab, or anything str.splitlines() splits on: one row stays one line of as many fields.
+_LINE_BREAKS = re.compile("[\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    return str(value)

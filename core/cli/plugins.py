@@ -110,7 +110,9 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 def new_provider(
     name: str = typer.Argument(..., help="Provider name: lowercase letters, digits, underscores."),
-    directory: str = typer.Option(".", "--dir", help="Where to create the package folder."),
+    directory: str = typer.Option(
+        ".", "--dir", help="The folder to write the package in (it creates metricx-<name> there)."
+    ),
 ) -> None:
     """Write a complete provider plugin package (entry point, client, simulator, tests) to start from."""
     from pathlib import Path
@@ -121,4 +123,10 @@ def new_provider(
         target = write_provider(name, Path(directory))
     except MetricxError as exc:
         raise fail(exc.message) from None
-    console.print(f"created {target}\nnext: pip install -e {target} && metricx plugins && pytest {target}")
+    where = str(target) if target.is_absolute() else f"./{target}"
+    console.print(
+        f"created {where}\n"
+        f"next: pip install -e '{where}[test]' && metricx plugins && python -m pytest {where}\n"
+        "(a worker, scheduler or API already running loads plugins at start: restart it)",
+        highlight=False,
+    )

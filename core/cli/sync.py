@@ -8,10 +8,9 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from core.cli.common import console, fail, parse_uuid, run_quiet
-from core.cli.connections import connection_rows, when
+from core.cli.common import console, err, fail, parse_uuid, print_json, print_rows, run_quiet
+from core.cli.connections import connection_rows
 from core.errors import ConfigError
 from core.providers import SyncMode
 
@@ -34,45 +33,72 @@ async def _coverage(rows: list[Any]) -> dict[Any, str]:
     return out
 
 
-def status(workspace: str = typer.Option(None, help="Only this workspace.")) -> None:
-    """A table of connections, their sync status and data coverage."""
+def status(
+    workspace: str = typer.Option(None, help="Only this workspace."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (every field, for scripts)."),
+) -> None:
+    """Connections with their names and full ids, sync status, credentials and data coverage.
 
-    async def body() -> tuple[list[Any], dict[Any, str], list[str]]:
+    Piped, the table is tab-separated with every value whole (nothing cut to the terminal's width)."""
+    from core.cli.connections import public_row
+
+    async def body() -> tuple[list[Any], dict[Any, str], list[str], dict[Any, Any]]:
+        from core.upkeep import credential_states
+
         rows = await connection_rows(workspace)
-        return rows, await _coverage(rows), await _quotas()
+        creds = await credential_states([c.id for c in rows])
+        return rows, await _coverage(rows), await _quotas(), creds
 
-    rows, coverage, quotas = run_quiet(body)
-    table = Table(
-        "connection",
-        "provider",
-        "account",
-        "status",
-        "sync",
-        "coverage",
-        "last synced",
-        "syncs",
-        "last error",
-    )
-    colors = {"idle": "green", "queued": "cyan", "syncing": "cyan", "rate_limited": "yellow"}
-    for c in rows:
-        color = colors.get(c.sync_status, "red")
-        table.add_row(
-            str(c.id),
-            c.provider,
-            c.external_account_id,
-            c.status,
-            f"[{color}]{c.sync_status}[/{color}]",
-            coverage[c.id],
-            when(c.last_sync_completed_at),
-            f"{c.total_syncs_succeeded}/{c.total_syncs_attempted}",
-            (c.last_sync_error or "-")[:60],
-        )
+    rows, coverage, quotas, creds = run_quiet(body)
+    if as_json:
+        out = [public_row(c, creds[c.id]) | {"coverage": coverage[c.id]} for c in rows]
+        print_json({"connections": out, "quotas": quotas})
+        return
     if not rows:
         console.print("no connections yet: `metricx connections add ...`")
         return
-    console.print(table)
+    print_rows(
+        (
+            "connection",
+            "name",
+            "provider",
+            "account",
+            "status",
+            "sync",
+            "credentials",
+            "coverage",
+            "last synced",
+            "syncs",
+            "last error",
+        ),
+        [
+            (
+                c.id,
+                c.name,
+                c.provider,
+                c.external_account_id,
+                c.status,
+                c.sync_status,
+                _credentials(*creds[c.id]),
+                coverage[c.id],
+                c.last_sync_completed_at,
+                f"{c.total_syncs_succeeded}/{c.total_syncs_attempted}",
+                c.last_sync_error,
+            )
+            for c in rows
+        ],
+    )
+    # Piped, the quota lines go to stderr: stdout stays one table a script can parse.
+    where = console if console.is_terminal else err
     for line in quotas:
-        console.print(line)
+        where.print(line, highlight=False)
+
+
+def _credentials(state: str, expires_at: Any) -> str:
+    """``expires_soon (2026-03-01)``: reconnect before that day."""
+    if state in ("expires_soon", "expired") and expires_at is not None:
+        return f"{state} ({expires_at:%Y-%m-%d})"
+    return state
 
 
 async def _quotas() -> list[str]:

@@ -189,13 +189,15 @@ class MetricSnapshot(Base):
         UniqueConstraint("entity_id", "metrics_date", "captured_at", name="uq_snapshots_natural"),
         # Compaction and the metrics API read one connection's days.
         Index("ix_snapshots_connection_date", "connection_id", "metrics_date"),
+        # Monthly range partitions (migration 0008, core.partitions); the key is in every unique key.
+        {"postgresql_partition_by": "RANGE (metrics_date)"},
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
-    metrics_date: Mapped[date] = mapped_column(Date)
+    metrics_date: Mapped[date] = mapped_column(Date, primary_key=True)
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     spend: Mapped[Decimal] = mapped_column(Numeric(20, 6), server_default="0")
     impressions: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -135,7 +135,7 @@ def run_demo(*, data_dir: Path, exit_after_s: float | None, reset: bool, api_por
                 "no provider with a simulator is installed: install metricx-meta, metricx-google "
                 "or metricx-shopify"
             )
-        start_simulators(stack, {p: s.module for p, s in registry.simulators.items()})
+        start_simulators(stack, {p: [s.module, *s.args] for p, s in registry.simulators.items()})
         for spec in registry.simulators.values():
             stack.env.update(spec.worker_env(stack.urls[spec.provider]))
         port = api_port or free_port()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,13 +147,17 @@ def build_stack(data_dir: Path) -> Stack:
     return stack
 
 
-def start_simulators(stack: Stack, modules: dict[str, str]) -> None:
-    """Serve each provider's simulator as its own process on a free loopback port."""
-    for provider, module in modules.items():
+def start_simulators(stack: Stack, modules: Mapping[str, str | Sequence[str]]) -> None:
+    """Serve each provider's simulator as its own process on a free loopback port.
+
+    ``modules``: provider -> its module, or its module followed by further options.
+    """
+    for provider, command in modules.items():
+        module, *options = [command] if isinstance(command, str) else command
         port = free_port()
         stack.start(
             f"simulator-{provider}",
-            [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *options],
         )
         stack.urls[provider] = f"http://127.0.0.1:{port}"
     for url in stack.urls.values():

@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import encrypt, get_cipher, rotate
 from core.db.models import ApiKey, Connection, ConnectSession, Credential, Workspace
 from core.oauth import normalize_account_id
 from core.providers import Credentials
-from core.state import ConnectionStatus, SyncStatus
+from core.state import BUSY, ConnectionStatus, SyncStatus
 
 KEY_PREFIX = "mx_"
 
@@ -96,6 +98,40 @@ def stored_account_id(provider: str, raw: str) -> str:
     from core.plugins import get_registry
 
     return normalize_account_id(get_registry().providers.get(provider), raw)
+
+
+async def store_credentials(
+    session: AsyncSession, connection_id: uuid.UUID, creds: Credentials, *, grant_id: uuid.UUID | None = None
+) -> None:
+    """Write a connection's credentials (encrypted), creating the row a deleted connection lost.
+
+    ``grant_id`` names the connect flow the tokens came from (connections sharing it are renewed
+    together); None for tokens given by hand."""
+    values = {
+        "grant_id": grant_id,
+        "access_token_enc": encrypt(creds.access_token),
+        "refresh_token_enc": encrypt(creds.refresh_token),
+        "expires_at": creds.expires_at,
+        "scopes": " ".join(creds.scopes) or None,
+        "updated_at": datetime.now(UTC),
+    }
+    await session.execute(
+        insert(Credential)
+        .values(connection_id=connection_id, **values)
+        .on_conflict_do_update(index_elements=[Credential.connection_id], set_=values)
+    )
+
+
+def restore(connection: Connection) -> None:
+    """A connection given working credentials: active again (a paused one stays paused), its
+    token error cleared, its throttle scopes re-verified by the next sync."""
+    if connection.status == ConnectionStatus.disconnected:
+        connection.status = ConnectionStatus.active
+    if connection.sync_status not in BUSY:  # a sync already running keeps its status to the end
+        connection.sync_status = SyncStatus.idle
+        connection.last_sync_error = None
+        connection.last_error_kind = None
+    connection.throttle_scopes = []
 
 
 async def rotate_credentials(session: AsyncSession) -> int:

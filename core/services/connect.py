@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
 from core.crypto import decrypt, encrypt, keyed_digest
-from core.db.engine import session_scope
+from core.db.engine import get_sessionmaker, session_scope
 from core.db.models import Connection, ConnectSession, Credential
 from core.errors import MetricxError
 from core.oauth import AuthorizationRequest, ConnectError, OAuthConnector, normalize_account_id, pkce_pair
@@ -32,7 +32,7 @@ from core.plugins import get_registry
 from core.providers import Credentials
 from core.services.accounts import stored_account_id
 from core.services.connections import add_connection, validate_account
-from core.services.credentials import replace_credentials
+from core.services.credentials import WrongAccount, replace_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -242,10 +242,15 @@ async def complete_callback(
         stored.code_verifier_enc = None
         stored.accounts = found
         stored.expires_at = datetime.now(UTC) + timedelta(seconds=get_settings().connect_session_ttl_s)
-        if stored.reconnect_connection_id is not None:
-            await _reconnect(session, stored, credentials)
         await session.flush()
         session.expunge(stored)
+    if stored.reconnect_connection_id is not None:
+        try:
+            await _reconnect(http, stored, credentials)
+        except WrongAccount as exc:
+            await _fail(row.id, "wrong_account")
+            log.info("connect_failed", provider=provider, session_id=str(row.id), code="wrong_account")
+            raise ConnectError(exc.message, code="wrong_account", status=409) from None
     log.info("connect_authorized", provider=provider, session_id=str(row.id), accounts=len(found))
     return stored
 
@@ -274,41 +279,58 @@ def _credentials_dict(credentials: Credentials, grant_id: uuid.UUID) -> dict[str
     }
 
 
-async def _reconnect(session: AsyncSession, row: ConnectSession, credentials: Credentials) -> None:
+async def _reconnect(http: httpx.AsyncClient, row: ConnectSession, credentials: Credentials) -> None:
     """``reconnect=<id>``: the new tokens go to that connection (the reconnect service checks they
-    reach its account), and to every other connection that shared its old grant and whose account
-    the new tokens reach: one login fixes all the accounts one token covered."""
+    reach its account and queues the catch-up of the days it missed), and to every other connection
+    that shared its old grant and whose account the new tokens reach: one login fixes all the
+    accounts one token covered. ``row`` is the flow, detached; it is marked completed."""
     assert row.reconnect_connection_id is not None
-    old_grant = await session.scalar(
-        select(Credential.grant_id).where(Credential.connection_id == row.reconnect_connection_id)
-    )
-    targets = [row.reconnect_connection_id]
-    if old_grant is not None:
-        reached = [a["external_account_id"] for a in row.accounts]
-        siblings = await session.scalars(
-            select(Connection.id)
-            .join(Credential, Credential.connection_id == Connection.id)
-            .where(
-                Credential.grant_id == old_grant,
-                Connection.workspace_id == row.workspace_id,
-                Connection.provider == row.provider,
-                Connection.id != row.reconnect_connection_id,
-                Connection.external_account_id.in_(reached),
+    async with get_sessionmaker()() as session:  # replace_credentials commits as it goes
+        old_grant = await session.scalar(
+            select(Credential.grant_id).where(Credential.connection_id == row.reconnect_connection_id)
+        )
+        targets = [row.reconnect_connection_id]
+        if old_grant is not None:
+            reached = [a["external_account_id"] for a in row.accounts]
+            siblings = await session.scalars(
+                select(Connection.id)
+                .join(Credential, Credential.connection_id == Connection.id)
+                .where(
+                    Credential.grant_id == old_grant,
+                    Connection.workspace_id == row.workspace_id,
+                    Connection.provider == row.provider,
+                    Connection.id != row.reconnect_connection_id,
+                    Connection.external_account_id.in_(reached),
+                )
+                .order_by(Connection.created_at)
             )
-            .order_by(Connection.created_at)
+            targets += list(siblings)
+        await session.commit()
+        renewed = []
+        for connection_id in targets:
+            try:
+                await replace_credentials(
+                    session,
+                    workspace_id=row.workspace_id,
+                    connection_id=connection_id,
+                    provider=row.provider,
+                    credentials=_credentials_dict(credentials, row.id),
+                    http=http,
+                )
+            except WrongAccount:
+                if connection_id == row.reconnect_connection_id:
+                    raise
+                continue  # a sibling the new login cannot sync keeps its old credentials
+            renewed.append(connection_id)
+        row.params = {**row.params, "reconnected": [str(t) for t in renewed]}
+        row.status = Status.completed
+        row.access_token_enc = row.refresh_token_enc = None
+        await session.execute(
+            update(ConnectSession)
+            .where(ConnectSession.id == row.id)
+            .values(params=row.params, status=row.status, access_token_enc=None, refresh_token_enc=None)
         )
-        targets += list(siblings)
-    for connection_id in targets:
-        await replace_credentials(
-            session,
-            workspace_id=row.workspace_id,
-            connection_id=connection_id,
-            provider=row.provider,
-            credentials=_credentials_dict(credentials, row.id),
-        )
-    row.params = {**row.params, "reconnected": [str(t) for t in targets]}
-    row.status = Status.completed
-    row.access_token_enc = row.refresh_token_enc = None
+        await session.commit()
 
 
 async def authorized_session(

@@ -11,19 +11,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import provider_context
-from core.db.models import Connection
+from core.db.models import Connection, Credential
 from core.enqueue import EnqueueResult
 from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
-from core.services.accounts import create_connection, stored_account_id
-from core.state import SyncJobId
+from core.services.accounts import create_connection, restore, store_credentials, stored_account_id
+from core.state import ConnectionStatus, SyncJobId
 from core.sync.requests import request_syncs
 
 log = structlog.get_logger(__name__)
@@ -123,18 +123,25 @@ async def add_connection(
     grant_id: uuid.UUID | None = None,
 ) -> Connection:
     """Store a validated connection (tokens encrypted); :class:`ConnectionExists` on a duplicate
-    (also under another spelling of the account id, e.g. Meta ``act_1001`` and ``1001``)."""
+    (also under another spelling of the account id, e.g. Meta ``act_1001`` and ``1001``).
+
+    A deleted connection of the same account whose data was kept is connected again instead: same
+    id, its history and sync runs back, the new credentials stored (see :attr:`Connection.status`
+    ``disconnected``).
+    """
     external_account_id = stored_account_id(validated.provider.name, external_account_id)
     duplicate = await session.scalar(
-        select(Connection.id).where(
+        select(Connection).where(
             Connection.workspace_id == workspace_id,
             Connection.provider == validated.provider.name,
             Connection.external_account_id == external_account_id,
         )
     )
+    await check_timezone(session, validated.provider.name, validated.info.timezone)
+    if duplicate is not None and duplicate.status == ConnectionStatus.disconnected:
+        return await _readd(session, duplicate, validated, name=name, config=config, grant_id=grant_id)
     if duplicate is not None:
         raise _exists(validated.provider.name, external_account_id)
-    await check_timezone(session, validated.provider.name, validated.info.timezone)
     try:
         connection = await create_connection(
             session,
@@ -173,7 +180,29 @@ async def check_timezone(session: AsyncSession, provider: str, zone: str) -> Non
 
 
 def _exists(provider: str, account: str) -> ConnectionExists:
-    return ConnectionExists(f"this workspace already has a {provider} connection for account {account!r}")
+    return ConnectionExists(
+        f"this workspace already has a {provider} connection for account {account!r}; to give it new "
+        "credentials, reconnect it (PUT .../connections/{id}/credentials or `metricx connections reconnect`)"
+    )
+
+
+async def _readd(
+    session: AsyncSession,
+    connection: Connection,
+    validated: ValidatedAccount,
+    *,
+    name: str | None,
+    config: dict[str, Any],
+    grant_id: uuid.UUID | None,
+) -> Connection:
+    await store_credentials(session, connection.id, validated.credentials, grant_id=grant_id)
+    restore(connection)
+    connection.name = name or connection.name or validated.info.name
+    connection.timezone, connection.currency = validated.info.timezone, validated.info.currency
+    connection.config = config
+    await session.flush()
+    log.info("connection_readded", connection_id=str(connection.id), provider=validated.provider.name)
+    return connection
 
 
 class SyncTarget(Protocol):
@@ -205,3 +234,32 @@ def job_mode(job_id: str | None, requested: SyncMode) -> SyncMode:
         return SyncMode(parsed.mode) if parsed else requested
     except ValueError:
         return requested
+
+
+class ConnectionDeleted(ConfigError):
+    """The connection was deleted (its data kept): it cannot be paused, resumed or synced."""
+
+
+async def set_connection_status(
+    session: AsyncSession, connection: Connection, value: ConnectionStatus
+) -> None:
+    """Pause (no scheduled, manual or pushed syncs) or resume a connection; a deleted one refuses."""
+    if connection.status == ConnectionStatus.disconnected:
+        raise ConnectionDeleted(
+            "the connection was deleted; connect the account again (its data comes back with it)"
+        )
+    connection.status = value
+    await session.flush()
+    log.info("connection_status_changed", connection_id=str(connection.id), status=value.value)
+
+
+async def delete_connection(session: AsyncSession, connection: Connection, *, keep_data: bool) -> None:
+    """Disconnect: tokens erased and no more syncs; the synced data kept (the account can be connected
+    again and gets it back) or removed with the connection."""
+    if keep_data:
+        await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
+        connection.status = ConnectionStatus.disconnected
+        await session.flush()
+    else:
+        await session.execute(delete(Connection).where(Connection.id == connection.id))
+    log.info("connection_deleted", connection_id=str(connection.id), data="keep" if keep_data else "delete")

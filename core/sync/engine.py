@@ -10,7 +10,8 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import structlog
 from arq.worker import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
 from core.alerts import events as alerts
@@ -62,6 +64,11 @@ class SyncJob:
     run_id: uuid.UUID | None = None
     # time.monotonic() when the try started (the duration metrics).
     started_s: float = 0.0
+    # Bookkeeping writes (progress, coverage of a fetched window) that ride on the sync's next
+    # transaction (a batch's, or the finish's) instead of opening one of their own.
+    pending: list[Callable[[AsyncSession], Awaitable[None]]] = field(default_factory=list)
+    # What the work's ``prepare`` read in the try's start transaction (e.g. coverage to plan from).
+    prepared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def active_key(self) -> str:
@@ -85,19 +92,35 @@ def backoff_s(job_try: int, settings: Settings) -> float:
     return float(delay * (0.5 + random.random()))
 
 
+@asynccontextmanager
+async def job_session(job: SyncJob) -> AsyncIterator[AsyncSession]:
+    """One short transaction of the sync, carrying the bookkeeping writes queued in ``job.pending``."""
+    async with session_scope() as session:
+        pending, job.pending = job.pending, []
+        for write in pending:
+            await write(session)
+        yield session
+
+
+async def _select_loaded(session: AsyncSession, job: SyncJob) -> tuple[Connection, Credential | None] | None:
+    # The connection and its credential in one round trip.
+    row = (
+        await session.execute(
+            select(Connection, Credential)
+            .outerjoin(Credential, Credential.connection_id == Connection.id)
+            .where(Connection.id == job.connection_id, Connection.workspace_id == job.workspace_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 async def _load(job: SyncJob, registry: Registry) -> Loaded | None:
     async with session_scope() as session:
-        # The connection and its credential in one round trip.
-        row = (
-            await session.execute(
-                select(Connection, Credential)
-                .outerjoin(Credential, Credential.connection_id == Connection.id)
-                .where(Connection.id == job.connection_id, Connection.workspace_id == job.workspace_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        conn, cred = row
+        row = await _select_loaded(session, job)
+    return None if row is None else _loaded(*row, registry)
+
+
+def _loaded(conn: Connection, cred: Credential | None, registry: Registry) -> Loaded:
     credentials = Credentials()
     if cred is not None:
         credentials = Credentials(
@@ -170,32 +193,75 @@ async def _infra_retry(ctx: dict[str, Any], job: SyncJob, fault: InfraUnavailabl
     return Retry(defer=delay)
 
 
+def _skip(conn: Connection | None) -> str | None:
+    """Why this job does nothing (the connection is gone from the workspace, or not active)."""
+    if conn is None:
+        return "connection not found in workspace"
+    if conn.status != ConnectionStatus.active:
+        return f"connection is {conn.status}"
+    return None
+
+
+async def _skipped(redis: Redis, job: SyncJob, reason: str) -> dict[str, Any]:
+    await release_active(redis, job.active_key, job.job_id)
+    if reason.startswith("connection not found"):
+        log.warning("sync_skipped", reason=reason)
+        return {"status": "skipped", "reason": "connection not found"}
+    log.info("sync_skipped", reason=reason)
+    return {"status": "skipped", "reason": reason}
+
+
 async def _run_sync(ctx: dict[str, Any], job: SyncJob, work: Work) -> dict[str, Any]:
     redis: Redis = ctx["redis"]
     structlog.contextvars.bind_contextvars(
         job_id=job.job_id, connection_id=str(job.connection_id), workspace_id=str(job.workspace_id)
     )
-    loaded = await _load(job, ctx["registry"])
-    if loaded is None:
-        await release_active(redis, job.active_key, job.job_id)
-        log.warning("sync_skipped", reason="connection not found in workspace")
-        return {"status": "skipped", "reason": "connection not found"}
-    if loaded.connection.status != ConnectionStatus.active:
-        await release_active(redis, job.active_key, job.job_id)
-        log.info("sync_skipped", reason=f"connection is {loaded.connection.status}")
-        return {"status": "skipped", "reason": f"connection is {loaded.connection.status}"}
-    if job.job_try > tries_of(job, ctx["settings"]):
-        return await _close_exhausted(ctx, job, loaded.provider.name)
-    lock, holder = await locks.acquire(redis, job, ctx["settings"])
+    exhausted = job.job_try > tries_of(job, ctx["settings"])
+    lock, holder = (None, None) if exhausted else await locks.acquire(redis, job, ctx["settings"])
     if lock is None:
-        # Another sync of this connection is running (e.g. the store sync): wait, using no try.
-        return await locks.wait_turn(
-            ctx, job, holder or "another sync", job.requeue or _requeue_sync(ctx, job)
-        )
+        # Rare paths (a job past its tries, a busy connection): load first, as a skip comes first.
+        loaded = await _load(job, ctx["registry"])
+        reason = _skip(loaded.connection if loaded else None)
+        if reason is not None:
+            return await _skipped(redis, job, reason)
+        assert loaded is not None
+        if exhausted:
+            return await _close_exhausted(ctx, job, loaded.provider.name)
+        # The holder may have been finishing (its status written, its lock not yet given back).
+        lock, holder = await locks.acquire(redis, job, ctx["settings"])
+        if lock is None:
+            # Another sync of this connection is running (e.g. the store sync): wait, using no try.
+            return await locks.wait_turn(
+                ctx, job, holder or "another sync", job.requeue or _requeue_sync(ctx, job)
+            )
     try:
-        return await _attempt(ctx, job, loaded, work)
+        started = await _start(ctx, job, work)
+        if isinstance(started, str):
+            return await _skipped(redis, job, started)
+        return await _attempt(ctx, job, started, work)
     finally:
         await locks.release(lock)
+
+
+async def _start(ctx: dict[str, Any], job: SyncJob, work: Work) -> Loaded | str:
+    """The try's start in one transaction: load the connection, record the try (``syncing``, a
+    running ``sync_runs`` row), and what the work prepares; a skip reason if there is no try."""
+    prepare = getattr(work, "prepare", None)
+    async with session_scope() as session:
+        row = await _select_loaded(session, job)
+        reason = _skip(row[0] if row else None)
+        if reason is not None:
+            return reason
+        assert row is not None
+        run_id = await status.mark_started(
+            session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode
+        )
+        if job.job_try > 1:
+            await close_unrecorded(ctx["redis"], session, job.job_id)
+        if prepare is not None:
+            await prepare(session, job, row[0])
+    job.run_id = run_id  # once committed: a try whose start was lost has no row to close
+    return _loaded(*row, ctx["registry"])
 
 
 def tries_of(job: SyncJob, settings: Settings) -> int:
@@ -233,13 +299,8 @@ async def _close_exhausted(ctx: dict[str, Any], job: SyncJob, provider: str) -> 
 async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work) -> dict[str, Any]:
     registry: Registry = ctx["registry"]
     provider = loaded.provider.name
-    async with session_scope() as session:
-        run_id = await status.mark_started(
-            session, job.connection_id, job.workspace_id, job.job_id, job.job_try, job.mode
-        )
-        if job.job_try > 1:
-            await close_unrecorded(ctx["redis"], session, job.job_id)
-    job.run_id = run_id
+    run_id = job.run_id
+    assert run_id is not None
     event = {
         "connection_id": str(job.connection_id),
         "workspace_id": str(job.workspace_id),
@@ -279,22 +340,25 @@ async def _attempt(ctx: dict[str, Any], job: SyncJob, loaded: Loaded, work: Work
         raise
     except Exception as exc:
         return await _handle_error(ctx, job, run_id, exc, event, loaded.credentials, loaded)
-    async with session_scope() as session:
-        await status.mark_succeeded(session, job.connection_id, backfill=job.mode == SyncMode.backfill)
-        await status.update_run(
+    async with job_session(job) as session:
+        recovered = await status.finish_succeeded(
             session,
+            job.connection_id,
             run_id,
-            status=RunStatus.complete,
-            finished_at=status.utcnow(),
+            backfill=job.mode == SyncMode.backfill,
             rows_written=job.stats["rows"],
             entities_written=job.stats["entities"],
             api_calls=job.stats.get("api_calls", 0),
             seconds_throttled=job.stats.get("seconds_throttled", 0),
         )
+        # An error or reconnect alert was announced for this connection: announce its recovery
+        # (recorded in this transaction, its deliveries enqueued after it).
+        deliveries = await alerts.recovered(session, loaded.connection) if recovered else []
     await release_active(ctx["redis"], job.active_key, job.job_id)
+    if deliveries:
+        await alerts.enqueue_deliveries(ctx["redis"], deliveries, alerts.RECOVERED)
     metrics.record_job_end(job.mode, provider, RunStatus.complete, job.started_s, job.stats)
     # Records and enqueues only. The token is checked after the sync, which may have refreshed it.
-    await alerts.sync_succeeded(ctx["redis"], loaded.connection)
     await alerts.token_checked(
         ctx["redis"],
         loaded.connection,
@@ -320,7 +384,7 @@ async def _finish_failed(
     rate_limited_until: datetime | None = None,
     run_status: RunStatus = RunStatus.failed,
 ) -> None:
-    async with session_scope() as session:
+    async with job_session(job) as session:
         await status.mark_failed(
             session,
             job.connection_id,

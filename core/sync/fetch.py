@@ -7,10 +7,12 @@ is open while the provider talks to its API.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.coverage import closed_days, horizon, record_fetched, record_unavailable
@@ -18,7 +20,7 @@ from core.db.engine import session_scope
 from core.db.models import Connection
 from core.providers import Capabilities, PacesRealtime, Provider, ProviderContext, SyncMode, SyncWindow
 from core.sync import status
-from core.sync.engine import SyncJob, SyncSkipped
+from core.sync.engine import SyncJob, SyncSkipped, job_session
 from core.sync.loading import Loaded, account_ref, provider_context, refresh_account_facts, store_credentials
 from core.sync.throttle import record_verified
 from core.sync.upserts import upsert_entities, upsert_snapshots
@@ -45,7 +47,7 @@ async def _refresh_account(provider: Provider, pctx: ProviderContext, loaded: Lo
 async def _sync_entities(job: SyncJob, provider: Provider, pctx: ProviderContext, loaded: Loaded) -> None:
     account = account_ref(loaded.connection)
     async for batch in provider.sync_entities(pctx, account, loaded.credentials):
-        async with session_scope() as session:
+        async with job_session(job) as session:
             job.stats["entities"] += await upsert_entities(
                 session, job.workspace_id, job.connection_id, batch
             )
@@ -57,7 +59,7 @@ async def _fetch_window(
 ) -> None:
     conn = loaded.connection
     async for batch in provider.fetch_metrics(pctx, account_ref(conn), loaded.credentials, window):
-        async with session_scope() as session:
+        async with job_session(job) as session:
             job.stats["rows"] += await upsert_snapshots(
                 session,
                 job.workspace_id,
@@ -87,8 +89,12 @@ async def plan_windows(
         return slices_of_days(missing, settings.backfill_slice_days or caps.backfill_slice_days, tz)
     if mode is SyncMode.realtime:
         yesterday = today - timedelta(days=1)
-        async with session_scope() as session:
-            closed = await closed_days(session, conn.id, yesterday, yesterday, tz)
+        prepared = job.prepared.get(_CLOSED_YESTERDAY)
+        if prepared is not None and prepared[:2] == (tz, yesterday):
+            closed = prepared[2]  # read in the try's start transaction (core.sync.engine._start)
+        else:
+            async with session_scope() as session:
+                closed = await closed_days(session, conn.id, yesterday, yesterday, tz)
         return [realtime_window(tz, now, conn.last_sync_completed_at, yesterday_closed=yesterday in closed)]
     recent = settings.attribution_days or caps.attribution_window_days
     windows = [attribution_window(tz, now, recent)]
@@ -126,34 +132,84 @@ async def _sync_metrics(
             ),
         )
     done = total - len(windows)
-    async with session_scope() as session:
-        await status.update_run(
-            session,
+    job.pending.append(
+        _run_update(
             run_id,
             slices_total=total,
             slices_done=done,
             window_start=min((w.start for w in windows), default=None),
             window_end=max((w.end for w in windows), default=None),
         )
+    )
     for window in windows:
         await _fetch_window(job, provider, pctx, loaded, window, now)
         done += 1
         before, reason = pctx.coverage.take()
         days = _days(window)
         gone = [d for d in days if before is not None and d < before]
-        async with session_scope() as session:
-            # The fetch started at ``now``: a day counts as closed only if ``now`` is past its end.
-            await record_fetched(session, conn.id, [d for d in days if d not in gone], now)
-            if gone:  # the provider cannot read these: not available (never zero), not fetched again
-                await record_unavailable(
-                    session, conn.id, gone, now, reason or "not available", conn.timezone or "UTC"
-                )
-            await status.update_run(session, run_id, slices_done=done, rows_written=job.stats["rows"])
-            if job.mode == SyncMode.backfill:
-                await status.set_backfill_cursor(session, conn.id, window.start)
+        # Recorded in the sync's next transaction (the next batch's, or the finish's): the window's
+        # coverage and progress cost no transaction of their own.
+        job.pending.append(_window_done(conn, run_id, days, gone, reason, now, done, job.stats["rows"]))
+        if job.mode == SyncMode.backfill:  # a backfill's checkpoint is written at once
+            job.pending.append(_backfill_cursor(conn.id, window.start))
+            async with job_session(job):
+                pass
         snapshot_log.info(
             "window_synced", window=str(window), rows=job.stats["rows"], slices=f"{done}/{total}"
         )
+
+
+Write = Callable[[AsyncSession], Awaitable[None]]
+
+
+def _run_update(run_id: uuid.UUID, **values: Any) -> Write:
+    async def write(session: AsyncSession) -> None:
+        await status.update_run(session, run_id, **values)
+
+    return write
+
+
+def _window_done(
+    conn: Connection,
+    run_id: uuid.UUID,
+    days: list[date],
+    gone: list[date],
+    reason: str | None,
+    now: datetime,
+    done: int,
+    rows: int,
+) -> Write:
+    async def write(session: AsyncSession) -> None:
+        # The fetch started at ``now``: a day counts as closed only if ``now`` is past its end.
+        await record_fetched(session, conn.id, [d for d in days if d not in gone], now)
+        if gone:  # the provider cannot read these: not available (never zero), not fetched again
+            await record_unavailable(
+                session, conn.id, gone, now, reason or "not available", conn.timezone or "UTC"
+            )
+        await status.update_run(session, run_id, slices_done=done, rows_written=rows)
+
+    return write
+
+
+def _backfill_cursor(connection_id: uuid.UUID, oldest_done: date) -> Write:
+    async def write(session: AsyncSession) -> None:
+        await status.set_backfill_cursor(session, connection_id, oldest_done)
+
+    return write
+
+
+_CLOSED_YESTERDAY = "closed_yesterday"
+
+
+async def prepare(session: AsyncSession, job: SyncJob, conn: Connection) -> None:
+    """Read in the try's start transaction what a realtime sync plans from: whether yesterday is
+    closed (its final totals stored). Planning uses it unless the timezone or day changed since."""
+    if job.mode != SyncMode.realtime:
+        return
+    tz = conn.timezone or "UTC"
+    yesterday = local_today(tz, datetime.now(UTC)) - timedelta(days=1)
+    closed = await closed_days(session, conn.id, yesterday, yesterday, tz)
+    job.prepared[_CLOSED_YESTERDAY] = (tz, yesterday, closed)
 
 
 def _days(window: SyncWindow) -> list[date]:
@@ -176,3 +232,6 @@ async def default_work(job: SyncJob, ctx: dict[str, Any], loaded: Loaded, run_id
         await _sync_metrics(job, provider, pctx, loaded, run_id, settings)
     finally:
         job.stats.update(pctx.limiter.stats())
+
+
+default_work.prepare = prepare  # type: ignore[attr-defined]

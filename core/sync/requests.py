@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import structlog
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.engine import session_scope
 from core.enqueue import EnqueueResult, JobRequest, active_job, enqueue_many, sync_request
@@ -21,7 +22,11 @@ log = structlog.get_logger(__name__)
 
 
 async def request_syncs(
-    redis: Redis, targets: Sequence[tuple[uuid.UUID, uuid.UUID]], mode: SyncMode
+    redis: Redis,
+    targets: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    mode: SyncMode,
+    *,
+    session: AsyncSession | None = None,
 ) -> list[EnqueueResult]:
     """Queue a ``mode`` sync of each (connection id, workspace id), or return the sync it already has.
 
@@ -29,6 +34,9 @@ async def request_syncs(
     touched. Every other one is claimed (``queued`` with the new job's id) in a
     committed transaction before its job is enqueued; a claim whose job did not
     go out (another request won the race) is given back.
+
+    ``session``: write the claims in that session's open transaction and commit it (one transaction
+    fewer for a request that has just read the connection in it); else in a transaction of their own.
     """
     results: dict[int, EnqueueResult] = {}
     pending: list[tuple[int, JobRequest]] = []
@@ -39,11 +47,16 @@ async def request_syncs(
         else:
             pending.append((index, sync_request(str(connection_id), str(workspace_id), mode)))
     claims: dict[int, status.Claim] = {}
-    async with session_scope() as session:
-        for index, request in pending:
-            held = await status.claim(session, targets[index][0], request.job_id)
-            if held is not None:
-                claims[index] = held
+    if session is not None:
+        try:
+            await _claim(session, targets, pending, claims)
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    else:
+        async with session_scope() as own:
+            await _claim(own, targets, pending, claims)
     try:
         sent = await enqueue_many(redis, [request for _, request in pending])
     except BaseException:
@@ -56,6 +69,18 @@ async def request_syncs(
     for (connection_id, _), result in zip(targets, out, strict=True):
         log.debug("sync_requested", connection_id=str(connection_id), mode=mode.value, **result)
     return out
+
+
+async def _claim(
+    session: AsyncSession,
+    targets: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    pending: list[tuple[int, JobRequest]],
+    claims: dict[int, status.Claim],
+) -> None:
+    for index, request in pending:
+        held = await status.claim(session, targets[index][0], request.job_id)
+        if held is not None:
+            claims[index] = held
 
 
 async def _release(claims: list[status.Claim]) -> None:

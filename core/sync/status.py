@@ -51,26 +51,27 @@ class Claim:
     previous_job_id: str | None
 
 
+# One round trip: the row is locked, its previous status and job read, and it is claimed.
+_CLAIM = text(
+    """
+    UPDATE connections c SET sync_status = :queued, current_job_id = :job
+    FROM (SELECT id, sync_status, current_job_id FROM connections WHERE id = :id FOR UPDATE) prev
+    WHERE c.id = prev.id
+    RETURNING prev.sync_status, prev.current_job_id
+    """
+)
+
+
 async def claim(session: AsyncSession, connection_id: uuid.UUID, job_id: str) -> Claim | None:
     """Mark the connection ``queued`` for ``job_id`` (a requested sync); None if it does not exist.
 
     A user's request claims whatever the connection shows: the enqueue decides
     whether another sync already holds it, and :func:`release` gives the claim back.
     """
-    row = (
-        await session.execute(
-            select(Connection.sync_status, Connection.current_job_id)
-            .where(Connection.id == connection_id)
-            .with_for_update()
-        )
-    ).first()
+    params = {"id": connection_id, "job": job_id, "queued": SyncStatus.queued.value}
+    row = (await session.execute(_CLAIM, params)).first()
     if row is None:
         return None
-    await session.execute(
-        update(Connection)
-        .where(Connection.id == connection_id)
-        .values(sync_status=SyncStatus.queued, current_job_id=job_id)
-    )
     return Claim(connection_id, job_id, row[0], row[1])
 
 
@@ -275,6 +276,68 @@ async def mark_succeeded(session: AsyncSession, connection_id: uuid.UUID, *, bac
     if backfill:
         values.update(backfill_completed_at=utcnow(), backfill_cursor=None)
     await session.execute(update(Connection).where(Connection.id == connection_id).values(**values))
+
+
+# One round trip: the connection is ``idle`` (completed now, error cleared, one more success; a
+# finished backfill recorded), the try's row is ``complete`` with its counts, and an announced error
+# alert turns ``ok`` (returned: its recovery is announced).
+_FINISH_SUCCEEDED = text(
+    """
+    WITH succeeded AS (
+        UPDATE connections
+        SET sync_status = :idle, last_sync_completed_at = :now, last_sync_error = NULL,
+            last_error_kind = NULL, rate_limited_until = NULL,
+            total_syncs_succeeded = total_syncs_succeeded + 1, current_job_id = NULL,
+            backfill_completed_at = CASE WHEN :backfill THEN :now ELSE backfill_completed_at END,
+            backfill_cursor = CASE WHEN :backfill THEN NULL ELSE backfill_cursor END
+        WHERE id = :connection_id
+    ),
+    recovered AS (
+        UPDATE alert_states SET condition = 'ok', updated_at = now()
+        WHERE connection_id = :connection_id AND condition <> 'ok'
+        RETURNING connection_id
+    ),
+    run AS (
+        UPDATE sync_runs
+        SET status = :complete, finished_at = :now, rows_written = :rows_written,
+            entities_written = :entities_written, api_calls = :api_calls,
+            seconds_throttled = :seconds_throttled
+        WHERE id = :run_id
+    )
+    SELECT count(*) FROM recovered
+    """
+)
+
+
+async def finish_succeeded(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    backfill: bool,
+    rows_written: int,
+    entities_written: int,
+    api_calls: int,
+    seconds_throttled: float,
+) -> bool:
+    """:func:`mark_succeeded` and the try's ``complete`` row in one statement; True if an announced
+    error alert of the connection was turned ``ok`` (the caller announces the recovery)."""
+    recovered = await session.scalar(
+        _FINISH_SUCCEEDED,
+        {
+            "connection_id": connection_id,
+            "run_id": run_id,
+            "now": utcnow(),
+            "backfill": backfill,
+            "idle": SyncStatus.idle.value,
+            "complete": RunStatus.complete.value,
+            "rows_written": rows_written,
+            "entities_written": entities_written,
+            "api_calls": api_calls,
+            "seconds_throttled": seconds_throttled,
+        },
+    )
+    return bool(recovered)
 
 
 async def mark_failed(

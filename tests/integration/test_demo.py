@@ -138,8 +138,8 @@ def connect_as_printed(out: str, data_dir: Path, tmp_path: Path) -> None:
     assert "connected meta account 1005" in Path(stdout.name).read_text()
 
 
-# Two demo runs: the first syncs 90 days of eight connections (about two minutes on a 2-core VM,
-# the Shopify simulator pacing GraphQL cost as a Standard-plan store does), the second reuses them.
+# Two demo runs: the first syncs 90 days of eight connections (about a minute on a 2-core VM; the
+# demo's Shopify simulator has a Plus store's cost bucket), the second reuses them.
 @pytest.mark.timeout(480)
 def test_demo_reaches_its_summary(metricx_env: Any, tmp_path: Path) -> None:
     database = asyncio.run(create_database(metricx_env.server_url))

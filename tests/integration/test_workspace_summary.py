@@ -46,7 +46,7 @@ def simulators() -> Iterator[dict[str, str]]:
     """Meta, Google and Shopify simulators served over real HTTP: {provider: base URL}."""
     from metricx_google.simulator.app import create_app as google_app
     from metricx_meta.simulator import create_app as meta_app
-    from metricx_shopify.simulator import create_app as shopify_app
+    from metricx_shopify.simulator import create_plus_app as shopify_app  # data, not cost pacing
 
     with ExitStack() as stack:
         yield {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -95,6 +96,41 @@ async def test_failed_key_attempts_are_throttled_per_address(
             assert (await other.get(url, headers=tenant.headers)).status_code == 200
     finally:
         await redis_client.delete(auth_failures("203.0.113.7"), auth_failures("203.0.113.8"))
+        if before is None:
+            monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
+        else:
+            monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", before)
+        get_settings.cache_clear()
+        await app.state.resources.aclose()
+
+
+async def test_an_address_that_succeeded_is_still_throttled_once_it_starts_guessing(
+    metricx_env: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, redis_client: Any
+) -> None:
+    # The sync route reads the failed-key counter at most once a second for an address with no
+    # failures; a failure from it must count and throttle at once, as for any other address.
+    from core.api import create_app
+    from core.config import get_settings
+    from core.keys import auth_failures
+
+    before = os.environ.get("METRICX_AUTH_MAX_FAILURES")
+    monkeypatch.setenv("METRICX_AUTH_MAX_FAILURES", "3")
+    get_settings.cache_clear()
+    app = create_app()
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+    sync = tenant.url(f"/connections/{uuid.uuid4()}/sync")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.post(sync, headers=tenant.headers)).status_code == 404  # key accepted
+            guesses = [
+                (await client.post(sync, headers={"Authorization": f"Bearer guess-{i}"})).status_code
+                for i in range(3)
+            ]
+            assert guesses == [401] * 3
+            blocked = await client.post(sync, headers=tenant.headers)
+            assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+    finally:
+        await redis_client.delete(auth_failures("203.0.113.9"))
         if before is None:
             monkeypatch.delenv("METRICX_AUTH_MAX_FAILURES")
         else:

@@ -95,3 +95,21 @@ def test_unset_format_follows_whether_stderr_is_a_terminal(capsys: Any) -> None:
     structlog.get_logger("t").info("hello", n=1)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert json.loads(line)["event"] == "hello"
+
+
+def test_a_worker_started_by_arqs_command_logs_each_arq_line_once(capsys: Any) -> None:
+    """`arq core.worker.WorkerSettings` applies arq's own log config, then the worker's startup
+    configures ours: each arq line must come out once, in our format."""
+    import logging.config
+
+    from arq.logs import default_log_config
+
+    logging.config.dictConfig(default_log_config(verbose=False))
+    configure_logging(Settings(log_format="json"), force=True)
+    try:
+        logging.getLogger("arq.worker").info("job %s started", "abc")
+        lines = [line for line in capsys.readouterr().err.splitlines() if "job abc started" in line]
+        assert len(lines) == 1, lines
+        assert json.loads(lines[0])["component"] == "ARQ"
+    finally:
+        configure_logging(Settings(), force=True)

@@ -137,6 +137,7 @@ def test_plugin_entries_run_at_their_own_cadence() -> None:
         "attribution_sync",
         "compaction",
         "reconcile",
+        "token_upkeep",
         "shop.sync",
         "shop.report",
     }

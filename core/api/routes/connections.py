@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Body, Query, status
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from core.api.deps import (
     ConnectionDep,
@@ -24,27 +24,37 @@ from core.api.schemas import (
     ConnectionCreate,
     ConnectionCreated,
     ConnectionPublic,
+    ConnectionReconnected,
     CoveragePublic,
+    CredentialsIn,
     Page,
     SyncEnqueued,
     SyncRequest,
     WorkspaceSyncResult,
 )
 from core.coverage import connection_coverage
-from core.db.models import Connection, Credential
+from core.db.models import Connection
 from core.errors import MetricxError
 from core.logging import REDACTED, SECRET_KEYS
 from core.plugins import get_registry
 from core.providers import Credentials, SyncMode
 from core.services import (
+    ConnectionDeleted,
     ConnectionExists,
+    ConnectionNotFound,
     ProviderNotInstalled,
+    WrongAccount,
     add_connection,
     enqueue_syncs,
     job_mode,
+    replace_credentials,
+    set_connection_status,
     validate_account,
 )
+from core.services import delete_connection as remove_connection
 from core.state import ConnectionStatus, SyncStatus
+from core.sync.requests import request_syncs
+from core.upkeep import credential_states
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
@@ -55,6 +65,14 @@ def public(connection: Connection) -> ConnectionPublic:
     out = ConnectionPublic.model_validate(connection)
     out.config = {k: (REDACTED if SECRET_KEYS.search(k) else v) for k, v in (connection.config or {}).items()}
     return out
+
+
+async def with_credential_states(items: list[ConnectionPublic]) -> list[ConnectionPublic]:
+    """Fill each connection's ``credentials_state`` and ``credentials_expire_at`` (one query)."""
+    states = await credential_states([c.id for c in items])
+    for item in items:
+        item.credentials_state, item.credentials_expire_at = states[item.id]
+    return items
 
 
 @router.post(
@@ -122,7 +140,7 @@ async def list_connections(
         .limit(page.limit)
         .offset(page.offset)
     )
-    return page.page([public(c) for c in rows], total)
+    return page.page(await with_credential_states([public(c) for c in rows]), total)
 
 
 async def _coverage(session: SessionDep, connection: Connection) -> CoveragePublic:
@@ -134,7 +152,7 @@ async def _coverage(session: SessionDep, connection: Connection) -> CoveragePubl
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
 async def get(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """One connection with its sync status fields and data coverage."""
-    out = public(connection)
+    [out] = await with_credential_states([public(connection)])
     out.coverage = await _coverage(session, connection)
     return out
 
@@ -148,9 +166,10 @@ async def coverage(connection: ConnectionDep, session: SessionDep) -> CoveragePu
 async def _set_status(
     session: SessionDep, connection: Connection, value: ConnectionStatus
 ) -> ConnectionPublic:
-    connection.status = value
-    await session.flush()
-    log.info("connection_status_changed", connection_id=str(connection.id), status=value.value)
+    try:
+        await set_connection_status(session, connection, value)
+    except ConnectionDeleted as exc:
+        raise conflict("connection_disconnected", exc.message) from None
     return public(connection)
 
 
@@ -158,8 +177,6 @@ async def _set_status(
 async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Stop scheduled and manual syncs, and pushed data (store webhooks), until resumed (a sync already
     running finishes); the first sync after resuming catches up."""
-    if connection.status == ConnectionStatus.disconnected:
-        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
     return await _set_status(session, connection, ConnectionStatus.paused)
 
 
@@ -168,8 +185,6 @@ async def pause(connection: ConnectionDep, session: SessionDep) -> ConnectionPub
 )
 async def resume(connection: ConnectionDep, session: SessionDep) -> ConnectionPublic:
     """Sync the connection again on schedule."""
-    if connection.status == ConnectionStatus.disconnected:
-        raise conflict("connection_disconnected", "the connection was deleted; connect the account again")
     return await _set_status(session, connection, ConnectionStatus.active)
 
 
@@ -182,14 +197,64 @@ async def delete_connection(
         Query(description="keep: stop syncing, forget the tokens, keep the synced data; delete: remove all."),
     ] = "keep",
 ) -> None:
-    """Disconnect an account: no more syncs, tokens erased; its data is kept or removed as asked."""
-    if data == "delete":
-        await session.execute(delete(Connection).where(Connection.id == connection.id))
-    else:
-        await session.execute(delete(Credential).where(Credential.connection_id == connection.id))
-        connection.status = ConnectionStatus.disconnected
-        await session.flush()
-    log.info("connection_deleted", connection_id=str(connection.id), data=data)
+    """Disconnect an account: no more syncs, tokens erased; its data is kept or removed as asked.
+    A connection deleted with its data kept is connected again (same id, data back) by adding the
+    same account or by giving it new credentials."""
+    await remove_connection(session, connection, keep_data=data == "keep")
+
+
+@router.put(
+    "/connections/{connection_id}/credentials",
+    response_model=ConnectionReconnected,
+    responses=documented(404, 409, 502, 503),
+)
+async def put_credentials(
+    body: CredentialsIn,
+    connection: ConnectionDep,
+    session: SessionDep,
+    http: HttpDep,
+    redis: RedisDep,
+    catch_up: Annotated[bool, Query(description="Queue a sync of the days the connection missed.")] = True,
+) -> ConnectionReconnected:
+    """Reconnect: give the connection new credentials, keeping its id, data and sync history.
+
+    The provider checks them against this connection's account (409 ``wrong_account`` if they
+    reach another account or none; nothing changes then). The connection returns to ``idle`` (a
+    deleted one to ``active``) and a sync of the days it missed is queued, not a new backfill."""
+    creds = Credentials(
+        access_token=body.access_token,
+        refresh_token=body.refresh_token,
+        expires_at=body.expires_at,
+        scopes=tuple(body.scopes),
+    )
+    try:
+        done = await replace_credentials(
+            session,
+            workspace_id=connection.workspace_id,
+            connection_id=connection.id,
+            provider=connection.provider,
+            credentials=creds,
+            http=http,
+            redis=redis,
+            catch_up=catch_up,
+        )
+    except ConnectionNotFound:
+        raise ApiError(404, "connection_not_found", "connection not found") from None
+    except WrongAccount as exc:
+        raise conflict("wrong_account", exc.message) from None
+    except ProviderNotInstalled as exc:
+        raise ApiError(422, "provider_not_installed", exc.message) from None
+    except MetricxError as exc:
+        raise provider_error(exc) from None
+    queued = None
+    if done.catch_up is not None and done.catch_up_mode is not None:
+        queued = SyncEnqueued(
+            **done.catch_up,
+            connection_id=connection.id,
+            mode=job_mode(done.catch_up["job_id"], done.catch_up_mode),
+        )
+    out = public(done.connection).model_dump()
+    return ConnectionReconnected(**out, catch_up=queued, days_missing=done.days_missing)
 
 
 SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
@@ -218,6 +283,12 @@ async def sync_connection(
 
     A connection whose token the platform rejected (``reconnect_required``) answers 409: it needs a
     new token, unless ``retry_rejected_token`` says the stored one works again."""
+    if connection.status == ConnectionStatus.disconnected:
+        raise conflict(
+            "connection_disconnected",
+            "the connection was deleted; connect it again by giving it new credentials (PUT "
+            f"/v1/workspaces/{connection.workspace_id}/connections/{connection.id}/credentials)",
+        )
     if connection.status != ConnectionStatus.active:
         raise conflict(
             f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
@@ -225,12 +296,16 @@ async def sync_connection(
     if connection.sync_status == SyncStatus.reconnect_required and not retry_rejected_token:
         raise conflict(
             "reconnect_required",
-            "the platform rejected this connection's token, so a sync would fail again: connect the "
-            "account with a new token, or, if the token was fixed on the platform, retry with "
+            "the platform rejected this connection's token, so a sync would fail again: give it a new token "
+            f"(PUT /v1/workspaces/{connection.workspace_id}/connections/{connection.id}"
+            f"/credentials, or `metricx connections reconnect {connection.id}`), which also catches up "
+            "the days it missed; or, if the token was fixed on the platform, retry with "
             "?retry_rejected_token=true",
         )
-    await session.commit()
-    [result] = await enqueue_syncs(session, redis, [connection], body.mode)
+    # The claim is written in the transaction that read the connection (and committed there).
+    [result] = await request_syncs(
+        redis, [(connection.id, connection.workspace_id)], body.mode, session=session
+    )
     return SyncEnqueued(**result, connection_id=connection.id, mode=job_mode(result["job_id"], body.mode))
 
 

@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_connect"
-down_revision = "0007_coverage_unavailable"
+down_revision = "0008_snapshot_partitions"
 branch_labels = None
 depends_on = None
 

@@ -143,6 +143,12 @@ class AccessTokens:
         await self._cache.drop(self._connection_id, self._refresh_token, stale)
         return await self._mint_shared(stale=stale)
 
+    async def renew(self) -> str:
+        """Mint a new access token now (the token upkeep: Google revokes refresh tokens left unused)."""
+        cached = await self._cache.get(self._connection_id, self._refresh_token)
+        await self._cache.drop(self._connection_id, self._refresh_token, cached)
+        return await self._mint_shared(stale=cached)
+
     async def _mint_shared(self, stale: str | None) -> str:
         lock_key = TokenCache.key(self._connection_id, self._refresh_token) + ":lock"
         lock = await self._cache.cache.try_lock(lock_key, ttl_s=_LOCK_TTL_S)

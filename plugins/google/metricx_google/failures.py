@@ -207,7 +207,8 @@ def to_error(failure: Failure, customer_id: str, now: datetime) -> MetricxError:
     if failure.has("authorizationError", "USER_PERMISSION_DENIED"):
         return ConfigError(
             f"{where}: permission denied: {message}. If the account is managed through a manager "
-            f"account, set login_customer_id to the manager's id{suffix}"
+            f"account, set login_customer_id to the manager's id (the connection's config: "
+            f"`--config login_customer_id=<manager id>` with `metricx connections add`){suffix}"
         )
     if failure.has("authorizationError", "CUSTOMER_NOT_ENABLED"):
         return ConfigError(f"{where} is not enabled (cancelled or suspended): {message}{suffix}")

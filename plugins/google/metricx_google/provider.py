@@ -58,6 +58,10 @@ GOOGLE_ADS_API_SUNSETS = {
     "v22": date(2026, 10, 7),
     "v26": date(2027, 10, 6),
 }
+#: How often the token upkeep uses a connection's refresh token (https://developers.google.com/identity/
+#: protocols/oauth2#expiration: a refresh token unused for six months stops working); a little under
+#: a day, so a pass every 30 minutes uses it once a day.
+REFRESH_TOKEN_USE_EVERY = timedelta(hours=23)
 #: The version new installations speak (the settings default).
 CURRENT_API_VERSION = "v26"
 
@@ -202,6 +206,23 @@ class GoogleAdsProvider:
     ) -> Credentials | None:
         """Make sure an access token can be had (cached or minted); the refresh token never changes."""
         await self.tokens(ctx, account, credentials).get()
+        return None
+
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        """Daily: Google revokes a refresh token left unused (six months; seven days for an app in
+        testing), and a daily use also finds a revoked one before the next sync does."""
+        if not credentials.refresh_token:
+            return False
+        return last_refresh is None or now - last_refresh >= REFRESH_TOKEN_USE_EVERY
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Use the refresh token: mint an access token (shared with the syncs through the cache).
+        The refresh token never changes, so nothing is stored."""
+        await self.tokens(ctx, account, credentials).renew()
         return None
 
     async def fetch_account(

@@ -331,7 +331,9 @@ def test_cli_connect(mode: str, meta_sim: Any, metricx_env: Any) -> None:
     assert "sim-user-" not in out + errors and SIM_APP_SECRET not in out + errors
 
 
-async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(api: httpx.AsyncClient) -> None:
+async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(
+    api: httpx.AsyncClient, run_worker: Any
+) -> None:
     ws, headers = await tenant(api)
     landed = await api.get(
         callback_path(consent(await start(api, ws, headers))), headers={"Accept": "application/json"}
@@ -359,6 +361,10 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(api: 
     assert sorted(again.json()["reconnected"]) == ids
     listed = (await api.get(f"/v1/workspaces/{ws}/connections", headers=headers)).json()["items"]
     assert sorted(c["id"] for c in listed) == ids  # same connections, no new ones
+    # out of reconnect_required, each with its catch-up sync queued (no worker runs here)
+    assert {c["sync_status"] for c in listed} == {"queued"}
+    await run_worker()  # the catch-ups run with the new token
+    listed = (await api.get(f"/v1/workspaces/{ws}/connections", headers=headers)).json()["items"]
     assert {c["sync_status"] for c in listed} == {"idle"}
     async with session_scope() as session:
         grants = (

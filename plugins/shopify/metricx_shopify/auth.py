@@ -127,6 +127,12 @@ class ShopifyAuth:
             raise AuthError(f"Shopify rejected the access token of {self._shop} (401). {RECONNECT}")
         await self._rotate(stale=self.credentials.access_token)
 
+    async def rotate_now(self) -> Credentials:
+        """Refresh now, whatever the expiry says (the token upkeep decided), unless another worker
+        rotated meanwhile; the new pair is stored before it is used."""
+        await self._rotate(stale=self.credentials.access_token)
+        return self.credentials
+
     async def ensure_fresh(self) -> Credentials:
         """The current credentials, refreshed first when the access token is about to expire."""
         await self.headers()

@@ -17,8 +17,11 @@ Every call is ``POST {root}/admin/api/{version}/graphql.json``. :class:`ShopifyA
 
 Nodes are normalised into the REST/webhook shape that :mod:`metricx_shopify.mapping` reads (numeric
 ids from ``legacyResourceId``, money from ``shopMoney`` of the ``*Set`` fields, lower-case statuses),
-so one mapping serves the sync and the webhooks. Nested connections are paged: an order with more
-line items than the inline page reads the rest with ``order(id:) { lineItems(after:) }``.
+so one mapping serves the sync and the webhooks. Nested fields are read whole: an order with more
+line items than the inline page reads the rest with ``order(id:) { lineItems(after:) }``; a full
+inline ``refunds`` list (a list, truncated by ``first``, no cursor) is read again whole with
+``order(id:) { refunds }``; a refund with more transactions than its inline page reads the rest
+with ``refund(id:) { transactions(after:) }``. Bulk operations: :mod:`metricx_shopify.bulk`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from core import (
 )
 from metricx_shopify import queries
 from metricx_shopify.auth import ShopifyAuth
+from metricx_shopify.bulk import run_bulk_query
 from metricx_shopify.settings import ShopifySettings
 
 log = structlog.get_logger(__name__)
@@ -224,6 +228,7 @@ class ShopifyClient:
         if not (credentials.access_token or credentials.refresh_token) and auth is None:
             raise AuthError("No Shopify access token configured. Please reconnect the store.")
         self._http = ctx.http
+        self.http = ctx.http
         self._token = credentials.access_token
         self._auth = auth
         self.auth = auth
@@ -310,6 +315,7 @@ class ShopifyClient:
         for node in connection["nodes"]:
             if field == "orders" and isinstance(node, dict):
                 await self._complete_line_items(node)
+                await self._complete_refunds(node)
             rows.append(queries.TO_REST[resource](node))
         info = connection.get("pageInfo") or {}
         return Page(rows=rows, next_page_info=info.get("endCursor") if info.get("hasNextPage") else None)
@@ -338,6 +344,34 @@ class ShopifyClient:
             lines["nodes"] = [*lines.get("nodes", []), *(more.get("nodes") or [])]
             info = more.get("pageInfo") or {}
         lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+    async def _complete_refunds(self, order: dict[str, Any]) -> None:
+        """Read every refund of an order, and every transaction of each refund, past the inline pages."""
+        refunds = order.get("refunds")
+        if isinstance(refunds, list) and len(refunds) >= queries.INLINE_REFUNDS:
+            data = await self.graphql(queries.ORDER_REFUNDS, {"id": order.get("id")})
+            whole = (data.get("order") or {}).get("refunds")
+            if isinstance(whole, list):
+                order["refunds"] = refunds = whole
+        for refund in refunds if isinstance(refunds, list) else []:
+            txs = refund.get("transactions") if isinstance(refund, dict) else None
+            if not isinstance(txs, dict):
+                continue
+            info = txs.get("pageInfo") or {}
+            while info.get("hasNextPage"):
+                data = await self.graphql(
+                    queries.REFUND_TRANSACTIONS, {"id": refund.get("id"), "after": info.get("endCursor")}
+                )
+                more = ((data.get("refund") or {}).get("transactions")) or {}
+                txs["nodes"] = [*txs.get("nodes", []), *(more.get("nodes") or [])]
+                info = more.get("pageInfo") or {}
+            txs["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+    async def bulk(self, resource: str, search: str) -> AsyncIterator[dict[str, Any]]:
+        """Every ``resource`` (``orders`` / ``order_metrics``) matching ``search``, REST-shaped, read by
+        one bulk operation and streamed one order at a time."""
+        async for node in run_bulk_query(self, queries.bulk_orders(resource, search)):
+            yield queries.TO_REST[resource](node)
 
     async def ids(self, resource: str, search: str | None) -> set[int]:
         """The numeric ids of every ``resource`` matching ``search`` that exists now."""

@@ -41,4 +41,7 @@ SIMULATOR = SimulatorSpec(
     module="metricx_shopify.simulator",
     worker_env=worker_env,
     demo_connections=demo_connections,
+    # A Plus store's cost bucket: the demo shows the sync, not Standard-plan pacing (the tests about
+    # pacing keep the Standard bucket).
+    args=("--plan", "plus"),
 )

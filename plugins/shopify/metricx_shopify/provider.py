@@ -13,6 +13,11 @@ Metric mapping (one record per shop-local day), as Shopify's sales reports count
 A refund is credited on the day it was made (``processedAt`` of its transaction), not on the
 sale's day, so a stored day changes only when a late refund is *made* on it; the revision
 horizon (``revision_days`` 60) re-reads the last 60 days.
+
+A backfill window reads its orders with one bulk operation (``bulk_backfill``;
+:mod:`metricx_shopify.bulk`); realtime and attribution windows page. A bulk operation that fails
+part-way writes no day of the window (a day missing orders would be wrong, not partial): the try
+fails as transient and is retried.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from core import (
     EntityRecord,
     MetricRecord,
     ProviderContext,
+    SyncMode,
     SyncWindow,
 )
-from metricx_shopify.auth import ShopifyAuth
+from metricx_shopify.auth import ShopifyAuth, grant_of
 from metricx_shopify.client import ShopifyClient, shop_domain
 from metricx_shopify.mapping import money, shop_amount, timestamp
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
@@ -134,6 +140,25 @@ class ShopifyProvider:
             return auth.credentials
         return None
 
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        """An expiring token (offline or client credentials) that lapses before ``horizon``: refreshed
+        ahead, so a paused or idle store still has a working pair when it is next synced."""
+        if grant_of(credentials) == "permanent" or credentials.expires_at is None:
+            return False
+        return credentials.expires_at <= horizon
+
+    async def refresh_credentials(
+        self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
+    ) -> Credentials | None:
+        """Rotate under the connection's refresh lock (the new pair stored through ``ctx.credentials``
+        before use); the new credentials only when there is no store to keep them."""
+        auth = self.client(ctx, account, credentials).auth
+        assert auth is not None
+        fresh = await auth.rotate_now()
+        return fresh if ctx.credentials is None else None
+
     async def fetch_account(
         self, ctx: ProviderContext, account: AccountRef, credentials: Credentials
     ) -> AccountInfo:
@@ -196,44 +221,23 @@ class ShopifyProvider:
             days = {d for d in days if d >= visible_from}
             if window.start < visible_from:
                 ctx.coverage.unavailable_before(visible_from, NO_ALL_ORDERS)
-        sales: dict[object, int] = defaultdict(int)
-        gross: dict[object, Decimal] = defaultdict(Decimal)
-        refunds: dict[object, Decimal] = defaultdict(Decimal)
-        refunded_orders: dict[object, int] = defaultdict(int)
-        pending: dict[object, int] = defaultdict(int)
-        pending_total: dict[object, Decimal] = defaultdict(Decimal)
-        async for page in client.iterate("order_metrics", f"updated_at:>='{start}'"):
-            for order in page.rows:
-                if order.get("test") is True:
-                    continue
-                what = f"order {str(order.get('id'))[:30]}"
-                processed = timestamp(
-                    order.get("processed_at") or order.get("created_at"), f"{what} processed_at"
-                )
-                day = processed.astimezone(tz).date() if processed else None
-                status = str(order.get("financial_status") or "")
-                total = money(order.get("total_price"), f"{what} total_price") or Decimal(0)
-                if day in days and status in UNPAID:
-                    pending[day] += 1
-                    pending_total[day] += total
-                elif day in days and status not in NOT_SALES:
-                    sales[day] += 1
-                    gross[day] += total
-                refund_days = set()
-                for refund_day, amount in refund_amounts(order, tz):
-                    if refund_day in days:
-                        refunds[refund_day] += amount
-                        refund_days.add(refund_day)
-                for refund_day in refund_days:
-                    refunded_orders[refund_day] += 1
+        tally = DailySales(tz, days)
+        search = f"updated_at:>='{start}'"
+        if window.mode == SyncMode.backfill and self.settings.bulk_backfill:
+            async for order in client.bulk("order_metrics", search):
+                tally.add(order)
+        else:
+            async for page in client.iterate("order_metrics", search):
+                for order in page.rows:
+                    tally.add(order)
         domain, currency = shop_domain(account), account.currency
         records: list[MetricRecord] = []
         for day in sorted(days):
             # Net sales; the refunds credited that day; pending/authorized-only orders, apart.
             for level, count, amount in (
-                ("store", sales[day], gross[day] - refunds[day]),
-                ("store_refunds", refunded_orders[day], refunds[day]),
-                ("store_pending", pending[day], pending_total[day]),
+                ("store", tally.sales[day], tally.gross[day] - tally.refunds[day]),
+                ("store_refunds", tally.refunded_orders[day], tally.refunds[day]),
+                ("store_pending", tally.pending[day], tally.pending_total[day]),
             ):
                 records.append(
                     MetricRecord(
@@ -246,6 +250,42 @@ class ShopifyProvider:
                     )
                 )
         yield records
+
+
+class DailySales:
+    """The day totals of the orders added, as Shopify's reports count them (see the module docstring)."""
+
+    def __init__(self, tz: ZoneInfo, days: set[date]) -> None:
+        self.tz, self.days = tz, days
+        self.sales: dict[object, int] = defaultdict(int)
+        self.gross: dict[object, Decimal] = defaultdict(Decimal)
+        self.refunds: dict[object, Decimal] = defaultdict(Decimal)
+        self.refunded_orders: dict[object, int] = defaultdict(int)
+        self.pending: dict[object, int] = defaultdict(int)
+        self.pending_total: dict[object, Decimal] = defaultdict(Decimal)
+
+    def add(self, order: dict[str, Any]) -> None:
+        """Count one REST-shaped order (test orders are not sales)."""
+        if order.get("test") is True:
+            return
+        what = f"order {str(order.get('id'))[:30]}"
+        processed = timestamp(order.get("processed_at") or order.get("created_at"), f"{what} processed_at")
+        day = processed.astimezone(self.tz).date() if processed else None
+        status = str(order.get("financial_status") or "")
+        total = money(order.get("total_price"), f"{what} total_price") or Decimal(0)
+        if day in self.days and status in UNPAID:
+            self.pending[day] += 1
+            self.pending_total[day] += total
+        elif day in self.days and status not in NOT_SALES:
+            self.sales[day] += 1
+            self.gross[day] += total
+        refund_days = set()
+        for refund_day, amount in refund_amounts(order, self.tz):
+            if refund_day in self.days:
+                self.refunds[refund_day] += amount
+                refund_days.add(refund_day)
+        for refund_day in refund_days:
+            self.refunded_orders[refund_day] += 1
 
 
 ORDER_WINDOW_DAYS = 60

@@ -7,11 +7,12 @@ customer's), enums are lower-cased as REST writes them, tag lists are joined wit
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 INLINE_LINE_ITEMS = 3  # more are read with ORDER_LINE_ITEMS
-INLINE_REFUNDS = 3
-INLINE_REFUND_TRANSACTIONS = 3
+INLINE_REFUNDS = 3  # Order.refunds is a list (truncated by `first`): a full one is read again whole
+INLINE_REFUND_TRANSACTIONS = 3  # Refund.transactions is a connection: the rest by REFUND_TRANSACTIONS
 
 SHOP = "query Shop { shop { id name ianaTimezone currencyCode myshopifyDomain } }"
 
@@ -19,6 +20,13 @@ ACCESS_SCOPES = "query AccessScopes { currentAppInstallation { accessScopes { ha
 
 _SHOP_MONEY = "shopMoney { amount currencyCode }"
 _MONEY = "shopMoney { amount currencyCode } presentmentMoney { amount currencyCode }"
+TRANSACTION_FIELDS = f"id kind status processedAt amountSet {{ {_MONEY} }}"
+REFUND_FIELDS = f"""
+  id legacyResourceId createdAt
+  transactions(first: {INLINE_REFUND_TRANSACTIONS}) {{
+    pageInfo {{ hasNextPage endCursor }} nodes {{ {TRANSACTION_FIELDS} }}
+  }}
+"""
 
 LINE_ITEM_FIELDS = f"""
   id title sku quantity
@@ -39,24 +47,14 @@ ORDER_FIELDS = f"""
   lineItems(first: {INLINE_LINE_ITEMS}) {{
     pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_ITEM_FIELDS} }}
   }}
-  refunds(first: {INLINE_REFUNDS}) {{
-    legacyResourceId createdAt
-    transactions(first: {INLINE_REFUND_TRANSACTIONS}) {{
-      nodes {{ id kind status processedAt amountSet {{ {_MONEY} }} }}
-    }}
-  }}
+  refunds(first: {INLINE_REFUNDS}) {{ {REFUND_FIELDS} }}
 """
 
 #: What the daily store metrics need of an order (a cheaper query than the store sync's).
 ORDER_METRIC_FIELDS = f"""
   id legacyResourceId createdAt processedAt cancelledAt test displayFinancialStatus currencyCode
   totalPriceSet {{ {_SHOP_MONEY} }}
-  refunds(first: {INLINE_REFUNDS}) {{
-    legacyResourceId createdAt
-    transactions(first: {INLINE_REFUND_TRANSACTIONS}) {{
-      nodes {{ id kind status processedAt amountSet {{ {_MONEY} }} }}
-    }}
-  }}
+  refunds(first: {INLINE_REFUNDS}) {{ {REFUND_FIELDS} }}
 """
 
 PRODUCT_FIELDS = "id legacyResourceId title handle vendor productType status tags createdAt updatedAt"
@@ -92,11 +90,41 @@ IDS = {
     for resource in ("orders", "products", "customers")
 }
 
+ORDER_REFUNDS = f"query OrderRefunds($id: ID!) {{ order(id: $id) {{ refunds {{ {REFUND_FIELDS} }} }} }}"
+
+REFUND_TRANSACTIONS = (
+    "query RefundTransactions($id: ID!, $after: String) { refund(id: $id) { "
+    "transactions(first: 100, after: $after) { pageInfo { hasNextPage endCursor } "
+    f"nodes {{ {TRANSACTION_FIELDS} }} }} }} }}"
+)
+
 ORDER_LINE_ITEMS = (
     "query OrderLineItems($id: ID!, $after: String) { order(id: $id) { "
     "lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor } "
     f"nodes {{ {LINE_ITEM_FIELDS} }} }} }} }}"
 )
+
+
+# Bulk queries (https://shopify.dev/docs/api/usage/bulk-operations/queries): connections without
+# `first`; no connection inside a list field, so refund money comes from the order's `transactions`
+# list (kind REFUND) instead of `refunds { transactions }`.
+_BULK_ORDER_METRIC_FIELDS = f"""
+  id legacyResourceId createdAt processedAt cancelledAt test displayFinancialStatus currencyCode
+  totalPriceSet {{ {_SHOP_MONEY} }}
+  transactions {{ {TRANSACTION_FIELDS} }}
+"""
+_BULK_ORDER_FIELDS = ORDER_FIELDS.replace(
+    f"lineItems(first: {INLINE_LINE_ITEMS}) {{\n    pageInfo {{ hasNextPage endCursor }} nodes",
+    "lineItems {\n    nodes",
+).replace(
+    f"refunds(first: {INLINE_REFUNDS}) {{ {REFUND_FIELDS} }}", f"transactions {{ {TRANSACTION_FIELDS} }}"
+)
+_BULK_FIELDS = {"orders": _BULK_ORDER_FIELDS, "order_metrics": _BULK_ORDER_METRIC_FIELDS}
+
+
+def bulk_orders(resource: str, search: str) -> str:
+    """The bulk query of ``resource`` (``orders`` or ``order_metrics``) matching ``search``."""
+    return f"{{ orders(query: {json.dumps(search)}) {{ nodes {{ {_BULK_FIELDS[resource]} }} }} }}"
 
 
 def legacy_id(value: Any) -> Any:
@@ -155,6 +183,12 @@ def order_to_rest(node: Any) -> Any:
         return node
     customer = node.get("customer")
     refunds = node.get("refunds")
+    if isinstance(node.get("transactions"), list):  # a bulk order: its refunds' money, one per transaction
+        refunds = [
+            {"id": None, "createdAt": tx.get("processedAt"), "transactions": {"nodes": [tx]}}
+            for tx in node["transactions"]
+            if isinstance(tx, dict) and str(tx.get("kind")).upper() == "REFUND"
+        ]
     return {
         "id": _id(node),
         "admin_graphql_api_id": node.get("id"),

@@ -60,6 +60,31 @@ class ShopifySettings(BaseSettings):
         ge=0,
         description="Seconds the next incremental sync re-reads before the last run's start (clock skew).",
     )
+    bulk_backfill: bool = Field(
+        default=True,
+        description="A backfill window's orders are read by a bulk operation; realtime and attribution "
+        "windows page.",
+    )
+    bulk_store_sync: bool = Field(
+        default=True,
+        description="A store sync's first (or full) read of orders runs as a bulk operation; "
+        "incremental store syncs page.",
+    )
+    bulk_poll_s: float = Field(default=2.0, gt=0, description="Seconds between polls of a bulk operation.")
+    bulk_max_wait_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A bulk operation still running after this long fails the try (the retry adopts it).",
+    )
+    bulk_busy_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a sync waits for another app-run bulk operation on the shop before it is "
+        "deferred (Shopify runs one bulk query per shop at a time).",
+    )
+    bulk_download_timeout_s: float = Field(
+        default=120.0, gt=0, description="Timeout of each read of a bulk result file's stream."
+    )
     client_id: str | None = Field(
         default=None,
         description="The app's client id: refreshes expiring offline tokens and mints client-credentials "

@@ -5,6 +5,11 @@ Each resource keeps one ``shopify_sync_state`` row. A run reads (GraphQL, ``sort
 that records its cursor (the ``endCursor`` in ``page_info`` and the newest ``updated_at`` stored),
 so a killed worker's retry continues where the last committed page ended. A rejected cursor falls
 back to ``updated_at:>=`` the newest stored.
+
+A first (or ``full``) read of orders has no lower bound: the whole store. It runs as one bulk
+operation (``bulk_store_sync``; :mod:`metricx_shopify.bulk`), whose orders are upserted in batches
+as they stream; a killed try's retry adopts the operation still running. A bulk operation that
+fails part-way leaves the complete orders stored and fails the try as transient.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core import ConfigError, SyncContext, plugin_session
 from metricx_shopify import tables
+from metricx_shopify.bulk import BulkPartialData
 from metricx_shopify.client import InvalidPageInfo, ShopifyClient
 from metricx_shopify.mapping import Row, customer_row, order_row, product_row
 from metricx_shopify.provider import ShopifyProvider, verified_shop
@@ -117,6 +123,10 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
                 rows_in_run=0,
                 job_id=sctx.job_id,
             )
+    if resource == "orders" and run_min is None and not page_info and client.settings.bulk_store_sync:
+        rows = await _bulk_orders(client, sctx, run_max)
+        await _finish(sctx, resource, run_min, run_max, rows)
+        return rows
     rows = 0
     while True:
         try:
@@ -143,6 +153,44 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
                 raise
             log.warning("page_cursor_rejected", resource=resource, resume_from=str(last or run_min))
             page_info = None
+    await _finish(sctx, resource, run_min, run_max, rows)
+    return rows
+
+
+async def _bulk_orders(client: ShopifyClient, sctx: SyncContext, run_max: datetime) -> int:
+    """Every order updated up to ``run_max``, by one bulk operation, upserted a batch at a time."""
+    batch: list[dict[str, Any]] = []
+    last: datetime | None = None
+    rows = 0
+
+    async def flush() -> None:
+        nonlocal batch, last, rows
+        if not batch:
+            return
+        last = _newest_updated(batch, last)
+        async with plugin_session() as session:
+            await _write_page(session, sctx, "orders", batch)
+            await _save_state(session, sctx, "orders", last_updated_at=last, add_rows=len(batch))
+        sctx.add_rows(len(batch))
+        await sctx.progress()
+        rows += len(batch)
+        batch = []
+
+    try:
+        async for order in client.bulk("orders", search(None, run_max)):
+            batch.append(order)
+            if len(batch) >= client.settings.page_size:
+                await flush()
+    except BulkPartialData:
+        await flush()  # the complete orders the failed operation delivered
+        raise
+    await flush()
+    return rows
+
+
+async def _finish(
+    sctx: SyncContext, resource: str, run_min: datetime | None, run_max: datetime, rows: int
+) -> None:
     async with plugin_session() as session:
         await _save_state(
             session,
@@ -156,7 +204,6 @@ async def sync_resource(client: ShopifyClient, sctx: SyncContext, resource: str,
             job_id=None,
         )
     log.info("resource_synced", resource=resource, rows=rows, since=str(run_min), until=str(run_max))
-    return rows
 
 
 RECONCILE_EVERY = timedelta(hours=24)

@@ -19,6 +19,7 @@ FAST_ENV = {
     "METRICX_SHOPIFY_DRAIN_PER_S": "20",
     "METRICX_SHOPIFY_RETRY_BACKOFF_S": "0.05",
     "METRICX_SHOPIFY_CURSOR_OVERLAP_S": "0",
+    "METRICX_SHOPIFY_BULK_POLL_S": "0.05",
     "METRICX_SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
     "METRICX_SHOPIFY_CLIENT_ID": "sim-client-id",
     "METRICX_SHOPIFY_CLIENT_SECRET": "sim-client-secret",
@@ -54,3 +55,20 @@ async def fetch_all(sql: str, **params: Any) -> list[Any]:
 
     async with session_scope() as session:
         return list((await session.execute(text(sql), params)).all())
+
+
+def same_shape(fixture: Any, answer: Any) -> None:
+    """Every key the fixture has, the answer has with the same kind of value (lists by their first)."""
+    if isinstance(fixture, dict):
+        assert isinstance(answer, dict), (fixture, answer)
+        for key, value in fixture.items():
+            assert key in answer, key
+            if value is not None and answer[key] is not None:
+                same_shape(value, answer[key])
+    elif isinstance(fixture, list) and fixture and answer:
+        same_shape(fixture[0], answer[0])
+    elif fixture is not None and answer is not None:
+        assert isinstance(answer, type(fixture)) or {type(fixture), type(answer)} <= {int, float}, (
+            fixture,
+            answer,
+        )

@@ -8,7 +8,7 @@ import httpx
 from metricx_shopify.bulk import reassemble
 
 RUN = (
-    "mutation Run($query: String!) { bulkOperationRunQuery(query: $query) { "
+    "mutation Run($query: String!) { bulkOperationRunQuery(query: $query, groupObjects: true) { "
     "bulkOperation { id status } userErrors { field message code } } }"
 )
 POLL = "query Poll($id: ID!) { node(id: $id) { id status errorCode objectCount url partialDataUrl } }"

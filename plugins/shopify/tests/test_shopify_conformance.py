@@ -25,7 +25,10 @@ FAULTS: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def shopify_sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
     log = tmp_path_factory.mktemp("shopify-sim") / "simulator.log"
-    with simulator_process("metricx_shopify.simulator:create_app", log_path=log, factory=True) as sim:
+    # A Plus store's cost bucket: these tests are about the data and the faults, not cost pacing
+    # (that is test_shopify_sync's), which would only add a minute of waiting.
+    factory = "metricx_shopify.simulator:create_plus_app"
+    with simulator_process(factory, log_path=log, factory=True) as sim:
         yield sim
 
 

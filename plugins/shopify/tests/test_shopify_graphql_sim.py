@@ -126,3 +126,30 @@ async def test_the_client_pages_nested_line_items_and_hides_old_orders_without_r
     assert [int(li["id"]) for li in got["line_items"]] == [77_000 + i for i in range(7)]
     with pytest.raises(ConfigError, match="doesn't exist"):
         await client.graphql("query Shop { shop { plan } }")
+
+
+async def test_a_plus_store_has_a_bigger_cost_bucket_than_a_standard_one(monkeypatch: Any) -> None:
+    from metricx_shopify.simulator import __main__ as cli
+
+    standard = await post(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(SimState(shops=(SPEC,))))),
+        queries.SHOP,
+    )
+    plus = SimState(shops=(SPEC,), plan="plus")
+    answer = await post(httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(plus))), queries.SHOP)
+    limits = [
+        (
+            b["extensions"]["cost"]["throttleStatus"]["maximumAvailable"],
+            b["extensions"]["cost"]["throttleStatus"]["restoreRate"],
+        )
+        for b in (standard, answer)
+    ]
+    assert limits == [(2000, 100), (20000, 1000)]
+    # the command line: a plan, or an explicit bucket that overrides it
+    served: list[SimState] = []
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **_: served.append(app.state.sim))
+    cli.main(["--plan", "plus"])
+    cli.main(["--points-bucket", "500", "--points-restore", "50"])
+    assert [(s.point_max, s.point_restore) for s in served] == [(20000, 1000), (500, 50)]
+    with pytest.raises(ValueError, match="unknown Shopify plan"):
+        SimState(shops=(SPEC,), plan="gold")

@@ -46,7 +46,10 @@ async def test_a_realtime_sync_waits_for_a_long_store_sync_without_using_tries(
     spec = new_shop(products=5, customers=5, orders=400, days=5)  # 40+ pages
     ws, conn = await shop_connection(spec)
     shopify_sim.control("faults", kind="timeout", seconds=1.0, count=None)  # every call takes 1 s
-    worker = worker_process(**shopify_env, METRICX_LOCK_WAIT_POLL_S="2")
+    # paged, so the store sync is long (a bulk operation would read the 400 orders in a few calls)
+    worker = worker_process(
+        **shopify_env, METRICX_LOCK_WAIT_POLL_S="2", METRICX_SHOPIFY_BULK_STORE_SYNC="false"
+    )
     store = await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
 
     async def store_running() -> bool:

@@ -44,7 +44,8 @@ async def test_a_killed_sync_resumes_from_its_checkpoint_without_duplicates(
     spec = new_shop(products=10, customers=10, orders=120)  # orders: 12 pages of 10
     ws, conn = await shop_connection(spec)
     shopify_sim.control("faults", kind="timeout", seconds=0.3, count=None)
-    env = {**shopify_env, "METRICX_JOB_TIMEOUT_S": "8"}
+    # the paginated read's page checkpoints (a first read of orders would otherwise run as a bulk operation)
+    env = {**shopify_env, "METRICX_JOB_TIMEOUT_S": "8", "METRICX_SHOPIFY_BULK_STORE_SYNC": "false"}
     first = worker_process(**env)
     await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
 

@@ -7,7 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from metricx_shopify.jobs import enqueue_store_sync
+from metricx_shopify.settings import get_shopify_settings
 from shopify_helpers import fetch_all, fetch_one
 from sqlalchemy import text
 
@@ -106,10 +108,18 @@ async def test_store_metrics_match_the_shops_daily_truth(
 
 
 async def test_cost_pacing_never_empties_the_bucket_and_survives_injected_throttles(
-    new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any
+    new_shop: Any,
+    shop_connection: Any,
+    shopify_sim: Any,
+    run_worker: Any,
+    redis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # pages of up to 10 orders cost far more than the bucket restores in a second: only pacing by
-    # the answers' throttleStatus (shared limiter) keeps every query within the bucket
+    # the answers' throttleStatus (shared limiter) keeps every query within the bucket (paged: a
+    # first read of orders would otherwise be one bulk operation)
+    monkeypatch.setenv("METRICX_SHOPIFY_BULK_STORE_SYNC", "false")
+    get_shopify_settings.cache_clear()
     shopify_sim.control("points", maximum=1000, restore_rate=400)
     spec = new_shop(products=100, customers=120, orders=250)
     ws, conn = await shop_connection(spec)

@@ -1,7 +1,9 @@
 """A tiny HTTP API with deterministic numbers and switchable faults (control: POST /_control).
 
 Fault switches: ``transient`` (count of 503s on metrics), ``rate_limit_s`` (429 on metrics),
-``revoked`` (401 on every call, as for a token revoked on the platform), ``slow_s``, ``malformed``.
+``revoked`` (401 on every call with the shared token, as for a token revoked on the platform),
+``slow_s``, ``malformed``. ``grant`` ({"token", "accounts"}) issues another token that reaches only
+those accounts (a user's login: a reconnect with it must reach the connection's account).
 Shape switches: ``campaign_rows`` (also report campaign-level rows, each the sum of its ads),
 ``pmax_campaigns`` (campaigns without ads whose spend exists only at campaign level, like Google's
 Performance Max), ``currencies`` ({account: currency}). ``GET /_sim/truth?account=&since=&until=``
@@ -53,6 +55,7 @@ class State:
         self.campaign_rows = False
         self.pmax_campaigns = 0
         self.currencies: dict[str, str] = {}
+        self.grants: dict[str, set[str]] = {}
 
     def ads(self) -> list[tuple[str, str]]:
         return [(f"c{c}", f"c{c}a{a}") for c in range(self.campaigns) for a in range(self.ads_per_campaign)]
@@ -92,11 +95,17 @@ def create_app() -> FastAPI:
     state = State()
     app.state.sim = state
 
-    async def fault(authorization: str | None, kind: str) -> JSONResponse | None:
+    def authorized(authorization: str | None, account: str) -> bool:
+        token = (authorization or "").removeprefix("Bearer ")
+        if token == VALID_TOKEN:
+            return not state.faults.get("revoked")
+        return account in state.grants.get(token, ())
+
+    async def fault(authorization: str | None, kind: str, account: str) -> JSONResponse | None:
         state.calls += 1
         if state.faults.get("slow_s"):
             await asyncio.sleep(float(state.faults["slow_s"]))
-        if authorization != f"Bearer {VALID_TOKEN}" or state.faults.get("revoked"):
+        if not authorized(authorization, account):
             return JSONResponse({"error": "token expired or revoked"}, status_code=401)
         if kind == "metrics" and state.faults.get("transient", 0) > 0:
             state.faults["transient"] -= 1
@@ -126,6 +135,9 @@ def create_app() -> FastAPI:
         ):
             if key in body:
                 setattr(state, key, body.pop(key))
+        if "grant" in body:
+            grant = body.pop("grant")
+            state.grants[str(grant["token"])] = set(grant["accounts"])
         if "pause" in body:
             state.paused.add(body.pop("pause"))
         state.faults.update(body)
@@ -133,7 +145,7 @@ def create_app() -> FastAPI:
 
     @app.get("/accounts/{account}")
     async def account(account: str, authorization: str | None = Header(None)) -> Any:
-        return await fault(authorization, "account") or {
+        return await fault(authorization, "account", account) or {
             "name": f"Account {account}",
             "timezone": state.timezone,
             "currency": state.currencies.get(account, state.currency),
@@ -141,7 +153,7 @@ def create_app() -> FastAPI:
 
     @app.get("/accounts/{account}/entities")
     async def entities(account: str, authorization: str | None = Header(None)) -> Any:
-        if (error := await fault(authorization, "entities")) is not None:
+        if (error := await fault(authorization, "entities", account)) is not None:
             return error
         rows: list[dict[str, Any]] = [
             {"level": "campaign", "id": f"c{c}", "name": f"Campaign {c}", "status": "ACTIVE"}
@@ -166,7 +178,7 @@ def create_app() -> FastAPI:
     async def metrics(
         account: str, since: str, until: str, page: int = 0, authorization: str | None = Header(None)
     ) -> Any:
-        if (error := await fault(authorization, "metrics")) is not None:
+        if (error := await fault(authorization, "metrics", account)) is not None:
             return error
         start, end = date.fromisoformat(since), date.fromisoformat(until)
         rows = []

@@ -194,7 +194,8 @@ class GoogleAdsSimulator:
             )
         refresh_token = str(form.get("refresh_token") or "")
         revoked = self.state.take_fault("token_revoked", None, request.url.path, request.method)
-        if not refresh_token or refresh_token in self.state.revoked or revoked is not None:
+        idle = bool(refresh_token) and self.state.idle_revoked(refresh_token)
+        if not refresh_token or refresh_token in self.state.revoked or revoked is not None or idle:
             self.state.stats["token_refusals"] += 1
             return JSONResponse(
                 {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400

@@ -5,7 +5,7 @@ GET    /_sim/stats
 GET    /_sim/accounts                 POST /_sim/accounts {customer_id?, name?, time_zone?, ...}
 POST   /_sim/accounts/{customer_id}/entities/{level}/{entity_id}   {"status": "PAUSED"}
 POST   /_sim/revoke {"refresh_token"}      POST /_sim/expire_tokens
-POST   /_sim/config {"token_lifetime_s"?, "min_version"?, "daily_operations"?}
+POST   /_sim/config {"token_lifetime_s"?, "min_version"?, "daily_operations"?, "refresh_idle_s"?}
 """
 
 from __future__ import annotations
@@ -146,6 +146,9 @@ def control_routes(state: SimState) -> list[Route]:
             state.token_lifetime_s = int(data["token_lifetime_s"])
         if "min_version" in data:
             state.min_version = int(data["min_version"])
+        if "refresh_idle_s" in data:
+            idle = data["refresh_idle_s"]
+            state.refresh_idle_s = None if idle is None else int(idle)
         if "daily_operations" in data:
             state.daily_operations = (
                 None if data["daily_operations"] is None else int(data["daily_operations"])

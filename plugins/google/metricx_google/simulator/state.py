@@ -86,6 +86,11 @@ class SimState(Simulator):
         self.revoked.clear()
         self.stats.clear()
         self.token_lifetime_s = 3599
+        # Google revokes a refresh token left unused for six months
+        # (https://developers.google.com/identity/protocols/oauth2#expiration); tests scale it down.
+        # None: never (the default).
+        self.refresh_idle_s: int | None = None
+        self.refresh_used: dict[str, datetime] = {}
         self.min_version = 20
         # Google's daily operations per developer token (None: unlimited, the default).
         self.daily_operations: int | None = None
@@ -155,8 +160,20 @@ class SimState(Simulator):
 
     # -- OAuth ----------------------------------------------------------------------------------
 
+    def idle_revoked(self, refresh_token: str) -> bool:
+        """Revoke ``refresh_token`` if it was left unused longer than ``refresh_idle_s``."""
+        last = self.refresh_used.get(refresh_token)
+        if self.refresh_idle_s is None or last is None:
+            return False
+        if (self.now() - last).total_seconds() > self.refresh_idle_s:
+            self.revoked.add(refresh_token)
+            self.stats["idle_revocations"] += 1
+            return True
+        return False
+
     def mint(self, refresh_token: str) -> tuple[str, int]:
         """Issue an access token for ``refresh_token``."""
+        self.refresh_used[refresh_token] = self.now()
         token = "ya29.sim-" + secrets.token_urlsafe(24)
         self.grants[token] = Grant(refresh_token, self.now() + timedelta(seconds=self.token_lifetime_s))
         self.stats["token_mints"] += 1

@@ -25,6 +25,7 @@ __all__ = [
     "ShopSpec",
     "SimState",
     "create_app",
+    "create_plus_app",
     "generate",
     "send_order_webhook",
     "sign",
@@ -56,3 +57,9 @@ def create_app(state: SimState | None = None) -> Starlette:
         Route("/admin/api/{version}/{resource}.json", api.listing),
     ]
     return simulator_app(sim, routes, control=own_control)
+
+
+def create_plus_app() -> Starlette:
+    """The simulator whose shops have Shopify Plus's cost bucket (20,000 points, 1,000 a second): for
+    the demo and the tests that need a shop's data rather than Standard-plan pacing."""
+    return create_app(SimState(plan="plus"))

@@ -249,6 +249,10 @@ class AdminApi:
 CALL_LIMIT = "X-Shopify-Shop-Api-Call-Limit"
 
 
+def _first(sel: gql.Selection | None) -> int | None:
+    return None if sel is None or sel.args.get("first") is None else int(sel.args["first"])
+
+
 class GraphQLApi:
     """``POST /admin/api/{version}/graphql.json``: the queries metricx sends (see :mod:`.graphql`)."""
 
@@ -385,21 +389,49 @@ class GraphQLApi:
                 data["order"] = (
                     None if row is None else gql.project(self._order(row, sel, currency), sel.fields)
                 )
+            elif sel.name == "refund":
+                data["refund"] = self._refund(domain, sel, currency)
             else:
                 data[sel.name], fraction = self._connection(domain, sel, currency)
         return data, fraction
 
     @staticmethod
-    def _line_args(sel: gql.Selection) -> tuple[int, str | None]:
+    def _paging(sel: gql.Selection) -> gql.OrderPaging:
+        """How the query pages an order's nested fields (from the order's own selection)."""
         nodes = next((s for s in sel.fields if s.name == "nodes"), sel)
-        lines = next((s for s in nodes.fields if s.name == "lineItems"), None)
-        if lines is None:
-            return 0, None
-        return int(lines.args.get("first") or 0), lines.args.get("after")
+        fields = {s.name: s for s in nodes.fields}
+        lines, refunds = fields.get("lineItems"), fields.get("refunds")
+        txs = next((s for s in refunds.fields if s.name == "transactions"), None) if refunds else None
+        return gql.OrderPaging(
+            line_first=int(lines.args.get("first") or 0) if lines else 0,
+            line_after=lines.args.get("after") if lines else None,
+            refunds_first=_first(refunds),
+            tx_first=_first(txs),
+        )
 
     def _order(self, row: dict[str, Any], sel: gql.Selection, currency: str) -> dict[str, Any]:
-        first, after = self._line_args(sel)
-        return gql.render_order(row, currency, first, after)
+        return gql.render_order(row, currency, self._paging(sel))
+
+    def _refund(self, domain: str, sel: gql.Selection, currency: str) -> dict[str, Any] | None:
+        """``refund(id:)``: one refund, its ``transactions`` paged by ``first`` / ``after``."""
+        number = str(sel.args.get("id", "")).rsplit("/", 1)[-1]
+        found = next(
+            (
+                r
+                for o in self.state.shops[domain].orders.values()
+                if self.state.visible(domain, "orders", o)
+                for r in o.get("refunds") or []
+                if str(r["id"]) == number
+            ),
+            None,
+        )
+        if found is None:
+            return None
+        txs = next((s for s in sel.fields if s.name == "transactions"), None)
+        first = int(txs.args["first"]) if txs is not None and txs.args.get("first") is not None else None
+        node = gql.render_refund(found, currency, first, txs.args.get("after") if txs else None)
+        projected: dict[str, Any] = gql.project(node, sel.fields)
+        return projected
 
     def _connection(self, domain: str, sel: gql.Selection, currency: str) -> tuple[dict[str, Any], float]:
         shop = self.state.shops[domain]

@@ -36,6 +36,7 @@ SCHEMA: dict[str, dict[str, str | None]] = {
         "products": "ProductConnection",
         "customers": "CustomerConnection",
         "order": "Order",
+        "refund": "Refund",
         "currentAppInstallation": "AppInstallation",
         "node": "BulkOperation",
         "currentBulkOperation": "BulkOperation",
@@ -168,9 +169,14 @@ class _Parser:
 
     def selection_set(self) -> list[Selection]:
         self.take("{")
-        out = []
+        out: list[Selection] = []
         while self.peek() != "}":
             name = self.take()
+            if name == "...":  # an inline fragment (``... on BulkOperation { }``): its fields, in place
+                self.take("on")
+                self.take()
+                out.extend(self.selection_set())
+                continue
             if not re.match(r"[A-Za-z_]", name):
                 raise GraphQLError(f"Parse error on {name!r}")
             sel = Selection(name)
@@ -389,38 +395,60 @@ def _transaction(tx: Node, currency: str) -> Node:
     }
 
 
-def render_order(row: Node, currency: str, line_first: int = 0, line_after: str | None = None) -> Node:
-    """An order node; its ``lineItems`` paged from ``line_after`` by ``line_first``."""
+def page_of(items: list[Any], first: int | None, after: str | None) -> tuple[list[Any], Node]:
+    """``first`` items after the cursor ``after`` (an index), and the page's ``pageInfo``."""
+    start = int((decode_cursor(after) or [0])[0]) if after else 0
+    page = items[start:] if first is None else items[start : start + first]
+    info = {
+        "hasNextPage": start + len(page) < len(items),
+        "endCursor": encode_cursor([start + len(page)]) if page else None,
+    }
+    return page, info
+
+
+def render_refund(
+    refund: Node, currency: str, tx_first: int | None = None, tx_after: str | None = None
+) -> Node:
+    """A refund node; its ``transactions`` connection paged from ``tx_after`` by ``tx_first``."""
+    txs = [_transaction(tx, currency) for tx in refund.get("transactions") or []]
+    page, info = page_of(txs, tx_first, tx_after)
+    return {
+        "id": gid("Refund", refund["id"]),
+        "legacyResourceId": str(refund["id"]),
+        "createdAt": _utc(refund.get("created_at")),
+        "note": refund.get("note"),
+        "totalRefundedSet": money_bag(
+            sum(
+                (Decimal(str(t["amountSet"]["shopMoney"]["amount"])) for t in txs if t["kind"] == "REFUND"),
+                Decimal(0),
+            ),
+            currency,
+        ),
+        "transactions": {"pageInfo": info, "nodes": page},
+    }
+
+
+@dataclass(frozen=True)
+class OrderPaging:
+    """How a query pages an order's nested fields: ``lineItems(first, after)``, ``refunds(first)``
+    (a list: truncated, no cursor) and each refund's ``transactions(first)`` connection."""
+
+    line_first: int = 0
+    line_after: str | None = None
+    refunds_first: int | None = None
+    tx_first: int | None = None
+
+
+def render_order(row: Node, currency: str, paging: OrderPaging | None = None) -> Node:
+    """An order node with its nested fields paged as ``paging`` says."""
+    paging = paging or OrderPaging()
     presentment = row.get("presentment_currency") or currency
-    lines = row.get("line_items") or []
-    start = int((decode_cursor(line_after) or [0])[0]) if line_after else 0
-    page = lines[start : start + line_first]
-    refunds = []
-    for refund in row.get("refunds") or []:
-        txs = [_transaction(tx, currency) for tx in refund.get("transactions") or []]
-        refunds.append(
-            {
-                "id": gid("Refund", refund["id"]),
-                "legacyResourceId": str(refund["id"]),
-                "createdAt": _utc(refund.get("created_at")),
-                "note": refund.get("note"),
-                "totalRefundedSet": money_bag(
-                    sum(
-                        (
-                            Decimal(str(t["amountSet"]["shopMoney"]["amount"]))
-                            for t in txs
-                            if t["kind"] == "REFUND"
-                        ),
-                        Decimal(0),
-                    ),
-                    currency,
-                ),
-                "transactions": {
-                    "pageInfo": {"hasNextPage": False, "endCursor": None},
-                    "nodes": txs,
-                },
-            }
-        )
+    page, line_info = page_of(row.get("line_items") or [], paging.line_first, paging.line_after)
+    all_refunds = row.get("refunds") or []
+    kept = all_refunds if paging.refunds_first is None else all_refunds[: paging.refunds_first]
+    refunds = [render_refund(r, currency, paging.tx_first) for r in kept]
+    # Order.transactions (a list): every transaction of the order, its refunds' among them
+    transactions = [_transaction(tx, currency) for r in all_refunds for tx in r.get("transactions") or []]
     customer = row.get("customer")
     fulfillment = {"fulfilled": "FULFILLED", "partial": "PARTIALLY_FULFILLED"}.get(
         str(row.get("fulfillment_status")), "UNFULFILLED"
@@ -459,10 +487,7 @@ def render_order(row: Node, currency: str, line_first: int = 0, line_after: str 
             "email": customer.get("email"),
         },
         "lineItems": {
-            "pageInfo": {
-                "hasNextPage": start + line_first < len(lines),
-                "endCursor": encode_cursor([start + len(page)]) if page else None,
-            },
+            "pageInfo": line_info,
             "nodes": [
                 {
                     "id": gid("LineItem", li["id"]),
@@ -485,6 +510,7 @@ def render_order(row: Node, currency: str, line_first: int = 0, line_after: str 
             ],
         },
         "refunds": refunds,
+        "transactions": transactions,
     }
 
 

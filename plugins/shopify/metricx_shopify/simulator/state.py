@@ -34,6 +34,15 @@ ORDER_WINDOW = timedelta(days=60)
 UNPAID = frozenset({"pending", "authorized", "partially_paid"})
 #: Never sales: the authorization was voided or expired.
 NOT_SALES = frozenset({"voided", "expired"})
+#: GraphQL cost bucket by plan: (bucket points, restored per second); the restore rates are Shopify's
+#: (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits), the bucket 20 s of restore.
+#: Tests about pacing keep "standard"; the demo and tests that only need data run on "plus".
+PLANS: Mapping[str, tuple[float, float]] = {
+    "standard": (2000.0, 100.0),
+    "advanced": (4000.0, 200.0),
+    "plus": (20000.0, 1000.0),
+    "enterprise": (40000.0, 2000.0),
+}
 
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
@@ -75,6 +84,8 @@ class Bucket:
 class SimState(Simulator):
     """Everything the simulator serves and counts; thread-safe enough for one uvicorn thread."""
 
+    extra_fault_kinds = frozenset({"bulk_failed", "bulk_url_expired"})
+
     def __init__(
         self,
         shops: tuple[ShopSpec, ...] = DEFAULT_SHOPS,
@@ -83,8 +94,10 @@ class SimState(Simulator):
         leak_per_s: float = 2.0,
         webhook_secret: str = SIM_WEBHOOK_SECRET,
         now: datetime | None = None,
+        plan: str = "standard",
     ) -> None:
-        """``now`` freezes the simulated clock (shops are generated around it)."""
+        """``now`` freezes the simulated clock (shops are generated around it); ``plan`` (a key of
+        :data:`PLANS`) sets every shop's GraphQL cost bucket."""
         super().__init__(now=now)
         self.lock = threading.Lock()
         self.bucket_size, self.leak_per_s = bucket_size, leak_per_s
@@ -96,8 +109,9 @@ class SimState(Simulator):
         #: bulk query operations by number (see ``simulator/bulk.py``)
         self.bulk_ops: dict[int, dict[str, Any]] = {}
         self.max_level: dict[str, float] = {}
-        # The Standard plan: 100 points/s (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits)
-        self.point_max, self.point_restore = 2000.0, 100.0
+        if plan not in PLANS:
+            raise ValueError(f"unknown Shopify plan {plan!r}: one of {', '.join(PLANS)}")
+        self.point_max, self.point_restore = PLANS[plan]
         self.point_buckets: dict[str, PointBucket] = {}
         self.client_id, self.client_secret = SIM_CLIENT_ID, SIM_CLIENT_SECRET
         #: expiring access tokens and live refresh tokens: token -> (shop, expires at, simulated time)
@@ -168,6 +182,7 @@ class SimState(Simulator):
             return bucket
 
     def configure_points(self, maximum: float | None = None, restore_rate: float | None = None) -> None:
+        """Every shop's GraphQL cost bucket from now on: ``maximum`` points, ``restore_rate`` per second."""
         self.point_max = float(maximum or self.point_max)
         self.point_restore = float(restore_rate or self.point_restore)
         self.point_buckets = {}
