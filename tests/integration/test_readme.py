@@ -33,6 +33,10 @@ SKIPPED = {
     "arq core.worker.WorkerSettings": "runs until stopped: tests/integration/test_worker_process.py",
     "python -m core.scheduler": "runs until stopped: tests/integration/test_scheduler.py",
     "metricx api --host 0.0.0.0 --port 8000": "runs until stopped: tests/integration/test_api_process.py",
+    '. .metricx/demo/cli.env && .venv/bin/metricx connect meta -w "$METRICX_DEMO_WORKSPACE" --listen --all': (
+        "needs the running demo and a user's Allow: tests/integration/test_demo.py pastes the demo's own "
+        "printed form of this line and allows access"
+    ),
 }
 # Lines that name the reader's own servers or secrets: run with the test's instead.
 SUBSTITUTED = ("export DATABASE_URL=", "export REDIS_URL=", "export METRICX_OPERATOR_KEY=")
