@@ -26,7 +26,8 @@ import structlog
 from cryptography.fernet import MultiFernet
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, type_coerce
+from sqlalchemy.sql.sqltypes import NullType
 
 import core.keys as keys
 from core.config import Settings
@@ -156,7 +157,9 @@ async def _page(after: uuid.UUID | None) -> Sequence[ConnRow]:
             Connection.status,
             Connection.sync_status,
             Connection.rate_limited_until,
-            Connection.throttle_scopes,
+            # As the driver returns it (a list of str): SQLAlchemy's ARRAY result processor walked
+            # every row's list, half of this query's cost at 10,000 connections.
+            type_coerce(Connection.throttle_scopes, NullType()).label("throttle_scopes"),
             Credential.access_token_enc,
             Credential.refresh_token_enc,
             Credential.expires_at,
