@@ -26,7 +26,8 @@ import structlog
 from cryptography.fernet import MultiFernet
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, type_coerce
+from sqlalchemy.sql.sqltypes import NullType
 
 import core.keys as keys
 from core.config import Settings
@@ -37,7 +38,7 @@ from core.enqueue import EnqueueResult, JobRequest, active_job, enqueue_many, sy
 from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, SyncMode
-from core.state import BUSY, ConnectionStatus, SyncJobId, SyncStatus
+from core.state import BUSY, SYNC_JOB_PREFIX, ConnectionStatus, SyncJobId, SyncStatus
 from core.sync import status
 from core.sync.throttle import skip_blocked
 from core.sync.windows import slot_start
@@ -156,7 +157,9 @@ async def _page(after: uuid.UUID | None) -> Sequence[ConnRow]:
             Connection.status,
             Connection.sync_status,
             Connection.rate_limited_until,
-            Connection.throttle_scopes,
+            # As the driver returns it (a list of str): SQLAlchemy's ARRAY result processor walked
+            # every row's list, half of this query's cost at 10,000 connections.
+            type_coerce(Connection.throttle_scopes, NullType()).label("throttle_scopes"),
             Credential.access_token_enc,
             Credential.refresh_token_enc,
             Credential.expires_at,
@@ -232,16 +235,7 @@ async def _fan_out_page(
     acc.skipped["rate_limited"] += limited
     claimed = await _claim(due, invalid, acc.mode, acc.slot)
     acc.skipped["busy"] += len(due) - len(claimed)
-    requests = [
-        sync_request(
-            str(r.id),
-            str(r.workspace_id),
-            acc.mode,
-            slot=acc.slot,
-            defer_s=spread_s(r.id, settings.fanout_spread_s),
-        )
-        for r in claimed
-    ]
+    requests = _sync_requests(claimed, acc.mode, acc.slot, settings.fanout_spread_s)
     try:
         results = await enqueue_many(redis, requests)
     except (RedisError, OSError) as exc:
@@ -250,6 +244,22 @@ async def _fan_out_page(
         await _unclaim(claimed)
         return
     await _record(redis, slot_key, claimed, results, acc)
+
+
+def _sync_requests(rows: list[ConnRow], mode: SyncMode, slot: str, spread: float) -> list[JobRequest]:
+    """What :func:`core.enqueue.sync_request` builds for each row, without its per-row overhead."""
+    sample = sync_request("c", "w", mode, slot=slot)
+    function, kwargs = sample.function, sample.kwargs
+    head, tail = f"{SYNC_JOB_PREFIX}:", f":{mode.value}:{slot}"
+    requests = []
+    for r in rows:
+        cid = str(r.id)
+        requests.append(
+            JobRequest(
+                function, head + cid + tail, (cid, str(r.workspace_id)), kwargs, spread_s(r.id, spread), cid
+            )
+        )
+    return requests
 
 
 async def _record(
