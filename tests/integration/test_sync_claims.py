@@ -106,3 +106,27 @@ async def test_fanout_claims_with_the_sql_built_job_id(make_connection: Any) -> 
     assert row.sync_status == "queued"
     assert row.current_job_id == SyncJobId(str(conn), "realtime", "202612020015").format()
     assert SyncJobId.parse(row.current_job_id) == SyncJobId(str(conn), "realtime", "202612020015")
+
+
+async def test_fanout_claims_update_connections_in_place(make_connection: Any) -> None:
+    """A tick claims thousands of connections: each claim is a heap-only update (no index entry
+    written), because sync_status is in no index and connections' pages keep room (migration 0010)."""
+    from sqlalchemy import text
+
+    from core.db.engine import session_scope
+    from core.sync import status
+
+    conns = [(await make_connection())[1] for _ in range(20)]
+    async with session_scope() as session:
+        claimed = await status.claim_due(session, conns, "realtime", "202612020045")
+        counts = (
+            await session.execute(
+                text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                    "WHERE relname = 'connections'"
+                )
+            )
+        ).one()
+    assert claimed == set(conns)
+    assert counts.n_tup_upd >= 20
+    assert counts.n_tup_hot_upd >= 10, counts  # 0 while sync_status was indexed
