@@ -44,14 +44,23 @@ def _zero() -> dict[str, Decimal]:
 @pytest.fixture(scope="module")
 def simulators() -> Iterator[dict[str, str]]:
     """Meta, Google and Shopify simulators served over real HTTP: {provider: base URL}."""
+    from metricx_google.simulator import SimState as GoogleState
     from metricx_google.simulator.app import create_app as google_app
+    from metricx_meta.simulator import SimState as MetaState
     from metricx_meta.simulator import create_app as meta_app
     from metricx_shopify.simulator import create_plus_app as shopify_app  # data, not cost pacing
 
+    # Clocks frozen: Meta's and Google's conversions for closed days still mature minute by minute, so
+    # the truth read after the syncs would otherwise count a few more than the syncs fetched.
+    now = datetime.now(UTC)
     with ExitStack() as stack:
         yield {
             name: stack.enter_context(serve_app(factory()))
-            for name, factory in (("meta", meta_app), ("google", google_app), ("shopify", shopify_app))
+            for name, factory in (
+                ("meta", lambda: meta_app(MetaState(now=now))),
+                ("google", lambda: google_app(GoogleState(now=now))),
+                ("shopify", shopify_app),
+            )
         }
 
 
