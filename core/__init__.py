@@ -35,7 +35,9 @@ from core.oauth import (
     ConnectError,
     DiscoveredAccount,
     OAuthConnector,
+    app_credentials,
     granted,
+    platform_request,
 )
 from core.providers import (
     AccountInfo,
@@ -124,6 +126,7 @@ __all__ = [
     "__version__",
     "accounts_due",
     "accounts_for",
+    "app_credentials",
     "check_storable",
     "enqueue_plugin_job",
     "enqueue_plugin_sync",
@@ -132,6 +135,7 @@ __all__ = [
     "hookimpl",
     "load_json",
     "parse_retry_after",
+    "platform_request",
     "plugin_session",
     "provider_context",
 ]

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+from pydantic import SecretStr
 
-from core.errors import MetricxError
+from core.errors import MetricxError, TransientError
 from core.providers import Credentials
 
 
@@ -114,6 +115,34 @@ class OAuthConnector(Protocol):
     ) -> Sequence[DiscoveredAccount]:
         """Every account the credentials reach."""
         ...
+
+
+def app_credentials(
+    app: str, client_id: str | None, secret: SecretStr | None, settings: tuple[str, str]
+) -> tuple[str, str]:
+    """The app's client id and secret from the operator's settings; ConnectError ``not_configured``
+    naming the two settings (``settings``) when either is missing. ``app`` names it ("the Meta app")."""
+    if not client_id or secret is None or not secret.get_secret_value():
+        raise ConnectError(
+            f"{app} is not configured: set {settings[0]} and {settings[1]}",
+            code="not_configured",
+            status=422,
+        )
+    return client_id, secret.get_secret_value()
+
+
+async def platform_request(
+    http: httpx.AsyncClient, platform: str, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """One request of a connector to its platform (30 s): unreachable, or a 5xx answer, is a
+    TransientError naming ``platform``; any other answer is the connector's to read."""
+    try:
+        response = await http.request(method, url, timeout=30.0, **kwargs)
+    except httpx.TransportError as exc:
+        raise TransientError(f"{platform} could not be reached ({type(exc).__name__})") from None
+    if response.status_code >= 500:
+        raise TransientError(f"{platform} answered {response.status_code}")
+    return response
 
 
 def pkce_pair() -> tuple[str, str]:

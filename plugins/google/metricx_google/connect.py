@@ -22,8 +22,9 @@ from core import (
     ConnectError,
     Credentials,
     DiscoveredAccount,
-    TransientError,
+    app_credentials,
     granted,
+    platform_request,
 )
 from metricx_google.reports import CHILDREN_QUERY
 from metricx_google.settings import GoogleSettings
@@ -46,14 +47,12 @@ class GoogleConnector:
 
     def _client(self) -> tuple[str, str]:
         s = self.settings
-        if not s.client_id or not s.client_secret.get_secret_value():
-            raise ConnectError(
-                "the Google OAuth client is not configured: set METRICX_GOOGLE_CLIENT_ID and "
-                "METRICX_GOOGLE_CLIENT_SECRET",
-                code="not_configured",
-                status=422,
-            )
-        return s.client_id, s.client_secret.get_secret_value()
+        return app_credentials(
+            "the Google OAuth client",
+            s.client_id,
+            s.client_secret,
+            ("METRICX_GOOGLE_CLIENT_ID", "METRICX_GOOGLE_CLIENT_SECRET"),
+        )
 
     def start_params(self, params: Mapping[str, str]) -> dict[str, str]:
         self._client()
@@ -78,15 +77,6 @@ class GoogleConnector:
     def check_callback(self, query: Mapping[str, str], params: Mapping[str, str]) -> None:
         return None  # the state is the proof; PKCE binds the code to this flow
 
-    async def _send(self, http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await http.request(method, url, timeout=30.0, **kwargs)
-        except httpx.TransportError as exc:
-            raise TransientError(f"Google could not be reached ({type(exc).__name__})") from None
-        if response.status_code >= 500:
-            raise TransientError(f"Google answered {response.status_code}")
-        return response
-
     async def exchange_code(
         self,
         http: httpx.AsyncClient,
@@ -105,7 +95,7 @@ class GoogleConnector:
             "client_secret": secret,
             "code_verifier": code_verifier or "",
         }
-        response = await self._send(http, "POST", self.settings.token_url, data=form)
+        response = await platform_request(http, "Google", "POST", self.settings.token_url, data=form)
         body = response.json() if response.content else {}
         if response.status_code >= 400:
             raise _token_error(body)
@@ -135,8 +125,12 @@ class GoogleConnector:
         self, http: httpx.AsyncClient, credentials: Credentials, params: Mapping[str, str]
     ) -> Sequence[DiscoveredAccount]:
         root = f"{self.settings.base_url.rstrip('/')}/{self.settings.api_version}"
-        listed = await self._send(
-            http, "GET", f"{root}/customers:listAccessibleCustomers", headers=self._headers(credentials)
+        listed = await platform_request(
+            http,
+            "Google",
+            "GET",
+            f"{root}/customers:listAccessibleCustomers",
+            headers=self._headers(credentials),
         )
         if listed.status_code >= 400:
             raise ConnectError(
@@ -147,8 +141,9 @@ class GoogleConnector:
         found: dict[str, DiscoveredAccount] = {}
         for name in listed.json().get("resourceNames", []):
             customer = str(name).removeprefix("customers/")
-            response = await self._send(
+            response = await platform_request(
                 http,
+                "Google",
                 "POST",
                 f"{root}/customers/{customer}/googleAds:searchStream",
                 json={"query": CHILDREN_QUERY},

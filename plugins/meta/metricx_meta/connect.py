@@ -22,8 +22,9 @@ from core import (
     ConnectError,
     Credentials,
     DiscoveredAccount,
-    TransientError,
+    app_credentials,
     granted,
+    platform_request,
 )
 from metricx_meta.settings import MetaSettings
 
@@ -47,13 +48,9 @@ class MetaConnector:
 
     def _app(self) -> tuple[str, str]:
         s = self.settings
-        if not s.app_id or s.app_secret is None or not s.app_secret.get_secret_value():
-            raise ConnectError(
-                "the Meta app is not configured: set METRICX_META_APP_ID and METRICX_META_APP_SECRET",
-                code="not_configured",
-                status=422,
-            )
-        return s.app_id, s.app_secret.get_secret_value()
+        return app_credentials(
+            "the Meta app", s.app_id, s.app_secret, ("METRICX_META_APP_ID", "METRICX_META_APP_SECRET")
+        )
 
     def start_params(self, params: Mapping[str, str]) -> dict[str, str]:
         self._app()
@@ -78,12 +75,7 @@ class MetaConnector:
         return f"{self.settings.base_url.rstrip('/')}/{self.settings.api_version}/{path}"
 
     async def _get(self, http: httpx.AsyncClient, path: str, params: dict[str, str]) -> dict[str, Any]:
-        try:
-            response = await http.get(self._url(path), params=params, timeout=30.0)
-        except httpx.TransportError as exc:
-            raise TransientError(f"Meta could not be reached ({type(exc).__name__})") from None
-        if response.status_code >= 500:
-            raise TransientError(f"Meta answered {response.status_code}")
+        response = await platform_request(http, "Meta", "GET", self._url(path), params=params)
         body = response.json() if response.content else {}
         if response.status_code >= 400 or "error" in body:
             raise _error(body.get("error") or {})

@@ -24,7 +24,9 @@ from core import (
     Credentials,
     DiscoveredAccount,
     TransientError,
+    app_credentials,
     granted,
+    platform_request,
 )
 from metricx_shopify.client import SHOP_DOMAIN, TOKEN_HEADER
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
@@ -62,14 +64,12 @@ class ShopifyConnector:
 
     def _app(self) -> tuple[str, str]:
         s = self.settings
-        if not s.client_id or s.client_secret is None or not s.client_secret.get_secret_value():
-            raise ConnectError(
-                "the Shopify app is not configured: set METRICX_SHOPIFY_CLIENT_ID and "
-                "METRICX_SHOPIFY_CLIENT_SECRET",
-                code="not_configured",
-                status=422,
-            )
-        return s.client_id, s.client_secret.get_secret_value()
+        return app_credentials(
+            "the Shopify app",
+            s.client_id,
+            s.client_secret,
+            ("METRICX_SHOPIFY_CLIENT_ID", "METRICX_SHOPIFY_CLIENT_SECRET"),
+        )
 
     def _root(self, shop: str) -> str:
         return (self.settings.base_url or f"https://{shop}").rstrip("/")
@@ -112,15 +112,8 @@ class ShopifyConnector:
 
     async def _post(self, http: httpx.AsyncClient, shop: str, form: dict[str, str]) -> httpx.Response:
         headers = {"X-Shopify-Shop-Domain": shop} if self.settings.base_url else {}
-        try:
-            response = await http.post(
-                f"{self._root(shop)}/admin/oauth/access_token", data=form, headers=headers, timeout=30.0
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(f"Shopify could not be reached ({type(exc).__name__})") from None
-        if response.status_code >= 500:
-            raise TransientError(f"Shopify answered {response.status_code}")
-        return response
+        url = f"{self._root(shop)}/admin/oauth/access_token"
+        return await platform_request(http, "Shopify", "POST", url, data=form, headers=headers)
 
     async def exchange_code(
         self,
