@@ -56,9 +56,14 @@ async def queue(redis_client: Any) -> Any:
     """A queue (and so a lease and tick record) of this test's own, removed afterwards with its jobs.
 
     arq's job keys are global, not per queue: a tick enqueued here (``cron:realtime_sync:<tick>``)
-    would otherwise make a later test's scheduler see that tick as already enqueued.
+    would otherwise make a later test's scheduler see that tick as already enqueued. Ticks other
+    tests' schedulers left on the default queue (test_metrics, the demo) are removed first, for the
+    same reason: one of the same 5-minute slot made this test's scheduler skip its tick.
     """
     name = f"arq:queue:sched:{uuid.uuid4().hex[:8]}"
+    left = [key async for key in redis_client.scan_iter(match="arq:job:cron:*")]
+    if left:
+        await redis_client.delete(*left)
     yield name
     job_ids = [m.decode() for m in await redis_client.zrange(name, 0, -1)]
     keys = [f"arq:job:{j}" for j in job_ids] + [name, LAST_TICKS_PREFIX + name, LEASE_PREFIX + name]
