@@ -13,8 +13,10 @@ marks it applied in one transaction; a failure leaves it pending for arq's retry
 last try, for the hourly fan-out. A signed payload that cannot be stored is refused (422) in the
 route, never in the job.
 
-- ``orders/create``, ``orders/updated``, ``orders/paid``, ``orders/cancelled``, ``orders/edited``:
-  upsert the order;
+- ``orders/create``, ``orders/updated``, ``orders/paid``, ``orders/cancelled``: upsert the order;
+- ``orders/edited``: its body is the edit (``{"order_edit": {"order_id": ..., "line_items":
+  {"additions", "removals"}}}``), not the order, so it queues the shop's store sync, which reads
+  the edited order again (its ``updated_at`` moved); Shopify also sends ``orders/updated`` for it;
 - ``orders/delete`` / ``products/delete`` / ``customers/delete``: delete the row (and line items);
 - ``app/uninstalled``: the shop's connections become ``disconnected``, credentials are dropped;
 - ``customers/redact``: the customer's row is deleted; their orders lose e-mail, customer and
@@ -47,16 +49,16 @@ from metricx_shopify.store import connections_for_shop, upsert_orders
 
 log = structlog.get_logger(__name__, component="SHOPIFY_WEBHOOK")
 
-ORDER_TOPICS = frozenset(
-    {"orders/create", "orders/updated", "orders/paid", "orders/cancelled", "orders/edited"}
-)
+ORDER_TOPICS = frozenset({"orders/create", "orders/updated", "orders/paid", "orders/cancelled"})
+#: Carries the edit, not the order: the order is read again by the store sync.
+EDIT_TOPIC = "orders/edited"
 DELETE_TOPICS = {
     "orders/delete": tables.orders,
     "products/delete": tables.products,
     "customers/delete": tables.customers,
 }
 COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
-KNOWN_TOPICS = ORDER_TOPICS | DELETE_TOPICS.keys() | COMPLIANCE_TOPICS | {"app/uninstalled"}
+KNOWN_TOPICS = ORDER_TOPICS | DELETE_TOPICS.keys() | COMPLIANCE_TOPICS | {EDIT_TOPIC, "app/uninstalled"}
 #: Personal data an order's ``raw`` may hold (REST webhook and normalised GraphQL shapes).
 PERSONAL_KEYS = (
     "email",
@@ -170,6 +172,8 @@ def validate(topic: str, payload: dict[str, Any]) -> None:
             _fits(tables.line_items, line)
     elif topic in DELETE_TOPICS:
         _payload_id(payload, DELETE_TOPICS[topic].name)
+    elif topic == EDIT_TOPIC:
+        _edited_order_id(payload)
     elif topic == "customers/redact":
         _redaction_target(payload)
 
@@ -287,6 +291,8 @@ async def _apply(session: Any, topic: str, shop: str, payload: dict[str, Any]) -
         return {"written": written}
     if topic in DELETE_TOPICS:
         return await _delete(session, DELETE_TOPICS[topic], connection_ids, payload)
+    if topic == EDIT_TOPIC:
+        return await _order_edited(targets, payload)
     if topic == "app/uninstalled":
         return await _uninstall(session, connection_ids)
     if topic == "customers/redact":
@@ -301,6 +307,29 @@ def _payload_id(payload: dict[str, Any], what: str) -> int:
     if number is None:
         raise PayloadError(f"{what}: the payload has no id")
     return number
+
+
+def _edited_order_id(payload: dict[str, Any]) -> int:
+    edit = payload.get("order_edit")
+    if not isinstance(edit, dict):
+        raise PayloadError("orders/edited: the payload has no order_edit object")
+    number = opt_id(edit.get("order_id"), "order_edit")
+    if number is None:
+        raise PayloadError("orders/edited: order_edit has no order_id")
+    return number
+
+
+async def _order_edited(
+    targets: list[tuple[uuid.UUID, uuid.UUID]], payload: dict[str, Any]
+) -> dict[str, Any]:
+    """An edit changed an order's lines and totals: the store sync reads the order again (the
+    webhook carries only the edit's line deltas, not the new totals)."""
+    from metricx_shopify.jobs import enqueue_store_sync  # jobs imports this module
+
+    order_id = _edited_order_id(payload)
+    for workspace_id, connection_id in targets:
+        await enqueue_store_sync(str(connection_id), str(workspace_id))
+    return {"order_edited": order_id, "store_syncs": len(targets)}
 
 
 async def _delete(

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from metricx_shopify.jobs import enqueue_store_sync
 from metricx_shopify.settings import get_shopify_settings
 from metricx_shopify.simulator import send_order_webhook
-from metricx_shopify.webhooks import router
+from metricx_shopify.webhooks import ORDER_TOPICS, router
 from shopify_helpers import WEBHOOK_SECRET, fetch_all, fetch_one
 
 URL = "http://api.test/v1/plugins/shopify/webhooks"
@@ -210,34 +210,46 @@ async def test_every_webhook_fixture_is_accepted_and_applied(
     fixtures = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("webhook_*.json"))
     topics = set()
     # the uninstall last: it disconnects the shop
+    deliveries = []
     for path in sorted(fixtures, key=lambda p: "app_uninstalled" in p.name):
         fx = json.loads(path.read_text().replace("{shop}", prefix))
-        topics.add(fx["topic"])
+        deliveries += [(path.name, topic, fx["body"]) for topic in fx.get("topics", [fx.get("topic")])]
+    for name, topic, body in deliveries:
+        topics.add(topic)
         response = await hooks.post(
             URL,
-            content=json.dumps(fx["body"]).encode(),
+            content=json.dumps(body).encode(),
             headers={
-                "X-Shopify-Topic": fx["topic"],
-                "X-Shopify-Hmac-Sha256": _sign(json.dumps(fx["body"]).encode()),
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Hmac-Sha256": _sign(json.dumps(body).encode()),
                 "X-Shopify-Shop-Domain": spec.domain,
                 "X-Shopify-Event-Id": str(uuid.uuid4()),
             },
         )
-        assert response.status_code == 200 and response.json()["status"] == "accepted", (
-            path.name,
-            response.text,
-        )
+        assert response.status_code == 200 and response.json()["status"] == "accepted", (name, response.text)
         await run_worker()
-        if fx["topic"] == "orders/create":
+        if topic in ORDER_TOPICS:
             row = await fetch_one(
-                "SELECT tags, financial_status, test FROM shopify_orders "
+                "SELECT tags, financial_status, test, cancelled_at FROM shopify_orders "
                 "WHERE connection_id = :c AND shopify_id = :o",
                 c=conn,
-                o=fx["body"]["id"],
+                o=body["id"],
             )
-            assert (row.tags, row.financial_status, row.test) == ("tag1, tag2", "voided", True)
+            # every documented order sample is a cancelled, voided test order
+            assert (row.tags, row.financial_status, row.test) == ("tag1, tag2", "voided", True), name
+            assert (row.cancelled_at is not None) == (body["cancelled_at"] is not None), name
+        if topic == "orders/edited":  # the edit names the order; the store sync reads it again
+            runs = await fetch_one(
+                "SELECT count(*) AS n FROM sync_runs WHERE connection_id = :c AND mode = 'store'", c=conn
+            )
+            assert runs.n >= 1, name
     assert topics >= {
         "orders/create",
+        "orders/updated",
+        "orders/paid",
+        "orders/cancelled",
+        "orders/edited",
+        "customers/delete",
         "orders/delete",
         "products/delete",
         "app/uninstalled",

@@ -7,6 +7,7 @@ import copy
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -163,6 +164,52 @@ async def test_a_webhook_racing_a_sync_leaves_the_newest_order(
     assert row.financial_status == "refunded"
     truth = shopify_sim.truth(spec.domain)
     assert (await fetch_one(LINES, c=conn)).n == truth["line_items"]
+
+
+async def test_an_order_edit_webhook_has_the_store_sync_read_the_edited_order(
+    new_shop: Any,
+    shop_connection: Any,
+    shopify_sim: Any,
+    api: httpx.AsyncClient,
+    run_worker: Any,
+    redis_client: Any,
+) -> None:
+    """``orders/edited`` carries the edit's line deltas, not the order (see the fixture): the
+    delivery is accepted and the edited order's new totals arrive through the store sync."""
+    spec = new_shop(orders=8)
+    ws, conn = await shop_connection(spec)
+    await enqueue_store_sync(str(conn), str(ws), redis=redis_client)
+    await run_worker()
+    order_id = min(o["id"] for o in shopify_sim.state.shops[spec.domain].orders.values() if not o["test"])
+    before = await fetch_one(ORDER, c=conn, o=order_id)
+    edit = shopify_sim.state.edit_order(spec.domain, order_id)
+    edited = shopify_sim.state.shops[spec.domain].orders[order_id]
+    assert Decimal(edited["total_price"]) < before.total_price
+
+    codes = await _send(api, spec.domain, edit, topic="orders/edited")
+    assert codes == [200]
+    await run_worker()  # applies the delivery, which queues the store sync
+    await run_worker()
+    after = await fetch_one(ORDER, c=conn, o=order_id)
+    assert after.total_price == Decimal(edited["total_price"])
+    assert after.tags == "edited"
+    inbox = await fetch_one(
+        "SELECT status FROM shopify_webhook_inbox WHERE shop_domain = :d AND topic = 'orders/edited'",
+        d=spec.domain,
+    )
+    assert inbox.status == "applied"
+
+
+async def test_an_order_edit_webhook_without_its_order_id_is_refused_with_a_reason(
+    new_shop: Any, shop_connection: Any, api: httpx.AsyncClient
+) -> None:
+    spec = new_shop(orders=1)
+    await shop_connection(spec)
+    codes = await _send(api, spec.domain, {"order_edit": {"id": 1}}, topic="orders/edited")
+    assert codes == [422]
+    # the order's shape sent under orders/edited is not the edit either
+    codes = await _send(api, spec.domain, {"id": 5, "total_price": "1.00"}, topic="orders/edited")
+    assert codes == [422]
 
 
 INBOX = (

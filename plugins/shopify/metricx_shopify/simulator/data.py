@@ -20,6 +20,8 @@ FIRST = ("Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Alan", "Edsger"
 LAST = ("Lovelace", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Turing", "Dijkstra", "Allen")
 ITEMS = ("Mug", "T-shirt", "Hoodie", "Sticker", "Notebook", "Cap", "Poster", "Tote bag", "Socks", "Pin")
 SOURCES = ("web", "pos", "shopify_draft_order", "iphone")
+#: The simulated stores' one tax rate, on the subtotal.
+TAX_RATE = Decimal("0.08")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +196,7 @@ def _order(shop: Shop, rnd: random.Random, n: int, created: datetime, line_id: l
             }
         )
         subtotal += price * quantity
-    tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
+    tax = (subtotal * TAX_RATE).quantize(Decimal("0.01"))
     customer = shop.customers[rnd.choice(sorted(shop.customers))] if shop.customers else None
     updated = created + timedelta(minutes=rnd.randint(1, 50))
     return {

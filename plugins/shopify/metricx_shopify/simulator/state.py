@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.testing.simulator import Simulator, SimulatorError
-from metricx_shopify.simulator.data import Shop, ShopSpec, generate, refund_row
+from metricx_shopify.simulator.data import TAX_RATE, Shop, ShopSpec, _money, generate, refund_row
 from metricx_shopify.simulator.graphql import PointBucket
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
@@ -257,6 +257,41 @@ class SimState(Simulator):
         full = refunded + value >= Decimal(order["total_price"])
         order.update(financial_status="refunded" if full else "partially_refunded", updated_at=shop.stamp(at))
         return order
+
+    def edit_order(self, domain: str, order_id: int) -> dict[str, Any]:
+        """A merchant's order edit removing one unit of the order's first line: subtotal, tax and
+        total drop and ``updated_at`` moves to now. Returns the ``orders/edited`` body Shopify
+        sends, which describes the edit (line item deltas), not the edited order."""
+        shop = self.shops[domain]
+        order = shop.orders[order_id]
+        line = next(item for item in order["line_items"] if item["quantity"] > 0)
+        line["quantity"] -= 1
+        subtotal = Decimal(order["subtotal_price"]) - Decimal(line["price"])
+        tax = (subtotal * TAX_RATE).quantize(Decimal("0.01"))
+        at = shop.stamp(self.now())
+        order.update(
+            subtotal_price=_money(subtotal),
+            total_tax=_money(tax),
+            total_price=_money(subtotal + tax),
+            updated_at=at,
+            tags="edited",
+        )
+        changes: dict[str, list[dict[str, int]]] = {"additions": [], "removals": []}
+        return {
+            "order_edit": {
+                "id": secrets.randbits(56),
+                "app_id": None,
+                "created_at": at,
+                "committed_at": at,
+                "notify_customer": False,
+                "order_id": order_id,
+                "staff_note": "",
+                "user_id": None,
+                "line_items": {"additions": [], "removals": [{"id": line["id"], "delta": 1}]},
+                "discounts": {"line_item": dict(changes)},
+                "shipping_lines": dict(changes),
+            }
+        }
 
     def shop_truth(self, domain: str) -> dict[str, Any]:
         """Ground truth from the simulator's own order model (shop-local days, test orders excluded),
