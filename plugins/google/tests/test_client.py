@@ -88,8 +88,10 @@ async def test_broken_stream_twice_is_transient(provider, ctx, creds, sim, http)
 
 
 async def test_permission_denied_and_disabled_accounts(provider, ctx, creds, http) -> None:
-    with pytest.raises(ConfigError, match=r"USER_PERMISSION_DENIED|permission denied"):
+    with pytest.raises(ConfigError, match=r"USER_PERMISSION_DENIED|permission denied") as denied:
         await provider.fetch_account(ctx, child(login="1000000999"), creds)
+    # the operator is told which setting fixes it
+    assert "--config login_customer_id=<manager id>" in str(denied.value)
     created = await http.post(
         "/_sim/accounts", json={"customer_id": "3000000001", "manager_id": MANAGER_ID, "status": "CANCELED"}
     )
