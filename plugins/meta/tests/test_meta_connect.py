@@ -284,10 +284,10 @@ def _metricx() -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["listen", "paste"])
+@pytest.mark.parametrize("mode", ["listen", "paste", "code"])
 def test_cli_connect(mode: str, meta_sim: Any, metricx_env: Any) -> None:
     """`metricx connect meta`: the URL printed, the browser's return caught by a local listener (or
-    the redirect URL pasted), the accounts listed and the picked ones connected."""
+    the redirect URL pasted, or only its code), the accounts listed and the picked ones connected."""
     import json
     import subprocess
 
@@ -322,8 +322,11 @@ def test_cli_connect(mode: str, meta_sim: Any, metricx_env: Any) -> None:
                 time.sleep(0.1)
         assert answer.status_code == 200 and "close this tab" in answer.text
         out, errors = proc.communicate(timeout=60)
-    else:
+    elif mode == "paste":
         out, errors = proc.communicate(location + "\n", timeout=60)
+    else:  # what a user copies off a page that shows only the code
+        code = parse_qs(urlsplit(location).query)["code"][0]
+        out, errors = proc.communicate(code + "\n", timeout=60)
     assert proc.returncode == 0, errors
     got = json.loads(out)
     ids = sorted(c["external_account_id"] for c in got["connections"])
