@@ -201,6 +201,13 @@ class Settings(BaseSettings):
         description="The upkeep refreshes an access token that expires within this many seconds "
         "(longer than the upkeep's period, so no token lapses between two passes).",
     )
+    token_upkeep_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Credential refreshes one token upkeep pass runs at once (each is an HTTP call "
+        "to the platform).",
+    )
     credentials_expire_soon_days: int = Field(
         default=7,
         ge=1,

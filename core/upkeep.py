@@ -13,6 +13,7 @@ at once, instead of at its next sync.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -131,9 +132,15 @@ def _last_key(connection_id: uuid.UUID) -> str:
     return f"{keys.TOKEN_UPKEEP_PREFIX}{connection_id}"
 
 
-async def _last_refresh(redis: Redis, connection_id: uuid.UUID) -> datetime | None:
-    raw = await redis.get(_last_key(connection_id))
-    return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else str(raw)) if raw else None
+async def _last_refreshes(redis: Redis, connection_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """When the upkeep last refreshed each connection (absent: never, or too long ago)."""
+    found: dict[uuid.UUID, datetime] = {}
+    for at in range(0, len(connection_ids), 1000):
+        chunk = connection_ids[at : at + 1000]
+        for cid, raw in zip(chunk, await redis.mget([_last_key(c) for c in chunk]), strict=True):
+            if raw:
+                found[cid] = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else str(raw))
+    return found
 
 
 async def _refused(connection: Connection, exc: AuthError) -> None:
@@ -181,7 +188,11 @@ async def token_upkeep(
         "reconnect_required": 0,
         "expires_soon": 0,
     }
-    for connection, cred in await _rows():
+    rows = await _rows()
+    lasts = await _last_refreshes(redis, [connection.id for connection, _ in rows])
+    horizon = now + timedelta(seconds=settings.token_upkeep_margin_s)
+    due: list[tuple[Connection, Credentials, RefreshesCredentials]] = []
+    for connection, cred in rows:
         stats["checked"] += 1
         provider = registry.providers.get(connection.provider)
         creds = Credentials(
@@ -200,29 +211,42 @@ async def token_upkeep(
             )
         if not isinstance(provider, RefreshesCredentials):
             continue
-        last = await _last_refresh(redis, connection.id)
-        horizon = now + timedelta(seconds=settings.token_upkeep_margin_s)
-        if not provider.refresh_due(creds, last_refresh=last, now=now, horizon=horizon):
-            continue
-        try:
-            await refresh_one(ctx, connection, creds, provider)
-        except AuthError as exc:
-            stats["reconnect_required"] += 1
-            log.warning("credentials_refresh_refused", connection_id=str(connection.id), error=exc.message)
-            await _refused(connection, exc)
-            continue
-        except MetricxError as exc:  # transient, throttled: the next pass tries again
-            stats["failed"] += 1
-            log.warning("credentials_refresh_failed", connection_id=str(connection.id), error_kind=exc.kind)
-            continue
-        except Exception as exc:  # a provider's bug must not stop the other connections' upkeep
-            stats["failed"] += 1
-            log.error(
-                "credentials_refresh_crashed", connection_id=str(connection.id), error_type=type(exc).__name__
-            )
-            continue
-        await redis.set(_last_key(connection.id), now.isoformat(), ex=_LAST_TTL_S)
-        stats["refreshed"] += 1
+        if provider.refresh_due(creds, last_refresh=lasts.get(connection.id), now=now, horizon=horizon):
+            due.append((connection, creds, provider))
+
+    # Refreshes are HTTP calls to the platforms: a bounded number run at once, so a fleet of
+    # expiring tokens is refreshed within one period instead of one connection after another.
+    gate = asyncio.Semaphore(settings.token_upkeep_concurrency)
+
+    async def refresh(connection: Connection, creds: Credentials, provider: RefreshesCredentials) -> None:
+        async with gate:
+            try:
+                await refresh_one(ctx, connection, creds, provider)
+            except AuthError as exc:
+                stats["reconnect_required"] += 1
+                log.warning(
+                    "credentials_refresh_refused", connection_id=str(connection.id), error=exc.message
+                )
+                await _refused(connection, exc)
+                return
+            except MetricxError as exc:  # transient, throttled: the next pass tries again
+                stats["failed"] += 1
+                log.warning(
+                    "credentials_refresh_failed", connection_id=str(connection.id), error_kind=exc.kind
+                )
+                return
+            except Exception as exc:  # a provider's bug must not stop the other connections' upkeep
+                stats["failed"] += 1
+                log.error(
+                    "credentials_refresh_crashed",
+                    connection_id=str(connection.id),
+                    error_type=type(exc).__name__,
+                )
+                return
+            await redis.set(_last_key(connection.id), now.isoformat(), ex=_LAST_TTL_S)
+            stats["refreshed"] += 1
+
+    await asyncio.gather(*(refresh(*item) for item in due))
     log.info("token_upkeep_finished", **stats)
     return stats
 

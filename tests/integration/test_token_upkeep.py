@@ -5,6 +5,7 @@ in-process arq worker and both simulators over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -26,14 +27,18 @@ from metricx_shopify.settings import get_shopify_settings
 from metricx_shopify.simulator import ShopSpec
 from metricx_shopify.simulator import SimState as ShopifySim
 from metricx_shopify.simulator import create_app as shopify_app
+from metricx_testprovider.provider import TestProvider
 from sqlalchemy import text
 
+from core.config import get_settings
 from core.enqueue import JobRequest, enqueue_many
+from core.errors import AuthError
+from core.plugins import Registry
 from core.providers import Credentials
 from core.sync.loading import load_credentials
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
-from core.upkeep import credential_state
+from core.upkeep import credential_state, token_upkeep
 from tests.conftest import fetch_one
 from tests.integration.test_api_support import Tenant, api, connect, tenant
 
@@ -179,3 +184,75 @@ async def test_a_meta_like_token_nearing_expiry_shows_expires_soon_in_the_api(
     listed = (await api.get(tenant.url("/connections"), headers=tenant.headers)).json()
     states = {c["id"]: c["credentials_state"] for c in listed["items"]}
     assert states == {near["id"]: "expires_soon", far["id"]: "ok"}
+
+
+class SlowRefresher(TestProvider):
+    """The test provider with a refresh that takes a while and, for some accounts, is refused or
+    breaks: how many refreshes run at once is what a fleet's upkeep depends on."""
+
+    name = "upkeeptest"
+
+    def __init__(self) -> None:
+        self.in_flight = self.most_in_flight = self.calls = 0
+
+    def refresh_due(
+        self, credentials: Credentials, *, last_refresh: datetime | None, now: datetime, horizon: datetime
+    ) -> bool:
+        return credentials.expires_at is not None and credentials.expires_at <= horizon
+
+    async def refresh_credentials(
+        self, ctx: Any, account: Any, credentials: Credentials
+    ) -> Credentials | None:
+        self.calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            if account.external_account_id.startswith("refused"):
+                raise AuthError("refresh token revoked")
+            if account.external_account_id.startswith("broken"):
+                raise RuntimeError("a provider bug")
+            fresh = Credentials(
+                access_token="fresh", refresh_token="r2", expires_at=datetime.now(UTC) + timedelta(days=1)
+            )
+            await ctx.credentials.save(fresh)
+            return None
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_pass_refreshes_many_connections_at_once_and_isolates_failures(
+    metricx_env: Any, redis_client: Any
+) -> None:
+    from core.testing.harness import create_connection, create_workspace, session_scope
+
+    provider = SlowRefresher()
+    expiring = Credentials(
+        access_token="old", refresh_token="r1", expires_at=datetime.now(UTC) + timedelta(minutes=5)
+    )
+    names = [f"ok-{i}" for i in range(40)] + ["refused-1", "broken-1"]
+    async with session_scope() as session:  # an earlier run's, in a reused database
+        await session.execute(text("DELETE FROM connections WHERE provider = :p"), {"p": provider.name})
+        ws = await create_workspace(session, "upkeep-fleet")
+        made = {n: (await create_connection(session, ws.id, provider.name, n, expiring)).id for n in names}
+    settings = get_settings()
+    async with httpx.AsyncClient() as http:
+        ctx = {
+            "registry": Registry(providers={provider.name: provider}),
+            "redis": redis_client,
+            "http": http,
+            "settings": settings,
+        }
+        stats = await token_upkeep(ctx)
+    assert (stats["refreshed"], stats["reconnect_required"], stats["failed"]) == (40, 1, 1)
+    assert provider.calls == 42
+    # several at once, never more than the setting allows
+    assert 1 < provider.most_in_flight <= settings.token_upkeep_concurrency
+    for name, conn in made.items():
+        stored = await load_credentials(conn)
+        row = await fetch_one("SELECT sync_status FROM connections WHERE id = :c", c=conn)
+        if name.startswith("ok"):
+            assert (stored.access_token, stored.refresh_token, row.sync_status) == ("fresh", "r2", "idle")
+        else:  # the refused one needs a reconnect; the broken one is tried again next pass
+            assert stored.access_token == "old"
+            assert row.sync_status == ("reconnect_required" if name.startswith("refused") else "idle")
