@@ -3,8 +3,9 @@
 ``{auth_url}?access_type=offline&prompt=consent&code_challenge=..`` -> ``code`` -> ``token_url``
 (``grant_type=authorization_code``: an access token, a refresh token and the scopes granted; the
 ``adwords`` scope must be among them) -> ``customers:listAccessibleCustomers`` -> for each customer,
-``customer_client`` (itself and, for a manager, its direct clients, reached with
-``login-customer-id`` = the manager, which the connection keeps in its config). Shapes:
+``customer_client`` (itself and, for a manager, every account of its hierarchy, clients of
+sub-managers included, reached with ``login-customer-id`` = the accessible manager at the top, which
+the connection keeps in its config; Google accepts any manager above an account there). Shapes:
 fixtures/oauth_*.json.
 """
 
@@ -26,7 +27,7 @@ from core import (
     granted,
     platform_request,
 )
-from metricx_google.reports import CHILDREN_QUERY
+from metricx_google.reports import HIERARCHY_QUERY
 from metricx_google.settings import GoogleSettings
 
 ADWORDS_SCOPE = "https://www.googleapis.com/auth/adwords"
@@ -146,7 +147,7 @@ class GoogleConnector:
                 "Google",
                 "POST",
                 f"{root}/customers/{customer}/googleAds:searchStream",
-                json={"query": CHILDREN_QUERY},
+                json={"query": HIERARCHY_QUERY},
                 headers=self._headers(credentials, customer),
             )
             if response.status_code >= 400:

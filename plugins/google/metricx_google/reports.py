@@ -31,14 +31,16 @@ CUSTOMER_QUERY = (
     "SELECT customer.id, customer.descriptive_name, customer.currency_code, customer.time_zone, "
     "customer.manager, customer.status FROM customer"
 )
-# customer_client returns the manager's whole hierarchy (itself at level 0): level <= 1 keeps the
-# manager and its direct children (https://developers.google.com/google-ads/api/docs/account-management/get-account-hierarchy).
-CHILDREN_QUERY = (
+# customer_client returns the manager's whole hierarchy (itself at level 0, clients of sub-managers
+# at 2 and below; connect discovery reads all of it): level <= 1 keeps the manager and its direct
+# children (https://developers.google.com/google-ads/api/docs/account-management/get-account-hierarchy).
+HIERARCHY_QUERY = (
     "SELECT customer_client.id, customer_client.client_customer, customer_client.descriptive_name, "
     "customer_client.manager, "
     "customer_client.status, customer_client.time_zone, customer_client.currency_code, "
-    "customer_client.level, customer_client.hidden FROM customer_client WHERE customer_client.level <= 1"
+    "customer_client.level, customer_client.hidden FROM customer_client"
 )
+CHILDREN_QUERY = f"{HIERARCHY_QUERY} WHERE customer_client.level <= 1"
 ENTITY_QUERIES = {
     "campaign": "SELECT campaign.id, campaign.name, campaign.status, campaign.advertising_channel_type "
     "FROM campaign",

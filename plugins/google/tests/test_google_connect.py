@@ -133,6 +133,40 @@ async def test_a_manager_and_its_clients_two_connected_through_it(api: httpx.Asy
     assert {c["timezone"] for c in connections} == {"America/New_York", "Europe/Berlin"}
 
 
+async def test_clients_of_a_sub_manager_are_found_and_connect_through_the_top_manager(
+    api: httpx.AsyncClient, google_sim: str, run_worker: Any
+) -> None:
+    """An agency's manager holds a sub-manager with its own clients (level 2 of the hierarchy):
+    discovery lists them, and a connection reached through the top manager syncs."""
+    async with httpx.AsyncClient(base_url=google_sim) as sim:
+        sub = await sim.post(
+            "/_sim/accounts", json={"manager": True, "manager_id": MANAGER_ID, "name": "Sub"}
+        )
+        assert sub.status_code == 201, sub.text
+        sub_id = sub.json()["customer_id"]
+        leaf = await sim.post("/_sim/accounts", json={"manager_id": sub_id, "name": "Leaf client"})
+        leaf_id = leaf.json()["customer_id"]
+    ws, headers = await tenant(api)
+    landed = await api.get(back(consent(await start(api, ws, headers))), headers=JSON)
+    found = {a["external_account_id"]: a for a in landed.json()["accounts"]}
+    assert not found[sub_id]["connectable"] and "manager" in found[sub_id]["note"]
+    assert found[leaf_id]["connectable"] and found[leaf_id]["name"] == "Leaf client"
+    picked = await api.post(
+        f"/v1/workspaces/{ws}/connect/google/accounts",
+        params={"session": landed.json()["session_id"]},
+        json={"accounts": [leaf_id], "backfill": False},
+        headers=headers,
+    )
+    assert picked.status_code == 201, picked.text
+    (connection,) = picked.json()["connections"]
+    assert connection["config"] == {"login_customer_id": MANAGER_ID}
+    synced = await api.post(f"/v1/workspaces/{ws}/connections/{connection['id']}/sync", headers=headers)
+    assert synced.status_code in (200, 202), synced.text
+    await run_worker()
+    after = await api.get(f"/v1/workspaces/{ws}/connections/{connection['id']}", headers=headers)
+    assert (after.json()["sync_status"], after.json()["last_sync_error"]) == ("idle", None), after.text
+
+
 async def test_refusals_store_nothing(api: httpx.AsyncClient, google_sim: str) -> None:
     ws, headers = await tenant(api)
     before = await stored()
