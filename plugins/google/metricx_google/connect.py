@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import structlog
 
 from core import (
     AuthorizationRequest,
@@ -29,6 +30,8 @@ from core import (
 )
 from metricx_google.reports import HIERARCHY_QUERY
 from metricx_google.settings import GoogleSettings
+
+log = structlog.get_logger(__name__, component="GOOGLE_CONNECT")
 
 ADWORDS_SCOPE = "https://www.googleapis.com/auth/adwords"
 
@@ -150,8 +153,9 @@ class GoogleConnector:
                 json={"query": HIERARCHY_QUERY},
                 headers=self._headers(credentials, customer),
             )
-            if response.status_code >= 400:
-                continue  # an accessible customer this user cannot query (e.g. not enabled)
+            if response.status_code >= 400:  # e.g. a cancelled account the user can still see
+                log.info("google_discovery_skipped", customer_id=customer, status=response.status_code)
+                continue
             for batch in response.json():
                 for row in batch.get("results", []):
                     account = _account(row.get("customerClient") or {}, customer)
