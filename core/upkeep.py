@@ -8,7 +8,8 @@ how to do it through the optional :class:`~core.providers.RefreshesCredentials` 
 core only decides who is due, builds the same :class:`~core.providers.ProviderContext` a sync
 does (its credential store, so a rotating refresh token is stored under the provider's lock) and
 records the outcome. A refresh the platform refuses marks the connection ``reconnect_required``
-at once, instead of at its next sync.
+at once, instead of at its next sync. Each pass also erases the tokens of connect flows that
+lapsed without a pick (and forgets flows older than a week), as a new flow does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.db.models import Connection, Credential
 from core.errors import AuthError, MetricxError
 from core.plugins import Registry
 from core.providers import Credentials, RefreshesCredentials
+from core.services.connect import prune_connect_sessions
 from core.state import BUSY, ConnectionStatus, SyncStatus
 from core.sync import status
 from core.sync.loading import Loaded, account_ref, provider_context, store_credentials
@@ -188,6 +190,8 @@ async def token_upkeep(
         "reconnect_required": 0,
         "expires_soon": 0,
     }
+    async with session_scope() as session:  # connect flows nobody finished: their tokens go
+        await prune_connect_sessions(session)
     rows = await _rows()
     lasts = await _last_refreshes(redis, [connection.id for connection, _ in rows])
     horizon = now + timedelta(seconds=settings.token_upkeep_margin_s)
