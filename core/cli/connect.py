@@ -172,7 +172,12 @@ def connect(
                     query = callback_query(pasted, started.authorization_url)
                 row = await complete_callback(http, provider, query)
                 if row.reconnect_connection_id is not None:
-                    return {"reconnected": str(row.reconnect_connection_id), "connections": []}
+                    return {
+                        "reconnected": str(row.reconnect_connection_id),
+                        "renewed": list(row.params.get("reconnected", [])),
+                        "not_reconnected": list(row.params.get("not_reconnected", [])),
+                        "connections": [],
+                    }
                 session_id = row.id
             async with maker() as db:
                 found_row = await authorized_session(
@@ -215,7 +220,14 @@ def connect(
         print_json(out)
         return
     if out.get("reconnected"):
-        console.print(f"connection {out['reconnected']} has new credentials", highlight=False)
+        for renewed in out["renewed"]:
+            console.print(f"connection {renewed} has new credentials", highlight=False)
+        for left in out["not_reconnected"]:
+            console.print(
+                f"connection {left} shared the old login, which this one cannot replace (its account "
+                "is not reachable with it): reconnect it on its own",
+                highlight=False,
+            )
         return
     for c in out["connections"]:
         console.print(

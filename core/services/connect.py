@@ -33,6 +33,7 @@ from core.providers import Credentials
 from core.services.accounts import stored_account_id
 from core.services.connections import add_connection, validate_account
 from core.services.credentials import WrongAccount, replace_credentials
+from core.state import ConnectionStatus
 
 log = structlog.get_logger(__name__)
 
@@ -290,21 +291,25 @@ async def _reconnect(http: httpx.AsyncClient, row: ConnectSession, credentials: 
             select(Credential.grant_id).where(Credential.connection_id == row.reconnect_connection_id)
         )
         targets = [row.reconnect_connection_id]
+        siblings: list[uuid.UUID] = []
         if old_grant is not None:
-            reached = [a["external_account_id"] for a in row.accounts]
-            siblings = await session.scalars(
-                select(Connection.id)
+            reached = {a["external_account_id"] for a in row.accounts}
+            shared = await session.execute(
+                select(Connection.id, Connection.external_account_id)
                 .join(Credential, Credential.connection_id == Connection.id)
                 .where(
                     Credential.grant_id == old_grant,
                     Connection.workspace_id == row.workspace_id,
                     Connection.provider == row.provider,
                     Connection.id != row.reconnect_connection_id,
-                    Connection.external_account_id.in_(reached),
+                    Connection.status != ConnectionStatus.disconnected,
                 )
                 .order_by(Connection.created_at)
             )
-            targets += list(siblings)
+            for connection_id, account in shared:
+                siblings.append(connection_id)
+                if account in reached:
+                    targets.append(connection_id)
         await session.commit()
         renewed = []
         for connection_id in targets:
@@ -322,7 +327,9 @@ async def _reconnect(http: httpx.AsyncClient, row: ConnectSession, credentials: 
                     raise
                 continue  # a sibling the new login cannot sync keeps its old credentials
             renewed.append(connection_id)
-        row.params = {**row.params, "reconnected": [str(t) for t in renewed]}
+        # Connections that shared the old login but not this one: each needs its own reconnect.
+        left = [str(c) for c in siblings if c not in renewed]
+        row.params = {**row.params, "reconnected": [str(t) for t in renewed], "not_reconnected": left}
         row.status = Status.completed
         row.access_token_enc = row.refresh_token_enc = None
         await session.execute(

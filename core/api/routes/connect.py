@@ -230,6 +230,8 @@ async def callback(provider: str, request: Request, http: HttpDep) -> Response:
         if row.reconnect_connection_id
         else None,
         "reconnected": [str(c) for c in row.params.get("reconnected", [])],
+        # shared the old login, not reached by this one: each needs its own reconnect
+        "not_reconnected": [str(c) for c in row.params.get("not_reconnected", [])],
         "accounts": [{k: v for k, v in a.items() if k != "config"} for a in row.accounts],
     }
     if _wants_json(request):
@@ -243,8 +245,18 @@ def _accounts_html(data: dict[str, Any]) -> str:
         items = "".join(
             f'<li><a href="/dashboard/connections/{c}"><code>{c}</code></a></li>' for c in data["reconnected"]
         )
+        left = "".join(
+            f'<li><a href="/dashboard/connections/{c}"><code>{c}</code></a></li>'
+            for c in data["not_reconnected"]
+        )
+        missed = (
+            '<p id="not-reconnected">These connections shared the old sign-in but this one cannot '
+            f"reach their accounts; reconnect each with a login that can:</p><ul>{left}</ul>"
+            if left
+            else ""
+        )
         return (
-            f'<p id="reconnected">These connections have new credentials:</p><ul>{items}</ul>'
+            f'<p id="reconnected">These connections have new credentials:</p><ul>{items}</ul>{missed}'
             '<p><a id="back-to-dashboard" href="/dashboard">Back to the dashboard</a></p>'
         )
     rows = "".join(

@@ -21,8 +21,9 @@ from metricx_meta.simulator import (
 )
 from sqlalchemy import text
 
+from core import Credentials
 from core.testing.connect_flow import consent
-from core.testing.harness import create_api, get_settings, session_scope
+from core.testing.harness import create_api, create_connection, get_settings, session_scope
 from core.testing.http import serve_app
 from core.testing.plugin import plugin_environment
 
@@ -354,6 +355,21 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(
             {"w": ws},
         )
         before = (await session.execute(text("SELECT DISTINCT grant_id FROM credentials"))).all()
+        # a third account on the same login, which the next login no longer reaches
+        unreached = (
+            await create_connection(
+                session,
+                uuid.UUID(ws),
+                "meta",
+                "act_9999",
+                Credentials(access_token="old-login"),
+                grant_id=(
+                    await session.execute(
+                        text("SELECT grant_id FROM credentials WHERE connection_id = :c"), {"c": ids[0]}
+                    )
+                ).scalar(),
+            )
+        ).id
 
     started = await api.post(f"/v1/workspaces/{ws}/connect/meta", json={"reconnect": ids[0]}, headers=headers)
     assert started.status_code == 201, started.text
@@ -362,6 +378,9 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(
     )
     assert again.status_code == 200, again.text
     assert sorted(again.json()["reconnected"]) == ids
+    assert again.json()["not_reconnected"] == [str(unreached)]  # said, not silently left behind
+    async with session_scope() as session:
+        await session.execute(text("DELETE FROM connections WHERE id = :c"), {"c": unreached})
     listed = (await api.get(f"/v1/workspaces/{ws}/connections", headers=headers)).json()["items"]
     assert sorted(c["id"] for c in listed) == ids  # same connections, no new ones
     # out of reconnect_required, each with its catch-up sync queued (no worker runs here)
@@ -390,8 +409,7 @@ async def test_reconnect_through_the_flow_fixes_every_account_of_the_grant(
 
 
 async def test_account_ids_are_stored_in_one_form_per_provider(meta_sim: Any) -> None:
-    from core import Credentials
-    from core.testing.harness import create_connection, create_workspace
+    from core.testing.harness import create_workspace
 
     async with session_scope() as session:
         ws = await create_workspace(session, "ids")
