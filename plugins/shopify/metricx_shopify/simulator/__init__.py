@@ -46,6 +46,8 @@ def create_app(state: SimState | None = None) -> Starlette:
         Route(f"{shop_path}/tokens", control.tokens, methods=["POST"]),
         Route(shop_path + "/orders/{order_id:int}", control.order),
         Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
+        Route(shop_path + "/customers/{customer_id:int}/redact", control.redact, methods=["POST"]),
+        Route(shop_path + "/{resource}/{item_id:int}/delete", control.delete, methods=["POST"]),
         Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
     ]
     routes = [

@@ -224,6 +224,30 @@ def _order(shop: Shop, rnd: random.Random, n: int, created: datetime, line_id: l
     }
 
 
+def _edit(order: Row) -> None:
+    """An order edit after the sale (as an ``orderEditCommit`` leaves it): the last line item removed,
+    or one unit fewer of a single item, or, for a single unit, a 20 % discount; subtotal, tax and
+    total follow."""
+    lines = order["line_items"]
+    if len(lines) > 1:
+        lines.pop()
+    elif lines[0]["quantity"] > 1:
+        lines[0]["quantity"] -= 1
+    else:
+        lines[0]["total_discount"] = _money(Decimal(lines[0]["price"]) * Decimal("0.2"))
+    subtotal = sum(
+        (Decimal(li["price"]) * li["quantity"] - Decimal(li["total_discount"]) for li in lines), Decimal(0)
+    )
+    tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
+    discounts = sum((Decimal(li["total_discount"]) for li in lines), Decimal(0))
+    order.update(
+        subtotal_price=_money(subtotal),
+        total_tax=_money(tax),
+        total_discounts=_money(discounts),
+        total_price=_money(subtotal + tax),
+    )
+
+
 def _orders(shop: Shop, rnd: random.Random, now: datetime) -> None:
     line_id = [13_000_000_000]
     span = timedelta(days=shop.spec.days) - timedelta(hours=3)
@@ -246,10 +270,10 @@ def _orders(shop: Shop, rnd: random.Random, now: datetime) -> None:
             order["financial_status"] = "pending"
         elif roll < 0.16:  # authorized, not captured yet
             order["financial_status"] = "authorized"
-        elif roll < 0.19:  # edited after the sale: an item removed, the total lowered
+        elif roll < 0.19:  # edited after the sale: an item removed (or one fewer), the totals lowered
             at = min(created + timedelta(hours=5), now - timedelta(hours=1))
-            total = (Decimal(order["total_price"]) * Decimal("0.8")).quantize(Decimal("0.01"))
-            order.update(total_price=_money(total), updated_at=shop.stamp(at), tags="edited")
+            _edit(order)
+            order.update(updated_at=shop.stamp(at), tags="edited")
         elif roll < 0.25:
             order["closed_at"] = order["updated_at"]
         shop.orders[order["id"]] = order

@@ -44,6 +44,26 @@ PLANS: Mapping[str, tuple[float, float]] = {
     "enterprise": (40000.0, 2000.0),
 }
 
+#: The webhook topic Shopify sends when a resource is deleted; its body is ``{"id": <numeric id>}``
+#: (fixtures/webhook_orders_delete.json, webhook_products_delete.json).
+DELETE_TOPICS: Mapping[str, str] = {
+    "orders": "orders/delete",
+    "products": "products/delete",
+    "customers": "customers/delete",
+}
+#: What a customer's redaction erases from their orders (kept as sales, without the person).
+PERSONAL_ORDER_FIELDS = (
+    "email",
+    "contact_email",
+    "phone",
+    "customer",
+    "billing_address",
+    "shipping_address",
+    "note",
+    "browser_ip",
+    "client_details",
+)
+
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
     ShopSpec(
@@ -258,6 +278,52 @@ class SimState(Simulator):
         order.update(financial_status="refunded" if full else "partially_refunded", updated_at=shop.stamp(at))
         return order
 
+    def delete(self, domain: str, resource: str, item_id: int) -> dict[str, Any]:
+        """Delete an order, product or customer as a merchant does in the admin: from now on it is in
+        no GraphQL list, ``order(id:)`` answer, id listing or bulk result. Returns the body of the
+        ``{resource}/delete`` webhook Shopify sends (:data:`DELETE_TOPICS`); sign and send it with
+        :func:`~metricx_shopify.simulator.webhooks.send_order_webhook`. As in Shopify, a customer who
+        has orders cannot be deleted (SimulatorError: delete the orders or redact the customer)."""
+        if resource not in DELETE_TOPICS:
+            raise SimulatorError(f"only {', '.join(DELETE_TOPICS)} can be deleted")
+        shop = self.shops[domain]
+        table: dict[int, dict[str, Any]] = getattr(shop, resource)
+        with self.lock:
+            if item_id not in table:
+                raise SimulatorError(f"{domain} has no {resource[:-1]} {item_id}")
+            if resource == "customers" and _orders_of(shop, item_id):
+                raise SimulatorError(f"customer {item_id} has orders and cannot be deleted")
+            del table[item_id]
+            self.stats[f"deleted_{resource}"] += 1
+        return {"id": item_id}
+
+    def redact_customer(self, domain: str, customer_id: int) -> dict[str, Any]:
+        """Erase a customer as Shopify does when the merchant asks it to (privacy law erasure): the
+        customer is gone and their orders keep their sales but lose :data:`PERSONAL_ORDER_FIELDS`
+        (``updated_at`` does not move: only the webhook tells an app). Returns the body of the
+        ``customers/redact`` webhook Shopify then sends (fixtures/webhook_customers_redact.json)."""
+        shop = self.shops[domain]
+        with self.lock:
+            customer = shop.customers.get(customer_id)
+            if customer is None:
+                raise SimulatorError(f"{domain} has no customer {customer_id}")
+            orders = _orders_of(shop, customer_id, customer.get("email"))
+            body = {
+                "shop_id": shop.info["id"],
+                "shop_domain": domain,
+                "customer": {
+                    "id": customer_id,
+                    "email": customer.get("email"),
+                    "phone": customer.get("phone"),
+                },
+                "orders_to_redact": sorted(o["id"] for o in orders),
+            }
+            for order in orders:
+                order.update({key: None for key in PERSONAL_ORDER_FIELDS if key in order})
+            del shop.customers[customer_id]
+            self.stats["redacted_customers"] += 1
+        return body
+
     def shop_truth(self, domain: str) -> dict[str, Any]:
         """Ground truth from the simulator's own order model (shop-local days, test orders excluded),
         as Shopify's sales reports count: an order is a sale on the day it was processed unless its
@@ -322,6 +388,15 @@ class SimState(Simulator):
                 for day, entry in sorted(daily.items())
             },
         }
+
+
+def _orders_of(shop: Shop, customer_id: int, email: str | None = None) -> list[dict[str, Any]]:
+    """The shop's orders placed by the customer (linked by id, or by e-mail)."""
+    return [
+        o
+        for o in shop.orders.values()
+        if (o.get("customer") or {}).get("id") == customer_id or (email and o.get("email") == email)
+    ]
 
 
 def _refunded(order: dict[str, Any]) -> Decimal:
