@@ -1,4 +1,4 @@
-"""Shopify's own ``/_sim/...`` endpoints: bucket, stats, shops, refunds, deletions, customer redaction,
+"""Shopify's own ``/_sim/...`` endpoints: cost bucket, stats, shops, refunds, deletions, customer redaction,
 per-shop truth, signed webhooks.
 
 Reset, faults, clock, the request log and ``GET /_sim/truth?shop=..`` are the shared protocol
@@ -33,11 +33,6 @@ class Control:
     def __init__(self, state: SimState) -> None:
         self.state = state
 
-    async def bucket(self, request: Request) -> JSONResponse:
-        body = await _body(request)
-        self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
-        return JSONResponse({"size": self.state.bucket_size, "leak_per_s": self.state.leak_per_s})
-
     async def points(self, request: Request) -> JSONResponse:
         """The GraphQL cost bucket of every shop: ``maximum`` points, ``restore_rate`` per second."""
         body = await _body(request)
@@ -48,7 +43,6 @@ class Control:
         return JSONResponse(
             {
                 "stats": dict(self.state.stats),
-                "max_level": self.state.max_level,
                 "faults": [fault.to_json() for fault in self.state.faults],
             }
         )

@@ -1,15 +1,12 @@
-"""The simulator's state on the shared base (clock, faults, request log): shops, tokens, the leaky
-bucket per shop, counters, ground truth."""
+"""The simulator's state on the shared base (clock, faults, request log): shops, tokens, the GraphQL
+cost bucket per shop, bulk operations, counters, ground truth."""
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -78,29 +75,6 @@ DEFAULT_SHOPS = (
 )
 
 
-@dataclass
-class Bucket:
-    """Shopify's REST leaky bucket: ``capacity`` requests, draining ``leak_per_s``."""
-
-    capacity: int
-    leak_per_s: float
-    level: float = 0.0
-    at: float = field(default_factory=time.monotonic)
-
-    def take(self) -> tuple[bool, float]:
-        """Add one request; (allowed, retry_after_s)."""
-        now = time.monotonic()
-        self.level = max(0.0, self.level - (now - self.at) * self.leak_per_s)
-        self.at = now
-        if self.level + 1 > self.capacity:
-            return False, max(0.1, (self.level + 1 - self.capacity) / self.leak_per_s)
-        self.level += 1
-        return True, 0.0
-
-    def header(self) -> str:
-        return f"{min(self.capacity, math.ceil(self.level))}/{self.capacity}"
-
-
 class SimState(Simulator):
     """Everything the simulator serves and counts; thread-safe enough for one uvicorn thread."""
 
@@ -110,8 +84,6 @@ class SimState(Simulator):
         self,
         shops: tuple[ShopSpec, ...] = DEFAULT_SHOPS,
         *,
-        bucket_size: int = 40,
-        leak_per_s: float = 2.0,
         webhook_secret: str = SIM_WEBHOOK_SECRET,
         now: datetime | None = None,
         plan: str = "standard",
@@ -120,15 +92,12 @@ class SimState(Simulator):
         :data:`PLANS`) sets every shop's GraphQL cost bucket."""
         super().__init__(now=now)
         self.lock = threading.Lock()
-        self.bucket_size, self.leak_per_s = bucket_size, leak_per_s
         self.webhook_secret = webhook_secret
         self.shops: dict[str, Shop] = {}
         self.tokens: dict[str, str] = {}
-        self.buckets: dict[str, Bucket] = {}
         self.stats: Counter[str] = Counter()
         #: bulk query operations by number (see ``simulator/bulk.py``)
         self.bulk_ops: dict[int, dict[str, Any]] = {}
-        self.max_level: dict[str, float] = {}
         if plan not in PLANS:
             raise ValueError(f"unknown Shopify plan {plan!r}: one of {', '.join(PLANS)}")
         self.point_max, self.point_restore = PLANS[plan]
@@ -150,7 +119,6 @@ class SimState(Simulator):
         shop = generate(spec, self.now())
         self.shops[spec.domain] = shop
         self.tokens[spec.token] = spec.domain
-        self.buckets[spec.domain] = Bucket(self.bucket_size, self.leak_per_s)
         self.point_buckets.pop(spec.domain, None)
         return shop
 
@@ -216,8 +184,8 @@ class SimState(Simulator):
     def on_reset(self) -> None:
         """Regenerate every shop; clear buckets and counters."""
         specs = [shop.spec for shop in self.shops.values()]
-        self.shops, self.tokens, self.buckets = {}, {}, {}
-        self.stats, self.max_level = Counter(), {}
+        self.shops, self.tokens = {}, {}
+        self.stats = Counter()
         self.point_buckets = {}
         self.expiring, self.refresh_tokens = {}, {}
         for spec in specs:
@@ -251,20 +219,6 @@ class SimState(Simulator):
         if domain not in self.shops:
             raise SimulatorError("use ?shop=<a known shop domain>")
         return self.shop_truth(domain)
-
-    def configure_bucket(self, size: int | None = None, leak_per_s: float | None = None) -> None:
-        self.bucket_size = size or self.bucket_size
-        self.leak_per_s = leak_per_s or self.leak_per_s
-        for domain in self.buckets:
-            self.buckets[domain] = Bucket(self.bucket_size, self.leak_per_s)
-
-    def take(self, domain: str) -> tuple[bool, float, str]:
-        """One request against the shop's bucket: (allowed, retry_after_s, call-limit header)."""
-        with self.lock:
-            bucket = self.buckets[domain]
-            allowed, retry_after = bucket.take()
-            self.max_level[domain] = max(self.max_level.get(domain, 0.0), bucket.level)
-            return allowed, retry_after, bucket.header()
 
     def refund(self, domain: str, order_id: int, amount: str | None = None) -> dict[str, Any]:
         """Refund an order (default: what is left); its ``updated_at`` moves to now."""
