@@ -181,3 +181,58 @@ async def test_the_token_endpoint_refuses_a_used_code_as_shopify_does(
         "error": "invalid_request",
         "error_description": "The authorization code was not found or was already used",
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (200, None, None),  # the fixture's shop: discovered
+        (200, {"data": {"shop": {"myshopifyDomain": "other.myshopify.com"}}}, "invalid_signature"),
+        (401, {"errors": "[API] Invalid API key or access token"}, "provider_refused"),
+        (
+            200,
+            {"errors": [{"message": "Access denied", "extensions": {"code": "ACCESS_DENIED"}}]},
+            "provider_refused",
+        ),
+    ],
+)
+async def test_discovery_reads_the_graphql_shop_query(status: int, body: Any, code: str | None) -> None:
+    import json
+    from pathlib import Path
+
+    from metricx_shopify import queries
+    from metricx_shopify.connect import ShopifyConnector
+    from metricx_shopify.settings import ShopifySettings
+
+    from core import ConnectError, Credentials
+
+    fixture = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "graphql_shop.json").read_text())
+    if body is not None and "data" in body:  # the fixture's shop, proving another domain
+        body["data"]["shop"] = {**fixture["body"]["data"]["shop"], **body["data"]["shop"]}
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(status, json=fixture["body"] if body is None else body)
+
+    connector = ShopifyConnector(ShopifySettings(client_id="id", client_secret="secret"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        discover = connector.discover_accounts(
+            http, Credentials(access_token="shpat_x"), {"shop": "snowdevil.myshopify.com"}
+        )
+        if code is None:
+            [account] = await discover
+            assert (account.name, account.currency, account.timezone) == (
+                "Snowdevil",
+                "USD",
+                "America/New_York",
+            )
+        else:
+            with pytest.raises(ConnectError) as refused:
+                await discover
+            assert refused.value.code == code and "shpat_x" not in refused.value.message
+    [request] = sent
+    assert request.method == "POST"
+    assert request.url == "https://snowdevil.myshopify.com/admin/api/2026-10/graphql.json"
+    assert json.loads(request.content)["query"] == queries.SHOP
+    assert request.headers["X-Shopify-Access-Token"] == "shpat_x"
