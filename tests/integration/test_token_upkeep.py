@@ -62,7 +62,7 @@ def sims(metricx_env: Any) -> Iterator[Sims]:
     google = GoogleSim(now=datetime.now(UTC))
     # Google revokes refresh tokens left unused (six months; scaled to two days here).
     google.refresh_idle_s = 2 * 86400
-    shopify = ShopifySim(shops=(), leak_per_s=50.0)
+    shopify = ShopifySim(shops=())
     with serve_app(google_app(google)) as g_url, serve_app(shopify_app(shopify)) as s_url:
         env = {
             "METRICX_GOOGLE_BASE_URL": g_url,

@@ -92,6 +92,21 @@ def shop_domain(account: AccountRef) -> str:
     return domain
 
 
+def shop_facts(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``data`` of the :data:`~metricx_shopify.queries.SHOP` query as the plugin reads it: the
+    numeric ``id``, ``name``, ``iana_timezone``, ``currency`` and ``myshopify_domain`` (lowercase)."""
+    shop = data.get("shop")
+    if not isinstance(shop, dict) or not shop.get("ianaTimezone") or not shop.get("currencyCode"):
+        raise PayloadError("the shop query has no ianaTimezone / currencyCode")
+    return {
+        "id": queries.legacy_id(shop.get("id")),
+        "name": shop.get("name"),
+        "iana_timezone": shop["ianaTimezone"],
+        "currency": shop["currencyCode"],
+        "myshopify_domain": str(shop.get("myshopifyDomain") or "").lower() or None,
+    }
+
+
 def _body(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -272,16 +287,7 @@ class ShopifyClient:
 
     async def fetch_shop(self) -> dict[str, Any]:
         """The shop's name, ``iana_timezone``, currency and ``myshopify_domain`` (also checks the token)."""
-        shop = (await self.graphql(queries.SHOP)).get("shop")
-        if not isinstance(shop, dict) or not shop.get("ianaTimezone") or not shop.get("currencyCode"):
-            raise PayloadError("the shop query has no ianaTimezone / currencyCode")
-        return {
-            "id": queries.legacy_id(shop.get("id")),
-            "name": shop.get("name"),
-            "iana_timezone": shop["ianaTimezone"],
-            "currency": shop["currencyCode"],
-            "myshopify_domain": str(shop.get("myshopifyDomain") or "").lower() or None,
-        }
+        return shop_facts(await self.graphql(queries.SHOP))
 
     async def access_scopes(self) -> set[str]:
         """The scopes granted to the app on this shop (``currentAppInstallation.accessScopes``)."""

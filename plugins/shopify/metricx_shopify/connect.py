@@ -3,8 +3,11 @@
 ``https://{shop}/admin/oauth/authorize?client_id&scope&redirect_uri&state`` (the shop domain
 validated first) -> the callback's ``hmac`` checked with the app's secret and its ``shop`` matched
 to the one asked -> ``POST https://{shop}/admin/oauth/access_token`` with ``expiring=1`` (a 60-minute
-token and a rotating refresh token, see auth.py) -> the scopes granted checked -> ``shop.json``.
-One token reaches one shop: each store is its own flow. Shapes: fixtures/oauth_*.json.
+token and a rotating refresh token, see auth.py) -> the scopes granted checked -> the GraphQL Admin
+API's ``shop`` query (``POST /admin/api/{version}/graphql.json``: name, currencyCode, ianaTimezone,
+myshopifyDomain; the query and its reading are the provider's token check's, client.py), whose
+``myshopifyDomain`` must be the shop asked. One token reaches one shop: each store is its own flow.
+Shapes: fixtures/oauth_*.json, fixtures/graphql_shop.json.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from core import (
     ConnectError,
     Credentials,
     DiscoveredAccount,
+    MetricxError,
+    RateLimited,
     TransientError,
     app_credentials,
     granted,
     platform_request,
 )
-from metricx_shopify.client import SHOP_DOMAIN, TOKEN_HEADER
+from metricx_shopify import queries
+from metricx_shopify.client import SHOP_DOMAIN, TOKEN_HEADER, ShopifyAPI, shop_facts
 from metricx_shopify.settings import ShopifySettings, get_shopify_settings
 
 #: What the store sync reads; read_all_orders (older than 60 days) is asked for, not required.
@@ -148,27 +154,38 @@ class ShopifyConnector:
     async def discover_accounts(
         self, http: httpx.AsyncClient, credentials: Credentials, params: Mapping[str, str]
     ) -> Sequence[DiscoveredAccount]:
+        """The shop the new token proves, read with the GraphQL Admin API's ``shop`` query (the same
+        query and reading as the provider's token check: :func:`~metricx_shopify.client.shop_facts`)."""
         shop = params["shop"]
-        headers = {TOKEN_HEADER: credentials.access_token or "", "Accept": "application/json"}
-        url = f"{self._root(shop)}/admin/api/{self.settings.api_version}/shop.json"
+        headers = {
+            TOKEN_HEADER: credentials.access_token or "",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        url = f"{self._root(shop)}/admin/api/{self.settings.api_version}/graphql.json"
+        response = await platform_request(
+            http, "Shopify", "POST", url, json={"query": queries.SHOP, "variables": {}}, headers=headers
+        )
+        refused = ShopifyAPI(self.settings, shop).classify(response)
+        if isinstance(refused, (TransientError, RateLimited)):
+            raise TransientError(f"Shopify could not show the shop now: {refused.message}")
         try:
-            response = await http.get(url, headers=headers, timeout=30.0)
-        except httpx.TransportError as exc:
-            raise TransientError(f"Shopify could not be reached ({type(exc).__name__})") from None
-        if response.status_code >= 400:
+            if refused is not None:
+                raise refused
+            info = shop_facts(response.json().get("data") or {})
+        except (MetricxError, ValueError, AttributeError) as exc:
             raise ConnectError(
-                f"Shopify refused to show the shop ({response.status_code})",
+                f"Shopify refused to show the shop ({response.status_code}: {str(exc)[:200]})",
                 code="provider_refused",
                 status=502,
-            )
-        info = response.json().get("shop") or {}
-        if str(info.get("myshopify_domain") or shop).lower() != shop:
+            ) from None
+        if (info["myshopify_domain"] or shop) != shop:
             raise ConnectError("the token belongs to another shop", code="invalid_signature")
         return [
             DiscoveredAccount(
                 external_account_id=shop,
-                name=info.get("name"),
-                currency=info.get("currency"),
-                timezone=info.get("iana_timezone"),
+                name=info["name"],
+                currency=info["currency"],
+                timezone=info["iana_timezone"],
             )
         ]

@@ -92,7 +92,7 @@ def _require_dict(payload: object, resource: str) -> Row:
 
 
 def product_row(payload: object) -> Row:
-    """A ``shopify_products`` row from a product of ``products.json``."""
+    """A ``shopify_products`` row from a product (webhook shape; GraphQL nodes are normalised into it)."""
     p = _require_dict(payload, "product")
     what = f"product {str(p.get('id'))[:30]}"
     return {
@@ -108,7 +108,7 @@ def product_row(payload: object) -> Row:
 
 
 def customer_row(payload: object) -> Row:
-    """A ``shopify_customers`` row from a customer of ``customers.json``."""
+    """A ``shopify_customers`` row from a customer (webhook shape; GraphQL nodes are normalised into it)."""
     c = _require_dict(payload, "customer")
     what = f"customer {str(c.get('id'))[:30]}"
     orders_count = c.get("orders_count")
@@ -181,7 +181,8 @@ def line_item_rows(order: Row, what: str) -> list[Row]:
 
 
 def order_row(payload: object) -> tuple[Row, list[Row] | None]:
-    """A ``shopify_orders`` row and its line item rows from an order (REST list or webhook body).
+    """A ``shopify_orders`` row and its line item rows from an order (webhook body or normalised
+    GraphQL node).
 
     The line items are None when the payload has no ``line_items`` key (they are then left alone).
     """

@@ -80,7 +80,7 @@ NOT_SALES = frozenset({"voided", "expired"})
 
 
 class ShopifyProvider:
-    """Implements ``core.Provider`` for Shopify stores (REST Admin API)."""
+    """Implements ``core.Provider`` for Shopify stores (GraphQL Admin API)."""
 
     name = "shopify"
     display_name = "Shopify"
@@ -265,7 +265,8 @@ class DailySales:
         self.pending_total: dict[object, Decimal] = defaultdict(Decimal)
 
     def add(self, order: dict[str, Any]) -> None:
-        """Count one REST-shaped order (test orders are not sales)."""
+        """Count one order as the client normalises it (``client.Page`` rows, webhook-shaped; test
+        orders are not sales)."""
         if order.get("test") is True:
             return
         what = f"order {str(order.get('id'))[:30]}"

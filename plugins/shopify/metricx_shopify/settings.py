@@ -37,12 +37,6 @@ class ShopifySettings(BaseSettings):
         ge=0,
         description="A Retry-After longer than this defers the whole sync instead of holding the worker.",
     )
-    drain_per_s: float | None = Field(
-        default=None,
-        gt=0,
-        description="Requests per second the shop's bucket drains: the steady rate every worker paces at. "
-        "Unset: capacity / 20 from the call-limit header, as on every Shopify plan (40 -> 2/s).",
-    )
     burst_pct: float = Field(
         default=50.0,
         gt=0,

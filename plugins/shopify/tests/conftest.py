@@ -33,7 +33,7 @@ class ShopifySim:
 
 @pytest.fixture(scope="session")
 def _shopify_server() -> Iterator[ShopifySim]:
-    state = SimState(shops=(), leak_per_s=20.0, webhook_secret=WEBHOOK_SECRET)
+    state = SimState(shops=(), webhook_secret=WEBHOOK_SECRET)
     url, server, thread = serve(create_app(state))
     yield ShopifySim(url, state)
     server.should_exit = True
@@ -42,13 +42,11 @@ def _shopify_server() -> Iterator[ShopifySim]:
 
 @pytest.fixture
 def shopify_sim(_shopify_server: ShopifySim) -> Iterator[ShopifySim]:
-    """The session's simulator with default faults and a 40 / 20-per-second bucket."""
+    """The session's simulator with default faults and a fast-restoring GraphQL cost bucket."""
     state = _shopify_server.state
     state.clear_faults()
-    state.configure_bucket(40, 20.0)
     state.configure_points(2000, 5000.0)  # GraphQL cost bucket: restored fast unless a test slows it
     state.stats.clear()
-    state.max_level.clear()
     yield _shopify_server
     state.clear_faults()
     state.clock.run_real()  # a test that let simulated days pass must not move the next test's shops

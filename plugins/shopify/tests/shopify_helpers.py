@@ -13,10 +13,9 @@ from core.testing.servers import free_port
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
-# Pacing scaled 10x up, for a bucket that drains 10x faster: the same dynamics, 10x sooner.
+# Small pages, short backoffs and fast bulk polls: the same dynamics as in production, sooner.
 FAST_ENV = {
     "METRICX_SHOPIFY_PAGE_SIZE": "10",
-    "METRICX_SHOPIFY_DRAIN_PER_S": "20",
     "METRICX_SHOPIFY_RETRY_BACKOFF_S": "0.05",
     "METRICX_SHOPIFY_CURSOR_OVERLAP_S": "0",
     "METRICX_SHOPIFY_BULK_POLL_S": "0.05",

@@ -296,7 +296,8 @@ async def test_a_backfill_through_a_real_worker_reads_by_bulk_and_the_api_shows_
     spec = new_shop(products=3, customers=10, orders=400, days=85, timezone="Europe/Berlin", currency="EUR")
     _many_refunds(shopify_sim.state, spec.domain)  # and one order with refunds past every inline page
     truth = shopify_sim.truth(spec.domain)
-    assert all(truth["kinds"][k] > 0 for k in ("cancelled", "voided", "pending", "multi_currency_refunded"))
+    kinds = ("cancelled", "voided", "pending", "edited", "multi_currency_refunded")
+    assert all(truth["kinds"][k] > 0 for k in kinds), truth["kinds"]
     ws, conn = await shop_connection(spec)
     before = shopify_sim.stats()["stats"]
     worker_process(**shopify_env)
@@ -336,3 +337,16 @@ async def test_a_backfill_through_a_real_worker_reads_by_bulk_and_the_api_shows_
         assert Decimal(str(api_days[day]["conversions"])) == want["orders"], day
         compared += 1
     assert compared >= 60
+    # every kind of order is on a day compared above (edited ones with their edited totals)
+    tz = ZoneInfo(spec.timezone)
+    orders = [o for o in shopify_sim.state.shops[spec.domain].orders.values() if not o["test"]]
+    of_kind = {
+        "cancelled": [o for o in orders if o["cancelled_at"]],
+        "voided": [o for o in orders if o["financial_status"] == "voided"],
+        "pending": [o for o in orders if o["financial_status"] in ("pending", "authorized")],
+        "edited": [o for o in orders if o["tags"] == "edited"],
+        "multi_currency_refunded": [o for o in orders if o["refunds"] and o.get("presentment_currency")],
+    }
+    for kind, found in of_kind.items():
+        days = {datetime.fromisoformat(o["processed_at"]).astimezone(tz).date() for o in found}
+        assert any(day < today for day in days), kind

@@ -63,18 +63,15 @@ async def _traces(needle: str) -> list[str]:
 async def test_customers_redact_leaves_no_trace_in_any_table(
     new_shop: Any, shop_connection: Any, shopify_sim: Any, run_worker: Any, redis_client: Any, hooks: Any
 ) -> None:
-    spec, _ws, conn = await _synced(new_shop, shop_connection, run_worker, redis_client)
+    spec, ws, conn = await _synced(new_shop, shop_connection, run_worker, redis_client)
     shop = shopify_sim.state.shops[spec.domain]
     order = next(o for o in shop.orders.values() if o["customer"])
     customer = shop.customers[order["customer"]["id"]]
     email = customer["email"]
     assert await _traces(email)  # stored by the sync
-    body = {
-        "shop_id": shop.info["id"],
-        "shop_domain": spec.domain,
-        "customer": {"id": customer["id"], "email": email, "phone": None},
-        "orders_to_redact": [o["id"] for o in shop.orders.values() if o["customer"]["id"] == customer["id"]],
-    }
+    # the merchant asks Shopify to erase the customer: Shopify erases them, then sends the webhook
+    body = shopify_sim.state.redact_customer(spec.domain, customer["id"])
+    assert order["id"] in body["orders_to_redact"] and order["email"] is None
     assert await _send(hooks, spec.domain, body, "customers/redact") == 200
     # acknowledged: the worker's job applies it, and drops the payload (it names the customer)
     await run_worker()
@@ -82,6 +79,10 @@ async def test_customers_redact_leaves_no_trace_in_any_table(
     assert await _traces(str(customer["id"])) == []
     kept = await fetch_one("SELECT count(*) AS n FROM shopify_orders WHERE connection_id = :c", c=conn)
     assert kept.n == len(shop.orders)  # the sales stay, without the person
+    # a full re-read of the store afterwards brings nobody back
+    await enqueue_store_sync(str(conn), str(ws), full=True, redis=redis_client)
+    await run_worker()
+    assert await _traces(email) == [] and await _traces(str(customer["id"])) == []
 
 
 async def test_app_uninstalled_disconnects_and_drops_the_credentials(
@@ -104,8 +105,10 @@ async def test_deletions_and_shop_redact(
     spec, _ws, conn = await _synced(new_shop, shop_connection, run_worker, redis_client)
     shop = shopify_sim.state.shops[spec.domain]
     order_id, product_id = min(shop.orders), min(shop.products)
-    assert await _send(hooks, spec.domain, {"id": order_id}, "orders/delete") == 200
-    assert await _send(hooks, spec.domain, {"id": product_id}, "products/delete") == 200
+    # deleted in the store: Shopify sends each deletion's webhook
+    for resource, item in (("orders", order_id), ("products", product_id)):
+        body = shopify_sim.state.delete(spec.domain, resource, item)
+        assert await _send(hooks, spec.domain, body, f"{resource}/delete") == 200
     await run_worker()
     left = await fetch_one(
         "SELECT (SELECT count(*) FROM shopify_orders WHERE connection_id = :c AND shopify_id = :o) AS o, "
@@ -115,7 +118,7 @@ async def test_deletions_and_shop_redact(
         o=order_id,
         p=product_id,
     )
-    assert (left.o, left.p, left.n) == (0, 0, len(shop.orders) - 1)
+    assert (left.o, left.p, left.n) == (0, 0, len(shop.orders))
     assert await _send(hooks, spec.domain, {"shop_id": 1, "shop_domain": spec.domain}, "shop/redact") == 200
     await run_worker()
     for table in ("shopify_orders", "shopify_order_line_items", "shopify_customers", "shopify_products"):
@@ -271,8 +274,14 @@ async def test_deletions_missed_by_webhooks_are_reconciled_by_the_store_sync(
 ) -> None:
     spec, ws, conn = await _synced(new_shop, shop_connection, run_worker, redis_client)
     shop = shopify_sim.state.shops[spec.domain]
-    order_id, product_id, customer_id = max(shop.orders), max(shop.products), max(shop.customers)
-    del shop.orders[order_id], shop.products[product_id], shop.customers[customer_id]
+    # deleted in the store while no webhook reached metricx: a customer's orders, then the customer
+    # (Shopify keeps a customer who has orders), and a product
+    customer_id = max(shop.customers)
+    for order_id in [o["id"] for o in shop.orders.values() if (o["customer"] or {}).get("id") == customer_id]:
+        shopify_sim.state.delete(spec.domain, "orders", order_id)
+    shopify_sim.state.delete(spec.domain, "orders", max(shop.orders))
+    shopify_sim.state.delete(spec.domain, "customers", customer_id)
+    shopify_sim.state.delete(spec.domain, "products", max(shop.products))
     await enqueue_store_sync(str(conn), str(ws), full=True, redis=redis_client)  # full: reconcile now
     await run_worker()
     counts = await fetch_one(

@@ -1,6 +1,7 @@
 """Connecting a Shopify store with the authorization code grant against the simulator: the shop
 domain validated, the callback's HMAC checked, an expiring offline token with its refresh token
-stored, and every refusal leaving nothing behind."""
+stored, and every refusal (bad shop, forged hmac, denial, missing scope, forged or replayed state,
+expired code) leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -52,17 +53,19 @@ def back(location: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
-async def stored() -> tuple[int, int]:
+async def stored() -> tuple[int, int, int]:
+    """(connections, credentials, connect sessions holding a token) in the whole database."""
     async with session_scope() as session:
         row = (
             await session.execute(
                 text(
-                    "SELECT (SELECT count(*) FROM credentials) AS creds, "
+                    "SELECT (SELECT count(*) FROM connections) AS conns, "
+                    "(SELECT count(*) FROM credentials) AS creds, "
                     "(SELECT count(*) FROM connect_sessions WHERE access_token_enc IS NOT NULL) AS tokens"
                 )
             )
         ).one()
-    return row.creds, row.tokens
+    return row.conns, row.creds, row.tokens
 
 
 async def test_a_store_connected_with_an_expiring_offline_token(
@@ -127,3 +130,109 @@ async def test_bad_shop_forged_hmac_denial_and_missing_scope(api: httpx.AsyncCli
     refused = await api.get(back(narrow), headers=JSON)
     assert refused.json()["error"]["code"] == "insufficient_scope" and "read_orders" in refused.text
     assert await stored() == before
+
+
+async def test_forged_and_replayed_state_are_refused(api: httpx.AsyncClient, new_shop: Any) -> None:
+    shop = new_shop(products=1, customers=1, orders=1)
+    ws, headers = await tenant(api)
+    before = await stored()
+    path = back(consent(await start(api, ws, headers, shop.domain)))
+    forged = await api.get(path.replace("state=", "state=x"), headers=JSON)
+    assert forged.status_code == 400 and forged.json()["error"]["code"] == "invalid_state"
+    assert await stored() == before
+
+    landed = await api.get(path, headers=JSON)  # the real callback still works once
+    assert landed.status_code == 200, landed.text
+    authorized = await stored()  # the flow now holds the token until an account is picked
+    replay = await api.get(path, headers=JSON)
+    assert replay.status_code == 400 and replay.json()["error"]["code"] == "state_used"
+    assert await stored() == authorized and authorized[:2] == before[:2]  # no connection, no credentials
+
+
+async def test_an_expired_authorization_code_is_refused(
+    api: httpx.AsyncClient, new_shop: Any, shopify_sim: Any
+) -> None:
+    shop = new_shop(products=1, customers=1, orders=1)
+    ws, headers = await tenant(api)
+    before = await stored()
+    location = consent(await start(api, ws, headers, shop.domain))
+    shopify_sim.control("clock", advance_s=11 * 60)  # Shopify's codes live 10 minutes
+    expired = await api.get(back(location), headers=JSON)
+    assert expired.status_code == 400 and expired.json()["error"]["code"] == "invalid_code"
+    assert "was not found or was already used" in expired.json()["error"]["message"]  # Shopify's words
+    assert await stored() == before
+
+
+async def test_the_token_endpoint_refuses_a_used_code_as_shopify_does(
+    api: httpx.AsyncClient, new_shop: Any, shopify_sim: Any
+) -> None:
+    shop = new_shop(products=1, customers=1, orders=1)
+    ws, headers = await tenant(api)
+    location = consent(await start(api, ws, headers, shop.domain))
+    assert (await api.get(back(location), headers=JSON)).status_code == 200
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    again = httpx.post(
+        f"{shopify_sim.url}/admin/oauth/access_token",
+        data={"client_id": "sim-client-id", "client_secret": "sim-client-secret", "code": code},
+        headers={"X-Shopify-Shop-Domain": shop.domain},
+    )
+    assert again.status_code == 400
+    assert again.json() == {
+        "error": "invalid_request",
+        "error_description": "The authorization code was not found or was already used",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (200, None, None),  # the fixture's shop: discovered
+        (200, {"data": {"shop": {"myshopifyDomain": "other.myshopify.com"}}}, "invalid_signature"),
+        (401, {"errors": "[API] Invalid API key or access token"}, "provider_refused"),
+        (
+            200,
+            {"errors": [{"message": "Access denied", "extensions": {"code": "ACCESS_DENIED"}}]},
+            "provider_refused",
+        ),
+    ],
+)
+async def test_discovery_reads_the_graphql_shop_query(status: int, body: Any, code: str | None) -> None:
+    import json
+    from pathlib import Path
+
+    from metricx_shopify import queries
+    from metricx_shopify.connect import ShopifyConnector
+    from metricx_shopify.settings import ShopifySettings
+
+    from core import ConnectError, Credentials
+
+    fixture = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "graphql_shop.json").read_text())
+    if body is not None and "data" in body:  # the fixture's shop, proving another domain
+        body["data"]["shop"] = {**fixture["body"]["data"]["shop"], **body["data"]["shop"]}
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(status, json=fixture["body"] if body is None else body)
+
+    connector = ShopifyConnector(ShopifySettings(client_id="id", client_secret="secret"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        discover = connector.discover_accounts(
+            http, Credentials(access_token="shpat_x"), {"shop": "snowdevil.myshopify.com"}
+        )
+        if code is None:
+            [account] = await discover
+            assert (account.name, account.currency, account.timezone) == (
+                "Snowdevil",
+                "USD",
+                "America/New_York",
+            )
+        else:
+            with pytest.raises(ConnectError) as refused:
+                await discover
+            assert refused.value.code == code and "shpat_x" not in refused.value.message
+    [request] = sent
+    assert request.method == "POST"
+    assert request.url == "https://snowdevil.myshopify.com/admin/api/2026-10/graphql.json"
+    assert json.loads(request.content)["query"] == queries.SHOP
+    assert request.headers["X-Shopify-Access-Token"] == "shpat_x"

@@ -1,4 +1,4 @@
-"""A Shopify Admin REST API simulator (ASGI) on the shared base, faithful to API-FACTS.md part C.
+"""A Shopify GraphQL Admin API simulator (ASGI) on the shared base, faithful to API-FACTS.md part C.
 
 ``python -m metricx_shopify.simulator --host 127.0.0.1 --port 8083`` serves the
 seeded shops; point ``METRICX_SHOPIFY_BASE_URL`` at it. Each shop's token is
@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from core.testing.sim_app import simulator_app
 from metricx_shopify.simulator import bulk
-from metricx_shopify.simulator.api import AdminApi, GraphQLApi, access_token
+from metricx_shopify.simulator.api import GraphQLApi, access_token
 from metricx_shopify.simulator.control import Control
 from metricx_shopify.simulator.data import Shop, ShopSpec, generate
 from metricx_shopify.simulator.oauth import oauth_routes
@@ -35,10 +35,9 @@ __all__ = [
 def create_app(state: SimState | None = None) -> Starlette:
     """The simulator app on the shared base; ``app.state.sim`` is its :class:`SimState`."""
     sim = state or SimState()
-    api, control, graphql = AdminApi(sim), Control(sim), GraphQLApi(sim)
+    control, graphql = Control(sim), GraphQLApi(sim)
     shop_path = "/_sim/shops/{domain}"
     own_control = [
-        Route("/_sim/bucket", control.bucket, methods=["POST"]),
         Route("/_sim/points", control.points, methods=["POST"]),
         Route("/_sim/stats", control.stats),
         Route("/_sim/shops", control.add_shop, methods=["POST"]),
@@ -46,6 +45,8 @@ def create_app(state: SimState | None = None) -> Starlette:
         Route(f"{shop_path}/tokens", control.tokens, methods=["POST"]),
         Route(shop_path + "/orders/{order_id:int}", control.order),
         Route(shop_path + "/orders/{order_id:int}/refund", control.refund, methods=["POST"]),
+        Route(shop_path + "/customers/{customer_id:int}/redact", control.redact, methods=["POST"]),
+        Route(shop_path + "/{resource}/{item_id:int}/delete", control.delete, methods=["POST"]),
         Route(f"{shop_path}/webhooks", control.webhook, methods=["POST"]),
     ]
     routes = [
@@ -53,8 +54,6 @@ def create_app(state: SimState | None = None) -> Starlette:
         Route("/admin/oauth/access_token", access_token, methods=["POST"]),
         *oauth_routes(sim),
         Route("/_sim/bulk/{number:int}.jsonl", bulk.download),
-        Route("/admin/api/{version}/shop.json", api.shop),
-        Route("/admin/api/{version}/{resource}.json", api.listing),
     ]
     return simulator_app(sim, routes, control=own_control)
 

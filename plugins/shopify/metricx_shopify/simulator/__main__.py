@@ -12,11 +12,9 @@ from metricx_shopify.simulator.state import PLANS
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and serve the simulator until interrupted."""
-    parser = argparse.ArgumentParser(description="Shopify Admin API simulator")
+    parser = argparse.ArgumentParser(description="Shopify GraphQL Admin API simulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8083)
-    parser.add_argument("--bucket-size", type=int, default=40, help="leaky bucket size (requests)")
-    parser.add_argument("--leak-per-s", type=float, default=2.0, help="leaky bucket drain per second")
     parser.add_argument("--webhook-secret", default="sim-webhook-secret", help="signs webhook deliveries")
     parser.add_argument(
         "--plan", choices=sorted(PLANS), default="standard", help="the shops' GraphQL cost bucket, by plan"
@@ -24,12 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--points-bucket", type=float, help="GraphQL cost bucket size (overrides --plan)")
     parser.add_argument("--points-restore", type=float, help="GraphQL points restored per second")
     args = parser.parse_args(argv)
-    state = SimState(
-        bucket_size=args.bucket_size,
-        leak_per_s=args.leak_per_s,
-        webhook_secret=args.webhook_secret,
-        plan=args.plan,
-    )
+    state = SimState(webhook_secret=args.webhook_secret, plan=args.plan)
     state.configure_points(args.points_bucket, args.points_restore)
     for shop in state.shops.values():
         print(f"[SHOPIFY-SIM] shop {shop.spec.domain} token {shop.spec.token}", flush=True)

@@ -1,24 +1,22 @@
-"""The Admin REST API routes: ``shop.json`` and the ``products`` / ``customers`` / ``orders`` lists.
+"""The Admin API routes: ``POST /admin/api/{version}/graphql.json`` and the token endpoint.
 
-Requests are authenticated by ``X-Shopify-Access-Token`` (a token belongs to
-one shop), counted against the shop's leaky bucket (``X-Shopify-Shop-Api-Call-Limit``,
-429 + ``Retry-After`` when full) and paginated with ``Link`` headers whose
-``page_info`` cursor refuses any parameter but ``limit`` and ``fields``.
+Requests are authenticated by ``X-Shopify-Access-Token`` (a token belongs to one shop) and paced
+by the shop's GraphQL cost bucket (``THROTTLED`` inside a 200). The legacy REST routes
+(``shop.json`` and the ``products`` / ``customers`` / ``orders`` lists) are not served: nothing in
+metricx calls them any more.
 
-The shared faults (core.testing.simulator) in Shopify's shapes: ``throttle`` -> 429 with
-``Retry-After`` = ``retry_after_s`` and a full call-limit header; ``server_error`` -> ``status``
-(default 503); ``timeout`` -> ``seconds`` of delay; ``token_expired`` / ``token_revoked`` -> 401
-"Invalid API key or access token"; ``malformed`` -> a page whose first row carries a bad value
-(``row``), or a ``truncated`` / ``empty`` 200 body; ``version_sunset`` -> served as the oldest
-supported version (``X-Shopify-API-Version`` says which), as Shopify does.
+The shared faults (core.testing.simulator) in Shopify's shapes: ``throttle`` -> a ``THROTTLED``
+answer with an empty bucket; ``server_error`` -> ``status`` (default 503); ``timeout`` ->
+``seconds`` of delay; ``token_expired`` / ``token_revoked`` -> 401 "Invalid API key or access
+token"; ``malformed`` -> a page whose first node carries a bad value (``row``), or a ``truncated``
+/ ``empty`` 200 body; ``version_sunset`` -> served as the oldest supported version
+(``X-Shopify-API-Version`` says which), as Shopify does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,68 +30,11 @@ from metricx_shopify.simulator import graphql as gql
 from metricx_shopify.simulator.state import SimState
 
 SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
-FILTERS = (
-    "updated_at_min",
-    "updated_at_max",
-    "created_at_min",
-    "created_at_max",
-    "since_id",
-    "status",
-    "order",
-)
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
-THROTTLED = (
-    "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
-)
-RESOURCES = ("products", "customers", "orders")
-
-
-def _encode(cursor: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(cursor, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode(token: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _error(status: int, errors: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=status, headers=headers)
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _matches(row: dict[str, Any], resource: str, filters: dict[str, Any]) -> bool:
-    for name, field in (("updated_at", "updated_at"), ("created_at", "created_at")):
-        stamp = _time(row[field])
-        if f"{name}_min" in filters and stamp < _time(filters[f"{name}_min"]):
-            return False
-        if f"{name}_max" in filters and stamp > _time(filters[f"{name}_max"]):
-            return False
-    if "since_id" in filters and row["id"] <= int(filters["since_id"]):
-        return False
-    if resource == "orders":
-        status = filters.get("status", "open")  # Shopify's default hides cancelled and closed orders
-        if status == "open" and (row["cancelled_at"] or row["closed_at"]):
-            return False
-        if status == "closed" and not row["closed_at"]:
-            return False
-        if status == "cancelled" and not row["cancelled_at"]:
-            return False
-    return True
-
-
-def _sort_key(row: dict[str, Any], order: str) -> list[Any]:
-    if order.startswith("updated_at"):
-        return [_time(row["updated_at"]).timestamp(), row["id"]]
-    if order.startswith("created_at"):
-        return [_time(row["created_at"]).timestamp(), row["id"]]
-    return [row["id"]]
 
 
 def _one_row(fault: Fault) -> bool:
@@ -105,7 +46,7 @@ def _whole_body(fault: Fault) -> bool:
 
 
 async def _front(st: SimState, request: Request) -> tuple[str | None, Response | None, dict[str, str]]:
-    """What REST and GraphQL requests meet first: the served version, injected timeouts and server
+    """What every GraphQL request meets first: the served version, injected timeouts and server
     errors, and the token; (shop domain, early response or None, headers for the answer)."""
     st.stats["requests"] += 1
     version = request.path_params["version"]
@@ -128,125 +69,6 @@ async def _front(st: SimState, request: Request) -> tuple[str | None, Response |
         st.stats["server_errors"] += 1
         return domain, _error(int(fault.params.get("status", 503)), "Service Unavailable", headers), headers
     return domain, None, headers
-
-
-class AdminApi:
-    """Request handlers bound to one :class:`SimState`."""
-
-    def __init__(self, state: SimState) -> None:
-        self.state = state
-
-    async def _gate(self, request: Request) -> tuple[str | None, Response | None, dict[str, str]]:
-        """Faults, auth and the bucket; (shop domain, early response, headers for the answer)."""
-        st = self.state
-        domain, early, headers = await _front(st, request)
-        if early is not None:
-            return domain, early, headers
-        assert domain is not None  # _front answers early without a shop
-        path, method = request.url.path, request.method
-        if (fault := st.take_fault("throttle", domain, path, method)) is not None:
-            st.stats["injected_429"] += 1
-            headers["Retry-After"] = f"{float(fault.params.get('retry_after_s', 2.0)):.1f}"
-            headers[CALL_LIMIT] = f"{st.bucket_size}/{st.bucket_size}"
-            return domain, _error(429, THROTTLED, headers), headers
-        allowed, retry_after, limit = st.take(domain)
-        headers[CALL_LIMIT] = limit
-        if not allowed:
-            st.stats["bucket_429"] += 1
-            headers["Retry-After"] = f"{retry_after:.1f}"
-            return domain, _error(429, THROTTLED, headers), headers
-        if (cut := st.take_fault("malformed", domain, path, method, _whole_body)) is not None:
-            body = b"" if cut.params["mode"] == "empty" else b'{"orders": [{"id": 1'
-            return domain, Response(body, 200, headers=headers, media_type="application/json"), headers
-        return domain, None, headers
-
-    async def shop(self, request: Request) -> Response:
-        domain, early, headers = await self._gate(request)
-        if early is not None or domain is None:
-            return early or _error(401, INVALID_TOKEN)
-        return JSONResponse({"shop": self.state.shops[domain].info}, headers=headers)
-
-    async def listing(self, request: Request) -> Response:
-        resource = request.path_params["resource"]
-        if resource not in RESOURCES:
-            return _error(404, "Not Found")
-        domain, early, headers = await self._gate(request)
-        if early is not None or domain is None:
-            return early or _error(401, INVALID_TOKEN)
-        self.state.stats[f"list_{resource}"] += 1
-        params = dict(request.query_params)
-        try:
-            limit = min(250, max(1, int(params.get("limit", 50))))
-        except ValueError:
-            return _error(400, {"limit": ["must be a number"]}, headers)
-        cursor: dict[str, Any] | None = None
-        if "page_info" in params:
-            extra = sorted(set(params) - {"page_info", "limit", "fields"})
-            if extra:
-                return _error(400, {"page_info": [f"cannot be combined with {', '.join(extra)}"]}, headers)
-            cursor = _decode(params["page_info"])
-            if cursor is None:
-                return _error(400, {"page_info": ["Invalid value."]}, headers)
-            self.state.stats["page_info_requests"] += 1
-            filters = cursor["filters"]
-        else:
-            filters = {k: params[k] for k in FILTERS if k in params}
-        try:
-            body, link = self._page(domain, resource, filters, cursor, limit, params.get("fields"), request)
-        except ValueError as exc:
-            return _error(400, {"filters": [str(exc)]}, headers)
-        if link:
-            headers["Link"] = link
-        return JSONResponse(body, headers=headers)
-
-    def _page(
-        self,
-        domain: str,
-        resource: str,
-        filters: dict[str, Any],
-        cursor: dict[str, Any] | None,
-        limit: int,
-        fields: str | None,
-        request: Request,
-    ) -> tuple[dict[str, Any], str | None]:
-        order = str(filters.get("order", "id asc"))
-        table = getattr(self.state.shops[domain], resource)
-        rows = sorted(
-            (r for r in table.values() if _matches(r, resource, filters)), key=lambda r: _sort_key(r, order)
-        )
-        if cursor and "after" in cursor:
-            rows = [r for r in rows if _sort_key(r, order) > cursor["after"]]
-            page, more_after, more_before = rows[:limit], len(rows) > limit, True
-        elif cursor and "before" in cursor:
-            rows = [r for r in rows if _sort_key(r, order) < cursor["before"]]
-            page, more_after, more_before = rows[-limit:], True, len(rows) > limit
-        else:
-            page, more_after, more_before = rows[:limit], len(rows) > limit, False
-        links = []
-        base = f"{str(request.base_url).rstrip('/')}{request.url.path}?limit={limit}"
-        if fields:
-            base += f"&fields={fields}"
-        if page and more_before:
-            prev = _encode({"filters": filters, "before": _sort_key(page[0], order)})
-            links.append(f'<{base}&page_info={prev}>; rel="previous"')
-        if page and more_after:
-            nxt = _encode({"filters": filters, "after": _sort_key(page[-1], order)})
-            links.append(f'<{base}&page_info={nxt}>; rel="next"')
-        out = [self._shape(r, fields) for r in page]
-        bad_row = out and self.state.take_fault("malformed", domain, request.url.path, "GET", _one_row)
-        if bad_row:
-            self.state.stats["malformed_pages"] += 1
-            out[0] = {**out[0], "total_price" if resource == "orders" else "id": "not-a-number"}
-        return {resource: out}, ", ".join(links) or None
-
-    @staticmethod
-    def _shape(row: dict[str, Any], fields: str | None) -> dict[str, Any]:
-        wanted = {f.strip() for f in fields.split(",")} if fields else set(row)
-        copy: dict[str, Any] = json.loads(json.dumps({k: v for k, v in row.items() if k in wanted}))
-        return copy
-
-
-CALL_LIMIT = "X-Shopify-Shop-Api-Call-Limit"
 
 
 def _first(sel: gql.Selection | None) -> int | None:

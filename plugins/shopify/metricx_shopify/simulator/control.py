@@ -1,18 +1,21 @@
-"""Shopify's own ``/_sim/...`` endpoints: bucket, stats, shops, refunds, per-shop truth, signed webhooks.
+"""Shopify's own ``/_sim/...`` endpoints: cost bucket, stats, shops, refunds, deletions, customer redaction,
+per-shop truth, signed webhooks.
 
 Reset, faults, clock, the request log and ``GET /_sim/truth?shop=..`` are the shared protocol
 (core.testing.sim_app)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from core.testing.simulator import SimulatorError
 from metricx_shopify.simulator.data import ShopSpec
-from metricx_shopify.simulator.state import SimState
+from metricx_shopify.simulator.state import DELETE_TOPICS, SimState
 from metricx_shopify.simulator.webhooks import send_order_webhook
 
 
@@ -30,11 +33,6 @@ class Control:
     def __init__(self, state: SimState) -> None:
         self.state = state
 
-    async def bucket(self, request: Request) -> JSONResponse:
-        body = await _body(request)
-        self.state.configure_bucket(body.get("size"), body.get("leak_per_s"))
-        return JSONResponse({"size": self.state.bucket_size, "leak_per_s": self.state.leak_per_s})
-
     async def points(self, request: Request) -> JSONResponse:
         """The GraphQL cost bucket of every shop: ``maximum`` points, ``restore_rate`` per second."""
         body = await _body(request)
@@ -45,7 +43,6 @@ class Control:
         return JSONResponse(
             {
                 "stats": dict(self.state.stats),
-                "max_level": self.state.max_level,
                 "faults": [fault.to_json() for fault in self.state.faults],
             }
         )
@@ -107,3 +104,45 @@ class Control:
             bad_signature=bool(body.get("bad_signature")),
         )
         return JSONResponse({"status_codes": codes})
+
+    async def delete(self, request: Request) -> JSONResponse:
+        """Delete ``/{resource}/{id}`` (orders, products, customers); with ``url`` in the body, POST the
+        signed ``{resource}/delete`` webhook there (``secret``, ``webhook_id``, ``times`` as above)."""
+        resource = request.path_params["resource"]
+        return await self._change(
+            request,
+            DELETE_TOPICS.get(resource, ""),
+            lambda domain: self.state.delete(domain, resource, int(request.path_params["item_id"])),
+        )
+
+    async def redact(self, request: Request) -> JSONResponse:
+        """Erase the customer ``{id}`` from the shop (see ``SimState.redact_customer``); with ``url`` in the
+        body, POST the signed ``customers/redact`` webhook there."""
+        customer_id = int(request.path_params["customer_id"])
+        return await self._change(
+            request, "customers/redact", lambda domain: self.state.redact_customer(domain, customer_id)
+        )
+
+    async def _change(
+        self, request: Request, topic: str, change: Callable[[str], dict[str, Any]]
+    ) -> JSONResponse:
+        domain = self._shop(request)
+        if domain is None:
+            return JSONResponse({"error": "no such shop"}, status_code=404)
+        body = await _body(request)
+        try:
+            payload = change(domain)
+        except SimulatorError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        answer: dict[str, Any] = {"topic": topic, "body": payload}
+        if body.get("url"):
+            answer["status_codes"] = await send_order_webhook(
+                body["url"],
+                domain,
+                payload,
+                secret=body.get("secret") or self.state.webhook_secret,
+                topic=topic,
+                webhook_id=body.get("webhook_id"),
+                times=int(body.get("times", 1)),
+            )
+        return JSONResponse(answer)

@@ -8,6 +8,7 @@ offset, orders carry line items, a customer, refunds (with transactions) and
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -112,13 +113,16 @@ def _products(shop: Shop, rnd: random.Random, start: datetime) -> None:
 
 
 def _customers(shop: Shop, rnd: random.Random, start: datetime) -> None:
+    # Customers are people: their ids and e-mails differ from shop to shop (stable per domain), so
+    # a redaction test that searches every table finds only its own shop's customer.
+    base = 6_000_000_000 + zlib.crc32(shop.spec.domain.encode()) % 100_000 * 100_000
     for i in range(shop.spec.customers):
-        cid = 6_000_000_000 + i
+        cid = base + i
         created = start + timedelta(minutes=rnd.randint(0, 1200))
         first, last = rnd.choice(FIRST), rnd.choice(LAST)
         shop.customers[cid] = {
             "id": cid,
-            "email": f"{first.lower()}.{last.lower()}{i}@example.com",
+            "email": f"{first.lower()}.{last.lower()}{cid - 6_000_000_000}@example.com",
             "first_name": first,
             "last_name": last,
             "state": "enabled",
@@ -226,6 +230,30 @@ def _order(shop: Shop, rnd: random.Random, n: int, created: datetime, line_id: l
     }
 
 
+def apply_edit(order: Row) -> None:
+    """An order edit after the sale (as an ``orderEditCommit`` leaves it): the last line item removed,
+    or one unit fewer of a single item, or, for a single unit, a 20 % discount; subtotal, tax and
+    total follow."""
+    lines = order["line_items"]
+    if len(lines) > 1:
+        lines.pop()
+    elif lines[0]["quantity"] > 1:
+        lines[0]["quantity"] -= 1
+    else:
+        lines[0]["total_discount"] = _money(Decimal(lines[0]["price"]) * Decimal("0.2"))
+    subtotal = sum(
+        (Decimal(li["price"]) * li["quantity"] - Decimal(li["total_discount"]) for li in lines), Decimal(0)
+    )
+    tax = (subtotal * TAX_RATE).quantize(Decimal("0.01"))
+    discounts = sum((Decimal(li["total_discount"]) for li in lines), Decimal(0))
+    order.update(
+        subtotal_price=_money(subtotal),
+        total_tax=_money(tax),
+        total_discounts=_money(discounts),
+        total_price=_money(subtotal + tax),
+    )
+
+
 def _orders(shop: Shop, rnd: random.Random, now: datetime) -> None:
     line_id = [13_000_000_000]
     span = timedelta(days=shop.spec.days) - timedelta(hours=3)
@@ -248,10 +276,10 @@ def _orders(shop: Shop, rnd: random.Random, now: datetime) -> None:
             order["financial_status"] = "pending"
         elif roll < 0.16:  # authorized, not captured yet
             order["financial_status"] = "authorized"
-        elif roll < 0.19:  # edited after the sale: an item removed, the total lowered
+        elif roll < 0.19:  # edited after the sale: an item removed (or one fewer), the totals lowered
             at = min(created + timedelta(hours=5), now - timedelta(hours=1))
-            total = (Decimal(order["total_price"]) * Decimal("0.8")).quantize(Decimal("0.01"))
-            order.update(total_price=_money(total), updated_at=shop.stamp(at), tags="edited")
+            apply_edit(order)
+            order.update(updated_at=shop.stamp(at), tags="edited")
         elif roll < 0.25:
             order["closed_at"] = order["updated_at"]
         shop.orders[order["id"]] = order

@@ -5,8 +5,10 @@
 ``redirect_uri`` with ``code``, ``hmac``, ``host``, ``shop``, ``state`` and ``timestamp``, the
 ``hmac`` being HMAC-SHA256 of the other parameters (sorted, ``k=v`` joined by ``&``) keyed with
 the app's client secret; Deny redirects with ``error=access_denied``. ``POST /admin/oauth/
-access_token`` with ``code`` (single use, 10 minutes) and ``expiring=1`` answers an expiring
-offline token and its refresh token. Shapes: fixtures/oauth_*.json.
+access_token`` with ``code`` (single use, 10 minutes of simulated time) and ``expiring=1`` answers
+an expiring offline token and its refresh token; an unknown, used or expired code answers 400
+``{"error": "invalid_request", "error_description": "The authorization code was not found or was
+already used"}``, one message for all three as Shopify words it. Shapes: fixtures/oauth_*.json.
 """
 
 from __future__ import annotations

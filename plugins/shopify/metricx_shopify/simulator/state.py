@@ -1,22 +1,19 @@
-"""The simulator's state on the shared base (clock, faults, request log): shops, tokens, the leaky
-bucket per shop, counters, ground truth."""
+"""The simulator's state on the shared base (clock, faults, request log): shops, tokens, the GraphQL
+cost bucket per shop, bulk operations, counters, ground truth."""
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.testing.simulator import Simulator, SimulatorError
-from metricx_shopify.simulator.data import TAX_RATE, Shop, ShopSpec, _money, generate, refund_row
+from metricx_shopify.simulator.data import Shop, ShopSpec, apply_edit, generate, refund_row
 from metricx_shopify.simulator.graphql import PointBucket
 
 SIM_WEBHOOK_SECRET = "sim-webhook-secret"
@@ -44,6 +41,26 @@ PLANS: Mapping[str, tuple[float, float]] = {
     "enterprise": (40000.0, 2000.0),
 }
 
+#: The webhook topic Shopify sends when a resource is deleted; its body is ``{"id": <numeric id>}``
+#: (fixtures/webhook_orders_delete.json, webhook_products_delete.json).
+DELETE_TOPICS: Mapping[str, str] = {
+    "orders": "orders/delete",
+    "products": "products/delete",
+    "customers": "customers/delete",
+}
+#: What a customer's redaction erases from their orders (kept as sales, without the person).
+PERSONAL_ORDER_FIELDS = (
+    "email",
+    "contact_email",
+    "phone",
+    "customer",
+    "billing_address",
+    "shipping_address",
+    "note",
+    "browser_ip",
+    "client_details",
+)
+
 DEFAULT_SHOPS = (
     ShopSpec("sim-store-1.myshopify.com", seed=1, products=40, customers=60, orders=150),
     ShopSpec(
@@ -58,29 +75,6 @@ DEFAULT_SHOPS = (
 )
 
 
-@dataclass
-class Bucket:
-    """Shopify's REST leaky bucket: ``capacity`` requests, draining ``leak_per_s``."""
-
-    capacity: int
-    leak_per_s: float
-    level: float = 0.0
-    at: float = field(default_factory=time.monotonic)
-
-    def take(self) -> tuple[bool, float]:
-        """Add one request; (allowed, retry_after_s)."""
-        now = time.monotonic()
-        self.level = max(0.0, self.level - (now - self.at) * self.leak_per_s)
-        self.at = now
-        if self.level + 1 > self.capacity:
-            return False, max(0.1, (self.level + 1 - self.capacity) / self.leak_per_s)
-        self.level += 1
-        return True, 0.0
-
-    def header(self) -> str:
-        return f"{min(self.capacity, math.ceil(self.level))}/{self.capacity}"
-
-
 class SimState(Simulator):
     """Everything the simulator serves and counts; thread-safe enough for one uvicorn thread."""
 
@@ -90,8 +84,6 @@ class SimState(Simulator):
         self,
         shops: tuple[ShopSpec, ...] = DEFAULT_SHOPS,
         *,
-        bucket_size: int = 40,
-        leak_per_s: float = 2.0,
         webhook_secret: str = SIM_WEBHOOK_SECRET,
         now: datetime | None = None,
         plan: str = "standard",
@@ -100,15 +92,12 @@ class SimState(Simulator):
         :data:`PLANS`) sets every shop's GraphQL cost bucket."""
         super().__init__(now=now)
         self.lock = threading.Lock()
-        self.bucket_size, self.leak_per_s = bucket_size, leak_per_s
         self.webhook_secret = webhook_secret
         self.shops: dict[str, Shop] = {}
         self.tokens: dict[str, str] = {}
-        self.buckets: dict[str, Bucket] = {}
         self.stats: Counter[str] = Counter()
         #: bulk query operations by number (see ``simulator/bulk.py``)
         self.bulk_ops: dict[int, dict[str, Any]] = {}
-        self.max_level: dict[str, float] = {}
         if plan not in PLANS:
             raise ValueError(f"unknown Shopify plan {plan!r}: one of {', '.join(PLANS)}")
         self.point_max, self.point_restore = PLANS[plan]
@@ -130,7 +119,6 @@ class SimState(Simulator):
         shop = generate(spec, self.now())
         self.shops[spec.domain] = shop
         self.tokens[spec.token] = spec.domain
-        self.buckets[spec.domain] = Bucket(self.bucket_size, self.leak_per_s)
         self.point_buckets.pop(spec.domain, None)
         return shop
 
@@ -196,8 +184,8 @@ class SimState(Simulator):
     def on_reset(self) -> None:
         """Regenerate every shop; clear buckets and counters."""
         specs = [shop.spec for shop in self.shops.values()]
-        self.shops, self.tokens, self.buckets = {}, {}, {}
-        self.stats, self.max_level = Counter(), {}
+        self.shops, self.tokens = {}, {}
+        self.stats = Counter()
         self.point_buckets = {}
         self.expiring, self.refresh_tokens = {}, {}
         for spec in specs:
@@ -232,20 +220,6 @@ class SimState(Simulator):
             raise SimulatorError("use ?shop=<a known shop domain>")
         return self.shop_truth(domain)
 
-    def configure_bucket(self, size: int | None = None, leak_per_s: float | None = None) -> None:
-        self.bucket_size = size or self.bucket_size
-        self.leak_per_s = leak_per_s or self.leak_per_s
-        for domain in self.buckets:
-            self.buckets[domain] = Bucket(self.bucket_size, self.leak_per_s)
-
-    def take(self, domain: str) -> tuple[bool, float, str]:
-        """One request against the shop's bucket: (allowed, retry_after_s, call-limit header)."""
-        with self.lock:
-            bucket = self.buckets[domain]
-            allowed, retry_after = bucket.take()
-            self.max_level[domain] = max(self.max_level.get(domain, 0.0), bucket.level)
-            return allowed, retry_after, bucket.header()
-
     def refund(self, domain: str, order_id: int, amount: str | None = None) -> dict[str, Any]:
         """Refund an order (default: what is left); its ``updated_at`` moves to now."""
         shop = self.shops[domain]
@@ -259,24 +233,23 @@ class SimState(Simulator):
         return order
 
     def edit_order(self, domain: str, order_id: int) -> dict[str, Any]:
-        """A merchant's order edit removing one unit of the order's first line: subtotal, tax and
-        total drop and ``updated_at`` moves to now. Returns the ``orders/edited`` body Shopify
-        sends, which describes the edit (line item deltas), not the edited order."""
+        """A merchant's order edit (as the generator makes them: the last line removed, one unit
+        fewer, or a discount); subtotal, tax and total follow and ``updated_at`` moves to now.
+        Returns the ``orders/edited`` body Shopify sends, which describes the edit (line item
+        deltas), not the edited order (fixtures/webhook_orders_edited.json)."""
         shop = self.shops[domain]
-        order = shop.orders[order_id]
-        line = next(item for item in order["line_items"] if item["quantity"] > 0)
-        line["quantity"] -= 1
-        subtotal = Decimal(order["subtotal_price"]) - Decimal(line["price"])
-        tax = (subtotal * TAX_RATE).quantize(Decimal("0.01"))
-        at = shop.stamp(self.now())
-        order.update(
-            subtotal_price=_money(subtotal),
-            total_tax=_money(tax),
-            total_price=_money(subtotal + tax),
-            updated_at=at,
-            tags="edited",
-        )
-        changes: dict[str, list[dict[str, int]]] = {"additions": [], "removals": []}
+        with self.lock:
+            order = shop.orders[order_id]
+            before = {li["id"]: li["quantity"] for li in order["line_items"]}
+            apply_edit(order)
+            after = {li["id"]: li["quantity"] for li in order["line_items"]}
+            at = shop.stamp(self.now())
+            order.update(updated_at=at, tags="edited")
+        removals = [
+            {"id": line_id, "delta": quantity - after.get(line_id, 0)}
+            for line_id, quantity in before.items()
+            if after.get(line_id, 0) < quantity
+        ]
         return {
             "order_edit": {
                 "id": secrets.randbits(56),
@@ -287,11 +260,57 @@ class SimState(Simulator):
                 "order_id": order_id,
                 "staff_note": "",
                 "user_id": None,
-                "line_items": {"additions": [], "removals": [{"id": line["id"], "delta": 1}]},
-                "discounts": {"line_item": dict(changes)},
-                "shipping_lines": dict(changes),
+                "line_items": {"additions": [], "removals": removals},
+                "discounts": {"line_item": {"additions": [], "removals": []}},
+                "shipping_lines": {"additions": [], "removals": []},
             }
         }
+
+    def delete(self, domain: str, resource: str, item_id: int) -> dict[str, Any]:
+        """Delete an order, product or customer as a merchant does in the admin: from now on it is in
+        no GraphQL list, ``order(id:)`` answer, id listing or bulk result. Returns the body of the
+        ``{resource}/delete`` webhook Shopify sends (:data:`DELETE_TOPICS`); sign and send it with
+        :func:`~metricx_shopify.simulator.webhooks.send_order_webhook`. As in Shopify, a customer who
+        has orders cannot be deleted (SimulatorError: delete the orders or redact the customer)."""
+        if resource not in DELETE_TOPICS:
+            raise SimulatorError(f"only {', '.join(DELETE_TOPICS)} can be deleted")
+        shop = self.shops[domain]
+        table: dict[int, dict[str, Any]] = getattr(shop, resource)
+        with self.lock:
+            if item_id not in table:
+                raise SimulatorError(f"{domain} has no {resource[:-1]} {item_id}")
+            if resource == "customers" and _orders_of(shop, item_id):
+                raise SimulatorError(f"customer {item_id} has orders and cannot be deleted")
+            del table[item_id]
+            self.stats[f"deleted_{resource}"] += 1
+        return {"id": item_id}
+
+    def redact_customer(self, domain: str, customer_id: int) -> dict[str, Any]:
+        """Erase a customer as Shopify does when the merchant asks it to (privacy law erasure): the
+        customer is gone and their orders keep their sales but lose :data:`PERSONAL_ORDER_FIELDS`
+        (``updated_at`` does not move: only the webhook tells an app). Returns the body of the
+        ``customers/redact`` webhook Shopify then sends (fixtures/webhook_customers_redact.json)."""
+        shop = self.shops[domain]
+        with self.lock:
+            customer = shop.customers.get(customer_id)
+            if customer is None:
+                raise SimulatorError(f"{domain} has no customer {customer_id}")
+            orders = _orders_of(shop, customer_id, customer.get("email"))
+            body = {
+                "shop_id": shop.info["id"],
+                "shop_domain": domain,
+                "customer": {
+                    "id": customer_id,
+                    "email": customer.get("email"),
+                    "phone": customer.get("phone"),
+                },
+                "orders_to_redact": sorted(o["id"] for o in orders),
+            }
+            for order in orders:
+                order.update({key: None for key in PERSONAL_ORDER_FIELDS if key in order})
+            del shop.customers[customer_id]
+            self.stats["redacted_customers"] += 1
+        return body
 
     def shop_truth(self, domain: str) -> dict[str, Any]:
         """Ground truth from the simulator's own order model (shop-local days, test orders excluded),
@@ -357,6 +376,15 @@ class SimState(Simulator):
                 for day, entry in sorted(daily.items())
             },
         }
+
+
+def _orders_of(shop: Shop, customer_id: int, email: str | None = None) -> list[dict[str, Any]]:
+    """The shop's orders placed by the customer (linked by id, or by e-mail)."""
+    return [
+        o
+        for o in shop.orders.values()
+        if (o.get("customer") or {}).get("id") == customer_id or (email and o.get("email") == email)
+    ]
 
 
 def _refunded(order: dict[str, Any]) -> Decimal:

@@ -1,4 +1,5 @@
-"""The simulator's webhook sender: POSTs an order as Shopify does, signed with the app secret."""
+"""The simulator's webhook sender: POSTs a topic's body (an order, a deletion, a compliance request) as
+Shopify does, signed with the app secret."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ async def send_order_webhook(
     api_version: str = "2026-10",
     client: httpx.AsyncClient | None = None,
 ) -> list[int]:
-    """Deliver one webhook ``times`` times (same id, as Shopify's retries); returns the status codes."""
+    """Deliver one webhook (``order``: the topic's body) ``times`` times (same id, as Shopify's
+    retries); returns the status codes."""
     body = json.dumps(order, separators=(",", ":")).encode()
     signature = sign(body, "wrong-" + secret if bad_signature else secret)
     delivery = webhook_id or str(uuid.uuid4())
