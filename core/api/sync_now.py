@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from core.api.auth import Principal, bearer_token, is_operator, require_workspace, unknown_key
 from core.api.errors import ApiError, not_found
 from core.api.guards import AuthGuard
@@ -68,10 +70,17 @@ class SyncTarget:
 
 
 async def _run(statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """One statement on a pooled connection in autocommit mode: no BEGIN, no COMMIT."""
+    """One statement on a pooled connection, straight on asyncpg: no BEGIN, no COMMIT (the
+    statement is its own transaction), none of SQLAlchemy's statement and result layers. A
+    connection that broke under it is invalidated, as SQLAlchemy would."""
     async with get_engine().connect() as conn:
-        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        row = (await auto.exec_driver_sql(statement, params)).first()
+        raw = await conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+        try:
+            row = await driver.fetchrow(statement, *params)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            await conn.invalidate()
+            raise
     return None if row is None else tuple(row)
 
 
