@@ -23,6 +23,7 @@ from core.api.deps import (
     SessionDep,
     WorkspaceDep,
     WorkspacePath,
+    resources,
 )
 from core.api.errors import ApiError, conflict, documented, provider_error
 from core.api.guards import auth_guard
@@ -67,6 +68,9 @@ from core.upkeep import credential_states
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
+#: The sync-now route alone, mounted ahead of every other ``/v1`` route (core.api.app): the router
+#: resolves it in one step instead of descending ``/v1`` and then this router, matching twice at each.
+sync_now_router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
 
 
 def public(connection: Connection) -> ConnectionPublic:
@@ -298,7 +302,7 @@ def unsyncable(ref: ConnectionRef | SyncTarget, retry_rejected_token: bool) -> A
     return None
 
 
-@router.post(
+@sync_now_router.post(
     "/connections/{connection_id}/sync",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SyncEnqueued,
@@ -308,7 +312,6 @@ async def sync_connection(
     request: Request,
     workspace_id: WorkspacePath,
     connection_id: ConnectionPath,
-    redis: RedisDep,
     body: SyncBody,
     retry_rejected_token: RetryRejectedToken = False,
     authorization: AuthHeader = None,
@@ -320,6 +323,7 @@ async def sync_connection(
     # The hot route (P7): three round trips, no session, no response-model pass (core.api.sync_now).
     guard = await auth_guard(request)
     await guard.check()
+    redis = await resources(request).redis()  # not a dependency: one fewer for FastAPI to solve
     cid = str(connection_id)
     current = await active_job(redis, cid)
     job = None if current is not None else sync_request(cid, str(workspace_id), body.mode)
