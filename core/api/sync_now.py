@@ -8,7 +8,9 @@ the key's own workspace, and claims the connection (``queued`` for the new job, 
 the read of what it showed before) only when it may be synced and Redis showed no sync queued or
 running. A connection with one is only read (no lock, no write), as before. The answers and their
 order are those of the dependencies it replaces (429, 401, 403, 404, 409), after FastAPI's own
-validation of the path, query and body (422).
+validation of the path, query and body (422). One difference: a well-formed JSON body that does not
+validate (an unknown ``mode``) or a bad ``retry_rejected_token`` is now a 422 before the key is
+looked at (it was a 401/404 first); malformed JSON and bad ids were 422 first already.
 """
 
 from __future__ import annotations
