@@ -16,11 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.api.auth import (
     Principal,
     authenticate,
-    bearer_token,
-    is_operator,
     require_operator,
     require_workspace,
-    unknown_key,
 )
 from core.api.errors import not_found
 from core.api.schemas import Page
@@ -28,7 +25,6 @@ from core.config import get_settings
 from core.db.engine import get_sessionmaker
 from core.db.models import Connection, Workspace
 from core.redis import create_arq_pool
-from core.services import hash_key
 
 T = TypeVar("T")
 
@@ -169,59 +165,12 @@ ConnectionDep = Annotated[Connection, Depends(get_connection)]
 
 @dataclass(frozen=True, slots=True)
 class ConnectionRef:
-    """The few columns of a connection a hot route needs (no ORM object)."""
+    """The few columns of a connection a sync request needs (no ORM object)."""
 
     id: uuid.UUID
     workspace_id: uuid.UUID
     status: str
     sync_status: str
-
-
-# The caller's key and the connection in one round trip: a row for a live key (its workspace), with
-# the connection's columns when it is in the URL's workspace (read only for the key's own workspace).
-_KEY_AND_CONNECTION = """
-SELECT k.workspace_id, c.id, c.status, c.sync_status
-FROM api_keys k
-LEFT JOIN connections c ON c.id = $2 AND c.workspace_id = $3 AND c.workspace_id = k.workspace_id
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-"""
-
-
-async def get_connection_ref(
-    request: Request,
-    session: SessionDep,
-    workspace_id: WorkspacePath,
-    connection_id: ConnectionPath,
-    authorization: AuthHeader = None,
-) -> ConnectionRef:
-    """Like :func:`get_principal` then :func:`get_connection`, in one query and four columns, no ORM
-    (``POST .../sync``, the hot route): the same answers (429, 401, 403, 404) in the same order."""
-    from core.api.errors import ApiError
-    from core.api.guards import auth_guard
-
-    guard = await auth_guard(request)
-    await guard.check()
-    try:
-        token = bearer_token(authorization)
-    except ApiError:
-        await guard.record_failure()
-        raise
-    if is_operator(token):
-        require_workspace(Principal(operator=True), workspace_id)
-    conn = await session.connection()
-    params = (hash_key(token), connection_id, workspace_id)
-    row = (await conn.exec_driver_sql(_KEY_AND_CONNECTION, params)).first()
-    if row is None:
-        await guard.record_failure()
-        raise unknown_key()
-    key_workspace, cid, conn_status, sync_status = tuple(row)
-    require_workspace(Principal(operator=False, workspace_id=key_workspace), workspace_id)
-    if cid is None:
-        raise not_found("connection")
-    return ConnectionRef(cid, workspace_id, conn_status, sync_status)
-
-
-ConnectionRefDep = Annotated[ConnectionRef, Depends(get_connection_ref)]
 
 
 class PageParams:

@@ -71,6 +71,20 @@ async def request_syncs(
     return out
 
 
+async def enqueue_claimed(redis: Redis, held: status.Claim, request: JobRequest) -> EnqueueResult:
+    """Enqueue the job of a connection already claimed for it (the claim committed), and give the
+    claim back if the job did not go out (a sync another request queued meanwhile is returned)."""
+    try:
+        [result] = await enqueue_many(redis, [request])
+    except BaseException:
+        await _release([held])
+        raise
+    if result["status"] != "enqueued":
+        await _release([held])
+    log.debug("sync_requested", connection_id=str(held.connection_id), **result)
+    return result
+
+
 async def _claim(
     session: AsyncSession,
     targets: Sequence[tuple[uuid.UUID, uuid.UUID]],

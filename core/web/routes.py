@@ -262,7 +262,7 @@ async def _perform(session: SessionDep, redis: RedisDep, connection: Connection,
             await connection_routes.resume(connection, session)
             return "resumed"
         ref = ConnectionRef(connection.id, connection.workspace_id, connection.status, connection.sync_status)
-        result = await connection_routes.sync_connection(ref, session, redis, SyncRequest())
+        result = await connection_routes.sync_connection_ref(ref, session, redis, SyncRequest().mode)
     except ApiError as exc:
         return exc.code
     if result.status == "already_queued":

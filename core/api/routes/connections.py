@@ -6,19 +6,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Body, Query, status
+from arq.connections import ArqRedis
+from fastapi import APIRouter, Body, Query, Request, status
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.api.deps import (
+    AuthHeader,
     ConnectionDep,
-    ConnectionRefDep,
+    ConnectionPath,
+    ConnectionRef,
     HttpDep,
     PageDep,
     RedisDep,
     SessionDep,
     WorkspaceDep,
+    WorkspacePath,
+    resources,
 )
 from core.api.errors import ApiError, conflict, documented, provider_error
+from core.api.guards import auth_guard
 from core.api.schemas import (
     NO_NUL,
     ConnectionCreate,
@@ -32,8 +40,10 @@ from core.api.schemas import (
     SyncRequest,
     WorkspaceSyncResult,
 )
+from core.api.sync_now import SyncTarget, claim_for_sync
 from core.coverage import connection_coverage
 from core.db.models import Connection
+from core.enqueue import EnqueueResult, active_job, sync_request
 from core.errors import MetricxError
 from core.logging import REDACTED, SECRET_KEYS
 from core.plugins import get_registry
@@ -53,11 +63,14 @@ from core.services import (
 )
 from core.services import delete_connection as remove_connection
 from core.state import ConnectionStatus, SyncStatus
-from core.sync.requests import request_syncs
+from core.sync.requests import enqueue_claimed, request_syncs
 from core.upkeep import credential_states
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
+#: The sync-now route alone, mounted ahead of every other ``/v1`` route (core.api.app): the router
+#: resolves it in one step instead of descending ``/v1`` and then this router, matching twice at each.
+sync_now_router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["connections"])
 
 
 def public(connection: Connection) -> ConnectionPublic:
@@ -258,55 +271,91 @@ async def put_credentials(
 
 
 SyncBody = Annotated[SyncRequest, Body(default_factory=SyncRequest)]
+RetryRejectedToken = Annotated[
+    bool,
+    Query(
+        description="Sync a reconnect_required connection with its stored token anyway "
+        "(the token was fixed on the platform)."
+    ),
+]
 
 
-@router.post(
+def unsyncable(ref: ConnectionRef | SyncTarget, retry_rejected_token: bool) -> ApiError | None:
+    """The 409 a connection in this state answers a sync request with, if any."""
+    if ref.status == ConnectionStatus.disconnected:
+        return conflict(
+            "connection_disconnected",
+            "the connection was deleted; connect it again by giving it new credentials (PUT "
+            f"/v1/workspaces/{ref.workspace_id}/connections/{ref.id}/credentials)",
+        )
+    if ref.status != ConnectionStatus.active:
+        return conflict(f"connection_{ref.status}", f"the connection is {ref.status}; resume it first")
+    if ref.sync_status == SyncStatus.reconnect_required and not retry_rejected_token:
+        return conflict(
+            "reconnect_required",
+            "the platform rejected this connection's token, so a sync would fail again: give it a new token "
+            f"(PUT /v1/workspaces/{ref.workspace_id}/connections/{ref.id}"
+            f"/credentials, or `metricx connections reconnect {ref.id}`), which also catches up "
+            "the days it missed; or, if the token was fixed on the platform, retry with "
+            "?retry_rejected_token=true",
+        )
+    return None
+
+
+@sync_now_router.post(
     "/connections/{connection_id}/sync",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SyncEnqueued,
     responses=documented(409),
 )
 async def sync_connection(
-    connection: ConnectionRefDep,
-    session: SessionDep,
-    redis: RedisDep,
+    request: Request,
+    workspace_id: WorkspacePath,
+    connection_id: ConnectionPath,
     body: SyncBody,
-    retry_rejected_token: Annotated[
-        bool,
-        Query(
-            description="Sync a reconnect_required connection with its stored token anyway "
-            "(the token was fixed on the platform)."
-        ),
-    ] = False,
-) -> SyncEnqueued:
+    retry_rejected_token: RetryRejectedToken = False,
+    authorization: AuthHeader = None,
+) -> Response:
     """Sync now: enqueue a sync in ``mode``, or return the sync already queued or running.
 
     A connection whose token the platform rejected (``reconnect_required``) answers 409: it needs a
     new token, unless ``retry_rejected_token`` says the stored one works again."""
-    if connection.status == ConnectionStatus.disconnected:
-        raise conflict(
-            "connection_disconnected",
-            "the connection was deleted; connect it again by giving it new credentials (PUT "
-            f"/v1/workspaces/{connection.workspace_id}/connections/{connection.id}/credentials)",
-        )
-    if connection.status != ConnectionStatus.active:
-        raise conflict(
-            f"connection_{connection.status}", f"the connection is {connection.status}; resume it first"
-        )
-    if connection.sync_status == SyncStatus.reconnect_required and not retry_rejected_token:
-        raise conflict(
-            "reconnect_required",
-            "the platform rejected this connection's token, so a sync would fail again: give it a new token "
-            f"(PUT /v1/workspaces/{connection.workspace_id}/connections/{connection.id}"
-            f"/credentials, or `metricx connections reconnect {connection.id}`), which also catches up "
-            "the days it missed; or, if the token was fixed on the platform, retry with "
-            "?retry_rejected_token=true",
-        )
-    # The claim is written in the transaction that read the connection (and committed there).
-    [result] = await request_syncs(
-        redis, [(connection.id, connection.workspace_id)], body.mode, session=session
+    # The hot route (P7): three round trips, no session, no response-model pass (core.api.sync_now).
+    guard = await auth_guard(request)
+    await guard.check()
+    redis = await resources(request).redis()  # not a dependency: one fewer for FastAPI to solve
+    cid = str(connection_id)
+    current = await active_job(redis, cid)
+    job = None if current is not None else sync_request(cid, str(workspace_id), body.mode)
+    target = await claim_for_sync(
+        guard, authorization, workspace_id, connection_id, job.job_id if job else None, retry_rejected_token
     )
-    return SyncEnqueued(**result, connection_id=connection.id, mode=job_mode(result["job_id"], body.mode))
+    refused = unsyncable(target, retry_rejected_token)
+    if refused is not None:
+        raise refused
+    result: EnqueueResult
+    if current is not None:
+        result = {"job_id": current, "status": "already_queued"}
+    elif job is not None and target.claim is not None:
+        # Claimed and committed by the statement: the job goes out only now.
+        result = await enqueue_claimed(redis, target.claim, job)
+    else:  # not reached: a syncable connection is claimed by the statement that read it
+        [result] = await request_syncs(redis, [(target.id, target.workspace_id)], body.mode)
+    mode = job_mode(result["job_id"], body.mode)
+    content = {"status": result["status"], "job_id": result["job_id"], "connection_id": cid, "mode": mode}
+    return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
+
+
+async def sync_connection_ref(
+    ref: ConnectionRef, session: AsyncSession, redis: ArqRedis, mode: SyncMode
+) -> SyncEnqueued:
+    """Sync now for a connection already read in ``session`` (the dashboard's button): the
+    answers of :func:`sync_connection`, the claim in that session's transaction."""
+    refused = unsyncable(ref, False)
+    if refused is not None:
+        raise refused
+    [result] = await request_syncs(redis, [(ref.id, ref.workspace_id)], mode, session=session)
+    return SyncEnqueued(**result, connection_id=ref.id, mode=job_mode(result["job_id"], mode))
 
 
 @router.post("/sync", status_code=status.HTTP_202_ACCEPTED, response_model=WorkspaceSyncResult)
