@@ -256,3 +256,34 @@ async def test_a_pass_refreshes_many_connections_at_once_and_isolates_failures(
         else:  # the refused one needs a reconnect; the broken one is tried again next pass
             assert stored.access_token == "old"
             assert row.sync_status == ("reconnect_required" if name.startswith("refused") else "idle")
+
+
+async def test_tokens_of_a_connect_flow_never_picked_are_erased_by_the_next_upkeep(
+    metricx_env: Any, redis_client: Any
+) -> None:
+    """A flow that reached its callback holds the platform's tokens until accounts are picked; one
+    that lapses unpicked loses them at the next upkeep pass, not only when another flow starts."""
+    from core.crypto import encrypt
+    from core.db.models import ConnectSession
+    from core.testing.harness import create_workspace, session_scope
+
+    async with session_scope() as session:
+        ws = await create_workspace(session, "lapsed-flow")
+        flows = {}
+        for name, expires in (("lapsed", timedelta(seconds=-1)), ("live", timedelta(minutes=10))):
+            flow = ConnectSession(
+                workspace_id=ws.id,
+                provider="meta",
+                state_digest=uuid.uuid4().hex,
+                status="authorized",
+                access_token_enc=encrypt(f"{name}-token"),
+                expires_at=datetime.now(UTC) + expires,
+            )
+            session.add(flow)
+            await session.flush()
+            flows[name] = flow.id
+    async with httpx.AsyncClient() as http:
+        await token_upkeep({"registry": Registry(), "redis": redis_client, "http": http})
+    for name, flow_id in flows.items():
+        row = await fetch_one("SELECT access_token_enc FROM connect_sessions WHERE id = :i", i=flow_id)
+        assert (row.access_token_enc is None) == (name == "lapsed"), name

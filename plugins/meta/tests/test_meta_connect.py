@@ -443,28 +443,6 @@ async def test_an_expired_sign_in_link_is_refused(api: httpx.AsyncClient) -> Non
     assert row.status == "failed" and row.access_token_enc is None
 
 
-async def test_tokens_of_a_flow_never_picked_are_erased_by_the_next_upkeep(
-    api: httpx.AsyncClient, redis_client: Any
-) -> None:
-    from core.plugins import Registry
-    from core.upkeep import token_upkeep
-
-    ws, headers = await tenant(api)
-    landed = await api.get(
-        callback_path(consent(await start(api, ws, headers))), headers={"Accept": "application/json"}
-    )
-    assert landed.status_code == 200, landed.text
-    lapse = "UPDATE connect_sessions SET expires_at = now() - interval '1 second' WHERE workspace_id = :w"
-    read = "SELECT access_token_enc FROM connect_sessions WHERE workspace_id = :w"
-    async with session_scope() as session:
-        assert (await session.execute(text(read), {"w": ws})).one().access_token_enc is not None
-        await session.execute(text(lapse), {"w": ws})
-    async with httpx.AsyncClient() as http:
-        await token_upkeep({"registry": Registry(), "redis": redis_client, "http": http})
-    async with session_scope() as session:
-        assert (await session.execute(text(read), {"w": ws})).one().access_token_enc is None
-
-
 async def test_the_dashboard_picks_only_its_own_workspaces_accounts(meta_sim: Any) -> None:
     """The dashboard's pick page and form (core/web/connect.py): another workspace's signed-in
     browser cannot see or use a connect session; the owner's ticks become connections."""
