@@ -301,7 +301,7 @@ async def growth(connections: int, entities: int, nights: int) -> None:
 
     pg = await raw_connection()
     await pg.execute("TRUNCATE metric_snapshots")
-    await pg.execute("TRUNCATE connections, workspaces CASCADE")
+    await pg.execute("TRUNCATE connections, workspaces, metric_snapshots CASCADE")
     conns = await fleet(connections, entities)
     start = datetime.now(UTC).date() - timedelta(days=nights + 40)
     print(f"\n== Growth: {nights} simulated nights, {connections} connections x {entities} entities")

@@ -37,7 +37,7 @@ async def clear_connections() -> None:
     from core.db.engine import session_scope
 
     async with session_scope() as session:
-        await session.execute(text("TRUNCATE connections, workspaces CASCADE"))
+        await session.execute(text("TRUNCATE connections, workspaces, metric_snapshots CASCADE"))
 
 
 async def reset(redis: Any, ws: uuid.UUID | None = None) -> None:

@@ -195,9 +195,11 @@ class MetricSnapshot(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    entity_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    # No foreign keys (migration 0011): the writer takes these ids from the stored connection and
+    # entity rows, and hard deletes of a connection or workspace delete its snapshots explicitly.
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    connection_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    entity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     metrics_date: Mapped[date] = mapped_column(Date, primary_key=True)
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     spend: Mapped[Decimal] = mapped_column(Numeric(20, 6), server_default="0")

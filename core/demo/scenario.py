@@ -15,7 +15,7 @@ import httpx
 from arq.connections import ArqRedis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 
 from core.db.engine import session_scope
 from core.db.models import Connection, Workspace
@@ -24,7 +24,7 @@ from core.demo.stack import Stack
 from core.enqueue import enqueue_sync_job
 from core.plugins import Registry
 from core.providers import SyncMode
-from core.services import create_connection, create_workspace
+from core.services import create_connection, create_workspace, delete_workspace
 from core.services.summary import workspace_summary
 from core.state import SETTLED, TERMINAL_RUN, SyncStatus
 
@@ -61,7 +61,8 @@ async def setup_workspace(stack: Stack, registry: Registry, *, reset: bool) -> D
     reused: list[str] = []
     async with session_scope() as session:
         if reset:
-            await session.execute(delete(Workspace).where(Workspace.name == WORKSPACE))
+            for old in (await session.scalars(select(Workspace.id).where(Workspace.name == WORKSPACE))).all():
+                await delete_workspace(session, old)
         ws = await session.scalar(select(Workspace).where(Workspace.name == WORKSPACE))
         if ws is not None:
             reused.append(f"workspace {WORKSPACE!r}")

@@ -11,6 +11,8 @@ from core.services.accounts import (
     create_api_key,
     create_connection,
     create_workspace,
+    delete_snapshots,
+    delete_workspace,
     hash_key,
     rotate_credentials,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "create_workspace",
     "credentials_from",
     "delete_connection",
+    "delete_snapshots",
+    "delete_workspace",
     "enqueue_syncs",
     "hash_key",
     "installed_provider",

@@ -1,19 +1,20 @@
-"""Workspaces, API keys, connections with encrypted credentials, and key rotation."""
+"""Workspaces, API keys, connections with encrypted credentials, key rotation, and hard deletes."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto import encrypt, get_cipher, rotate
-from core.db.models import ApiKey, Connection, ConnectSession, Credential, Workspace
+from core.db.models import ApiKey, Connection, ConnectSession, Credential, MetricSnapshot, Workspace
 from core.oauth import normalize_account_id
 from core.providers import Credentials
 from core.state import BUSY, ConnectionStatus, SyncStatus
@@ -31,6 +32,36 @@ async def create_workspace(session: AsyncSession, name: str) -> Workspace:
     session.add(workspace)
     await session.flush()
     return workspace
+
+
+async def delete_snapshots(session: AsyncSession, connection_ids: Sequence[uuid.UUID]) -> int:
+    """Delete the snapshots of connections this transaction has deleted; the rows deleted.
+
+    ``metric_snapshots`` has no foreign keys (migration 0011): nothing cascades into it, so every
+    hard delete of a connection, or of a workspace with its connections, calls this after deleting
+    them (their row locks make a snapshot write still in flight finish first; its rows go too).
+    """
+    if not connection_ids:
+        return 0
+    statement = delete(MetricSnapshot).where(MetricSnapshot.connection_id.in_(list(connection_ids)))
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delete_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> bool:
+    """Delete a workspace and everything of it (keys, connections, entities, runs, snapshots);
+    False when there is no such workspace."""
+    # Locked first: no connection can be added to it meanwhile (that insert's key check waits).
+    found = await session.scalar(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+    if found is None:
+        return False
+    gone = await session.scalars(
+        delete(Connection).where(Connection.workspace_id == workspace_id).returning(Connection.id)
+    )
+    connection_ids = list(gone.all())
+    await session.execute(delete(Workspace).where(Workspace.id == workspace_id))
+    await delete_snapshots(session, connection_ids)
+    return True
 
 
 async def create_api_key(

@@ -22,7 +22,13 @@ from core.errors import ConfigError, MetricxError, PermanentError
 from core.logging import redact_text
 from core.plugins import get_registry
 from core.providers import AccountInfo, AccountRef, Credentials, Provider, SyncMode
-from core.services.accounts import create_connection, restore, store_credentials, stored_account_id
+from core.services.accounts import (
+    create_connection,
+    delete_snapshots,
+    restore,
+    store_credentials,
+    stored_account_id,
+)
 from core.state import ConnectionStatus, SyncJobId
 from core.sync.requests import request_syncs
 
@@ -261,5 +267,8 @@ async def delete_connection(session: AsyncSession, connection: Connection, *, ke
         connection.status = ConnectionStatus.disconnected
         await session.flush()
     else:
+        # The connection first: its row lock waits for a snapshot write still holding it (the
+        # upsert's key-share lock), so the delete below also sees that write's rows.
         await session.execute(delete(Connection).where(Connection.id == connection.id))
+        await delete_snapshots(session, [connection.id])
     log.info("connection_deleted", connection_id=str(connection.id), data="keep" if keep_data else "delete")

@@ -184,3 +184,36 @@ async def test_days_are_compacted_once_then_left_behind_the_watermark(accounts: 
         "rows_after": 0,
         "rows_removed": 0,
     }
+
+
+async def test_days_in_several_partitions_and_the_default_one_are_compacted_together(
+    metricx_env: Any,
+) -> None:
+    """Pending days in two months' partitions and one long ago (in the DEFAULT partition): each keeps
+    its hourly rows, whichever partition holds it, and a second run finds nothing left."""
+    async with session_scope() as session:
+        await session.execute(text("DELETE FROM metric_snapshots"))
+    conn = await make_account("UTC", "USD")
+    today = datetime.now(UTC).date()
+    days = [date(2001, 5, 4), today - timedelta(days=45), today - timedelta(days=10)]  # 35 days: 2 months
+    for day in days:
+        await add_day(conn, day, "UTC", "USD")
+    in_default = await fetch_all(
+        "SELECT count(*) AS n FROM metric_snapshots_default WHERE metrics_date = :d", d=days[0]
+    )
+    assert in_default[0].n == 2 * 97
+
+    from core.compaction import compact_all
+
+    # 3 days x 2 entities x (96 slots + final row) -> 24 + final row
+    assert await compact_all() == {
+        "days": 3,
+        "failed_connections": 0,
+        "rows_before": 582,
+        "rows_after": 150,
+        "rows_removed": 432,
+    }
+    rows = await snapshot_rows(conn)
+    for day in days:
+        assert len([r for r in rows if r.metrics_date == day]) == 2 * 25, day
+    assert (await compact_all())["rows_removed"] == 0

@@ -75,7 +75,7 @@ async def clean(metricx_env: Any, redis_client: Any) -> Any:
 
     async def wipe() -> None:
         async with session_scope() as session:
-            await session.execute(text("TRUNCATE connections CASCADE"))
+            await session.execute(text("TRUNCATE connections, metric_snapshots CASCADE"))
         for pattern in ("arq:job:*", "metricx:fanout:*", "metricx:sync:active:*"):
             keys = [k async for k in redis_client.scan_iter(pattern, count=5000)]
             for start in range(0, len(keys), 5000):

@@ -45,7 +45,7 @@ async def alone(metricx_env: Any, redis_client: Any) -> AsyncIterator[None]:
 
     async def wipe() -> None:
         async with session_scope() as session:
-            await session.execute(text("TRUNCATE connections CASCADE"))
+            await session.execute(text("TRUNCATE connections, metric_snapshots CASCADE"))
         for pattern in ("arq:job:*", "metricx:fanout:*", "metricx:sync:active:*"):
             keys = [k async for k in redis_client.scan_iter(pattern)]
             if keys:
