@@ -111,7 +111,9 @@ _CLAIM_DUE = (
     )
     .values(
         sync_status=SyncStatus.queued,
-        current_job_id=func.concat(f"{SYNC_JOB_PREFIX}:", Connection.id, bindparam("job_id_tail", type_=String)),
+        current_job_id=func.concat(
+            f"{SYNC_JOB_PREFIX}:", Connection.id, bindparam("job_id_tail", type_=String)
+        ),
     )
     .returning(Connection.id)
 )
