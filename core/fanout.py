@@ -7,10 +7,16 @@ RETURNING`` (``queued``, only if not already queued or syncing, so two fan-outs
 never claim a connection twice) and enqueues their ``process_sync_job`` with
 deterministic ids through :func:`core.enqueue.enqueue_many`.
 
-Connections enqueued in a slot are remembered in Redis, so re-running a slot
-enqueues nothing new. Attribution is once a day, so a connection that is busy
-(a realtime sync queued or running) is not dropped: the attribution fan-out
-re-runs itself a few minutes later for the ones it could not claim.
+Connections enqueued in a slot are remembered in Redis (a set written in the
+enqueue's own atomic call), so re-running a slot enqueues nothing new. The claim
+is a heap-only update of each row (``sync_status`` is in no index and pages keep
+room for a second copy of their rows: migrations 0010, 0011); a page costs two
+PostgreSQL transactions (read, claim) and two Redis calls (slot check, enqueue;
+one more MGET when its connections have throttle scopes).
+
+Attribution is once a day, so a connection that is busy (a realtime sync queued
+or running) is not dropped: the attribution fan-out re-runs itself a few minutes
+later for the ones it could not claim.
 """
 
 from __future__ import annotations
