@@ -256,10 +256,12 @@ async def _fan_out_page(
     await _settle(claimed, results, acc)
 
 
-# Which of a page's connections this slot already enqueued, as one string of "0"/"1" (one
-# argument in and out: SMISMEMBER with 2,000 members cost more to pack in Python than to run).
-# KEYS: slot set. ARGV: the connection ids, comma-separated.
+# Which of a page's connections this slot already enqueued, as one string of "0"/"1". A slot's
+# first pass finds no set and answers at once (0.4 ms for 2,000 connections where SMISMEMBER took
+# 1.7 ms; the same as SMISMEMBER when the set exists).
+# KEYS: slot set. ARGV: the connection ids, comma-separated; how many.
 _IN_SLOT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return string.rep('0', tonumber(ARGV[2])) end
 local out = {}
 for id in string.gmatch(ARGV[1], '[^,]+') do
   out[#out + 1] = redis.call('SISMEMBER', KEYS[1], id)
@@ -272,7 +274,7 @@ _MEMBER = ord("1")
 async def _in_slot(redis: Redis, slot_key: str, rows: Sequence[ConnRow]) -> bytes:
     """Per row, ``_MEMBER`` if the slot already enqueued its connection."""
     script = redis.register_script(_IN_SLOT)
-    reply = await script(keys=[slot_key], args=[",".join([str(r.id) for r in rows])])
+    reply = await script(keys=[slot_key], args=[",".join([str(r.id) for r in rows]), len(rows)])
     return reply if isinstance(reply, bytes) else str(reply).encode()
 
 
