@@ -229,11 +229,11 @@ async def _fan_out_page(
     registry: Registry = ctx["registry"]
     redis: Redis = ctx["redis"]
     slot_key = keys.fanout_slot(acc.mode.value, acc.slot)
-    done = await _in_slot(redis, slot_key, rows)
+    done = await redis.smismember(slot_key, [str(r.id) for r in rows])  # type: ignore[misc]
     due: list[ConnRow] = []
     invalid: list[tuple[uuid.UUID, str]] = []
     for row, already in zip(rows, done, strict=True):
-        reason = "already_enqueued" if already == _MEMBER else _skip_reason(row, acc.mode, registry, now)
+        reason = "already_enqueued" if already else _skip_reason(row, acc.mode, registry, now)
         if reason is None and (problem := _token_problem(row, registry, cipher, now)):
             reason = problem[0]
             if reason == "invalid_token":
@@ -256,28 +256,6 @@ async def _fan_out_page(
         await _unclaim(claimed)
         return
     await _settle(claimed, results, acc)
-
-
-# Which of a page's connections this slot already enqueued, as one string of "0"/"1". A slot's
-# first pass finds no set and answers at once (0.4 ms for 2,000 connections where SMISMEMBER took
-# 1.7 ms; the same as SMISMEMBER when the set exists).
-# KEYS: slot set. ARGV: the connection ids, comma-separated; how many.
-_IN_SLOT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return string.rep('0', tonumber(ARGV[2])) end
-local out = {}
-for id in string.gmatch(ARGV[1], '[^,]+') do
-  out[#out + 1] = redis.call('SISMEMBER', KEYS[1], id)
-end
-return table.concat(out)
-"""
-_MEMBER = ord("1")
-
-
-async def _in_slot(redis: Redis, slot_key: str, rows: Sequence[ConnRow]) -> bytes:
-    """Per row, ``_MEMBER`` if the slot already enqueued its connection."""
-    script = redis.register_script(_IN_SLOT)
-    reply = await script(keys=[slot_key], args=[",".join([str(r.id) for r in rows]), len(rows)])
-    return reply if isinstance(reply, bytes) else str(reply).encode()
 
 
 def _sync_requests(rows: list[ConnRow], mode: SyncMode, slot: str, spread: float) -> list[JobRequest]:
