@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 import msgpack
 import structlog
@@ -35,12 +35,16 @@ ACTIVE_TTL_MS = 6 * 3600 * 1000
 # A whole batch of enqueues in one atomic call (no per-job round trip or command packing). Per job:
 # refuse an id whose job or result exists (a duplicate); with a connection id, return the job that
 # connection already has queued or running instead; else store the job and add it to the queue.
-# KEYS: queue. ARGV: msgpack [[job id, payload, defer ms, connection id or ''], ...], now ms,
-# job expiry ms, active ttl ms, job key prefix, result key prefix, active key prefix.
+# With a second key (a set), every connection whose job is now queued, this one or the one it
+# already had, is added to it, and the set expires after ARGV[8] ms (the fan-out's slot record).
+# KEYS: queue[, record set]. ARGV: msgpack [[job id, payload, defer ms, connection id or ''], ...],
+# now ms, job expiry ms, active ttl ms, job key prefix, result key prefix, active key prefix[, record ttl ms].
 _ENQUEUE_BATCH = """
 local jobs = cmsgpack.unpack(ARGV[1])
 local now, expires, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local jprefix, rprefix, aprefix = ARGV[5], ARGV[6], ARGV[7]
+local record = KEYS[2]
+local recorded = false
 local out = {}
 for i, job in ipairs(jobs) do
   local id, payload, defer, conn = job[1], job[2], job[3], job[4]
@@ -59,8 +63,13 @@ for i, job in ipairs(jobs) do
     redis.call('PSETEX', jprefix .. id, expires + defer, payload)
     redis.call('ZADD', KEYS[1], now + defer, id)
   end
+  if record and res ~= 0 and conn ~= '' then
+    redis.call('SADD', record, conn)
+    recorded = true
+  end
   out[i] = res
 end
+if recorded and tonumber(ARGV[8]) > 0 then redis.call('PEXPIRE', record, ARGV[8]) end
 return out
 """
 
@@ -92,9 +101,12 @@ class EnqueueResult(TypedDict):
     status: Literal["enqueued", "already_queued"]
 
 
-@dataclass(frozen=True, slots=True)
-class JobRequest:
-    """One job to enqueue; ``connection_id`` set means at most one such job per connection."""
+class JobRequest(NamedTuple):
+    """One job to enqueue; ``connection_id`` set means at most one such job per connection.
+
+    A named tuple, not a frozen dataclass: a fan-out builds 10,000 at a time, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ten times as much.
+    """
 
     function: str
     job_id: str
@@ -134,32 +146,37 @@ def sync_request(
 
 
 async def enqueue_many(
-    redis: Redis, requests: Sequence[JobRequest], *, queue_name: str | None = None
+    redis: Redis,
+    requests: Sequence[JobRequest],
+    *,
+    queue_name: str | None = None,
+    record_in: str | None = None,
+    record_ttl_s: int = 0,
 ) -> list[EnqueueResult]:
     """Enqueue many jobs, one atomic Redis call per ``fanout_batch_size`` jobs.
 
     A duplicate job id, or a connection that already has a sync queued or
     running, comes back as ``already_queued`` with the existing job's id. The
     batch travels as one msgpack argument, so 10,000 jobs cost a few calls.
+    ``record_in`` names a set that, in the same atomic call, gets every request's
+    connection id whose sync is now queued (its own job or the one it had), and
+    expires ``record_ttl_s`` later (the fan-out's slot record).
     """
     queue = queue_name or get_settings().queue_name or keys.default_queue_name
     script = redis.register_script(_ENQUEUE_BATCH)
     now_ms = int(time.time() * 1000)
     results: list[EnqueueResult] = []
     batch = get_settings().fanout_batch_size
+    payloads = _Payloads(now_ms)
+    script_keys = [queue] if record_in is None else [queue, record_in]
     for start in range(0, len(requests), batch):
         chunk = requests[start : start + batch]
         jobs = [
-            [
-                req.job_id,
-                serialize_job(req.function, req.args, req.kwargs or {}, None, now_ms, serializer=serialize),
-                int(req.defer_s * 1000),
-                req.connection_id or "",
-            ]
+            [req.job_id, payloads.build(req), int(req.defer_s * 1000), req.connection_id or ""]
             for req in chunk
         ]
         replies = await script(
-            keys=[queue],
+            keys=script_keys,
             args=[
                 msgpack.packb(jobs, use_bin_type=False),
                 now_ms,
@@ -168,6 +185,7 @@ async def enqueue_many(
                 keys.job_key_prefix,
                 keys.result_key_prefix,
                 keys.ACTIVE_SYNC_PREFIX,
+                record_ttl_s * 1000,
             ],
         )
         for req, reply in zip(chunk, replies, strict=True):
@@ -179,6 +197,34 @@ async def enqueue_many(
                 current = reply.decode() if isinstance(reply, bytes) else str(reply)
                 results.append({"job_id": current, "status": "already_queued"})
     return results
+
+
+_NO_KWARGS: dict[str, Any] = {}
+
+
+class _Payloads:
+    """arq job payloads, byte for byte what ``serialize_job(..., serializer=serialize)`` returns.
+
+    The payload is a msgpack map ``{t, f, a, k, et}`` in which only the arguments differ between
+    the jobs of one function and keyword set: the bytes before and after them are packed once per
+    batch (a fan-out's 10,000 jobs share one function and one ``kwargs`` dict).
+    """
+
+    def __init__(self, now_ms: int) -> None:
+        self._now_ms = now_ms
+        self._pack = msgpack.Packer(default=str, datetime=False).pack
+        self._templates: dict[tuple[str, int], tuple[bytes, bytes, dict[str, Any]]] = {}
+
+    def build(self, req: JobRequest) -> bytes:
+        kwargs = _NO_KWARGS if req.kwargs is None else req.kwargs
+        key = (req.function, id(kwargs))  # the template keeps kwargs alive: its id is not reused
+        template = self._templates.get(key)
+        if template is None:
+            pack = self._pack
+            head = b"\x85" + pack("t") + pack(None) + pack("f") + pack(req.function) + pack("a")
+            tail = pack("k") + pack(kwargs) + pack("et") + pack(self._now_ms)
+            template = self._templates[key] = (head, tail, kwargs)
+        return template[0] + self._pack(req.args) + template[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, text, update
+from sqlalchemy import String, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Connection, SyncRun
 from core.errors import RateLimited
-from core.state import BUSY, ConnectionStatus, RunStatus, SyncJobId, SyncStatus
+from core.state import BUSY, SYNC_JOB_PREFIX, ConnectionStatus, RunStatus, SyncStatus
 
 MAX_ERROR = 500
 
@@ -96,16 +96,27 @@ async def claim_due(
     if not connection_ids:
         return set()
     claimed = await (await session.connection()).execute(
-        update(Connection)
-        .where(
-            Connection.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
-            Connection.sync_status.not_in(BUSY),
-        )
-        .values(sync_status=SyncStatus.queued, current_job_id=SyncJobId.sql(Connection.id, mode, slot))
-        .returning(Connection.id),
-        {"ids": connection_ids},
+        _CLAIM_DUE, {"ids": connection_ids, "job_id_tail": f":{mode}:{slot}"}
     )
     return set(claimed.scalars())
+
+
+# Built once (a fan-out runs it for every page). The job id is SyncJobId's ``sync:{id}:{mode}:{slot}``
+# (SyncJobId.sql), with the ``:{mode}:{slot}`` tail as a parameter so the statement never changes.
+_CLAIM_DUE = (
+    update(Connection)
+    .where(
+        Connection.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+        Connection.sync_status.not_in(BUSY),
+    )
+    .values(
+        sync_status=SyncStatus.queued,
+        current_job_id=func.concat(
+            f"{SYNC_JOB_PREFIX}:", Connection.id, bindparam("job_id_tail", type_=String)
+        ),
+    )
+    .returning(Connection.id)
+)
 
 
 async def unclaim_due(session: AsyncSession, previous: Mapping[uuid.UUID, str]) -> None:

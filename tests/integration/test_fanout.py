@@ -169,6 +169,29 @@ async def test_a_token_removed_after_a_passed_check_is_caught_on_the_next_cycle(
     assert later["enqueued"] == 0 and later["skipped"] == {"invalid_token": 3}
 
 
+async def test_a_pass_leaves_the_garbage_collector_on_even_when_it_fails(
+    clean: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass runs with the cyclic collector off; a worker left without it would grow forever."""
+    import gc
+
+    import core.fanout
+
+    await insert_connections(3)
+    assert gc.isenabled()
+    await fan_out(ctx_for(redis_client), SyncMode.realtime, TICK)
+    assert gc.isenabled()
+
+    async def lost(after: Any) -> Any:
+        assert not gc.isenabled()  # off while the pass pages
+        raise ConnectionError("PostgreSQL went away")
+
+    monkeypatch.setattr(core.fanout, "_page", lost)
+    with pytest.raises(ConnectionError):
+        await fan_out(ctx_for(redis_client), SyncMode.realtime, "2030-01-01T10:30:00+00:00")
+    assert gc.isenabled()
+
+
 async def test_spread_defers_starts_across_the_interval(clean: Any, redis_client: Any) -> None:
     await insert_connections(500)
     before_ms = datetime.now(UTC).timestamp() * 1000
