@@ -77,7 +77,7 @@ class Connection(Base):
         UniqueConstraint("workspace_id", "provider", "external_account_id", name="uq_connections_account"),
         # The fan-out scans active connections by status; this keeps it an index scan. sync_status is
         # in no index, and pages keep room for a second copy of each row (fillfactor 40), so claims and
-        # status moves are HOT updates, even a fan-out's claim of a whole page (migrations 0010, 0011).
+        # status moves are HOT updates, even a fan-out's claim of a whole page (migrations 0010, 0012).
         Index("ix_connections_status", "status"),
         # Every connection sharing a throttle scope (core/sync/throttle.py): `throttle_scopes @> ARRAY[key]`.
         Index("ix_connections_throttle_scopes", "throttle_scopes", postgresql_using="gin"),

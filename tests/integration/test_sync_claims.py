@@ -111,7 +111,7 @@ async def test_fanout_claims_with_the_sql_built_job_id(make_connection: Any) -> 
 async def test_fanout_claims_update_connections_in_place(make_connection: Any) -> None:
     """A tick claims thousands of connections: each claim is a heap-only update (no index entry
     written), because sync_status is in no index and connections' pages keep room for a second copy
-    of every row (migrations 0010, 0011), even when one statement claims a whole page."""
+    of every row (migrations 0010, 0012), even when one statement claims a whole page."""
     from sqlalchemy import text
 
     from core.db.engine import session_scope

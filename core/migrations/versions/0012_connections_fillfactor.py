@@ -13,16 +13,16 @@ The setting applies to pages PostgreSQL fills from now on; an existing row moves
 when an update finds no room on its own (the new version is placed by the fillfactor), or all at once
 with ``VACUUM FULL connections`` at a quiet moment (it locks the table while it rewrites it).
 
-Revision ID: 0011_connections_fillfactor
-Revises: 0010_connections_hot
+Revision ID: 0012_connections_fillfactor
+Revises: 0011_snapshot_integrity_in_app
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0011_connections_fillfactor"
-down_revision = "0010_connections_hot"
+revision = "0012_connections_fillfactor"
+down_revision = "0011_snapshot_integrity_in_app"
 branch_labels = None
 depends_on = None
 
