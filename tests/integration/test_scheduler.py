@@ -58,11 +58,17 @@ async def queue(redis_client: Any) -> Any:
 
     arq's job keys are global, not per queue: a tick enqueued here (``cron:realtime_sync:<tick>``)
     would otherwise make a later test's scheduler see that tick as already enqueued. Ticks other
-    tests' schedulers left on the default queue (test_metrics, the demo) are removed first, for the
-    same reason: one of the same 5-minute slot made this test's scheduler skip its tick.
+    tests' schedulers left (test_metrics, the demo, the fault stack), and their results where a
+    worker ran them, are removed first, for the same reason: one of the same 5-minute slot made this
+    test's scheduler skip its tick.
     """
     name = f"arq:queue:sched:{uuid.uuid4().hex[:8]}"
-    left = [key async for key in redis_client.scan_iter(match="arq:job:cron:*")]
+    # a tick's job, or its result once a worker ran it (kept for an hour), makes it "already enqueued"
+    left = [
+        key
+        for prefix in ("arq:job:cron:*", "arq:result:cron:*", "arq:in-progress:cron:*", "arq:retry:cron:*")
+        async for key in redis_client.scan_iter(match=prefix)
+    ]
     if left:
         await redis_client.delete(*left)
     yield name
