@@ -78,9 +78,13 @@ async def completed_runs(job_suffix: str) -> int:
 def in_process_worker(functions: Any, *, on_startup: Any = None, **overrides: Any) -> Any:
     from arq.worker import Worker, get_kwargs
 
+    from core.config import get_settings
     from core.worker import WorkerSettings
 
     kwargs = get_kwargs(WorkerSettings)
+    # WorkerSettings read the settings when core.worker was first imported, which may have been an
+    # earlier module of the same `python -m bench` run with its own scratch queue.
+    kwargs.update(queue_name=get_settings().queue_name)
     kwargs.update(functions=functions, burst=True, handle_signals=False, on_startup=on_startup, **overrides)
     if on_startup is None:
         kwargs.pop("on_startup")
