@@ -57,14 +57,9 @@ async def request_syncs(
     else:
         async with session_scope() as own:
             await _claim(own, targets, pending, claims)
-    try:
-        sent = await enqueue_many(redis, [request for _, request in pending])
-    except BaseException:
-        await _release(list(claims.values()))
-        raise
+    sent = await _enqueue_holding(redis, [r for _, r in pending], [claims.get(i) for i, _ in pending])
     for (index, _), result in zip(pending, sent, strict=True):
         results[index] = result
-    await _release([c for i, c in claims.items() if results[i]["status"] != "enqueued"])
     out = [results[i] for i in range(len(targets))]
     for (connection_id, _), result in zip(targets, out, strict=True):
         log.debug("sync_requested", connection_id=str(connection_id), mode=mode.value, **result)
@@ -74,15 +69,25 @@ async def request_syncs(
 async def enqueue_claimed(redis: Redis, held: status.Claim, request: JobRequest) -> EnqueueResult:
     """Enqueue the job of a connection already claimed for it (the claim committed), and give the
     claim back if the job did not go out (a sync another request queued meanwhile is returned)."""
-    try:
-        [result] = await enqueue_many(redis, [request])
-    except BaseException:
-        await _release([held])
-        raise
-    if result["status"] != "enqueued":
-        await _release([held])
+    [result] = await _enqueue_holding(redis, [request], [held])
     log.debug("sync_requested", connection_id=str(held.connection_id), **result)
     return result
+
+
+async def _enqueue_holding(
+    redis: Redis, requests: list[JobRequest], claims: list[status.Claim | None]
+) -> list[EnqueueResult]:
+    """Enqueue jobs whose connections are claimed for them (``claims``, one per request); every
+    claim whose job did not go out is given back, all of them if the enqueue failed."""
+    try:
+        sent = await enqueue_many(redis, requests)
+    except BaseException:
+        await _release([c for c in claims if c is not None])
+        raise
+    await _release(
+        [c for c, r in zip(claims, sent, strict=True) if c is not None and r["status"] != "enqueued"]
+    )
+    return sent
 
 
 async def _claim(
