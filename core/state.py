@@ -100,7 +100,7 @@ class SyncJobId:
 
     def format(self) -> str:
         """The id as arq and ``connections.current_job_id`` store it."""
-        return f"{SYNC_JOB_PREFIX}:{self.connection_id}:{self.mode}:{self.slot}"
+        return f"{SYNC_JOB_PREFIX}:{self.connection_id}{self.tail(self.mode, self.slot)}"
 
     def __str__(self) -> str:
         return self.format()
@@ -114,11 +114,17 @@ class SyncJobId:
         return cls(parts[1], parts[2], parts[3])
 
     @staticmethod
-    def sql(connection_id: Any, mode: str, slot: str) -> ColumnElement[str]:
-        """The same id built in SQL from a connection id column (for set-based claims)."""
+    def tail(mode: str, slot: str) -> str:
+        """What follows the connection id: ``:{mode}:{slot}``."""
+        return f":{mode}:{slot}"
+
+    @staticmethod
+    def sql(connection_id: Any, tail: Any) -> ColumnElement[str]:
+        """The same id built in SQL from a connection id column and the :meth:`tail` (a bound
+        parameter, so a set-based claim's statement is the same for every mode and slot)."""
         from sqlalchemy import func
 
-        return func.concat(f"{SYNC_JOB_PREFIX}:", connection_id, f":{mode}:{slot}")
+        return func.concat(f"{SYNC_JOB_PREFIX}:", connection_id, tail)
 
 
 __all__ = [

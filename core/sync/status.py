@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Connection, SyncRun
 from core.errors import RateLimited
-from core.state import BUSY, SYNC_JOB_PREFIX, ConnectionStatus, RunStatus, SyncStatus
+from core.state import BUSY, ConnectionStatus, RunStatus, SyncJobId, SyncStatus
 
 MAX_ERROR = 500
 
@@ -96,13 +96,13 @@ async def claim_due(
     if not connection_ids:
         return set()
     claimed = await (await session.connection()).execute(
-        _CLAIM_DUE, {"ids": connection_ids, "job_id_tail": f":{mode}:{slot}"}
+        _CLAIM_DUE, {"ids": connection_ids, "job_id_tail": SyncJobId.tail(mode, slot)}
     )
     return set(claimed.scalars())
 
 
-# Built once (a fan-out runs it for every page). The job id is SyncJobId's ``sync:{id}:{mode}:{slot}``
-# (SyncJobId.sql), with the ``:{mode}:{slot}`` tail as a parameter so the statement never changes.
+# Built once (a fan-out runs it for every page): the job id is SyncJobId's, its ``:{mode}:{slot}``
+# tail a parameter, so the statement never changes.
 _CLAIM_DUE = (
     update(Connection)
     .where(
@@ -111,9 +111,7 @@ _CLAIM_DUE = (
     )
     .values(
         sync_status=SyncStatus.queued,
-        current_job_id=func.concat(
-            f"{SYNC_JOB_PREFIX}:", Connection.id, bindparam("job_id_tail", type_=String)
-        ),
+        current_job_id=SyncJobId.sql(Connection.id, bindparam("job_id_tail", type_=String)),
     )
     .returning(Connection.id)
 )

@@ -84,6 +84,8 @@ def test_sql_form_compiles_to_the_same_pieces() -> None:
     from sqlalchemy import literal_column
     from sqlalchemy.dialects import postgresql
 
-    expression = SyncJobId.sql(literal_column("connections.id"), "attribution", "202612020300")
+    expression = SyncJobId.sql(
+        literal_column("connections.id"), SyncJobId.tail("attribution", "202612020300")
+    )
     sql = str(expression.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     assert sql == "concat('sync:', connections.id, ':attribution:202612020300')"
